@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/marginguard demo
+	$(BIN)/marginguard calc config/example_account.json --compare-modes
 
 test: setup
 	$(BIN)/pytest -q

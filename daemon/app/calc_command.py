@@ -1,0 +1,98 @@
+"""`marginguard calc`: the what-if margin calculator, for people at a terminal and for scripts.
+
+Reads one account document (JSON) from FILE or stdin, or with `--jsonl` one document per line, and answers
+each with the model's liquidation prices and margin figures. Bad input names its field on stderr and exits 2;
+with `--jsonl` the bad line is answered with `{"error": ...}` and the others still get their answers.
+This command must stay light (it is registered on every `marginguard` run): it imports the margin model
+only, never ccxt or the daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+
+from daemon.app.calc_compare import compare_modes
+from daemon.app.calc_input import CalcInputError, parse_document_text
+from daemon.app.calc_output import comparison_as_json, comparison_table, dumps, risk_as_json
+from daemon.core.margin import evaluate_account
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+PROGRAM = "marginguard calc"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "calc",
+        help="what-if calculator: liquidation prices and margin for an account document",
+        description=(
+            "Compute liquidation and bankruptcy prices, maintenance margin and margin ratio for the positions "
+            "in an account document (JSON). See config/example_account.json for the format."
+        ),
+    )
+    parser.add_argument(
+        "file", nargs="?", default="-", metavar="FILE", help="the document; '-' or omitted: stdin"
+    )
+    parser.add_argument(
+        "--jsonl", action="store_true", help="one document per line in, one JSON line out each"
+    )
+    parser.add_argument(
+        "--compare-modes",
+        action="store_true",
+        help="each position's liquidation price under isolated margin beside cross margin",
+    )
+    parser.add_argument("--json", action="store_true", help="JSON output even when stdout is a terminal")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    except OSError as error:
+        print(f"{PROGRAM}: {args.file}: cannot read: {error.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with source:
+        if args.jsonl:
+            return answer_lines(source, sys.stdout, args.compare_modes)
+        table = args.compare_modes and not args.json and sys.stdout.isatty()
+        return answer_document(source.read(), sys.stdout, args.compare_modes, table)
+
+
+def answer_document(text: str, out: TextIO, compare: bool, table: bool) -> int:
+    try:
+        if table:
+            rendered = comparison_table(compare_modes(parse_document_text(text)))
+        else:
+            rendered = dumps(answer(text, compare), pretty=True)
+    except CalcInputError as error:
+        print(f"{PROGRAM}: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(rendered, file=out)
+    return EXIT_OK
+
+
+def answer_lines(lines: Iterable[str], out: TextIO, compare: bool) -> int:
+    """Answer each non-blank line in order, flushing as we go so a pipe sees each answer as it is ready."""
+    exit_code = EXIT_OK
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            result = answer(line, compare)
+        except CalcInputError as error:
+            print(f"{PROGRAM}: line {line_number}: {error}", file=sys.stderr)
+            result = {"error": str(error)}
+            exit_code = EXIT_BAD_INPUT
+        print(dumps(result, pretty=False), file=out, flush=True)
+    return exit_code
+
+
+def answer(text: str, compare: bool) -> dict[str, object]:
+    """One document's answer as JSON-ready data; raises CalcInputError for bad input."""
+    document = parse_document_text(text)
+    if compare:
+        return comparison_as_json(compare_modes(document))
+    return risk_as_json(evaluate_account(document.account))

@@ -1,0 +1,84 @@
+"""Isolated versus cross margin for the same positions: the question a trader choosing a margin mode asks.
+
+Isolated: each position stands alone on its own margin (its isolated margin, or the initial margin at its
+leverage). Cross: every position shares one wallet, the account's cross collateral plus the isolated margins
+moved into it, so a position can draw on the others' spare margin and their losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from daemon.app.calc_input import CalcDocument
+from daemon.core.margin import evaluate_account
+from daemon.core.types import Account, MarginMode, Position, PositionRisk, Side
+
+UNKNOWN_OWN_MARGIN = "isolated margin unknown: give leverage or isolated_margin"
+
+
+@dataclass(frozen=True, slots=True)
+class ModeOutcome:
+    liquidation_price: float | None
+    distance_to_liquidation: float | None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionComparison:
+    symbol: str
+    side: Side
+    mark_price: float
+    isolated_margin: float | None
+    isolated: ModeOutcome
+    cross: ModeOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class ModeComparison:
+    exchange: str
+    cross_wallet_balance: float
+    positions: tuple[PositionComparison, ...]
+
+
+def compare_modes(document: CalcDocument) -> ModeComparison:
+    account = document.account
+    moved_in = sum(
+        own_margin or 0.0
+        for position, own_margin in zip(account.positions, document.own_margins, strict=True)
+        if position.margin_mode is MarginMode.ISOLATED
+    )
+    cross_wallet = (account.wallet_balance or 0.0) + moved_in
+    all_cross = replace(
+        account,
+        positions=tuple(
+            replace(p, margin_mode=MarginMode.CROSS, isolated_margin=None) for p in account.positions
+        ),
+        wallet_balance=cross_wallet,
+    )
+    cross_risks = evaluate_account(all_cross).positions
+    comparisons = tuple(
+        PositionComparison(
+            symbol=position.symbol,
+            side=position.side,
+            mark_price=position.mark_price,
+            isolated_margin=own_margin,
+            isolated=isolated_outcome(account, position, own_margin),
+            cross=outcome(cross_risk),
+        )
+        for position, own_margin, cross_risk in zip(
+            account.positions, document.own_margins, cross_risks, strict=True
+        )
+    )
+    return ModeComparison(account.exchange, cross_wallet, comparisons)
+
+
+def isolated_outcome(account: Account, position: Position, own_margin: float | None) -> ModeOutcome:
+    if own_margin is None:
+        return ModeOutcome(None, None, UNKNOWN_OWN_MARGIN)
+    alone = replace(position, margin_mode=MarginMode.ISOLATED, isolated_margin=own_margin)
+    risk = evaluate_account(Account(account.exchange, (alone,), None, account.settle_currency)).positions[0]
+    return outcome(risk)
+
+
+def outcome(risk: PositionRisk) -> ModeOutcome:
+    return ModeOutcome(risk.liquidation_price, risk.distance_to_liquidation, risk.note)

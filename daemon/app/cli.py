@@ -1,0 +1,44 @@
+"""The `marginguard` command line: one argparse parser, one subcommand per module.
+
+Each subcommand lives in its own module exposing `register(subparsers)`, which adds its parser and sets
+`handler` (a function `Namespace -> exit code`). Registration must stay cheap: a module imports its heavy
+dependencies (ccxt, aiohttp, the daemon) inside its handler, so `marginguard calc` never pays for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# One line per subcommand module; each exposes `register(subparsers)`.
+SUBCOMMAND_MODULES: tuple[str, ...] = ("daemon.app.calc_command",)
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="marginguard",
+        description="Watch crypto-derivatives positions, model their margin and act before liquidation.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    exit_code: int = handler(args)
+    return exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
