@@ -9,7 +9,7 @@ their own margin.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from daemon.core.margin.families import MarginFamily, family_for
@@ -34,18 +34,18 @@ class Group:
 
     collateral: what backs the legs besides their own PnL and requirement — the isolated margin, or the cross
     wallet plus the other symbols' PnL minus their requirement (at their marks).
-    bankruptcy_collateral: the same without the other symbols' requirement (bankruptcy = zero equity).
+    bankruptcy: where the legs' equity (collateral without the others' requirement, plus PnL, less any
+    closing fee) reaches zero.
+    fee_u: where Bybit prices the fee to close (None for families without one). For an isolated leg that is
+    its bankruptcy price; for a cross symbol, its bankruptcy price against the wallet alone, as Bybit's cross
+    pages define it per position. Priced that way it does not move when OTHER symbols' marks move, which keeps
+    "margin balance = requirement at the liquidation price" exact for every symbol at once.
     """
 
     legs: tuple[Position, ...]
     collateral: float
-    bankruptcy_collateral: float
-
-
-@dataclass(frozen=True, slots=True)
-class GroupSolution:
-    liquidation: Boundary
     bankruptcy: Boundary
+    fee_u: float | None
 
 
 def _sum(parts: Sequence[Affine]) -> Affine:
@@ -55,38 +55,41 @@ def _sum(parts: Sequence[Affine]) -> Affine:
     return total
 
 
-def solve_group(family: MarginFamily, group: Group) -> GroupSolution:
-    """Bankruptcy price first (Bybit prices its closing fee there), then the liquidation price."""
-    legs = group.legs
-    u_mark = to_u(legs[0], legs[0].mark_price)
+def bankruptcy_of(family: MarginFamily, legs: Sequence[Position], equity_collateral: float) -> Boundary:
+    """Where collateral + PnL − the fee to close (where the family counts one) reaches zero."""
     pnl = _sum([pnl_terms(leg) for leg in legs])
     fees = _sum([closing_fee_terms(family, leg) for leg in legs])
-    equity_less_fee = Affine(group.bankruptcy_collateral) + pnl - fees
-    bankruptcy = find_boundary(lambda _u: equity_less_fee, (), u_mark)
+    equity_less_fee = Affine(equity_collateral) + pnl - fees
+    return find_boundary(lambda _u: equity_less_fee, (), to_u(legs[0], legs[0].mark_price))
 
-    breakpoints = [b for leg in legs for b in bracket_breakpoints(family, leg)]
+
+def _gap_terms(family: MarginFamily, group: Group) -> Callable[[float], Affine]:
+    pnl = _sum([pnl_terms(leg) for leg in group.legs])
 
     def gap(u_ref: float) -> Affine:
-        requirement = _sum([requirement_terms(family, leg, u_ref, bankruptcy.u) for leg in legs])
+        requirement = _sum([requirement_terms(family, leg, u_ref, group.fee_u) for leg in group.legs])
         return Affine(group.collateral) + pnl - requirement
 
-    return GroupSolution(find_boundary(gap, breakpoints, u_mark), bankruptcy)
+    return gap
+
+
+def solve_group(family: MarginFamily, group: Group) -> Boundary:
+    """The group's liquidation price: the first root of margin balance − requirement away from the mark."""
+    legs = group.legs
+    breakpoints = [b for leg in legs for b in bracket_breakpoints(family, leg)]
+    return find_boundary(_gap_terms(family, group), breakpoints, to_u(legs[0], legs[0].mark_price))
 
 
 def group_gap_at(family: MarginFamily, group: Group, price: float) -> float:
     """Margin balance minus requirement for the group if its symbol traded at `price` (the planner's probe)."""
-    solution = solve_group(family, group)
-    legs = group.legs
-    u = to_u(legs[0], price)
-    pnl = _sum([pnl_terms(leg) for leg in legs])
-    requirement = _sum([requirement_terms(family, leg, u, solution.bankruptcy.u) for leg in legs])
-    return (Affine(group.collateral) + pnl - requirement).at(u)
+    u = to_u(group.legs[0], price)
+    return _gap_terms(family, group)(u).at(u)
 
 
-def leg_requirement_at_mark(family: MarginFamily, leg: Position) -> float:
-    """Maintenance requirement at the mark; Bybit's closing fee is priced at the mark here."""
+def leg_requirement_at_mark(family: MarginFamily, leg: Position, fee_u: float | None) -> float:
+    """Maintenance requirement at the mark, with Bybit's closing fee priced at `fee_u` (None: no fee)."""
     u = to_u(leg, leg.mark_price)
-    return requirement_terms(family, leg, u, u).at(u)
+    return requirement_terms(family, leg, u, fee_u).at(u)
 
 
 def _leg_pnl_at_mark(leg: Position) -> float:
@@ -94,42 +97,59 @@ def _leg_pnl_at_mark(leg: Position) -> float:
 
 
 def groups_of(family: MarginFamily, account: Account) -> list[tuple[list[int], Group]]:
-    """Partition the legs into groups (position indexes with their Group), in first-appearance order."""
-    cross_by_symbol: dict[str, list[int]] = {}
-    order: list[tuple[str, int]] = []
-    for index, leg in enumerate(account.positions):
-        if leg.margin_mode is MarginMode.CROSS:
-            if leg.symbol not in cross_by_symbol:
-                cross_by_symbol[leg.symbol] = []
-                order.append(("cross", index))
-            cross_by_symbol[leg.symbol].append(index)
-        else:
-            order.append(("isolated", index))
+    """Partition the legs into groups (position indexes with their Group), in first-appearance order.
 
-    pnl = {i: _leg_pnl_at_mark(account.positions[i]) for ids in cross_by_symbol.values() for i in ids}
-    requirement = {
-        i: leg_requirement_at_mark(family, account.positions[i])
-        for ids in cross_by_symbol.values()
-        for i in ids
-    }
+    Cross totals are summed once; each symbol's collateral is the wallet plus everyone else's share, so the
+    whole partition costs one pass over the account.
+    """
+    cross_by_symbol: dict[str, list[int]] = {}
+    order: list[tuple[bool, int]] = []
+    for index, leg in enumerate(account.positions):
+        if leg.margin_mode is not MarginMode.CROSS:
+            order.append((False, index))
+        elif leg.symbol not in cross_by_symbol:
+            cross_by_symbol[leg.symbol] = [index]
+            order.append((True, index))
+        else:
+            cross_by_symbol[leg.symbol].append(index)
     if cross_by_symbol and account.wallet_balance is None:
         raise ValueError("cross positions need the account's wallet_balance")
     wallet = account.wallet_balance or 0.0
-    total_pnl, total_requirement = sum(pnl.values()), sum(requirement.values())
+    legs_of = {symbol: tuple(account.positions[i] for i in ids) for symbol, ids in cross_by_symbol.items()}
+
+    pnl = {i: _leg_pnl_at_mark(account.positions[i]) for ids in cross_by_symbol.values() for i in ids}
+    total_pnl = sum(pnl.values())
+    symbol_pnl = {symbol: sum(pnl[i] for i in ids) for symbol, ids in cross_by_symbol.items()}
+    bankruptcy = {
+        symbol: bankruptcy_of(family, legs, wallet + total_pnl - symbol_pnl[symbol])
+        for symbol, legs in legs_of.items()
+    }
+    fee_u = {
+        symbol: bankruptcy_of(family, legs, wallet).u if family.fee_at_bankruptcy else None
+        for symbol, legs in legs_of.items()
+    }
+    symbol_requirement = {
+        symbol: sum(leg_requirement_at_mark(family, leg, fee_u[symbol]) for leg in legs)
+        for symbol, legs in legs_of.items()
+    }
+    total_requirement = sum(symbol_requirement.values())
 
     groups: list[tuple[list[int], Group]] = []
-    for kind, index in order:
-        if kind == "isolated":
+    for is_cross, index in order:
+        if not is_cross:
             leg = account.positions[index]
             margin = initial_margin(leg)
-            groups.append(([index], Group((leg,), margin, margin)))
+            alone = bankruptcy_of(family, (leg,), margin)
+            groups.append(([index], Group((leg,), margin, alone, alone.u)))
             continue
-        ids = cross_by_symbol[account.positions[index].symbol]
-        others_pnl = total_pnl - sum(pnl[i] for i in ids)
-        others_requirement = total_requirement - sum(requirement[i] for i in ids)
-        legs = tuple(account.positions[i] for i in ids)
-        collateral = wallet + others_pnl - others_requirement
-        groups.append((ids, Group(legs, collateral, wallet + others_pnl)))
+        symbol = account.positions[index].symbol
+        others = (total_pnl - symbol_pnl[symbol]) - (total_requirement - symbol_requirement[symbol])
+        groups.append(
+            (
+                cross_by_symbol[symbol],
+                Group(legs_of[symbol], wallet + others, bankruptcy[symbol], fee_u[symbol]),
+            )
+        )
     return groups
 
 
@@ -154,10 +174,10 @@ def evaluate_account(account: Account) -> AccountRisk:
     isolated_requirement = 0.0
     has_cross = False
     for ids, group in groups_of(family, account):
-        solution = solve_group(family, group)
+        liquidation, bankruptcy = solve_group(family, group), group.bankruptcy
         for index in ids:
             leg = account.positions[index]
-            requirement = leg_requirement_at_mark(family, leg)
+            requirement = leg_requirement_at_mark(family, leg, group.fee_u)
             pnl = _leg_pnl_at_mark(leg)
             if leg.margin_mode is MarginMode.CROSS:
                 has_cross = True
@@ -169,7 +189,6 @@ def evaluate_account(account: Account) -> AccountRisk:
                 isolated_balance += balance
                 isolated_requirement += requirement
                 ratio = _ratio(requirement, balance)
-            liquidation, bankruptcy = solution.liquidation, solution.bankruptcy
             results[index] = PositionRisk(
                 symbol=leg.symbol,
                 side=leg.side,
