@@ -1,0 +1,269 @@
+"""The simulated exchange's state machine: accounts, positions, marks and a liquidation engine.
+
+Pure Python, no sockets and no asyncio: the server and the dialects drive it and translate its events
+into each exchange's wire format. Its clock is injectable (`Engine(markets, clock=time.time)`).
+
+Liquidation prices come from the same core model the daemon uses (`daemon.core.margin.evaluate_account`),
+built with the dialect's exchange family, so "the exchange" and marginguard agree by construction; the
+scenarios then test the daemon's reaction time, not a formula mismatch.
+
+Conventions:
+- `contracts` counts the dialect's contracts (OKX: ctVal units; Binance/Bybit: base units, size 1).
+- `wallet[asset]` is the CROSS wallet: margin locked in isolated positions is moved out of it and kept on
+  the position (`isolated_margin`). `summary()` gives the exchange-style totals (wallet incl. isolated).
+- Events are delivered synchronously to subscribers, in order, after the state has changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from daemon.core.types import Account, AccountRisk, MarginMode, Position, PositionRisk, Side
+from daemon.sim.book import Book
+from daemon.sim.markets import Market
+from daemon.sim.model import (
+    SETTLE,
+    AccountSummary,
+    BalanceChanged,
+    EngineError,
+    Event,
+    Liquidated,
+    MarginCall,
+    MarkChanged,
+    PositionChanged,
+    SimAccount,
+    SimPosition,
+)
+
+__all__ = [
+    "SETTLE",
+    "AccountSummary",
+    "BalanceChanged",
+    "Engine",
+    "EngineError",
+    "Event",
+    "Liquidated",
+    "MarginCall",
+    "MarkChanged",
+    "PositionChanged",
+    "SimAccount",
+    "SimPosition",
+]
+
+
+class Engine(Book):
+    """One simulated exchange. See the module docstring for conventions."""
+
+    def __init__(
+        self,
+        markets: Mapping[str, Market] | Iterable[Market],
+        clock: Callable[[], float] = time.time,
+        family: str = "binance",
+        margin_call_ratio: float = 0.8,
+    ) -> None:
+        super().__init__(markets, clock)
+        self.family = family
+        self.margin_call_ratio = margin_call_ratio
+        self.index_prices: dict[str, float] = {}
+        self.funding_rates: dict[str, float] = {}
+        self.liquidations: list[dict[str, Any]] = []
+        self.request_log: list[dict[str, Any]] = []
+        self._margin_called: set[str] = set()
+
+    # ---- markets and prices ----
+
+    def index_price(self, symbol: str) -> float:
+        return self.index_prices.get(symbol, self.marks[self.market(symbol).symbol])
+
+    def after_position_change(self, api_key: str) -> None:
+        self.check_account(api_key)
+
+    def funding_rate(self, symbol: str) -> float:
+        self.market(symbol)
+        return self.funding_rates.get(symbol, 0.0001)
+
+    def set_mark(self, symbol: str, price: float, index: float | None = None) -> None:
+        """Move one mark price, publish it, then run the liquidation engine for its holders."""
+        self.set_marks({symbol: price}, {symbol: index} if index is not None else None)
+
+    def set_marks(self, marks: Mapping[str, float], index: Mapping[str, float] | None = None) -> None:
+        """Move several marks at once; each affected account is re-evaluated once."""
+        ts = self.now_ms()
+        affected: set[str] = set()
+        for symbol, price in marks.items():
+            self.market(symbol)
+            if not price > 0:
+                raise EngineError("invalid", f"mark price must be positive, got {price}")
+            self.marks[symbol] = float(price)
+            if index is not None and symbol in index:
+                self.index_prices[symbol] = float(index[symbol])
+            self.emit(MarkChanged(symbol, float(price), self.index_price(symbol), ts))
+            affected |= self._holders.get(symbol, set())
+        for api_key in sorted(affected):
+            self.check_account(api_key)
+
+    def publish_marks(self, symbols: Iterable[str] | None = None) -> None:
+        """Re-announce current marks without changing them (the exchanges' periodic mark stream)."""
+        ts = self.now_ms()
+        for symbol in symbols if symbols is not None else self.marks:
+            self.emit(MarkChanged(symbol, self.marks[symbol], self.index_price(symbol), ts))
+
+    # ---- the core model ----
+
+    def core_position(self, pos: SimPosition) -> Position:
+        market = self.markets[pos.symbol]
+        return Position(
+            symbol=pos.symbol,
+            side=pos.side,
+            contracts=pos.contracts,
+            contract_size=market.contract_size,
+            entry_price=pos.entry_price,
+            mark_price=self.marks[pos.symbol],
+            margin_mode=pos.margin_mode,
+            contract_type=market.contract_type,
+            leverage=pos.leverage,
+            isolated_margin=pos.isolated_margin if pos.margin_mode is MarginMode.ISOLATED else None,
+            tiers=market.core_tiers(),
+            taker_fee_rate=market.taker_fee,
+            max_leverage=market.max_leverage,
+        )
+
+    def core_account(self, api_key: str) -> Account:
+        account = self.account(api_key)
+        return Account(
+            exchange=self.family,
+            positions=tuple(self.core_position(p) for p in account.positions),
+            wallet_balance=account.wallet.get(SETTLE, 0.0),
+            settle_currency=SETTLE,
+        )
+
+    def risk(self, api_key: str) -> AccountRisk:
+        from daemon.core.margin import evaluate_account  # the model lands separately; keep import light
+
+        return evaluate_account(self.core_account(api_key))
+
+    def position_risk(self, api_key: str, symbol: str, side: Side | None = None) -> PositionRisk | None:
+        account = self.account(api_key)
+        risk = self.risk(api_key)
+        for pos, leg in zip(account.positions, risk.positions, strict=True):
+            if pos.symbol == symbol and (side is None or pos.side is side):
+                return leg
+        return None
+
+    def liquidation_price(self, api_key: str, symbol: str, side: Side | None = None) -> float | None:
+        leg = self.position_risk(api_key, symbol, side)
+        return leg.liquidation_price if leg is not None else None
+
+    def summary(self, api_key: str) -> AccountSummary:
+        account = self.account(api_key)
+        cross_wallet = account.wallet.get(SETTLE, 0.0)
+        isolated = sum(p.isolated_margin for p in account.positions if p.margin_mode is MarginMode.ISOLATED)
+        upnl = sum(self.unrealized_pnl(p) for p in account.positions)
+        initial = sum(self.notional(p) / p.leverage for p in account.positions)
+        risk = self.risk(api_key) if account.positions else None
+        maintenance = risk.maintenance_margin if risk is not None else 0.0
+        cross_upnl = sum(
+            self.unrealized_pnl(p) for p in account.positions if p.margin_mode is MarginMode.CROSS
+        )
+        cross_initial = sum(
+            self.notional(p) / p.leverage for p in account.positions if p.margin_mode is MarginMode.CROSS
+        )
+        available = max(0.0, cross_wallet + min(cross_upnl, 0.0) - cross_initial)
+        return AccountSummary(
+            wallet_balance=cross_wallet + isolated,
+            cross_wallet=cross_wallet,
+            unrealized_pnl=upnl,
+            margin_balance=cross_wallet + isolated + upnl,
+            position_initial_margin=initial,
+            maintenance_margin=maintenance,
+            available_balance=available,
+            margin_ratio=risk.margin_ratio if risk is not None else None,
+        )
+
+    # ---- liquidation engine ----
+
+    def check_account(self, api_key: str) -> None:
+        """Close every leg whose model liquidation price the mark has crossed, then check margin calls."""
+        for _ in range(64):  # each pass closes one leg; closing one moves the others' cross prices
+            account = self.accounts.get(api_key)
+            if account is None or not account.positions:
+                break
+            risk = self.risk(api_key)
+            crossed = next(
+                (
+                    (pos, leg)
+                    for pos, leg in zip(account.positions, risk.positions, strict=True)
+                    if _is_crossed(leg, self.marks[pos.symbol])
+                ),
+                None,
+            )
+            if crossed is None:
+                self._check_margin_call(api_key, risk)
+                return
+            self._liquidate(account, *crossed)
+
+    def _liquidate(self, account: SimAccount, pos: SimPosition, leg: PositionRisk) -> None:
+        price = (
+            leg.bankruptcy_price
+            if leg.bankruptcy_price and leg.bankruptcy_price > 0
+            else self.marks[pos.symbol]
+        )
+        pnl = self.pnl_at(pos, price)
+        ts = self.now_ms()
+        wallet = account.wallet.get(SETTLE, 0.0)
+        returned = pos.isolated_margin + pnl if pos.margin_mode is MarginMode.ISOLATED else pnl
+        # A deficit beyond the position's margin is the insurance fund's, never negative cross wallet.
+        new_wallet = (
+            max(0.0, wallet + returned)
+            if pos.margin_mode is MarginMode.CROSS
+            else wallet + max(0.0, returned)
+        )
+        loss = wallet + (pos.isolated_margin if pos.margin_mode is MarginMode.ISOLATED else 0.0) - new_wallet
+        account.wallet[SETTLE] = new_wallet
+        account.realized_pnl += pnl
+        self._remove(account, pos)
+        record = {
+            "ts_ms": ts,
+            "api_key": account.api_key,
+            "symbol": pos.symbol,
+            "side": pos.side.value,
+            "position_side": pos.position_side,
+            "contracts": pos.contracts,
+            "entry_price": pos.entry_price,
+            "mark": self.marks[pos.symbol],
+            "liquidation_price": leg.liquidation_price,
+            "price": price,
+            "loss": loss,
+            "margin_mode": pos.margin_mode.value,
+        }
+        self.liquidations.append(record)
+        self.emit(Liquidated(account.api_key, pos.symbol, pos.side, pos.contracts, price, loss, ts))
+        self._emit_position(account, pos, None, "liquidation")
+        self.emit(BalanceChanged(account.api_key, SETTLE, new_wallet, "liquidation", ts))
+
+    def _check_margin_call(self, api_key: str, risk: AccountRisk) -> None:
+        account = self.accounts[api_key]
+        at_risk = tuple(
+            sorted(
+                {
+                    pos.symbol
+                    for pos, leg in zip(account.positions, risk.positions, strict=True)
+                    if leg.margin_ratio is not None and leg.margin_ratio >= self.margin_call_ratio
+                }
+            )
+        )
+        ratio = max((leg.margin_ratio or 0.0 for leg in risk.positions), default=0.0)
+        if at_risk and api_key not in self._margin_called:
+            self._margin_called.add(api_key)  # edge-triggered: one call per excursion
+            self.emit(MarginCall(api_key, at_risk, ratio, self.now_ms()))
+        elif not at_risk:
+            self._margin_called.discard(api_key)
+
+
+def _is_crossed(leg: PositionRisk, mark: float) -> bool:
+    lp = leg.liquidation_price
+    if lp is None or lp <= 0:
+        return False
+    return mark <= lp if leg.side is Side.LONG else mark >= lp
