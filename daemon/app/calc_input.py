@@ -91,7 +91,7 @@ class FieldReader:
 
     def __init__(self, raw: object, path: str, allowed: frozenset[str]) -> None:
         if not isinstance(raw, dict):
-            raise CalcInputError(path, "must be a JSON object")
+            raise CalcInputError(path or "document", "must be a JSON object")
         self.raw: Mapping[str, object] = raw
         self.path = path
         unknown = sorted(set(raw) - allowed)

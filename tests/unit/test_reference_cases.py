@@ -42,7 +42,7 @@ def leg_from_other_position(case: dict[str, Any], other: dict[str, Any]) -> dict
 def contracts_of(case: dict[str, Any]) -> float:
     """Base units for linear cases; inverse "contracts"/"usd_contracts" are already contracts."""
     if case["quantity_unit"] == "base":
-        return float(case["quantity"]) / case["contract_size"]
+        return float(case["quantity"]) / float(case["contract_size"])
     return float(case["quantity"])
 
 
