@@ -277,3 +277,43 @@ def test_calc_never_imports_ccxt_and_answers_quickly(tmp_path: Path) -> None:
     assert "daemon.core.margin" in imported  # the import log is really there
     assert not {name for name in imported if name.split(".")[0] in {"ccxt", "aiohttp", "websockets"}}
     assert elapsed < 2.0  # interpreter start-up included; typically ~0.1 s
+
+
+def test_hyperliquid_needs_only_the_max_leverage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    position = {
+        "symbol": "ETH",
+        "margin_mode": "isolated",
+        "side": "long",
+        "contracts": 1,
+        "entry_price": 350.0,
+    }
+    by_max_leverage = {
+        "exchange": "hyperliquid",
+        "positions": [{**position, "leverage": 7, "max_leverage": 10}],
+    }
+    by_rate = {"exchange": "hyperliquid", "positions": [{**position, "leverage": 7, "mmr": 1 / (2 * 10)}]}
+
+    main(["calc", write(tmp_path, by_max_leverage)])
+    first = json.loads(capsys.readouterr().out)
+    main(["calc", write(tmp_path, by_rate)])
+    second = json.loads(capsys.readouterr().out)
+
+    assert first["positions"][0]["liquidation_price"] == pytest.approx(315.7894736842105)
+    assert first == second
+
+
+def test_compare_modes_says_when_a_cross_position_has_no_isolated_margin_to_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cross_without_leverage = {**ETH_LONG, "margin_mode": "cross"}
+    cross_without_leverage.pop("leverage")
+    main(["calc", "--compare-modes", write(tmp_path, {**ACCOUNT, "positions": [cross_without_leverage]})])
+
+    eth = json.loads(capsys.readouterr().out)["positions"][0]
+    assert eth["isolated"] == {
+        "margin": None,
+        "liquidation_price": None,
+        "distance_to_liquidation": None,
+        "note": "isolated margin unknown: give leverage or isolated_margin",
+    }
+    assert eth["cross"]["liquidation_price"] is not None
