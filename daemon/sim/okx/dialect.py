@@ -1,0 +1,71 @@
+"""`OkxDialect`: the simulator speaking OKX v5 (ccxt id `okx`) over REST and websockets.
+
+OKX sizes swap positions in contracts of `ctVal` base units (BTC-USDT-SWAP: 0.01 BTC), so the engine runs
+with the OKX contract sizes from `markets.json`, and the margin model with the "okx" family.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from daemon.sim.engine import BalanceChanged, Engine, MarkChanged, PositionChanged, SimAccount
+from daemon.sim.faults import Faults
+from daemon.sim.markets import Market
+from daemon.sim.okx import payloads
+from daemon.sim.okx.errors import RATE_LIMITED, SYSTEM_BUSY, SYSTEM_ERROR
+from daemon.sim.okx.rest import OkxRest
+from daemon.sim.okx.streams import OkxStreams
+from daemon.sim.sockets import SocketHub
+
+
+class OkxDialect:
+    ccxt_id = "okx"
+    family = "okx"
+
+    def __init__(self, engine: Engine, faults: Faults, hub: SocketHub) -> None:
+        self.engine = engine
+        self.faults = faults
+        self.hub = hub
+        self.market_by_inst: dict[str, Market] = {payloads.inst_id(m): m for m in engine.markets.values()}
+        self.order_count = 0
+        self.rest = OkxRest(self)
+        self.streams = OkxStreams(self)
+
+    def routes(self) -> list[web.RouteDef]:
+        return self.rest.routes() + self.streams.routes()
+
+    def ccxt_config(self, http_base: str, ws_base: str, account: SimAccount) -> dict[str, Any]:
+        """An unmodified `ccxt.pro.okx` pointed here: only URLs, keys and market types are set.
+
+        ccxt loads spot, futures, swap and option instruments by default; the simulator lists swaps only
+        (and answers the other types with empty lists), so the config narrows `fetchMarkets` to swaps to
+        spare three requests.
+        """
+        return {
+            "apiKey": account.api_key,
+            "secret": account.secret,
+            "password": account.passphrase,
+            "urls": {"api": {"rest": http_base, "ws": f"{ws_base}/ws/v5"}},
+            "options": {"fetchMarkets": {"types": ["swap"]}},
+        }
+
+    def error_response(self, kind: str, status: int) -> web.Response:
+        """An HTTP fault in OKX's shape: rate limits are 50011 (HTTP 429), outages 50013 / 50026."""
+        if kind in ("rate_limited", "banned"):
+            error = RATE_LIMITED
+        elif status == 500:
+            error = SYSTEM_ERROR
+        else:
+            error = SYSTEM_BUSY
+        body = payloads.envelope([], code=error.code, msg=error.msg)
+        return web.json_response(body, status=status)
+
+    def on_event(self, event: object) -> None:
+        if isinstance(event, MarkChanged):
+            self.streams.on_mark(event)
+        elif isinstance(event, PositionChanged):
+            self.streams.on_position(event)
+        elif isinstance(event, BalanceChanged):
+            self.streams.on_balance(event)

@@ -1,0 +1,233 @@
+"""OKX v5 websockets: `/ws/v5/public` (mark-price) and `/ws/v5/private` (login, positions, account).
+
+Wire behaviour reproduced from OKX's v5 documentation and ccxt.pro's okx client:
+- text "ping" is answered with text "pong" (OKX has no protocol-level ping);
+- `{"op": "login", "args": [...]}` answers `{"event": "login", "code": "0", "msg": "", "connId"}` or
+  `{"event": "error", "code": "600xx", "msg", "connId"}`;
+- `{"op": "subscribe", "args": [...]}` answers one `{"event": "subscribe", "arg", "connId"}` per argument,
+  then pushes the channel's current state (`eventType` "snapshot"), then every change ("event_update");
+- a flat or liquidated position is pushed once with `pos` "0", then no longer listed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from daemon.sim.engine import BalanceChanged, MarkChanged, PositionChanged, SimAccount
+from daemon.sim.okx import payloads
+from daemon.sim.okx.auth import OkxError, check_ws_login
+from daemon.sim.okx.views import balance_data, flat_position_row, position_row_for, position_rows, uid_of
+from daemon.sim.server import serve_socket
+from daemon.sim.sockets import SimSocket, encode
+
+if TYPE_CHECKING:
+    from daemon.sim.okx.dialect import OkxDialect
+
+PUBLIC_CHANNELS = frozenset({"mark-price"})
+PRIVATE_CHANNELS = frozenset({"positions", "account"})
+POSITION_INST_TYPES = frozenset({"ANY", "SWAP", "FUTURES", "MARGIN", "OPTION"})
+
+Arg = dict[str, Any]
+
+
+def _error(code: str, msg: str, conn_id: str) -> dict[str, str]:
+    return {"event": "error", "code": code, "msg": msg, "connId": conn_id}
+
+
+def _mark_key(instrument: str) -> str:
+    return f"mark-price|{instrument}"
+
+
+class OkxStreams:
+    def __init__(self, dialect: OkxDialect) -> None:
+        self.dialect = dialect
+        self.engine = dialect.engine
+        self.hub = dialect.hub
+        # api key -> hub channel key -> the subscription argument pushes echo (with the account's uid)
+        self._private_args: dict[str, dict[str, Arg]] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/ws/v5/public", self._serve("public")),
+            web.get("/ws/v5/private", self._serve("private")),
+            web.get("/ws/v5/business", self._serve("business")),
+        ]
+
+    def _serve(self, access: str) -> Any:
+        async def on_open(socket: SimSocket) -> None:
+            socket.state["access"] = access
+            socket.state["conn_id"] = secrets.token_hex(4)
+
+        async def handler(request: web.Request) -> web.WebSocketResponse:
+            return await serve_socket(request, self.dialect.faults, self.hub, self._on_message, on_open)
+
+        return handler
+
+    # ---- incoming frames ----
+
+    async def _on_message(self, socket: SimSocket, text: str) -> None:
+        conn_id = socket.state["conn_id"]
+        if text == "ping":
+            socket.enqueue("pong", control=True)
+            return
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or not isinstance(message.get("args", []), list):
+            socket.enqueue(encode(_error("60012", f"Illegal request: {text}", conn_id)))
+            return
+        op = message.get("op")
+        args = [arg for arg in message.get("args", []) if isinstance(arg, dict)]
+        if op == "login":
+            self._login(socket, args)
+        elif op == "subscribe":
+            for arg in args:
+                self._subscribe(socket, arg)
+        elif op == "unsubscribe":
+            for arg in args:
+                self._unsubscribe(socket, arg)
+        else:
+            socket.enqueue(encode(_error("60019", f"Invalid op: {op}", conn_id)))
+
+    def _login(self, socket: SimSocket, args: list[Arg]) -> None:
+        conn_id = socket.state["conn_id"]
+        if socket.state.get("account") is not None:
+            socket.enqueue(encode(_error("60010", "Already logged in", conn_id)))
+            return
+        if not args:
+            socket.enqueue(encode(_error("60009", "Login failed.", conn_id)))
+            return
+        now_s = self.dialect.faults.server_time_ms() / 1000.0
+        result = check_ws_login(args[0], self.engine.account_by_key, now_s)
+        if result.error is not None:
+            socket.enqueue(encode(_error(result.error.code, result.error.msg, conn_id)))
+            return
+        socket.state["account"] = result.account
+        socket.enqueue(encode({"event": "login", "code": "0", "msg": "", "connId": conn_id}))
+
+    def _subscribe(self, socket: SimSocket, arg: Arg) -> None:
+        conn_id = socket.state["conn_id"]
+        problem = self._check_arg(socket, arg)
+        if problem is not None:
+            socket.enqueue(encode(_error(problem.code, problem.msg, conn_id)))
+            return
+        channel = arg["channel"]
+        socket.enqueue(encode({"event": "subscribe", "arg": arg, "connId": conn_id}))
+        if channel == "mark-price":
+            key = _mark_key(arg["instId"])
+            self.hub.subscribe(key, socket)
+            market = self.dialect.market_by_inst[arg["instId"]]
+            row = payloads.mark_price_row(market, self.engine.marks[market.symbol], self.engine.now_ms())
+            socket.enqueue(encode({"arg": arg, "data": [row]}))
+            return
+        account: SimAccount = socket.state["account"]
+        pushed_arg = {**arg, "uid": uid_of(account.api_key)}
+        key = f"{channel}|{account.api_key}|{json.dumps(pushed_arg, sort_keys=True)}"
+        self._private_args.setdefault(account.api_key, {})[key] = pushed_arg
+        self.hub.subscribe(key, socket)
+        data = (
+            self._positions(account, pushed_arg) if channel == "positions" else [self._balance(account, arg)]
+        )
+        socket.enqueue(encode(self._push(pushed_arg, "snapshot", data)))
+
+    def _unsubscribe(self, socket: SimSocket, arg: Arg) -> None:
+        conn_id = socket.state["conn_id"]
+        channel = arg.get("channel")
+        account: SimAccount | None = socket.state.get("account")
+        wanted = {_mark_key(str(arg.get("instId")))} if channel == "mark-price" else set()
+        private_prefix = f"{channel}|{account.api_key}|" if account is not None else None
+        for key in self.hub.channels_of(socket):
+            if key in wanted or (private_prefix is not None and key.startswith(private_prefix)):
+                self.hub.unsubscribe(key, socket)
+        socket.enqueue(encode({"event": "unsubscribe", "arg": arg, "connId": conn_id}))
+
+    def _check_arg(self, socket: SimSocket, arg: Arg) -> OkxError | None:
+        channel = arg.get("channel")
+        access = socket.state["access"]
+        if not channel:
+            return OkxError("60013", "Invalid args")
+        if access == "public" and channel in PUBLIC_CHANNELS:
+            if arg.get("instId") not in self.dialect.market_by_inst:
+                return OkxError(
+                    "60018", f"Wrong URL or channel:{channel},instId:{arg.get('instId')} doesn't exist."
+                )
+            return None
+        if access == "private" and channel in PRIVATE_CHANNELS:
+            if socket.state.get("account") is None:
+                return OkxError("60011", "Please log in")
+            if channel == "positions" and arg.get("instType") not in POSITION_INST_TYPES:
+                return OkxError(
+                    "60018", f"Wrong URL or channel:{channel},instType:{arg.get('instType')} doesn't exist."
+                )
+            return None
+        return OkxError("60018", f"Wrong URL or channel:{channel} doesn't exist.")
+
+    # ---- payloads ----
+
+    @staticmethod
+    def _push(arg: Arg, event_type: str, data: list[Any]) -> dict[str, Any]:
+        return {"arg": arg, "eventType": event_type, "curPage": 1, "lastPage": True, "data": data}
+
+    def _positions(self, account: SimAccount, arg: Arg) -> list[Any]:
+        if arg.get("instType") not in ("ANY", payloads.INST_TYPE):
+            return []
+        wanted = {arg["instId"]} if arg.get("instId") else None
+        rows = position_rows(self.engine, account, wanted)
+        family = arg.get("instFamily")
+        return [row for row in rows if not family or row["instId"].startswith(f"{family}-")]
+
+    def _balance(self, account: SimAccount, arg: Mapping[str, Any]) -> dict[str, Any]:
+        currency = arg.get("ccy")
+        return balance_data(self.engine, account, {currency} if currency else None)
+
+    # ---- engine events -> pushes ----
+
+    def on_mark(self, event: MarkChanged) -> None:
+        market = self.engine.markets[event.symbol]
+        key = _mark_key(payloads.inst_id(market))
+        if self.hub.has_subscribers(key):
+            row = payloads.mark_price_row(market, event.mark, event.ts_ms)
+            self.hub.publish(key, {"arg": {"channel": "mark-price", "instId": row["instId"]}, "data": [row]})
+
+    def on_position(self, event: PositionChanged) -> None:
+        account = self.engine.account_by_key(event.api_key)
+        subscriptions = self._live_args(event.api_key, "positions")
+        if account is None or not subscriptions:
+            return
+        row = position_row_for(self.engine, account, event.symbol, event.side)
+        if row is None:
+            row = flat_position_row(self.engine, account, event.symbol, event.side, event.ts_ms)
+        for key, arg in subscriptions.items():
+            if arg.get("instType") not in ("ANY", payloads.INST_TYPE):
+                continue
+            if arg.get("instId") and arg["instId"] != row["instId"]:
+                continue
+            if arg.get("instFamily") and not row["instId"].startswith(f"{arg['instFamily']}-"):
+                continue
+            self.hub.publish(key, self._push(arg, "event_update", [row]))
+
+    def on_balance(self, event: BalanceChanged) -> None:
+        account = self.engine.account_by_key(event.api_key)
+        subscriptions = self._live_args(event.api_key, "account")
+        if account is None or not subscriptions:
+            return
+        for key, arg in subscriptions.items():
+            if arg.get("ccy") and arg["ccy"] != event.asset:
+                continue
+            data = balance_data(self.engine, account, {event.asset})
+            self.hub.publish(key, self._push(arg, "event_update", [data]))
+
+    def _live_args(self, api_key: str, channel: str) -> dict[str, Arg]:
+        """The account's subscriptions to `channel` that still have a socket (forgetting the dead ones)."""
+        args = self._private_args.get(api_key)
+        if not args:
+            return {}
+        for key in [key for key in args if not self.hub.has_subscribers(key)]:
+            del args[key]
+        return {key: arg for key, arg in args.items() if arg["channel"] == channel}
