@@ -39,11 +39,16 @@ DEFAULT_PASSPHRASE = "mg-sim-Passphrase1"
 API_KEY_HEADERS = ("X-MBX-APIKEY", "X-BAPI-API-KEY", "OK-ACCESS-KEY")
 
 
-async def open_socket(request: web.Request, faults: Faults, heartbeat: float | None = None) -> SimSocket:
-    """Accept a websocket upgrade and wrap it in a started `SimSocket` (protocol pings are auto-answered)."""
+async def open_socket(
+    request: web.Request, faults: Faults, hub: SocketHub | None = None, heartbeat: float | None = None
+) -> SimSocket:
+    """Accept a websocket upgrade and wrap it in a started `SimSocket` (protocol pings are auto-answered).
+
+    With `hub`, the socket leaves all its channels by itself when it closes or is dropped.
+    """
     ws = web.WebSocketResponse(autoping=True, heartbeat=heartbeat, max_msg_size=4 * 1024 * 1024)
     await ws.prepare(request)
-    socket = SimSocket(ws, faults, request)
+    socket = SimSocket(ws, faults, request, hub=hub)
     socket.start()
     return socket
 
@@ -56,7 +61,7 @@ async def serve_socket(
     on_open: Callable[[SimSocket], Awaitable[None]] | None = None,
 ) -> web.WebSocketResponse:
     """The whole life of one websocket: open it, feed each text frame to `on_message`, clean up at the end."""
-    socket = await open_socket(request, faults)
+    socket = await open_socket(request, faults, hub)
     try:
         if on_open is not None:
             await on_open(socket)

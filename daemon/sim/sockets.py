@@ -79,6 +79,8 @@ class SimSocket:
             return
         self._closed = True
         self.faults.unregister(self)
+        if self.hub is not None:
+            self.hub.remove(self)
         self._queue.clear()
         if self._writer is not None and self._writer is not asyncio.current_task():
             self._writer.cancel()
