@@ -54,7 +54,7 @@ def control_routes(sim: SimServer) -> list[web.RouteDef]:
     async def body(request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:
             return dict(request.query)
-        data = await request.json(loads=json.loads, content_type=None)  # curl -d sends a form type
+        data = await request.json(loads=json.loads)
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
         return {**request.query, **data}

@@ -36,9 +36,11 @@ class SimSocket:
         faults: Faults,
         request: web.Request | None = None,
         max_queue: int = 50_000,
+        hub: SocketHub | None = None,
     ) -> None:
         self.ws = ws
         self.faults = faults
+        self.hub = hub
         self.request = request
         self.max_queue = max_queue
         self.state: dict[str, Any] = {}  # per-connection dialect state (login, listen key, ...)
