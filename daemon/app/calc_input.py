@@ -16,10 +16,6 @@ from daemon.core.margin import FAMILIES, family_for
 from daemon.core.tiers import derive_maintenance_amounts
 from daemon.core.types import Account, ContractType, MarginMode, Position, Side, Tier
 
-# Families whose published brackets carry no maintenance deduction: their requirement is size × rate, with
-# jumps at the bracket boundaries, so an omitted amount means 0 rather than "fill in by continuity".
-BRACKETS_WITHOUT_DEDUCTION = frozenset({"okx"})
-
 ACCOUNT_FIELDS = frozenset({"exchange", "wallet_balance", "positions"})
 POSITION_FIELDS = frozenset(
     {
@@ -264,6 +260,7 @@ def parse_tiers(fields: FieldReader, exchange: str) -> tuple[Tier, ...]:
         tiers.append(
             Tier(min_notional, row.number("mmr", rate), row.number("maintenance_amount", not_negative, 0.0))
         )
-    if with_amount[0] or exchange in BRACKETS_WITHOUT_DEDUCTION:
+    # Families without bracket deductions (OKX): an omitted amount means 0, not "fill in by continuity".
+    if with_amount[0] or not family_for(exchange).bracket_deductions:
         return tuple(tiers)
     return derive_maintenance_amounts(tiers)

@@ -44,6 +44,9 @@ class MarginFamily:
     fee_in_requirement: the taker fee to close at the price is part of the requirement (OKX, Gate).
     fee_at_bankruptcy: the taker fee to close at the bankruptcy price is part of the requirement (Bybit).
     mmr_from_max_leverage: without a tier table, mmr = 1 / (2 · max leverage) (Hyperliquid).
+    bracket_deductions: brackets carry a maintenance amount that keeps the requirement continuous (Binance's
+        "cum", Bybit's deduction); a table given without them gets them derived. OKX publishes none: its
+        requirement is size × rate in every bracket.
     """
 
     name: str
@@ -52,6 +55,7 @@ class MarginFamily:
     fee_in_requirement: bool = False
     fee_at_bankruptcy: bool = False
     mmr_from_max_leverage: bool = False
+    bracket_deductions: bool = True
 
 
 FAMILIES: dict[str, MarginFamily] = {
@@ -59,7 +63,7 @@ FAMILIES: dict[str, MarginFamily] = {
     "bybit": MarginFamily(
         "bybit", TierBasis.NOTIONAL_AT_ENTRY, maintenance_at_entry=True, fee_at_bankruptcy=True
     ),
-    "okx": MarginFamily("okx", TierBasis.CONTRACTS, fee_in_requirement=True),
+    "okx": MarginFamily("okx", TierBasis.CONTRACTS, fee_in_requirement=True, bracket_deductions=False),
     "gate": MarginFamily("gate", TierBasis.NOTIONAL_AT_PRICE, fee_in_requirement=True),
     "hyperliquid": MarginFamily("hyperliquid", TierBasis.NOTIONAL_AT_PRICE, mmr_from_max_leverage=True),
 }

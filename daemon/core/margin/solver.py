@@ -56,4 +56,4 @@ def find_boundary(
             if low <= root <= high and root > 0.0 and math.isfinite(root):
                 return Boundary(root, past=past)
         start = end
-    return Boundary(None, past=past, reason="no price reaches it: the margin covers any move of this price")
+    return Boundary(None, past=past, reason="the margin covers any move of this price")

@@ -1,0 +1,90 @@
+"""What the exchange adapters tell the core: facts about positions, marks, balances and stream health.
+
+Feeds translate ccxt's structures into these events; `daemon.core.state.apply` folds them into an account's
+state. Every optional field is None when the source did not say (a thin websocket push), and a None never
+overwrites a known value.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from daemon.core.types import ContractType, MarginMode, Side, Tier
+
+
+@dataclass(frozen=True, slots=True)
+class PositionFacts:
+    """What one source said about one position leg. `contracts == 0` means the leg is closed."""
+
+    symbol: str
+    side: Side
+    contracts: float
+    entry_price: float | None = None
+    mark_price: float | None = None
+    contract_size: float | None = None
+    contract_type: ContractType | None = None
+    margin_mode: MarginMode | None = None
+    leverage: float | None = None
+    isolated_margin: float | None = None
+    exchange_liquidation_price: float | None = None  # the exchange's own figure, kept beside the model's
+
+
+@dataclass(frozen=True, slots=True)
+class PositionSnapshot:
+    """A complete list of the account's open legs (a REST snapshot): legs absent from it are closed."""
+
+    positions: tuple[PositionFacts, ...]
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PositionUpdate:
+    """A push about some legs (possibly thin): merged onto what is known; absent legs are untouched."""
+
+    positions: tuple[PositionFacts, ...]
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPrice:
+    symbol: str
+    price: float
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceUpdate:
+    """The cross collateral (wallet balance in the settle currency, without isolated margins)."""
+
+    wallet_balance: float
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarketRules:
+    """Per-symbol metadata from the exchange: contract size and type, maintenance tiers, taker fee."""
+
+    symbol: str
+    contract_size: float
+    contract_type: ContractType
+    tiers: tuple[Tier, ...]
+    taker_fee_rate: float = 0.0
+    max_leverage: float | None = None
+
+
+class Freshness(enum.Enum):
+    FRESH = "fresh"
+    STALE = "stale"  # connected or not, no data within the stream's threshold: the picture may be wrong
+    DOWN = "down"  # the stream failed and is being reconnected
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHealth:
+    stream: str  # e.g. "positions", "balance", "mark:BTC/USDT:USDT"
+    freshness: Freshness
+    ts_ms: int
+    detail: str = ""
+
+
+Event = PositionSnapshot | PositionUpdate | MarkPrice | BalanceUpdate | MarketRules | StreamHealth

@@ -1,0 +1,139 @@
+"""An account's picture, folded from feed events: `apply(state, event) -> (state, changes)`.
+
+Thin pushes are merged onto what is known (a None never replaces a value); a complete snapshot replaces the set
+of open legs, and a leg that disappears from it is reported, so the policy can tell a probable liquidation from
+a close. Nothing here reads a clock: timestamps come in on the events.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields, replace
+
+from daemon.core.events import (
+    BalanceUpdate,
+    Event,
+    MarketRules,
+    MarkPrice,
+    PositionFacts,
+    PositionSnapshot,
+    PositionUpdate,
+    StreamHealth,
+)
+from daemon.core.types import Side
+
+LegKey = tuple[str, Side]
+
+
+class ChangeKind(enum.Enum):
+    OPENED = "opened"
+    CLOSED = "closed"  # a push or snapshot said the leg is now zero
+    VANISHED = "vanished"  # absent from a complete snapshot without a close being seen: maybe liquidated
+    CORRECTED = "corrected"  # a snapshot disagreed with what the pushes had built
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: ChangeKind
+    symbol: str
+    side: Side
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """Everything known about one account. Treat as immutable: `apply` returns a new one."""
+
+    account_id: str
+    family: str
+    settle_currency: str = "USDT"
+    legs: dict[LegKey, PositionFacts] = field(default_factory=dict)
+    marks: dict[str, MarkPrice] = field(default_factory=dict)
+    rules: dict[str, MarketRules] = field(default_factory=dict)
+    wallet_balance: float | None = None
+    health: dict[str, StreamHealth] = field(default_factory=dict)
+    last_snapshot_ms: int | None = None
+    last_event_ms: int | None = None
+
+
+def merge_facts(known: PositionFacts, news: PositionFacts) -> PositionFacts:
+    """`news` over `known`, field by field, except where `news` says None."""
+    updates = {f.name: getattr(news, f.name) for f in fields(news) if getattr(news, f.name) is not None}
+    return replace(known, **updates)
+
+
+# Fields whose disagreement between pushes and a snapshot is worth reporting (marks and PnL move on their own).
+_RECONCILED_FIELDS = ("contracts", "entry_price", "margin_mode", "leverage", "isolated_margin")
+
+
+def _differences(known: PositionFacts, truth: PositionFacts) -> list[str]:
+    found = []
+    for name in _RECONCILED_FIELDS:
+        ours, theirs = getattr(known, name), getattr(truth, name)
+        if theirs is not None and ours != theirs:
+            found.append(f"{name}: {ours} -> {theirs}")
+    return found
+
+
+def apply(state: AccountState, event: Event) -> tuple[AccountState, tuple[Change, ...]]:
+    """Fold one event into the state. Returns the new state and what changed about the set of legs."""
+    ts = (
+        max(state.last_event_ms or 0, event.ts_ms)
+        if not isinstance(event, MarketRules)
+        else state.last_event_ms
+    )
+    if isinstance(event, MarkPrice):
+        return replace(state, marks={**state.marks, event.symbol: event}, last_event_ms=ts), ()
+    if isinstance(event, BalanceUpdate):
+        return replace(state, wallet_balance=event.wallet_balance, last_event_ms=ts), ()
+    if isinstance(event, StreamHealth):
+        return replace(state, health={**state.health, event.stream: event}, last_event_ms=ts), ()
+    if isinstance(event, MarketRules):
+        return replace(state, rules={**state.rules, event.symbol: event}), ()
+    if isinstance(event, PositionUpdate):
+        legs, changes = _merge_updates(state.legs, event.positions)
+        return replace(state, legs=legs, last_event_ms=ts), tuple(changes)
+    legs, changes = _replace_with_snapshot(state.legs, event)
+    return replace(state, legs=legs, last_snapshot_ms=event.ts_ms, last_event_ms=ts), tuple(changes)
+
+
+def _merge_updates(
+    legs: dict[LegKey, PositionFacts], updates: tuple[PositionFacts, ...]
+) -> tuple[dict[LegKey, PositionFacts], list[Change]]:
+    merged = dict(legs)
+    changes: list[Change] = []
+    for facts in updates:
+        key = (facts.symbol, facts.side)
+        if facts.contracts == 0.0:
+            if merged.pop(key, None) is not None:
+                changes.append(Change(ChangeKind.CLOSED, facts.symbol, facts.side))
+            continue
+        if key in merged:
+            merged[key] = merge_facts(merged[key], facts)
+        else:
+            merged[key] = facts
+            changes.append(Change(ChangeKind.OPENED, facts.symbol, facts.side))
+    return merged, changes
+
+
+def _replace_with_snapshot(
+    legs: dict[LegKey, PositionFacts], snapshot: PositionSnapshot
+) -> tuple[dict[LegKey, PositionFacts], list[Change]]:
+    fresh: dict[LegKey, PositionFacts] = {}
+    changes: list[Change] = []
+    for facts in snapshot.positions:
+        if facts.contracts == 0.0:
+            continue
+        key = (facts.symbol, facts.side)
+        known = legs.get(key)
+        if known is None:
+            fresh[key] = facts
+            changes.append(Change(ChangeKind.OPENED, facts.symbol, facts.side))
+            continue
+        differences = _differences(known, facts)
+        if differences:
+            changes.append(Change(ChangeKind.CORRECTED, facts.symbol, facts.side, "; ".join(differences)))
+        fresh[key] = merge_facts(known, facts)
+    for key in legs.keys() - fresh.keys():
+        changes.append(Change(ChangeKind.VANISHED, key[0], key[1], "absent from the exchange's snapshot"))
+    return fresh, changes
