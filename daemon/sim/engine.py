@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from daemon.core.margin import evaluate_account
+from daemon.core.margin.families import TierBasis, family_for
 from daemon.core.types import Account, AccountRisk, MarginMode, Position, PositionRisk, Side
 from daemon.sim.book import Book
 from daemon.sim.markets import Market
@@ -71,6 +73,8 @@ class Engine(Book):
         self.liquidations: list[dict[str, Any]] = []
         self.request_log: list[dict[str, Any]] = []
         self._margin_called: set[str] = set()
+        in_contracts = family_for(family).tier_basis is TierBasis.CONTRACTS
+        self._core_tiers = {symbol: m.core_tiers(in_contracts) for symbol, m in self.markets.items()}
 
     # ---- markets and prices ----
 
@@ -125,7 +129,7 @@ class Engine(Book):
             contract_type=market.contract_type,
             leverage=pos.leverage,
             isolated_margin=pos.isolated_margin if pos.margin_mode is MarginMode.ISOLATED else None,
-            tiers=market.core_tiers(),
+            tiers=self._core_tiers[pos.symbol],
             taker_fee_rate=market.taker_fee,
             max_leverage=market.max_leverage,
         )
@@ -140,8 +144,6 @@ class Engine(Book):
         )
 
     def risk(self, api_key: str) -> AccountRisk:
-        from daemon.core.margin import evaluate_account  # the model lands separately; keep import light
-
         return evaluate_account(self.core_account(api_key))
 
     def position_risk(self, api_key: str, symbol: str, side: Side | None = None) -> PositionRisk | None:

@@ -63,8 +63,24 @@ class Market:
                 chosen = tier
         return chosen
 
-    def core_tiers(self) -> tuple[Tier, ...]:
-        return tuple(tier.to_core() for tier in self.tiers)
+    def core_tiers(self, in_contracts: bool = False) -> tuple[Tier, ...]:
+        """The brackets for the core model; `in_contracts` for families that size brackets in contracts.
+
+        Contract brackets (OKX) are the notional ones converted once at the listed mark and rounded, as
+        the OKX dialect publishes them, and carry no maintenance amount (OKX publishes none).
+        """
+        if not in_contracts:
+            return tuple(tier.to_core() for tier in self.tiers)
+        per_contract = self.contract_size * self.mark
+        return tuple(
+            Tier(
+                min_notional=float(round(tier.min_notional / per_contract)),
+                mmr=tier.mmr,
+                maintenance_amount=0.0,
+                max_leverage=tier.max_leverage,
+            )
+            for tier in self.tiers
+        )
 
 
 def _market_from_json(row: dict[str, Any], dialect: str) -> Market:
