@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from daemon.core.types import MarginMode, PositionRisk, Side
+from daemon.core.types import MarginMode, PositionRisk
 from daemon.sim.binance import wire
 from daemon.sim.engine import Engine
 from daemon.sim.markets import Market
@@ -214,7 +214,7 @@ def _liquidation(leg: PositionRisk | None) -> str:
     return wire.money(leg.liquidation_price)
 
 
-def _isolated(pos: SimPosition) -> bool:
+def is_isolated(pos: SimPosition) -> bool:
     return pos.margin_mode is MarginMode.ISOLATED
 
 
@@ -231,10 +231,10 @@ def position_risk_v3(view: AccountView, pos: SimPosition, leg: PositionRisk | No
         "markPrice": wire.money(view.mark(pos)),
         "unRealizedProfit": wire.money(upnl),
         "liquidationPrice": _liquidation(leg),
-        "isolatedMargin": wire.money(pos.isolated_margin + upnl) if _isolated(pos) else "0",
+        "isolatedMargin": wire.money(pos.isolated_margin + upnl) if is_isolated(pos) else "0",
         "notional": wire.money(view.notional(pos)),
         "marginAsset": market.settle,
-        "isolatedWallet": wire.money(pos.isolated_margin) if _isolated(pos) else "0",
+        "isolatedWallet": wire.money(pos.isolated_margin) if is_isolated(pos) else "0",
         "initialMargin": wire.money(initial),
         "maintMargin": wire.money(view.maintenance(leg)),
         "positionInitialMargin": wire.money(initial),
@@ -259,12 +259,12 @@ def position_risk_v2(view: AccountView, pos: SimPosition, leg: PositionRisk | No
         "liquidationPrice": _liquidation(leg),
         "leverage": f"{pos.leverage:g}",
         "maxNotionalValue": max_notional(market, pos.leverage),
-        "marginType": "isolated" if _isolated(pos) else "cross",
-        "isolatedMargin": wire.money(pos.isolated_margin + upnl if _isolated(pos) else 0.0),
+        "marginType": "isolated" if is_isolated(pos) else "cross",
+        "isolatedMargin": wire.money(pos.isolated_margin + upnl if is_isolated(pos) else 0.0),
         "isAutoAddMargin": "false",
         "positionSide": pos.position_side,
         "notional": wire.money(view.notional(pos)),
-        "isolatedWallet": wire.money(pos.isolated_margin) if _isolated(pos) else "0",
+        "isolatedWallet": wire.money(pos.isolated_margin) if is_isolated(pos) else "0",
         "updateTime": pos.update_time_ms,
     }
 
@@ -304,7 +304,7 @@ def max_notional(market: Market, leverage: float) -> str:
 def account_v3(view: AccountView, now_ms: int) -> dict[str, Any]:
     """GET /fapi/v3/account (and v2, which has the same totals): assets, plus the open positions."""
     summary = view.summary
-    cross_upnl = sum(view.upnl(p) for p in view.account.positions if not _isolated(p))
+    cross_upnl = sum(view.upnl(p) for p in view.account.positions if not is_isolated(p))
     initial = summary.position_initial_margin
     maintenance = summary.maintenance_margin
     available = summary.available_balance
@@ -332,9 +332,9 @@ def account_v3(view: AccountView, now_ms: int) -> dict[str, Any]:
             "positionSide": pos.position_side,
             "positionAmt": signed_amount(view.market(pos), pos),
             "unrealizedProfit": wire.money(view.upnl(pos)),
-            "isolatedMargin": wire.money(pos.isolated_margin + view.upnl(pos) if _isolated(pos) else 0.0),
+            "isolatedMargin": wire.money(pos.isolated_margin + view.upnl(pos) if is_isolated(pos) else 0.0),
             "notional": wire.money(view.notional(pos)),
-            "isolatedWallet": wire.money(pos.isolated_margin if _isolated(pos) else 0.0),
+            "isolatedWallet": wire.money(pos.isolated_margin if is_isolated(pos) else 0.0),
             "initialMargin": wire.money(view.initial_margin(pos)),
             "maintMargin": wire.money(view.maintenance(leg)),
             "updateTime": pos.update_time_ms,
@@ -367,183 +367,4 @@ def symbol_config(account: SimAccount, market: Market) -> dict[str, Any]:
         "isAutoAddMargin": False,
         "leverage": int(leverage),
         "maxNotionalValue": max_notional(market, leverage),
-    }
-
-
-# ---- user-data stream pushes ----
-
-
-def balance_row(view: AccountView, balance_change: float = 0.0) -> dict[str, str]:
-    return {
-        "a": SETTLE,
-        "wb": wire.money(view.summary.wallet_balance),
-        "cw": wire.money(view.summary.cross_wallet),
-        "bc": wire.money(balance_change),
-    }
-
-
-def update_row(view: AccountView, pos: SimPosition) -> dict[str, str]:
-    """A position row of ACCOUNT_UPDATE: thin, exactly the fields Binance sends (no mark, no liq price)."""
-    market = view.market(pos)
-    return {
-        "s": pos.symbol,
-        "pa": signed_amount(market, pos),
-        "ep": wire.trimmed(pos.entry_price),
-        "bep": wire.trimmed(break_even(market, pos), 9),
-        "cr": "0",
-        "up": wire.money(view.upnl(pos)),
-        "mt": "isolated" if _isolated(pos) else "cross",
-        "iw": wire.money(pos.isolated_margin if _isolated(pos) else 0.0),
-        "ps": pos.position_side,
-    }
-
-
-def closed_row(view: AccountView, symbol: str, position_side: str) -> dict[str, str]:
-    market = view.engine.markets[symbol]
-    isolated = view.account.margin_mode_for(symbol) is MarginMode.ISOLATED
-    return {
-        "s": symbol,
-        "pa": quantity(market, 0.0),
-        "ep": "0.0",
-        "bep": "0",
-        "cr": "0",
-        "up": "0",
-        "mt": "isolated" if isolated else "cross",
-        "iw": wire.money(0.0),
-        "ps": position_side,
-    }
-
-
-def account_update(
-    reason: str, now_ms: int, balances: list[dict[str, str]], positions: list[dict[str, str]]
-) -> dict[str, Any]:
-    return {
-        "e": "ACCOUNT_UPDATE",
-        "E": now_ms,
-        "T": now_ms,
-        "a": {"m": reason, "B": balances, "P": positions},
-    }
-
-
-def margin_call(view: AccountView, symbols: Iterable[str], now_ms: int) -> dict[str, Any]:
-    wanted = set(symbols)
-    rows = [
-        {
-            "s": pos.symbol,
-            "ps": pos.position_side,
-            "pa": signed_amount(view.market(pos), pos),
-            "mt": "ISOLATED" if _isolated(pos) else "CROSSED",
-            "iw": wire.money(pos.isolated_margin if _isolated(pos) else 0.0),
-            "mp": wire.money(view.mark(pos)),
-            "up": wire.money(view.upnl(pos)),
-            "mm": wire.money(view.maintenance(leg)),
-        }
-        for pos, leg in view.legs
-        if pos.symbol in wanted
-    ]
-    message: dict[str, Any] = {"e": "MARGIN_CALL", "E": now_ms}
-    if any(row["mt"] == "CROSSED" for row in rows):
-        message["cw"] = wire.money(view.summary.cross_wallet)  # only sent for cross positions
-    message["p"] = rows
-    return message
-
-
-def liquidation_order(
-    market: Market,
-    side: Side,
-    position_side: str,
-    contracts: float,
-    fill_price: float,
-    realized: float,
-    order_id: int,
-    now_ms: int,
-) -> dict[str, Any]:
-    """ORDER_TRADE_UPDATE for the exchange's forced close: type LIQUIDATION, client id "autoclose-…"."""
-    qty = quantity(market, contracts)
-    fill = price(market, fill_price)
-    close_side = "SELL" if side is Side.LONG else "BUY"
-    return {
-        "e": "ORDER_TRADE_UPDATE",
-        "E": now_ms,
-        "T": now_ms,
-        "o": {
-            "s": market.symbol,
-            "c": f"autoclose-{now_ms}{order_id % 1000:03d}",
-            "S": close_side,
-            "o": "LIQUIDATION",
-            "f": "IOC",
-            "q": qty,
-            "p": fill,
-            "ap": fill,
-            "sp": "0",
-            "x": "CALCULATED",
-            "X": "FILLED",
-            "i": order_id,
-            "l": qty,
-            "z": qty,
-            "L": fill,
-            "n": "0",
-            "N": market.settle,
-            "T": now_ms,
-            "t": order_id,
-            "b": "0",
-            "a": "0",
-            "m": False,
-            "R": False,
-            "wt": "CONTRACT_PRICE",
-            "ot": "LIQUIDATION",
-            "ps": position_side,
-            "cp": False,
-            "rp": wire.money(realized),
-            "pP": False,
-            "si": 0,
-            "ss": 0,
-            "V": "NONE",
-            "pm": "NONE",
-            "gtd": 0,
-        },
-    }
-
-
-def leverage_update(symbol: str, leverage: float, now_ms: int) -> dict[str, Any]:
-    return {"e": "ACCOUNT_CONFIG_UPDATE", "E": now_ms, "T": now_ms, "ac": {"s": symbol, "l": int(leverage)}}
-
-
-def listen_key_expired(listen_key: str, now_ms: int) -> dict[str, Any]:
-    # Published with "E" as a string, unlike every other event.
-    return {"e": "listenKeyExpired", "E": str(now_ms), "listenKey": listen_key}
-
-
-def mark_price_update(engine: Engine, symbol: str, mark: float, index: float, now_ms: int) -> dict[str, Any]:
-    return {
-        "e": "markPriceUpdate",
-        "E": now_ms,
-        "s": symbol,
-        "p": wire.money(mark),
-        "ap": wire.money(mark),
-        "P": wire.money(index),
-        "i": wire.money(index),
-        "r": wire.money(engine.funding_rate(symbol)),
-        "T": next_funding_ms(now_ms),
-    }
-
-
-def force_order(order: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    """The public liquidation stream's view of a forced close (no account details)."""
-    return {
-        "e": "forceOrder",
-        "E": now_ms,
-        "o": {
-            "s": order["s"],
-            "S": order["S"],
-            "o": "LIMIT",
-            "f": "IOC",
-            "q": order["q"],
-            "p": order["p"],
-            "ap": order["ap"],
-            "X": "FILLED",
-            "l": order["l"],
-            "z": order["z"],
-            "T": order["T"],
-        },
     }

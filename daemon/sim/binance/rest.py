@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.core.types import MarginMode, Side
-from daemon.sim.binance import auth, payloads, wire
+from daemon.sim.binance import auth, orders, payloads, wire
 from daemon.sim.binance.listen_keys import ListenKeys
 from daemon.sim.engine import Engine, EngineError, SimAccount
 from daemon.sim.faults import Faults
@@ -244,7 +244,7 @@ class BinanceRest:
         kind = params.get("type")
         if kind not in ("1", "2"):
             raise wire.RefusedError(wire.mandatory("type") if kind is None else wire.invalid_value("type"))
-        amount = _positive(params, "amount", wire.AMOUNT_NOT_POSITIVE)
+        amount = wire.positive_param(params, "amount", wire.AMOUNT_NOT_POSITIVE)
         side = _leg_side(account, params)
         try:
             self.engine.adjust_isolated_margin(
@@ -313,73 +313,9 @@ class BinanceRest:
         return {"code": 200, "msg": "success"}
 
     def order(self, account: SimAccount, params: Params) -> Any:
-        """A MARKET order, filled at once at the mark (other order types are not simulated)."""
         symbol = self._market_id(params)
         assert symbol is not None
-        order_type = params.get("type", "").upper()
-        if order_type != "MARKET":
-            raise wire.RefusedError(wire.BinanceError(400, -1116, "Invalid orderType."))
-        buy_or_sell = params.get("side", "").upper()
-        if buy_or_sell not in ("BUY", "SELL"):
-            raise wire.RefusedError(wire.BinanceError(400, -1117, "Invalid side."))
-        quantity = _positive(params, "quantity", wire.QUANTITY_NOT_POSITIVE)
-        side = Side.LONG if buy_or_sell == "BUY" else Side.SHORT
-        position_side = params.get("positionSide", "BOTH").upper()
-        reduce_only = params.get("reduceOnly", "false").lower() == "true"
-        if (position_side == "BOTH") == account.hedge_mode:
-            raise wire.RefusedError(wire.POSITION_SIDE_MISMATCH)
-        market = self.engine.markets[symbol]
-        fill = self.engine.marks[symbol]
-        if account.hedge_mode:
-            self._hedge_fill(account, symbol, side, position_side, quantity)
-        else:
-            existing = self.engine.find_position(account.api_key, symbol)
-            if reduce_only and (
-                existing is None or existing.side is side or quantity > existing.contracts + 1e-12
-            ):
-                raise wire.RefusedError(wire.REDUCE_ONLY_REJECTED)
-            self.engine.open_position(account.api_key, symbol, side, quantity)
-        now = self.engine.now_ms()
-        qty = payloads.quantity(market, quantity)
-        return {
-            "orderId": next(self._order_ids),
-            "symbol": symbol,
-            "status": "FILLED",
-            "clientOrderId": params.get("newClientOrderId", f"sim{now}"),
-            "price": "0.00",
-            "avgPrice": payloads.price(market, fill),
-            "origQty": qty,
-            "executedQty": qty,
-            "cumQty": qty,
-            "cumQuote": wire.money(quantity * market.contract_size * fill),
-            "timeInForce": "GTC",
-            "type": "MARKET",
-            "reduceOnly": reduce_only,
-            "closePosition": False,
-            "side": buy_or_sell,
-            "positionSide": position_side,
-            "stopPrice": "0.00",
-            "workingType": "CONTRACT_PRICE",
-            "priceProtect": False,
-            "origType": "MARKET",
-            "priceMatch": "NONE",
-            "selfTradePreventionMode": "NONE",
-            "goodTillDate": 0,
-            "updateTime": now,
-        }
-
-    def _hedge_fill(
-        self, account: SimAccount, symbol: str, side: Side, position_side: str, quantity: float
-    ) -> None:
-        leg_side = Side.LONG if position_side == "LONG" else Side.SHORT
-        if side is leg_side:  # BUY into LONG or SELL into SHORT opens or adds
-            self.engine.open_position(account.api_key, symbol, side, quantity)
-            return
-        leg = self.engine.find_position(account.api_key, symbol, leg_side)
-        # Only whole closes of a hedge leg are simulated; Binance refuses closing more than is held.
-        if leg is None or abs(quantity - leg.contracts) > 1e-12:
-            raise wire.RefusedError(wire.REDUCE_ONLY_REJECTED)
-        self.engine.close_position(account.api_key, symbol, leg_side)
+        return orders.place_market_order(self.engine, account, symbol, params, next(self._order_ids))
 
     # ---- user data stream keys ----
 
@@ -395,19 +331,6 @@ class BinanceRest:
     def listen_keys_delete(self, account: SimAccount, params: Params) -> Any:
         self.listen_keys.revoke(account.api_key)
         return {}
-
-
-def _positive(params: Params, name: str, not_positive: wire.BinanceError) -> float:
-    text = params.get(name)
-    if not text:
-        raise wire.RefusedError(wire.mandatory(name))
-    try:
-        value = float(text)
-    except ValueError:
-        raise wire.RefusedError(wire.invalid_value(name)) from None
-    if not value > 0:
-        raise wire.RefusedError(not_positive)
-    return value
 
 
 def _leg_side(account: SimAccount, params: Params) -> Side | None:

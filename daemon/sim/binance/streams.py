@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.core.types import Side
-from daemon.sim.binance import payloads, wire
+from daemon.sim.binance import payloads, pushes, wire
 from daemon.sim.binance.listen_keys import ListenKeys
 from daemon.sim.engine import BalanceChanged, Engine, Liquidated, MarginCall, MarkChanged, PositionChanged
 from daemon.sim.faults import FaultChanged, Faults
@@ -189,9 +189,7 @@ class BinanceStreams:
         elif isinstance(event, PositionChanged):
             box = self._outbox(event.api_key)
             if event.reason == "leverage" and event.position is not None:
-                box.configs.append(
-                    payloads.leverage_update(event.symbol, event.position.leverage, event.ts_ms)
-                )
+                box.configs.append(pushes.leverage_update(event.symbol, event.position.leverage, event.ts_ms))
             else:
                 box.legs[(event.symbol, event.position_side)] = None
                 box.reasons.append(event.reason)
@@ -229,7 +227,7 @@ class BinanceStreams:
         hedge = account is not None and account.hedge_mode
         position_side = ("LONG" if event.side is Side.LONG else "SHORT") if hedge else "BOTH"
         order_id = next(self._order_ids)
-        order = payloads.liquidation_order(
+        order = pushes.liquidation_order(
             market,
             event.side,
             position_side,
@@ -241,7 +239,7 @@ class BinanceStreams:
         )
         self._outbox(event.api_key).orders.append(order)
         # The public liquidation streams (`<symbol>@forceOrder`, `!forceOrder@arr`) carry the order too.
-        force = payloads.force_order(order["o"], event.ts_ms)
+        force = pushes.force_order(order["o"], event.ts_ms)
         text = encode(force)
         self.hub.publish_text(f"{event.symbol.lower()}@forceOrder", text)
         self.hub.publish_text(LIQUIDATION_ARRAY_STREAM, text)
@@ -251,7 +249,7 @@ class BinanceStreams:
         now = self.engine.now_ms()
         for listen_key, api_key in self.listen_keys.expire_all():
             channel = user_channel(api_key)
-            self.hub.publish(channel, payloads.listen_key_expired(listen_key, now))
+            self.hub.publish(channel, pushes.listen_key_expired(listen_key, now))
             for socket in self.hub.subscribers(channel):
                 self.hub.unsubscribe(channel, socket)  # an expired key's stream goes silent
 
@@ -280,9 +278,7 @@ class BinanceStreams:
     def _send_marks(self, events: list[MarkChanged]) -> None:
         frames = []
         for event in events:
-            frame = payloads.mark_price_update(
-                self.engine, event.symbol, event.mark, event.index, event.ts_ms
-            )
+            frame = pushes.mark_price_update(self.engine, event.symbol, event.mark, event.index, event.ts_ms)
             frames.append(frame)
             text = encode(frame)
             for stream in mark_streams(event.symbol):
@@ -313,14 +309,14 @@ class BinanceStreams:
                     None,
                 )
                 rows.append(
-                    payloads.update_row(view, pos)
+                    pushes.update_row(view, pos)
                     if pos is not None
-                    else payloads.closed_row(view, symbol, position_side)
+                    else pushes.closed_row(view, symbol, position_side)
                 )
-            balances = [payloads.balance_row(view, box.balance_change)]
-            self.hub.publish(channel, payloads.account_update(_reason(box.reasons), now, balances, rows))
+            balances = [pushes.balance_row(view, box.balance_change)]
+            self.hub.publish(channel, pushes.account_update(_reason(box.reasons), now, balances, rows))
         if view is not None and box.margin_call:
-            self.hub.publish(channel, payloads.margin_call(view, box.margin_call, now))
+            self.hub.publish(channel, pushes.margin_call(view, box.margin_call, now))
         for config in box.configs:
             self.hub.publish(channel, config)
 

@@ -86,6 +86,19 @@ def mandatory(name: str) -> BinanceError:
     )
 
 
+def positive_param(params: dict[str, str], name: str, not_positive: BinanceError) -> float:
+    text = params.get(name)
+    if not text:
+        raise RefusedError(mandatory(name))
+    try:
+        value = float(text)
+    except ValueError:
+        raise RefusedError(invalid_value(name)) from None
+    if not value > 0:
+        raise RefusedError(not_positive)
+    return value
+
+
 def invalid_value(name: str) -> BinanceError:
     return BinanceError(400, -1130, f"Data sent for parameter '{name}' is not valid.")
 

@@ -1,0 +1,86 @@
+"""POST /fapi/v1/order for MARKET orders: filled at once at the mark, answered as Binance answers.
+
+Only market orders are simulated (marginguard never places others; tests use them to open positions the
+way a trader would). One-way mode: BUY adds to a long or reduces/flips a short; `reduceOnly` refuses any
+fill that would grow or flip the position. Hedge mode: `positionSide` LONG/SHORT picks the leg; the
+opposite side closes it (whole closes only).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.core.types import Side
+from daemon.sim.binance import payloads, wire
+from daemon.sim.engine import Engine, SimAccount
+
+INVALID_ORDER_TYPE = wire.BinanceError(400, -1116, "Invalid orderType.")
+INVALID_SIDE = wire.BinanceError(400, -1117, "Invalid side.")
+
+
+def place_market_order(
+    engine: Engine, account: SimAccount, symbol: str, params: dict[str, str], order_id: int
+) -> dict[str, Any]:
+    if params.get("type", "").upper() != "MARKET":
+        raise wire.RefusedError(INVALID_ORDER_TYPE)
+    buy_or_sell = params.get("side", "").upper()
+    if buy_or_sell not in ("BUY", "SELL"):
+        raise wire.RefusedError(INVALID_SIDE)
+    quantity = wire.positive_param(params, "quantity", wire.QUANTITY_NOT_POSITIVE)
+    side = Side.LONG if buy_or_sell == "BUY" else Side.SHORT
+    position_side = params.get("positionSide", "BOTH").upper()
+    reduce_only = params.get("reduceOnly", "false").lower() == "true"
+    if (position_side == "BOTH") == account.hedge_mode:
+        raise wire.RefusedError(wire.POSITION_SIDE_MISMATCH)
+    market = engine.markets[symbol]
+    fill = engine.marks[symbol]
+    if account.hedge_mode:
+        _hedge_fill(engine, account, symbol, side, position_side, quantity)
+    else:
+        existing = engine.find_position(account.api_key, symbol)
+        if reduce_only and (
+            existing is None or existing.side is side or quantity > existing.contracts + 1e-12
+        ):
+            raise wire.RefusedError(wire.REDUCE_ONLY_REJECTED)
+        engine.open_position(account.api_key, symbol, side, quantity)
+    now = engine.now_ms()
+    qty = payloads.quantity(market, quantity)
+    return {
+        "orderId": order_id,
+        "symbol": symbol,
+        "status": "FILLED",
+        "clientOrderId": params.get("newClientOrderId", f"sim{now}"),
+        "price": "0.00",
+        "avgPrice": payloads.price(market, fill),
+        "origQty": qty,
+        "executedQty": qty,
+        "cumQty": qty,
+        "cumQuote": wire.money(quantity * market.contract_size * fill),
+        "timeInForce": "GTC",
+        "type": "MARKET",
+        "reduceOnly": reduce_only,
+        "closePosition": False,
+        "side": buy_or_sell,
+        "positionSide": position_side,
+        "stopPrice": "0.00",
+        "workingType": "CONTRACT_PRICE",
+        "priceProtect": False,
+        "origType": "MARKET",
+        "priceMatch": "NONE",
+        "selfTradePreventionMode": "NONE",
+        "goodTillDate": 0,
+        "updateTime": now,
+    }
+
+
+def _hedge_fill(
+    engine: Engine, account: SimAccount, symbol: str, side: Side, position_side: str, quantity: float
+) -> None:
+    leg_side = Side.LONG if position_side == "LONG" else Side.SHORT
+    if side is leg_side:  # BUY into LONG or SELL into SHORT opens or adds
+        engine.open_position(account.api_key, symbol, side, quantity)
+        return
+    leg = engine.find_position(account.api_key, symbol, leg_side)
+    if leg is None or abs(quantity - leg.contracts) > 1e-12:
+        raise wire.RefusedError(wire.REDUCE_ONLY_REJECTED)
+    engine.close_position(account.api_key, symbol, leg_side)
