@@ -68,8 +68,8 @@ def set_margin_mode_failed(reason_code: str, reason_msg: str) -> BybitError:
     )
 
 
-def invalid_symbol(symbol: str) -> BybitError:
-    return BybitError(10001, f"params error: symbol invalid {symbol}")
+def invalid_symbol() -> BybitError:
+    return BybitError(10001, "Not supported symbols")
 
 
 RATE_LIMIT_MSG = "Too many visits!"

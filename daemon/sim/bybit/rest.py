@@ -133,7 +133,7 @@ class RestApi:
         symbol = str(params.get("symbol", ""))
         market = self.by_wire.get(symbol)
         if market is None or (category is not None and category_of(market) != category):
-            raise errors.invalid_symbol(symbol)
+            raise errors.invalid_symbol()
         return market
 
     def _markets_of(self, category: str, symbol: str | None) -> list[Market]:

@@ -10,12 +10,13 @@ carries deltas of the changed fields; private topics push only on change, with n
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from daemon.core.types import Side
 from daemon.sim.bybit.auth import AuthRefusal, check_ws_auth
@@ -56,9 +57,25 @@ class Streams:
         self.hub = hub
         self.session = session
         self.by_wire: dict[str, Market] = {wire_symbol(m): m for m in engine.markets.values()}
+        self._subscription_waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/v5/public/linear", self.public_linear), web.get("/v5/private", self.private)]
+
+    async def until_subscribed(self, channel: str) -> None:
+        """Return once some client has subscribed `channel` (a hub channel such as "position:<api key>"), so a
+        scenario can move prices only after the client listens; pair it with a timeout."""
+        if self.hub.has_subscribers(channel):
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._subscription_waiters.setdefault(channel, []).append(waiter)
+        await waiter
+
+    def _subscribe(self, channel: str, socket: SimSocket) -> None:
+        self.hub.subscribe(channel, socket)
+        for waiter in self._subscription_waiters.pop(channel, []):
+            if not waiter.done():
+                waiter.set_result(None)
 
     # ---- connections ----
 
@@ -71,26 +88,22 @@ class Streams:
     async def _serve(
         self, request: web.Request, on_frame: Callable[[SimSocket, dict[str, Any]], None]
     ) -> web.StreamResponse:
-        from daemon.sim.server import open_socket  # the server imports the dialects; import it late
+        from daemon.sim.server import serve_socket  # the server imports the dialects; import it late
 
-        socket = await open_socket(request, self.faults)
-        socket.state["conn_id"] = uuid.uuid4().hex[:20]
-        try:
-            async for message in socket.ws:
-                if message.type != WSMsgType.TEXT:
-                    continue
-                try:
-                    frame = json.loads(message.data)
-                except json.JSONDecodeError:
-                    frame = None
-                if not isinstance(frame, dict):
-                    self._reply(socket, {"success": False, "ret_msg": "error:invalid op", "op": ""})
-                    continue
+        async def on_open(socket: SimSocket) -> None:
+            socket.state["conn_id"] = uuid.uuid4().hex[:20]
+
+        async def on_message(socket: SimSocket, text: str) -> None:
+            try:
+                frame = json.loads(text)
+            except json.JSONDecodeError:
+                frame = None
+            if isinstance(frame, dict):
                 on_frame(socket, frame)
-        finally:
-            self.hub.remove(socket)
-            await socket.close()
-        return socket.ws
+            else:
+                self._reply(socket, {"success": False, "ret_msg": "error:invalid op", "op": ""})
+
+        return await serve_socket(request, self.faults, self.hub, on_message, on_open)
 
     def _reply(self, socket: SimSocket, body: dict[str, Any], control: bool = False) -> None:
         socket.enqueue(
@@ -126,7 +139,7 @@ class Streams:
                 return
             self._ack(socket, frame, True)
             for topic in topics:
-                self.hub.subscribe(topic, socket)
+                self._subscribe(topic, socket)
                 market = self._ticker_market(topic)
                 assert market is not None
                 snapshot = {
@@ -178,7 +191,7 @@ class Streams:
                 self._ack(socket, frame, False, f"error:handler not found,topic:{','.join(unknown)}")
                 return
             for topic in topics:
-                self.hub.subscribe(private_channel(PRIVATE_TOPICS[topic], api_key), socket)
+                self._subscribe(private_channel(PRIVATE_TOPICS[topic], api_key), socket)
             self._ack(socket, frame, True)
         elif op == "unsubscribe":
             api_key = socket.state.get("api_key")
