@@ -74,3 +74,10 @@ def invalid_symbol() -> BybitError:
 
 RATE_LIMIT_MSG = "Too many visits!"
 SERVER_ERROR_MSG = "Server error."
+
+
+def number_param(params: dict[str, Any], name: str) -> float:
+    try:
+        return float(params[name])
+    except (KeyError, TypeError, ValueError):
+        raise params_error(f"params error: {name} invalid") from None

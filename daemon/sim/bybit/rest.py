@@ -15,10 +15,11 @@ from aiohttp import web
 
 from daemon.core.types import MarginMode, Side
 from daemon.sim.bybit import errors
+from daemon.sim.bybit.account import AccountEndpoints
 from daemon.sim.bybit.auth import AuthRefusal, check_rest
-from daemon.sim.bybit.errors import BybitError, json_response
+from daemon.sim.bybit.errors import BybitError, json_response, number_param
 from daemon.sim.bybit.payloads import REST_ONLY_TICKER_FIELDS, instrument_row, position_row, risk_limit_rows
-from daemon.sim.bybit.views import SessionState, empty_figures, position_rows, side_of_idx, ticker, wallet_row
+from daemon.sim.bybit.views import SessionState, empty_figures, position_rows, side_of_idx, ticker
 from daemon.sim.bybit.wire import category_of, envelope, wire_symbol
 from daemon.sim.engine import Engine, EngineError
 from daemon.sim.faults import Faults
@@ -43,6 +44,7 @@ class RestApi:
         self.session = session
         self.by_wire: dict[str, Market] = {wire_symbol(m): m for m in engine.markets.values()}
         self._limit_windows: dict[tuple[str, str], tuple[int, int]] = {}
+        self.account = AccountEndpoints(engine, self.now_ms)
 
     def routes(self) -> list[web.RouteDef]:
         public = {
@@ -52,11 +54,11 @@ class RestApi:
             "/v5/market/tickers": self.tickers,
         }
         private_get: dict[str, PrivateHandler] = {
-            "/v5/account/wallet-balance": self.wallet_balance,
+            "/v5/account/wallet-balance": self.account.wallet_balance,
             "/v5/position/list": self.position_list,
-            "/v5/asset/coin/query-info": self.coin_info,
-            "/v5/user/query-api": self.query_api,
-            "/v5/account/info": self.account_info,
+            "/v5/asset/coin/query-info": self.account.coin_info,
+            "/v5/user/query-api": self.account.query_api,
+            "/v5/account/info": self.account.account_info,
         }
         private_post: dict[str, PrivateHandler] = {
             "/v5/position/set-leverage": self.set_leverage,
@@ -65,7 +67,7 @@ class RestApi:
             "/v5/position/switch-mode": self.switch_mode,
             "/v5/position/add-margin": self.add_margin,
             "/v5/order/create": self.create_order,
-            "/v5/asset/transfer/inter-transfer": self.inter_transfer,
+            "/v5/asset/transfer/inter-transfer": self.account.inter_transfer,
         }
         routes = [web.get(path, self._public(handler)) for path, handler in public.items()]
         routes += [web.get(path, self._private(handler)) for path, handler in private_get.items()]
@@ -169,128 +171,6 @@ class RestApi:
         rows = [{**ticker(self.engine, self.session, m.symbol), **REST_ONLY_TICKER_FIELDS} for m in markets]
         return {"category": category, "list": rows}
 
-    # ---- account ----
-
-    def wallet_balance(self, api_key: str, params: Params) -> Any:
-        if params.get("accountType") != "UNIFIED":
-            raise errors.params_error("accountType only support UNIFIED.")
-        row = wallet_row(self.engine, api_key)
-        wanted = {c for c in str(params.get("coin", "")).split(",") if c}
-        if wanted:
-            row["coin"] = [c for c in row["coin"] if c["coin"] in wanted]
-        return {"list": [row]}
-
-    def account_info(self, api_key: str, params: Params) -> Any:
-        return {
-            "marginMode": self.account_margin_mode(api_key),
-            "updatedTime": str(self.now_ms()),
-            "unifiedMarginStatus": 5,
-            "dcpStatus": "OFF",
-            "timeWindow": 10,
-            "smpGroup": 0,
-            "isMasterTrader": False,
-            "spotHedgingStatus": "OFF",
-        }
-
-    def account_margin_mode(self, api_key: str) -> str:
-        """Unified accounts have one margin mode; the engine keeps one per symbol, so any isolated one wins."""
-        account = self.engine.account(api_key)
-        modes = set(account.margin_mode.values()) | {p.margin_mode for p in account.positions}
-        return "ISOLATED_MARGIN" if MarginMode.ISOLATED in modes else "REGULAR_MARGIN"
-
-    def query_api(self, api_key: str, params: Params) -> Any:
-        return {
-            "id": str(abs(hash(api_key)) % 10_000_000),
-            "note": "marginguard simulator",
-            "apiKey": api_key,
-            "readOnly": 0,
-            "secret": "",
-            "permissions": {
-                "ContractTrade": ["Order", "Position"],
-                "Spot": ["SpotTrade"],
-                "Wallet": ["AccountTransfer", "SubMemberTransfer"],
-                "Options": ["OptionsTrade"],
-                "Derivatives": ["DerivativesTrade"],
-                "CopyTrading": [],
-                "BlockTrade": [],
-                "Exchange": [],
-                "NFT": [],
-                "Affiliate": [],
-            },
-            "ips": ["*"],
-            "type": 1,
-            "deadlineDay": 83,
-            "expiredAt": "2030-01-01T00:00:00Z",
-            "createdAt": "2024-01-01T00:00:00Z",
-            "unified": 0,
-            "uta": 1,
-            "userID": abs(hash(api_key)) % 100_000_000,
-            "inviterID": 0,
-            "vipLevel": "No VIP",
-            "mktMakerLevel": "0",
-            "affiliateID": 0,
-            "rsaPublicKey": "",
-            "isMaster": True,
-            "parentUid": "0",
-            "kycLevel": "LEVEL_DEFAULT",
-            "kycRegion": "",
-        }
-
-    def coin_info(self, api_key: str, params: Params) -> Any:
-        coins = sorted(
-            {m.settle for m in self.engine.markets.values()} | {m.base for m in self.engine.markets.values()}
-        )
-        wanted = params.get("coin")
-        rows = []
-        for coin in coins:
-            if wanted and coin != wanted:
-                continue
-            chain = {"USDT": "ETH"}.get(coin, coin)
-            rows.append(
-                {
-                    "name": coin,
-                    "coin": coin,
-                    "remainAmount": "1000000",
-                    "chains": [
-                        {
-                            "chainType": chain,
-                            "confirmation": "12",
-                            "withdrawFee": "1",
-                            "depositMin": "0",
-                            "withdrawMin": "2",
-                            "chain": chain,
-                            "chainDeposit": "1",
-                            "chainWithdraw": "1",
-                            "minAccuracy": "8",
-                            "withdrawPercentageFee": "0",
-                            "contractAddress": "",
-                            "safeConfirmNumber": "12",
-                        }
-                    ],
-                }
-            )
-        return {"rows": rows}
-
-    def inter_transfer(self, api_key: str, params: Params) -> Any:
-        """Funds between the funding wallet (outside the simulation) and the unified trading account."""
-        source, target = params.get("fromAccountType"), params.get("toAccountType")
-        if source == target:
-            raise BybitError(131211, "fromAccountType can't be the same as toAccountType")
-        amount = _number(params, "amount")
-        if amount <= 0:
-            raise BybitError(131215, "Amount error")
-        signed = amount if target in ("UNIFIED", "CONTRACT") else -amount
-        if source not in ("UNIFIED", "CONTRACT") and target not in ("UNIFIED", "CONTRACT"):
-            signed = 0.0  # between two wallets the simulator does not model: nothing to do
-        if signed:
-            try:
-                self.engine.transfer(api_key, str(params.get("coin", "")), signed)
-            except EngineError as refusal:
-                if refusal.kind == "insufficient_balance":
-                    raise errors.TRANSFER_INSUFFICIENT from None
-                raise
-        return {"transferId": str(params.get("transferId") or uuid.uuid4()), "status": "SUCCESS"}
-
     # ---- positions ----
 
     def position_list(self, api_key: str, params: Params) -> Any:
@@ -322,7 +202,7 @@ class RestApi:
 
     def set_leverage(self, api_key: str, params: Params) -> Any:
         market = self._market(params)
-        buy, sell = _number(params, "buyLeverage"), _number(params, "sellLeverage")
+        buy, sell = number_param(params, "buyLeverage"), number_param(params, "sellLeverage")
         account = self.engine.account(api_key)
         if not account.hedge_mode and buy != sell:
             raise errors.params_error("buy leverage must be equal to sell leverage in one-way mode")
@@ -358,7 +238,7 @@ class RestApi:
         """Classic accounts switch one symbol between cross (tradeMode 0) and isolated (1)."""
         market = self._market(params)
         mode = MarginMode.ISOLATED if int(params.get("tradeMode", -1)) == 1 else MarginMode.CROSS
-        leverage = _number(params, "buyLeverage")
+        leverage = number_param(params, "buyLeverage")
         try:
             self.engine.set_margin_mode(api_key, market.symbol, mode)
         except EngineError as refusal:
@@ -384,7 +264,7 @@ class RestApi:
     def add_margin(self, api_key: str, params: Params) -> Any:
         """Add (positive `margin`) or reduce (negative) an isolated position's margin."""
         market = self._market(params)
-        amount = _number(params, "margin")
+        amount = number_param(params, "margin")
         account = self.engine.account(api_key)
         side = side_of_idx(account, int(params.get("positionIdx", 0)))
         try:
@@ -418,7 +298,7 @@ class RestApi:
         if side_text not in ("Buy", "Sell"):
             raise errors.params_error("params error: side invalid")
         side = Side.LONG if side_text == "Buy" else Side.SHORT
-        quantity = _number(params, "qty")
+        quantity = number_param(params, "qty")
         account = self.engine.account(api_key)
         idx = int(params.get("positionIdx", 0))
         reduce_only = str(params.get("reduceOnly", "false")).lower() == "true"
@@ -441,10 +321,3 @@ class RestApi:
                 raise errors.ORDER_INSUFFICIENT from None
             raise
         return {"orderId": str(uuid.uuid4()), "orderLinkId": str(params.get("orderLinkId", ""))}
-
-
-def _number(params: Params, name: str) -> float:
-    try:
-        return float(params[name])
-    except (KeyError, TypeError, ValueError):
-        raise errors.params_error(f"params error: {name} invalid") from None
