@@ -198,8 +198,7 @@ async def test_set_margin_mode_and_leverage() -> None:
         key = sim.account.api_key
         await client.set_margin_mode("isolated", BTC)
         assert sim.engine.account(key).margin_mode_for("ETHUSDT") is MarginMode.ISOLATED  # account-wide
-        info = await client.private_get_v5_account_info()
-        assert info["result"]["marginMode"] == "ISOLATED_MARGIN"
+        assert (await client.fetch_margin_mode(BTC))["marginMode"] == "isolated"
 
         await client.set_leverage(7, BTC)
         assert sim.engine.account(key).leverage_for("BTCUSDT") == 7
@@ -211,6 +210,35 @@ async def test_set_margin_mode_and_leverage() -> None:
         await client.create_order(BTC, "market", "buy", 0.01)
         with pytest.raises(ExchangeError, match="3400045"):
             await client.set_margin_mode("cross", BTC)
+    assert_loopback_only(sim)
+
+
+async def test_hedge_mode_lists_both_legs_and_adjusts_the_one_named() -> None:
+    async with SimServer("bybit") as sim, bybit_client(sim) as client:
+        key = sim.account.api_key
+        await client.set_position_mode(True)
+        assert sim.engine.account(key).hedge_mode
+        await client.set_margin_mode("isolated", BTC)
+        await client.create_order(BTC, "market", "buy", 0.1, params={"positionIdx": 1})
+        await client.create_order(BTC, "market", "sell", 0.05, params={"positionIdx": 2})
+        positions = sorted(await client.fetch_positions(), key=lambda p: str(p["side"]))
+        assert [(p["side"], p["contracts"], p["hedged"]) for p in positions] == [
+            ("long", 0.1, True),
+            ("short", 0.05, True),
+        ]
+        short_before = sim.engine.find_position(key, "BTCUSDT", Side.SHORT)
+        assert short_before is not None
+        margin_before = short_before.isolated_margin
+        await client.private_post_v5_position_add_margin(
+            {"category": "linear", "symbol": "BTCUSDT", "margin": "25", "positionIdx": 2}
+        )
+        short_after = sim.engine.find_position(key, "BTCUSDT", Side.SHORT)
+        long_after = sim.engine.find_position(key, "BTCUSDT", Side.LONG)
+        assert short_after is not None and long_after is not None
+        assert short_after.isolated_margin == pytest.approx(margin_before + 25)
+        assert long_after.isolated_margin == pytest.approx(0.1 * 67_000.0 / 20)  # untouched, default 20x
+        with pytest.raises(BadRequest, match="110024"):
+            await client.set_position_mode(False)
     assert_loopback_only(sim)
 
 

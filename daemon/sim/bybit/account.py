@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,7 @@ class AccountEndpoints:
 
     def query_api(self, api_key: str, params: Params) -> Any:
         return {
-            "id": str(abs(hash(api_key)) % 10_000_000),
+            "id": str(zlib.crc32(api_key.encode()) % 10_000_000),
             "note": "marginguard simulator",
             "apiKey": api_key,
             "readOnly": 0,
@@ -73,7 +74,7 @@ class AccountEndpoints:
             "createdAt": "2024-01-01T00:00:00Z",
             "unified": 0,
             "uta": 1,
-            "userID": abs(hash(api_key)) % 100_000_000,
+            "userID": zlib.crc32(api_key.encode()) % 100_000_000,
             "inviterID": 0,
             "vipLevel": "No VIP",
             "mktMakerLevel": "0",

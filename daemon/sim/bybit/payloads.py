@@ -182,7 +182,9 @@ def position_row(fig: PositionFigures, websocket: bool = False) -> dict[str, Any
         "size": qty(fig.size, market) if open_ else "0",
         "avgPrice" if not websocket else "entryPrice": entry_text,
         "positionValue": money(fig.value_at_entry) if open_ else "0",
-        "tradeMode": 1 if fig.margin_mode is MarginMode.ISOLATED else 0,
+        # Unified accounts (UTA 2.0) deprecated tradeMode and always send 0: a client must read the margin
+        # mode from /v5/account/info, as against the real exchange.
+        "tradeMode": 0,
         "positionStatus": "Normal",
         "autoAddMargin": 0,
         "adlRankIndicator": 2 if open_ else 0,

@@ -307,7 +307,12 @@ class RestApi:
                 leg = Side.LONG if idx == 1 else Side.SHORT
                 if side is leg:
                     self.engine.open_position(api_key, market.symbol, side, quantity)
-                else:  # an opposite order on a hedge leg closes it
+                else:  # an opposite order on a hedge leg closes it; partial closes are not simulated
+                    held = self.engine.find_position(api_key, market.symbol, leg)
+                    if held is None:
+                        raise BybitError(110017, "current position is zero, cannot fix reduce-only order qty")
+                    if quantity < held.contracts:
+                        raise errors.params_error("the simulator closes hedge-mode legs in full only")
                     self.engine.close_position(api_key, market.symbol, leg)
             else:
                 existing = self.engine.find_position(api_key, market.symbol)
