@@ -1,0 +1,88 @@
+"""What differs between exchanges, as data: every quirk module fills in one `Quirks`.
+
+Generic code (client factory, feeds, actuator) reads these fields instead of testing the exchange id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+MarkStream = Literal["watch_mark_price", "watch_ticker", "poll"]
+TiersCall = Literal["fetch_leverage_tiers", "fetch_market_leverage_tiers"]
+# How isolated margin is added: ccxt's unified `add_margin`, Bybit's implicit v5 endpoint, or not at all.
+AddMarginStyle = Literal["unified", "bybit_v5", "unsupported"]
+
+
+def frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class ModeSettings:
+    """How one environment (demo, testnet, live) is selected on a ccxt client.
+
+    `demo_trading`: call ccxt's `enable_demo_trading(True)` (switches `urls['api']` to the demo hosts).
+    `sandbox`: call ccxt's `set_sandbox_mode(True)` (testnet hosts; OKX adds its simulated-trading header).
+    `headers`: extra HTTP headers every request carries.
+    `ws_urls`: websocket URLs to use in this mode, merged into `urls['api']['ws']`, for exchanges whose ccxt
+        switch moves only the REST hosts.
+    """
+
+    demo_trading: bool = False
+    sandbox: bool = False
+    headers: Mapping[str, str] = field(default_factory=frozen)
+    ws_urls: Mapping[str, Any] = field(default_factory=frozen)
+
+
+@dataclass(frozen=True)
+class TransferRoute:
+    """A ccxt `transfer(code, amount, from_account, to_account)` that moves funds into the futures wallet."""
+
+    from_account: str
+    to_account: str
+    # Exchange param carrying a client id that makes a repeated transfer a no-op, filled from the action tag.
+    client_id_param: str | None = None
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """One exchange's differences.
+
+    family: the core margin family (`daemon.core.margin`) that models this exchange's liquidation.
+    mark_stream: how mark prices arrive: ccxt `watch_mark_price`, `watch_ticker` (its ticker carries the
+        mark), or REST polling.
+    positions_push_is_thin: websocket position pushes lack mark, liquidation price, leverage and margins:
+        merge them onto the REST picture, never replace it.
+    positions_quiet_by_nature: the position stream pushes only on change, so silence is not staleness:
+        judge it by keepalive and reconciliation.
+    tiers_call: `fetch_leverage_tiers` (all symbols in one call) or `fetch_market_leverage_tiers` (per symbol).
+    default_options: ccxt options that keep the client on the exchange's own hosts and on swap markets.
+    add_margin: how isolated margin is added (see `AddMarginStyle`).
+    margin_amount_uses_market_precision: ccxt rounds the add-margin amount with the market's AMOUNT precision
+        (Binance), so the actuator rounds with it too and knows exactly what is sent.
+    margin_decimals: decimal places of a margin amount when ccxt does not know the currency's precision.
+    transfer: the route that moves funds into the futures wallet, or None when marginguard does not do it.
+    modes: settings per environment.
+    settle: the settle currency of the watched contracts.
+    """
+
+    exchange_id: str
+    family: str
+    mark_stream: MarkStream
+    positions_push_is_thin: bool
+    positions_quiet_by_nature: bool
+    tiers_call: TiersCall
+    default_options: Mapping[str, Any]
+    add_margin: AddMarginStyle
+    margin_amount_uses_market_precision: bool = False
+    margin_decimals: int = 8
+    transfer: TransferRoute | None = None
+    modes: Mapping[str, ModeSettings] = field(default_factory=frozen)
+    settle: str = "USDT"
+
+    def mode(self, name: str) -> ModeSettings:
+        """Settings for `name`; live (and any mode the exchange has no switch for) needs none."""
+        return self.modes.get(name, ModeSettings())

@@ -1,0 +1,23 @@
+"""Binance USD-M futures (ccxt id `binanceusdm`)."""
+
+from daemon.exchanges.quirks.base import ModeSettings, Quirks, TransferRoute, frozen
+
+QUIRKS = Quirks(
+    exchange_id="binanceusdm",
+    family="binance",
+    mark_stream="watch_mark_price",
+    # ACCOUNT_UPDATE carries amount, entry, margin type and isolated wallet only (ccxt #27618), and is sent
+    # only when something changes (ccxt #20201).
+    positions_push_is_thin=True,
+    positions_quiet_by_nature=True,
+    tiers_call="fetch_leverage_tiers",
+    # With a key, load_markets would also fetch currencies from the spot host (api.binance.com/sapi).
+    default_options=frozen({"fetchCurrencies": False, "defaultType": "swap"}),
+    add_margin="unified",
+    margin_amount_uses_market_precision=True,
+    margin_decimals=8,
+    # Spot wallet -> USD-M wallet goes through the spot host's /sapi/v1/asset/transfer.
+    transfer=TransferRoute(from_account="spot", to_account="future"),
+    # ccxt refuses Binance's futures testnet for private calls; demo trading is the supported environment.
+    modes=frozen({"demo": ModeSettings(demo_trading=True), "testnet": ModeSettings(sandbox=True)}),
+)

@@ -1,0 +1,27 @@
+"""Bybit v5, USDT linear perpetuals (ccxt id `bybit`)."""
+
+from daemon.exchanges.quirks.base import ModeSettings, Quirks, TransferRoute, frozen
+
+QUIRKS = Quirks(
+    exchange_id="bybit",
+    family="bybit",
+    # ccxt has no watch_mark_price for Bybit; its `tickers.<SYMBOL>` topic carries markPrice.
+    mark_stream="watch_ticker",
+    positions_push_is_thin=False,
+    positions_quiet_by_nature=False,
+    tiers_call="fetch_market_leverage_tiers",
+    default_options=frozen(
+        {
+            # Only linear swaps: ccxt otherwise also loads spot, inverse and option markets.
+            "fetchMarkets": {"types": ["linear"]},
+            "defaultType": "swap",
+            "defaultSubType": "linear",
+            "defaultSettle": "USDT",
+        }
+    ),
+    # ccxt has no unified add_margin for Bybit: POST /v5/position/add-margin through the implicit method.
+    add_margin="bybit_v5",
+    margin_decimals=4,
+    transfer=TransferRoute(from_account="funding", to_account="unified", client_id_param="transferId"),
+    modes=frozen({"demo": ModeSettings(demo_trading=True), "testnet": ModeSettings(sandbox=True)}),
+)

@@ -1,0 +1,21 @@
+"""OKX v5, USDT swaps (ccxt id `okx`)."""
+
+from daemon.exchanges.quirks.base import ModeSettings, Quirks, TransferRoute, frozen
+
+# OKX demo trading is the live REST host with the `x-simulated-trading: 1` header and the wspap websocket
+# host; ccxt's sandbox switch does exactly that, so demo and testnet are the same environment.
+_SIMULATED = ModeSettings(sandbox=True, headers=frozen({"x-simulated-trading": "1"}))
+
+QUIRKS = Quirks(
+    exchange_id="okx",
+    family="okx",
+    mark_stream="watch_mark_price",
+    positions_push_is_thin=False,
+    positions_quiet_by_nature=False,
+    tiers_call="fetch_market_leverage_tiers",
+    default_options=frozen({"fetchMarkets": {"types": ["swap"]}, "defaultType": "swap"}),
+    add_margin="unified",
+    margin_decimals=8,
+    transfer=TransferRoute(from_account="funding", to_account="trading", client_id_param="clientId"),
+    modes=frozen({"demo": _SIMULATED, "testnet": _SIMULATED}),
+)
