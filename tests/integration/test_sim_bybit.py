@@ -61,10 +61,14 @@ def assert_loopback_only(sim: SimServer) -> None:
     assert remotes == {"127.0.0.1"}, remotes
 
 
-async def open_isolated_long(sim: SimServer, client: Any, contracts: float = 0.1, leverage: int = 10) -> None:
+async def open_isolated_long(
+    sim: SimServer, client: Any, contracts: float = 0.1, leverage: int = 10
+) -> float:
+    """Buy `contracts` BTC at the mark in isolated margin; returns the initial margin it locked."""
     await client.set_margin_mode("isolated", BTC)
     await client.set_leverage(leverage, BTC)
     await client.create_order(BTC, "market", "buy", contracts)
+    return contracts * sim.engine.markets["BTCUSDT"].mark / leverage
 
 
 def doc_sample(endpoint_or_channel: str, label: str | None = None) -> dict[str, Any]:
@@ -154,7 +158,7 @@ async def test_fetch_leverage_tiers_returns_the_markets_brackets() -> None:
 
 async def test_add_and_reduce_isolated_margin_moves_the_liquidation_price() -> None:
     async with SimServer("bybit") as sim, bybit_client(sim) as client:
-        await open_isolated_long(sim, client)
+        initial_margin = await open_isolated_long(sim, client)
         key = sim.account.api_key
         before = sim.engine.liquidation_price(key, "BTCUSDT", Side.LONG)
         added = await client.private_post_v5_position_add_margin(
@@ -169,8 +173,12 @@ async def test_add_and_reduce_isolated_margin_moves_the_liquidation_price() -> N
             {"category": "linear", "symbol": "BTCUSDT", "margin": "-60", "positionIdx": 0}
         )
         position = sim.engine.find_position(key, "BTCUSDT")
-        assert position is not None and position.isolated_margin == pytest.approx(670.0 + 40.0)
-        assert sim.engine.account(key).wallet["USDT"] == pytest.approx(10_000.0 - 670.0 - 40.0 - 3.35)
+        assert position is not None and position.isolated_margin == pytest.approx(initial_margin + 40.0)
+        market = sim.engine.markets["BTCUSDT"]
+        opening_fee = 0.1 * market.mark * market.taker_fee
+        assert sim.engine.account(key).wallet["USDT"] == pytest.approx(
+            10_000.0 - initial_margin - 40.0 - opening_fee
+        )
 
         with pytest.raises(InsufficientFunds):
             await client.private_post_v5_position_add_margin(
@@ -236,7 +244,8 @@ async def test_hedge_mode_lists_both_legs_and_adjusts_the_one_named() -> None:
         long_after = sim.engine.find_position(key, "BTCUSDT", Side.LONG)
         assert short_after is not None and long_after is not None
         assert short_after.isolated_margin == pytest.approx(margin_before + 25)
-        assert long_after.isolated_margin == pytest.approx(0.1 * 67_000.0 / 20)  # untouched, default 20x
+        mark = sim.engine.markets["BTCUSDT"].mark
+        assert long_after.isolated_margin == pytest.approx(0.1 * mark / 20)  # untouched, default 20x
         with pytest.raises(BadRequest, match="110024"):
             await client.set_position_mode(False)
     assert_loopback_only(sim)
@@ -268,7 +277,7 @@ async def test_watch_ticker_streams_the_mark_price() -> None:
 async def test_watch_positions_and_balance_see_a_liquidation() -> None:
     async with SimServer("bybit") as sim, bybit_client(sim) as client:
         key = sim.account.api_key
-        await open_isolated_long(sim, client)
+        initial_margin = await open_isolated_long(sim, client)
         snapshot = await asyncio.wait_for(client.watch_positions(), TIMEOUT_S)  # ccxt's REST snapshot
         assert [p["contracts"] for p in snapshot] == [0.1]
         total_before = (await client.fetch_balance())["USDT"]["total"]  # wallet incl. the isolated margin
@@ -287,7 +296,7 @@ async def test_watch_positions_and_balance_see_a_liquidation() -> None:
         [liquidation] = sim.engine.liquidations
         assert balance["USDT"]["total"] == pytest.approx(sim.engine.account(key).wallet["USDT"])
         assert balance["USDT"]["total"] == pytest.approx(total_before - liquidation["loss"])
-        assert liquidation["loss"] > 600  # most of the 670 USDT isolated margin is gone
+        assert liquidation["loss"] > 0.9 * initial_margin  # nearly all the isolated margin is gone
         [order] = await asyncio.wait_for(orders_push, TIMEOUT_S)
         assert order["info"]["createType"] == "CreateByLiq"
         assert (order["side"], order["amount"]) == ("sell", 0.1)
@@ -299,7 +308,7 @@ async def test_watch_positions_and_balance_see_a_liquidation() -> None:
 async def test_position_push_carries_mark_liquidation_price_and_margins() -> None:
     async with SimServer("bybit") as sim, bybit_client(sim) as client:
         key = sim.account.api_key
-        await open_isolated_long(sim, client)
+        initial_margin = await open_isolated_long(sim, client)
         await asyncio.wait_for(client.watch_positions(), TIMEOUT_S)
         push = asyncio.ensure_future(client.watch_positions())
         await until_subscribed(sim, f"position:{key}")
@@ -311,7 +320,7 @@ async def test_position_push_carries_mark_liquidation_price_and_margins() -> Non
         assert expected is not None
         assert position["liquidationPrice"] == pytest.approx(expected, abs=0.05)
         assert position["markPrice"] == sim.engine.marks["BTCUSDT"]
-        assert position["collateral"] == pytest.approx(720.0)
+        assert position["collateral"] == pytest.approx(initial_margin + 50.0)  # margin + PnL at entry
         documented = doc_sample("position (private, v5)")["data"][0]
         assert set(documented) - set(position["info"]) == set()
         assert json_types(position["info"]).items() >= json_types(documented).items()
