@@ -25,6 +25,7 @@ from ccxt.base.errors import (
     ExchangeNotAvailable,
     InsufficientFunds,
     InvalidNonce,
+    NetworkError,
     RateLimitExceeded,
 )
 
@@ -387,4 +388,38 @@ async def test_http_faults_answer_in_bybits_shape() -> None:
         with pytest.raises(RateLimitExceeded):  # Bybit bans an IP with 403, which ccxt reads as a rate limit
             await client.fetch_balance()
         assert (await client.fetch_balance())["USDT"]["total"] == 10_000.0
+    assert_loopback_only(sim)
+
+
+async def test_dropped_stream_fails_the_watch_and_the_next_watch_resubscribes() -> None:
+    async with SimServer("bybit") as sim, bybit_client(sim) as client:
+        await asyncio.wait_for(client.watch_ticker(BTC), TIMEOUT_S)
+        pending = asyncio.ensure_future(client.watch_ticker(BTC))
+        await until_subscribed(sim, "tickers.BTCUSDT")
+        assert sim.faults.drop_websockets() == 1
+        with pytest.raises(NetworkError):
+            await asyncio.wait_for(pending, TIMEOUT_S)
+        again = await asyncio.wait_for(client.watch_ticker(BTC), TIMEOUT_S)  # a fresh snapshot
+        assert again["markPrice"] == sim.engine.marks["BTCUSDT"]
+        assert sim.hub.has_subscribers("tickers.BTCUSDT")
+    assert_loopback_only(sim)
+
+
+async def test_stalled_stream_still_answers_pings_but_withholds_data() -> None:
+    async with (
+        SimServer("bybit", mark_interval_s=None) as sim,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{sim.ws_base}/v5/public/linear") as ws,
+    ):
+        await ws.send_json({"op": "subscribe", "req_id": "1", "args": ["tickers.BTCUSDT"]})
+        assert (await ws.receive_json(timeout=TIMEOUT_S))["success"] is True
+        assert (await ws.receive_json(timeout=TIMEOUT_S))["type"] == "snapshot"
+        sim.faults.set("stall")
+        sim.engine.set_mark("BTCUSDT", 60_000.0)  # withheld
+        await ws.send_json({"req_id": "2", "op": "ping"})
+        assert (await ws.receive_json(timeout=TIMEOUT_S))["ret_msg"] == "pong"  # the very next frame
+        sim.faults.clear("stall")
+        sim.engine.set_mark("BTCUSDT", 60_100.0)
+        delta = await ws.receive_json(timeout=TIMEOUT_S)
+        assert (delta["type"], delta["data"]["markPrice"]) == ("delta", "60100.0")
     assert_loopback_only(sim)
