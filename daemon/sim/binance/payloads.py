@@ -322,7 +322,6 @@ def account_v3(view: AccountView, now_ms: int) -> dict[str, Any]:
         "crossUnPnl": wire.money(cross_upnl),
         "availableBalance": wire.money(available),
         "maxWithdrawAmount": wire.money(max_withdraw),
-        "marginAvailable": True,
         # ccxt skips assets whose updateTime is 0: a funded wallet has been touched at some point.
         "updateTime": max([now_ms, *(p.update_time_ms for p in view.account.positions)]),
     }
@@ -332,9 +331,9 @@ def account_v3(view: AccountView, now_ms: int) -> dict[str, Any]:
             "positionSide": pos.position_side,
             "positionAmt": signed_amount(view.market(pos), pos),
             "unrealizedProfit": wire.money(view.upnl(pos)),
-            "isolatedMargin": wire.money(pos.isolated_margin + view.upnl(pos) if is_isolated(pos) else 0.0),
+            "isolatedMargin": wire.money(pos.isolated_margin + view.upnl(pos)) if is_isolated(pos) else "0",
             "notional": wire.money(view.notional(pos)),
-            "isolatedWallet": wire.money(pos.isolated_margin if is_isolated(pos) else 0.0),
+            "isolatedWallet": wire.money(pos.isolated_margin) if is_isolated(pos) else "0",
             "initialMargin": wire.money(view.initial_margin(pos)),
             "maintMargin": wire.money(view.maintenance(leg)),
             "updateTime": pos.update_time_ms,

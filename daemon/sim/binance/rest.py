@@ -177,14 +177,9 @@ class BinanceRest:
 
     def account_v2(self, account: SimAccount, params: Params) -> Any:
         body = payloads.account_v3(payloads.AccountView(self.engine, account), self.engine.now_ms())
-        return {
-            "feeTier": 0,
-            "canTrade": True,
-            "canDeposit": True,
-            "canWithdraw": True,
-            "updateTime": 0,
-            **body,
-        }
+        assets = [{**row, "marginAvailable": True} for row in body.pop("assets")]
+        head = {"feeTier": 0, "canTrade": True, "canDeposit": True, "canWithdraw": True, "tradeGroupId": -1}
+        return {**head, "updateTime": 0, "multiAssetsMargin": False, **body, "assets": assets}
 
     def balance(self, account: SimAccount, params: Params) -> Any:
         view = payloads.AccountView(self.engine, account)

@@ -85,6 +85,7 @@ class BinanceStreams:
         self._wallets: dict[str, float] = {}  # last cross wallet seen per account, for "bc"
         self._flush_scheduled = False
         self._order_ids = itertools.count(8_000_000_001)
+        self._subscription_waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -97,6 +98,21 @@ class BinanceStreams:
             web.get("/private/ws", self.private_socket),
         ]
 
+    async def until_subscribed(self, channel: str) -> None:
+        """Return once some client listens on `channel` (a stream name, or `user_channel(api_key)`), so a
+        scenario can move prices only after the client listens; pair it with a timeout."""
+        if self.hub.has_subscribers(channel):
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._subscription_waiters.setdefault(channel, []).append(waiter)
+        await waiter
+
+    def _subscribe(self, channel: str, socket: SimSocket) -> None:
+        self.hub.subscribe(channel, socket)
+        for waiter in self._subscription_waiters.pop(channel, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
     # ---- connections ----
 
     async def market_socket(self, request: web.Request) -> web.StreamResponse:
@@ -107,7 +123,7 @@ class BinanceStreams:
         async def on_open(socket: SimSocket) -> None:
             # ccxt appends a connection number (/market/ws/0); only a real stream name subscribes.
             if "@" in named:
-                self.hub.subscribe(_normalise(named), socket)
+                self._subscribe(_normalise(named), socket)
 
         return await serve_socket(request, self.faults, self.hub, self._on_market_message, on_open)
 
@@ -122,7 +138,7 @@ class BinanceStreams:
             account = self.engine.account_by_key(api_key)
             if account is not None:
                 self._wallets.setdefault(api_key, account.wallet.get("USDT", 0.0))
-            self.hub.subscribe(user_channel(api_key), socket)
+            self._subscribe(user_channel(api_key), socket)
 
         return await serve_socket(request, self.faults, self.hub, self._on_private_message, on_open)
 
@@ -161,7 +177,7 @@ class BinanceStreams:
                 return
             for stream in streams:
                 if method == "SUBSCRIBE":
-                    self.hub.subscribe(_normalise(stream), socket)
+                    self._subscribe(_normalise(stream), socket)
                 else:
                     self.hub.unsubscribe(_normalise(stream), socket)
             await socket.send_json({"result": None, "id": request_id})
