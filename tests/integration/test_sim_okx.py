@@ -67,6 +67,16 @@ async def wait_for(watch: Callable[[], Awaitable[T]], done: Callable[[T], bool])
     return await asyncio.wait_for(loop(), PUSH_TIMEOUT_S)
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait until `condition()` holds (checked every few milliseconds), failing after PUSH_TIMEOUT_S."""
+
+    async def loop() -> None:
+        while not condition():  # noqa: ASYNC110 - server-side state with no event to wait on
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(loop(), PUSH_TIMEOUT_S)
+
+
 def isolated_margin(sim: SimServer, symbol: str) -> float:
     pos = sim.engine.find_position(sim.account.api_key, symbol)
     assert pos is not None, f"no {symbol} position"
@@ -132,6 +142,7 @@ async def test_fetch_positions_report_the_model_liquidation_price() -> None:
         assert (btc["side"], btc["contracts"], btc["contractSize"]) == ("long", 100, 0.01)
         assert (btc["marginMode"], btc["leverage"]) == ("isolated", 20)
         assert btc["collateral"] == pytest.approx(67_000 / 20)
+        assert btc["maintenanceMarginPercentage"] == 0.005  # 100 contracts: the second published tier
         assert btc["liquidationPrice"] == pytest.approx(
             sim.engine.liquidation_price(key, "BTCUSDT"), rel=1e-12
         )
@@ -231,6 +242,32 @@ async def test_order_beyond_the_balance_is_refused_as_insufficient_funds() -> No
         assert sim.engine.account(sim.account.api_key).positions == []
 
 
+async def test_long_short_mode_keeps_both_legs_with_their_own_liquidation_prices() -> None:
+    async with SimServer("okx") as sim, okx_client(sim) as client:
+        key = sim.account.api_key
+        await client.set_position_mode(True)
+        assert (await client.fetch_position_mode())["hedged"] is True
+        await client.set_margin_mode("isolated", ETH, {"leverage": 20})
+        isolated = {"tdMode": "isolated"}
+        await client.create_order(ETH, "market", "buy", 30, None, {**isolated, "posSide": "long"})
+        await client.create_order(ETH, "market", "sell", 10, None, {**isolated, "posSide": "short"})
+        positions = {p["side"]: p for p in await client.fetch_positions([ETH])}
+        assert (positions["long"]["contracts"], positions["short"]["contracts"]) == (30, 10)
+        assert positions["long"]["hedged"] and positions["long"]["info"]["posSide"] == "long"
+        for side in (Side.LONG, Side.SHORT):
+            expected = sim.engine.liquidation_price(key, "ETHUSDT", side)
+            assert positions[side.value]["liquidationPrice"] == pytest.approx(expected, rel=1e-12)
+        with pytest.raises(ExchangeError, match="59000"):
+            await client.set_position_mode(False)
+
+
+async def test_demo_trading_client_still_talks_only_to_the_simulator() -> None:
+    async with SimServer("okx") as sim, okx_client(sim, sandbox=True) as client:
+        assert client.headers["x-simulated-trading"] == "1"
+        assert (await client.fetch_balance())["USDT"]["total"] == pytest.approx(10_000)
+        assert await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S) == []
+
+
 # ---- websockets ----
 
 
@@ -280,6 +317,9 @@ async def test_liquidation_is_pushed_as_a_flat_position_and_charges_the_wallet()
         sim.engine.open_position(key, "BTCUSDT", Side.LONG, 100)
         await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S)
         await asyncio.wait_for(client.watch_balance(), PUSH_TIMEOUT_S)
+        # ccxt 4.5.90's async watch_my_liquidations returns an un-awaited coroutine; call the plural form.
+        my_liquidations = asyncio.create_task(client.watch_my_liquidations_for_symbols([BTC]))
+        await until(lambda: any(c.startswith("balance_and_position|") for c in sim.hub.channels))
         wallet_before = sim.engine.account(key).wallet["USDT"]
         liquidation_price = sim.engine.liquidation_price(key, "BTCUSDT")
         assert liquidation_price is not None
@@ -290,6 +330,8 @@ async def test_liquidation_is_pushed_as_a_flat_position_and_charges_the_wallet()
             client.watch_positions, lambda ps: any(p["symbol"] == BTC and p["contracts"] == 0 for p in ps)
         )
         assert all(p["contracts"] == 0 for p in flat if p["symbol"] == BTC)
+        liquidations = await asyncio.wait_for(my_liquidations, PUSH_TIMEOUT_S)
+        assert [(x["symbol"], x["info"]["eventType"]) for x in liquidations] == [(BTC, "liquidation")]
         assert [entry["symbol"] for entry in sim.engine.liquidations] == ["BTCUSDT"]
         assert await client.fetch_positions() == []
         balance = await client.fetch_balance()

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.sim.engine import BalanceChanged, Engine, MarkChanged, PositionChanged, SimAccount
+from daemon.sim.engine import BalanceChanged, Engine, Liquidated, MarkChanged, PositionChanged, SimAccount
 from daemon.sim.faults import Faults
 from daemon.sim.markets import Market
 from daemon.sim.okx import payloads
@@ -43,11 +43,13 @@ class OkxDialect:
         (and answers the other types with empty lists), so the config narrows `fetchMarkets` to swaps to
         spare three requests.
         """
+        urls = {"rest": http_base, "ws": f"{ws_base}/ws/v5"}
         return {
             "apiKey": account.api_key,
             "secret": account.secret,
             "password": account.passphrase,
-            "urls": {"api": {"rest": http_base, "ws": f"{ws_base}/ws/v5"}},
+            # `test` too: a client switched to demo trading ("sandbox") must still only reach this server.
+            "urls": {"api": dict(urls), "test": dict(urls)},
             "options": {"fetchMarkets": {"types": ["swap"]}},
         }
 
@@ -69,3 +71,5 @@ class OkxDialect:
             self.streams.on_position(event)
         elif isinstance(event, BalanceChanged):
             self.streams.on_balance(event)
+        elif isinstance(event, Liquidated):
+            self.streams.on_liquidation(event)

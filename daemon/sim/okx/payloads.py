@@ -109,21 +109,24 @@ class ContractTier:
 
 
 def contract_tiers(market: Market) -> list[ContractTier]:
-    """The market's notional brackets re-expressed in contracts at its reference price.
+    """The market's brackets in contracts, exactly as the engine's margin model uses them.
 
-    OKX fixes swap brackets in contracts, whatever the price; the simulator's tables are in notional, so
-    they are converted once, at the market's listed (initial) mark, and stay fixed from then on.
+    OKX fixes swap brackets in contracts, whatever the price; the simulator's tables are in notional and
+    `Market.core_tiers(in_contracts=True)` converts them once at the listed mark. Each bracket ends where
+    the next begins; the last one ends at the table's last notional cap, converted the same way.
     """
-    per_contract = market.contract_size * market.mark
+    core = market.core_tiers(in_contracts=True)
+    last_cap = float(round(market.tiers[-1].max_notional / (market.contract_size * market.mark)))
+    caps = [tier.min_notional for tier in core[1:]] + [last_cap]
     return [
         ContractTier(
             tier=number,
-            min_contracts=round(tier.min_notional / per_contract),
-            max_contracts=round(tier.max_notional / per_contract),
+            min_contracts=tier.min_notional,
+            max_contracts=cap,
             mmr=tier.mmr,
-            max_leverage=tier.max_leverage,
+            max_leverage=tier.max_leverage or market.max_leverage,
         )
-        for number, tier in enumerate(market.tiers, start=1)
+        for number, (tier, cap) in enumerate(zip(core, caps, strict=True), start=1)
     ]
 
 
@@ -313,6 +316,36 @@ def closed_position_row(
         "posSide": side_name,
         "uTime": str(ts_ms),
         "uplRatio": "",
+    }
+
+
+def balance_and_position_data(
+    event_type: str, cash_balances: dict[str, float], positions: list[Row], ts_ms: int
+) -> Row:
+    """One element of the `balance_and_position` channel: cash balances and the positions after the event.
+
+    `positions` are full position rows; this channel carries only a few of their fields.
+    """
+    keep = ("posId", "tradeId", "instId", "instType", "mgnMode", "posSide", "pos", "ccy", "posCcy", "avgPx")
+    return {
+        "pTime": str(ts_ms),
+        "eventType": event_type,
+        "balData": [
+            {"ccy": ccy, "cashBal": okx_number(cash), "uTime": str(ts_ms)}
+            for ccy, cash in sorted(cash_balances.items())
+        ],
+        "posData": [
+            {
+                **{name: row.get(name, "") for name in keep},
+                "baseBal": "",
+                "quoteBal": "",
+                "nonSettleAvgPx": "",
+                "settledPnl": "",
+                "uTime": row.get("uTime", str(ts_ms)),
+            }
+            for row in positions
+        ],
+        "trades": [{"instId": row["instId"], "tradeId": row.get("tradeId", "")} for row in positions],
     }
 
 

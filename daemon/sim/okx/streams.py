@@ -6,7 +6,9 @@ Wire behaviour reproduced from OKX's v5 documentation and ccxt.pro's okx client:
   `{"event": "error", "code": "600xx", "msg", "connId"}`;
 - `{"op": "subscribe", "args": [...]}` answers one `{"event": "subscribe", "arg", "connId"}` per argument,
   then pushes the channel's current state (`eventType` "snapshot"), then every change ("event_update");
-- a flat or liquidated position is pushed once with `pos` "0", then no longer listed.
+- a flat or liquidated position is pushed once with `pos` "0", then no longer listed;
+- `balance_and_position` sends its snapshot on subscription and an `eventType` "liquidation" element when
+  a position is liquidated (other event types of that channel are not produced).
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from daemon.sim.engine import BalanceChanged, MarkChanged, PositionChanged, SimAccount
+from daemon.sim.engine import BalanceChanged, Liquidated, MarkChanged, PositionChanged, SimAccount
 from daemon.sim.okx import payloads
 from daemon.sim.okx.auth import OkxError, check_ws_login
-from daemon.sim.okx.views import balance_data, flat_position_row, position_row_for, position_rows, uid_of
+from daemon.sim.okx.views import (
+    balance_data,
+    cash_balances,
+    flat_position_row,
+    position_row_for,
+    position_rows,
+    uid_of,
+)
 from daemon.sim.server import serve_socket
 from daemon.sim.sockets import SimSocket, encode
 
@@ -29,7 +38,7 @@ if TYPE_CHECKING:
     from daemon.sim.okx.dialect import OkxDialect
 
 PUBLIC_CHANNELS = frozenset({"mark-price"})
-PRIVATE_CHANNELS = frozenset({"positions", "account"})
+PRIVATE_CHANNELS = frozenset({"positions", "account", "balance_and_position"})
 POSITION_INST_TYPES = frozenset({"ANY", "SWAP", "FUTURES", "MARGIN", "OPTION"})
 
 Arg = dict[str, Any]
@@ -222,6 +231,18 @@ class OkxStreams:
                 continue
             data = balance_data(self.engine, account, {event.asset})
             self.hub.publish(key, self._push(arg, "event_update", [data]))
+
+    def on_liquidation(self, event: Liquidated) -> None:
+        account = self.engine.account_by_key(event.api_key)
+        subscriptions = self._live_args(event.api_key, "balance_and_position")
+        if account is None or not subscriptions:
+            return
+        flat = flat_position_row(self.engine, account, event.symbol, event.side, event.ts_ms)
+        element = payloads.balance_and_position_data(
+            "liquidation", cash_balances(account), [flat], event.ts_ms
+        )
+        for key, arg in subscriptions.items():
+            self.hub.publish(key, {"arg": arg, "data": [element]})
 
     def _live_args(self, api_key: str, channel: str) -> dict[str, Arg]:
         """The account's subscriptions to `channel` that still have a socket (forgetting the dead ones)."""

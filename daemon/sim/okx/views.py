@@ -85,6 +85,14 @@ def flat_position_row(engine: Engine, account: SimAccount, symbol: str, side: Si
     )
 
 
+def cash_balances(account: SimAccount) -> dict[str, float]:
+    """OKX's cashBal per currency: the cross wallet plus the margin held by isolated positions."""
+    isolated = sum(pos.isolated_margin for pos in account.positions if pos.margin_mode is MarginMode.ISOLATED)
+    return {
+        asset: amount + (isolated if asset == SETTLE else 0.0) for asset, amount in account.wallet.items()
+    }
+
+
 def _settle_figures(engine: Engine, account: SimAccount, ts_ms: int) -> CurrencyFigures:
     risk = _risk(engine, account)
     isolated_margin = isolated_upl = cross_upl = cross_initial = cross_maintenance = notional = 0.0
