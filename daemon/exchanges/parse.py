@@ -65,18 +65,27 @@ def _margin_mode(position: Mapping[str, Any]) -> MarginMode | None:
             return _MODES[value.lower()]
     info = position.get("info")
     if isinstance(info, Mapping):
-        # Bybit: ccxt leaves marginMode None; tradeMode 1 is isolated, 0 cross (classic accounts).
-        for key in ("mgnMode", "mt", "marginType", "tradeMode"):
+        # The raw row's own field where ccxt did not lift it (OKX mgnMode, Binance ACCOUNT_UPDATE mt). Bybit's
+        # tradeMode is NOT read: unified accounts always send 0 whatever the mode (see `margin_mode_of`).
+        for key in ("mgnMode", "mt", "marginType"):
             value = info.get(key)
             if isinstance(value, str) and value.lower() in _MODES:
                 return _MODES[value.lower()]
-            if key == "tradeMode" and value is not None and str(value) in ("0", "1"):
-                return MarginMode.ISOLATED if str(value) == "1" else MarginMode.CROSS
     return None
 
 
+def margin_mode_of(structure: Mapping[str, Any]) -> MarginMode | None:
+    """The mode in a ccxt margin-mode structure (`fetch_margin_mode`), for exchanges whose positions do not
+    say it (Bybit unified accounts: account-wide). Portfolio margin is cross margin across the account."""
+    value = structure.get("marginMode")
+    if not isinstance(value, str):
+        return None
+    return MarginMode.CROSS if value.lower() == "portfolio" else _MODES.get(value.lower())
+
+
 def _isolated_margin(position: Mapping[str, Any], mode: MarginMode | None) -> float | None:
-    if mode is not MarginMode.ISOLATED:
+    # Kept when the mode is unknown (Bybit positions): the view uses it only once the mode says isolated.
+    if mode is MarginMode.CROSS:
         return None
     info = position.get("info")
     if isinstance(info, Mapping):

@@ -58,6 +58,8 @@ class Quirks:
         merge them onto the REST picture, never replace it.
     positions_quiet_by_nature: the position stream pushes only on change, so silence is not staleness:
         judge it by keepalive and reconciliation.
+    margin_mode_in_positions: positions state their margin mode; when False (Bybit unified accounts, where
+        the mode is account-wide) ask ccxt's `fetch_margin_mode` and fill it in (`parse.margin_mode_of`).
     tiers_call: `fetch_leverage_tiers` (all symbols in one call) or `fetch_market_leverage_tiers` (per symbol).
     default_options: ccxt options that keep the client on the exchange's own hosts and on swap markets.
     add_margin: how isolated margin is added (see `AddMarginStyle`).
@@ -78,6 +80,7 @@ class Quirks:
     default_options: Mapping[str, Any]
     add_margin: AddMarginStyle
     margin_amount_uses_market_precision: bool = False
+    margin_mode_in_positions: bool = True
     margin_decimals: int = 8
     transfer: TransferRoute | None = None
     modes: Mapping[str, ModeSettings] = field(default_factory=frozen)

@@ -22,6 +22,8 @@ QUIRKS = Quirks(
     # ccxt has no unified add_margin for Bybit: POST /v5/position/add-margin through the implicit method.
     add_margin="bybit_v5",
     margin_decimals=4,
+    # Unified accounts set the margin mode account-wide; position rows always say tradeMode 0.
+    margin_mode_in_positions=False,
     transfer=TransferRoute(from_account="funding", to_account="unified", client_id_param="transferId"),
     modes=frozen({"demo": ModeSettings(demo_trading=True), "testnet": ModeSettings(sandbox=True)}),
 )

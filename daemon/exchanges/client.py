@@ -1,0 +1,108 @@
+"""Builds the ccxt.pro client of one account: environment (demo / testnet / live), quirks, user overrides.
+
+Order of precedence, lowest first: marginguard's defaults for the exchange (`Quirks.default_options`), the
+account's credentials, the environment switch (ccxt's own `enable_demo_trading` / `set_sandbox_mode`), and
+last the account's `ccxt_config`, so URL overrides (proxies, regional hosts, the simulator) and options from
+the config always win.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import ccxt.pro
+
+from daemon.exchanges.config import ExchangeAccount
+from daemon.exchanges.quirks import Quirks, quirks_for
+
+
+class ConfigurationRefused(ValueError):
+    """The account's settings are refused as they stand (live trading not allowed, unknown exchange):
+    fix the configuration; nothing was sent to the exchange."""
+
+
+def build_client(account: ExchangeAccount, quirks: Quirks | None = None) -> Any:
+    """A new, unconnected `ccxt.pro.<exchange>` client for `account` (no request is made here).
+
+    Refuses `mode = "live"` unless the account sets `allow_live = True`: real money is never touched by
+    accident, e.g. when a demo key was pasted into a live config.
+    """
+    if account.mode == "live" and not account.allow_live:
+        raise ConfigurationRefused(
+            f"account {account.account_id!r}: mode 'live' trades real money; set allow_live = true on this "
+            "account to confirm, or use mode 'demo' or 'testnet'"
+        )
+    try:
+        quirks = quirks or quirks_for(account.exchange)
+    except ValueError as exc:
+        raise ConfigurationRefused(f"account {account.account_id!r}: {exc}") from None
+    exchange_class = getattr(ccxt.pro, account.exchange, None)
+    if exchange_class is None:
+        raise ConfigurationRefused(
+            f"account {account.account_id!r}: ccxt.pro has no exchange {account.exchange!r}"
+        )
+
+    client = exchange_class(_base_config(account, quirks))
+    settings = quirks.mode(account.mode)
+    if settings.sandbox:
+        client.set_sandbox_mode(True)
+    if settings.demo_trading:
+        client.enable_demo_trading(True)
+    if settings.headers:
+        client.headers = {**(client.headers or {}), **settings.headers}
+    if settings.ws_urls:
+        client.urls["api"]["ws"] = client.deep_extend(
+            client.urls["api"].get("ws", {}), dict(settings.ws_urls)
+        )
+    apply_config(client, account.ccxt_config)
+    return client
+
+
+def _base_config(account: ExchangeAccount, quirks: Quirks) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "enableRateLimit": True,
+        # deep copy: ccxt mutates its options (caches) and the quirks' mappings are shared by every account.
+        "options": copy.deepcopy(_plain(quirks.default_options)),
+    }
+    credentials = {
+        "apiKey": account.api_key,
+        "secret": account.secret,
+        "password": account.password,
+        "walletAddress": account.wallet_address,
+        "privateKey": account.private_key,
+    }
+    config.update({key: value for key, value in credentials.items() if value is not None})
+    return config
+
+
+def apply_config(client: Any, config: Mapping[str, Any]) -> None:
+    """Merge a ccxt constructor config into an existing client the way ccxt's constructor does: nested
+    dicts (urls, options, headers, has) are deep-merged, other values replace the attribute."""
+    for key, value in config.items():
+        plain = _plain(value)
+        current = getattr(client, key, None)
+        if isinstance(plain, dict) and isinstance(current, dict):
+            setattr(client, key, client.deep_extend(current, copy.deepcopy(plain)))
+        else:
+            setattr(client, key, copy.deepcopy(plain))
+
+
+def _plain(value: Any) -> Any:
+    """Mappings (e.g. read-only MappingProxyType) as plain dicts, recursively: ccxt expects dicts."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def share_markets(source: Any, target: Any) -> None:
+    """Give `target` the market tables `source` loaded (same exchange), so it never calls load_markets.
+
+    The tables are shared, not copied: one exchange's metadata is held once however many accounts use it.
+    """
+    if source.id != target.id:
+        raise ValueError(f"cannot share {source.id} markets with a {target.id} client")
+    if not source.markets:
+        raise ValueError(f"{source.id}: load markets on the source client first")
+    target.set_markets_from_exchange(source)

@@ -1,0 +1,416 @@
+"""`AccountFeed`: one account's picture from ccxt, as core events, that never goes silently blind.
+
+The feed first takes a REST snapshot (positions, balance, the rules of every held symbol), then runs:
+- websocket loops for positions and balance (`watch_positions` / `watch_balance`);
+- mark prices through the shared `MarketHub` for every held symbol (subscribed as legs open, dropped as
+  they close);
+- a reconciliation snapshot on a timer, after every reconnect, and shortly after a thin push (Binance's
+  position pushes carry neither margins nor leverage);
+- freshness: every stream is judged by the age of its last data where silence means something, and the
+  reconciliation itself is a check: a snapshot that finds changes the position stream never pushed means
+  that stream went deaf, so it is declared STALE and reconnected.
+
+Errors are retried with the capped, jittered `Backoff` (rate limits wait at least what the exchange asked).
+Only refused keys stop the feed (`stopped_because`), with a DOWN event saying why. Nothing but
+`CancelledError` ever leaves `run()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from daemon.core.backoff import Backoff
+from daemon.core.events import (
+    BalanceUpdate,
+    Event,
+    Freshness,
+    MarketRules,
+    PositionSnapshot,
+    PositionUpdate,
+    StreamHealth,
+)
+from daemon.core.types import Side
+from daemon.exchanges.errors import (
+    AuthenticationFailed,
+    ExchangeError,
+    PermissionDenied,
+    RateLimited,
+    TransientError,
+    translate,
+)
+from daemon.exchanges.marketdata import MarketHub, MarkEvent
+from daemon.exchanges.parse import facts_from_positions, wallet_balance
+from daemon.exchanges.quirks import Quirks
+from daemon.exchanges.streams import StreamClock, cancelled_by_us, force_reconnect, now_ms
+
+log = structlog.get_logger(__name__)
+
+Emit = Callable[[Event], None]
+LegKey = tuple[str, Side]
+
+POSITIONS, BALANCE, ACCOUNT = "positions", "balance", "account"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    reconcile_every_s: float = 60.0
+    # Silence threshold of the private streams; None: silence means nothing (most accounts are quiet for
+    # hours) and the reconciliation judges them. Never applied where quirks say pushes come only on change.
+    private_stale_after_s: float | None = None
+    check_every_s: float = 0.25
+    reconcile_after_thin_push_s: float = 1.0
+    # After a reconnect, how long the new socket gets to subscribe before the reconciliation snapshot.
+    resubscribe_grace_s: float = 0.5
+    # A snapshot that disagrees with the position stream is checked again this much later before the
+    # stream is declared deaf (its push may simply trail the REST answer).
+    confirm_after_s: float = 1.0
+    backoff: Backoff = field(default_factory=Backoff)
+    watch_balance: bool = True
+
+
+class _Stopped(Exception):
+    """Raised inside the feed's tasks when the account cannot go on (refused keys)."""
+
+    def __init__(self, error: ExchangeError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class AccountFeed:
+    """One account's streams; `await feed.run()` until cancelled. See the module docstring."""
+
+    def __init__(
+        self,
+        client: Any,
+        quirks: Quirks,
+        hub: MarketHub,
+        emit: Emit,
+        settings: FeedSettings | None = None,
+        symbols: Sequence[str] | None = None,
+    ) -> None:
+        self.client = client
+        self.quirks = quirks
+        self.hub = hub
+        self.emit = emit
+        self.settings = settings or FeedSettings()
+        self.symbols = frozenset(symbols) if symbols is not None else None
+        private_threshold = None if quirks.positions_quiet_by_nature else self.settings.private_stale_after_s
+        start = time.monotonic()
+        self._clocks = {
+            POSITIONS: StreamClock(POSITIONS, private_threshold, start),
+            BALANCE: StreamClock(BALANCE, private_threshold, start),
+        }
+        self._held: dict[LegKey, float] = {}  # contracts per open leg, as the feed has reported them
+        self._heard: dict[LegKey, float] = {}  # the same, as the position stream alone has told it
+        self._suspect = False
+        self._rebaseline = True
+        self._subscribed: set[str] = set()
+        self._rules_sent: set[str] = set()
+        self._buffer: list[Event] | None = None  # private events held back while a snapshot is taken
+        self._reconcile_due: float | None = None
+        self._wake = asyncio.Event()
+        self.snapshots = 0
+        self.stopped_because: ExchangeError | None = None
+
+    # ---- life cycle ----
+
+    async def run(self) -> None:
+        try:
+            await self._first_snapshot()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._stream(POSITIONS, self._next_positions))
+                if self.settings.watch_balance:
+                    group.create_task(self._stream(BALANCE, self._next_balance))
+                group.create_task(self._reconcile_loop())
+                group.create_task(self._watch_freshness())
+        except* _Stopped as stopped:
+            error = stopped.exceptions[0]
+            assert isinstance(error, _Stopped)
+            self.stopped_because = error.error
+            log.error("account feed stopped", exchange=self.quirks.exchange_id, error=str(error.error))
+            self.emit(StreamHealth(ACCOUNT, Freshness.DOWN, now_ms(), f"stopped: {error.error}"))
+        finally:
+            for symbol in list(self._subscribed):
+                self.hub.unsubscribe(symbol, self._on_mark)
+            self._subscribed.clear()
+
+    def request_reconcile(self, after_s: float = 0.0) -> None:
+        """Ask for a reconciliation snapshot within `after_s` seconds (earlier requests win)."""
+        due = time.monotonic() + after_s
+        if self._reconcile_due is None or due < self._reconcile_due:
+            self._reconcile_due = due
+        self._wake.set()
+
+    # ---- snapshots ----
+
+    async def _first_snapshot(self) -> None:
+        delays = self.settings.backoff.delays(random.random)
+        while True:
+            try:
+                if not self.client.markets:
+                    await self.hub.load_markets()
+                    _share_markets(self.hub.client, self.client)
+                await self._snapshot()
+                return
+            except asyncio.CancelledError:
+                if cancelled_by_us():
+                    raise
+                error: ExchangeError = TransientError("snapshot cancelled by a closing socket")
+            except Exception as exc:
+                error = translate(exc)
+            self._give_up_if_fatal(error)
+            self._emit(StreamHealth(ACCOUNT, Freshness.DOWN, now_ms(), f"snapshot failed: {error}"))
+            await asyncio.sleep(_wait(error, next(delays)))
+
+    async def _snapshot(self) -> None:
+        """Positions and balance by REST, emitted as one complete picture; pushes meanwhile come after it."""
+        self._buffer = []
+        try:
+            rows = await self.client.fetch_positions()
+            balance = await self.client.fetch_balance() if self.settings.watch_balance else None
+            facts = tuple(
+                f for f in facts_from_positions(rows) if f.contracts != 0.0 and self._wanted(f.symbol)
+            )
+            await self._send_rules({f.symbol for f in facts})
+            if balance is not None:
+                wallet = wallet_balance(balance, self.quirks.settle)
+                if wallet is not None:
+                    self._emit(BalanceUpdate(wallet, now_ms()))
+            truth = {(f.symbol, f.side): f.contracts for f in facts}
+            self._held = dict(truth)
+            self._emit(PositionSnapshot(facts, now_ms()))
+            self.snapshots += 1
+        finally:
+            held, self._buffer = self._buffer, None
+            for event in held or ():
+                self._publish(event)
+        self._follow_marks()
+        self._judge_position_stream(truth)
+
+    def _judge_position_stream(self, truth: dict[LegKey, float]) -> None:
+        """Compare the snapshot with what the position stream told; a difference twice running means the
+        stream is deaf (a push may merely trail the REST answer, hence the confirmation snapshot)."""
+        differing = sorted(
+            f"{symbol} {side.value}"
+            for symbol, side in truth.keys() | self._heard.keys()
+            if truth.get((symbol, side)) != self._heard.get((symbol, side))
+        )
+        if not differing or self._rebaseline:
+            # First snapshot, or the first after a reconnect: what the stream missed while down is expected.
+            self._heard, self._suspect, self._rebaseline = dict(truth), False, False
+            return
+        if not self._suspect:
+            self._suspect = True
+            self.request_reconcile(after_s=self.settings.confirm_after_s)
+            return
+        self._heard, self._suspect = dict(truth), False
+        detail = f"stream missed changes to {', '.join(differing)}"
+        self._clocks[POSITIONS].state = Freshness.STALE
+        self._emit(StreamHealth(POSITIONS, Freshness.STALE, now_ms(), detail))
+        force_reconnect(self.client, f"marginguard: {detail}")
+
+    async def _send_rules(self, symbols: set[str]) -> None:
+        for symbol in sorted(symbols - self._rules_sent):
+            try:
+                rules: MarketRules = await self.hub.rules(symbol, via=self.client)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the leg stays "tiers unknown" until a later reconciliation
+                error = translate(exc)
+                log.warning("market rules unavailable", symbol=symbol, error=str(error))
+                self.request_reconcile(after_s=_wait(error, self.settings.backoff.initial * 4))
+                continue
+            self._rules_sent.add(symbol)
+            self._emit(rules)
+
+    async def _reconcile_loop(self) -> None:
+        delays = None
+        self.request_reconcile(after_s=self.settings.reconcile_every_s)
+        while True:
+            due = self._reconcile_due if self._reconcile_due is not None else time.monotonic()
+            wait = due - time.monotonic()
+            if wait > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                continue
+            self._reconcile_due = None
+            try:
+                await self._snapshot()
+            except asyncio.CancelledError:
+                if cancelled_by_us():
+                    raise
+                error: ExchangeError = TransientError("reconciliation cancelled by a closing socket")
+            except Exception as exc:
+                error = translate(exc)
+            else:
+                delays = None
+                self.request_reconcile(after_s=self.settings.reconcile_every_s)
+                continue
+            self._give_up_if_fatal(error)
+            log.warning("reconciliation failed", exchange=self.quirks.exchange_id, error=str(error))
+            delays = delays or self.settings.backoff.delays(random.random)
+            self.request_reconcile(after_s=_wait(error, next(delays)))
+
+    # ---- websocket streams ----
+
+    async def _stream(self, name: str, next_events: Callable[[], Awaitable[list[Event]]]) -> None:
+        clock = self._clocks[name]
+        delays = None
+        recovering = False
+        while True:
+            try:
+                if recovering:
+                    events = await self._first_after_reconnect(next_events)
+                    recovering = False
+                else:
+                    events = await next_events()
+            except asyncio.CancelledError:
+                if cancelled_by_us():
+                    raise
+                error: ExchangeError = TransientError(f"{name} stream closed")
+            except Exception as exc:
+                error = translate(exc)
+            else:
+                delays = None
+                health = clock.seen(time.monotonic())
+                for event in events:
+                    self._publish(event)
+                if health is not None:
+                    self._emit(health)
+                continue
+            self._give_up_if_fatal(error)
+            down = clock.down(str(error))
+            if down is not None:
+                self._emit(down)
+            recovering = True
+            delays = delays or self.settings.backoff.delays(random.random)
+            await asyncio.sleep(_wait(error, next(delays)))
+
+    async def _first_after_reconnect(self, next_events: Callable[[], Awaitable[list[Event]]]) -> list[Event]:
+        """The first watch after a failure reconnects; reconcile once the new socket had time to subscribe."""
+        watch = asyncio.ensure_future(next_events())
+        try:
+            await asyncio.wait({watch}, timeout=self.settings.resubscribe_grace_s)
+            self._rebaseline = True
+            self.request_reconcile()
+            if not watch.done() and self.quirks.positions_quiet_by_nature and _socket_up(self.client):
+                # A stream that pushes only on change has no data to show it is alive: being connected
+                # and resubscribed is the evidence there is (the reconciliation covers the gap).
+                for clock in self._clocks.values():
+                    health = clock.seen(time.monotonic())
+                    if health is not None:
+                        self._emit(health)
+            return await watch
+        finally:
+            watch.cancel()
+
+    async def _next_positions(self) -> list[Event]:
+        rows = await self.client.watch_positions()
+        facts = tuple(f for f in facts_from_positions(rows) if self._wanted(f.symbol))
+        if not facts:
+            return []
+        if self.quirks.positions_push_is_thin:
+            # Margins and leverage are not in the push: fetch them soon, once the burst has passed.
+            self.request_reconcile(after_s=self.settings.reconcile_after_thin_push_s)
+        stamps = [int(row["timestamp"]) for row in rows if isinstance(row, Mapping) and row.get("timestamp")]
+        return [PositionUpdate(facts, max(stamps) if stamps else now_ms())]
+
+    async def _next_balance(self) -> list[Event]:
+        balance = await self.client.watch_balance()
+        wallet = wallet_balance(balance, self.quirks.settle)
+        if wallet is None:
+            return []
+        return [BalanceUpdate(wallet, now_ms())]
+
+    async def _watch_freshness(self) -> None:
+        """Private streams silent past their threshold are declared STALE and reconnected."""
+        while True:
+            await asyncio.sleep(self.settings.check_every_s)
+            now = time.monotonic()
+            silent = []
+            for clock in self._clocks.values():
+                health, reconnect = clock.check(now)
+                if health is not None:
+                    self._emit(health)
+                if reconnect:
+                    silent.append(clock)
+            if silent:
+                force_reconnect(self.client, "marginguard: private stream silent")
+                for clock in silent:
+                    clock.rearm(now)
+
+    # ---- events out ----
+
+    def _publish(self, event: Event) -> None:
+        """A private-stream event: held back during a snapshot, else tracked and emitted."""
+        if self._buffer is not None:
+            self._buffer.append(event)
+            return
+        if isinstance(event, PositionUpdate):
+            for legs in (self._held, self._heard):
+                for facts in event.positions:
+                    key = (facts.symbol, facts.side)
+                    if facts.contracts == 0.0:
+                        legs.pop(key, None)
+                    else:
+                        legs[key] = facts.contracts
+        self._emit(event)
+        if isinstance(event, PositionUpdate):
+            self._follow_marks()
+            if {symbol for symbol, _ in self._held} - self._rules_sent:
+                self.request_reconcile()  # a leg opened on a symbol whose tiers are not known yet
+
+    def _emit(self, event: Event) -> None:
+        try:
+            self.emit(event)
+        except Exception:
+            log.exception("feed listener failed", event=type(event).__name__)
+
+    def _on_mark(self, event: MarkEvent) -> None:
+        self._emit(event)
+
+    def _follow_marks(self) -> None:
+        """Mark subscriptions follow the held symbols."""
+        held = {symbol for symbol, _ in self._held}
+        for symbol in sorted(held - self._subscribed):
+            self._subscribed.add(symbol)
+            self.hub.subscribe(symbol, self._on_mark)
+        for symbol in sorted(self._subscribed - held):
+            self._subscribed.discard(symbol)
+            self.hub.unsubscribe(symbol, self._on_mark)
+
+    def _wanted(self, symbol: str) -> bool:
+        return self.symbols is None or symbol in self.symbols
+
+    def _give_up_if_fatal(self, error: ExchangeError) -> None:
+        if isinstance(error, AuthenticationFailed | PermissionDenied):
+            raise _Stopped(error)
+
+
+def _wait(error: ExchangeError, backoff_delay: float) -> float:
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        return max(backoff_delay, error.retry_after)
+    return backoff_delay
+
+
+def _socket_up(client: Any) -> bool:
+    sockets = list(getattr(client, "clients", {}).values())
+    return bool(sockets) and all(
+        getattr(ws, "isConnected", False) and not getattr(ws, "error", None) and not ws.closed()
+        for ws in sockets
+    )
+
+
+def _share_markets(source: Any, target: Any) -> None:
+    from daemon.exchanges.client import share_markets
+
+    share_markets(source, target)

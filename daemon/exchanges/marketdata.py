@@ -1,0 +1,291 @@
+"""`MarketHub`: one exchange's public data, shared by every account that trades on it.
+
+One hub per exchange id holds one public ccxt client. Market metadata and maintenance tiers are loaded once
+and shared (`rules(symbol)`), and each symbol's mark price is watched by exactly one task whatever the number
+of accounts holding it: `subscribe(symbol, listener)` / `unsubscribe` count references, and every frame is
+fanned out to every listener as a core `MarkPrice`.
+
+One `watch_mark_price` task per symbol (rather than one `watch_mark_prices(list)`) because ccxt resolves a
+waiting watch once per batch of frames read together: a single multi-symbol watch hands user code only a
+fraction of the updates under load, while per-symbol watches deliver every frame.
+
+Each symbol's stream is judged by the age of its last mark: past `stale_after_s` its listeners hear
+`StreamHealth(STALE)`, the hub's sockets are failed so the next watch reconnects and resubscribes, and the
+symbol is FRESH again only when a new mark arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from daemon.core.backoff import Backoff
+from daemon.core.events import MarketRules, MarkPrice, StreamHealth
+from daemon.exchanges.errors import ExchangeError, InvalidRequest, RateLimited, translate
+from daemon.exchanges.parse import mark_from_ticker, market_rules
+from daemon.exchanges.quirks import Quirks
+from daemon.exchanges.streams import StreamClock, cancelled_by_us, force_reconnect, now_ms
+
+log = structlog.get_logger(__name__)
+
+MarkEvent = MarkPrice | StreamHealth
+MarkListener = Callable[[MarkEvent], None]
+
+
+def mark_stream_name(symbol: str) -> str:
+    return f"mark:{symbol}"
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    stale_after_s: float = 10.0  # marks are pushed every 1-3 s by every supported exchange
+    check_every_s: float = (
+        0.25  # how often the watchdog looks: staleness is seen within this of the threshold
+    )
+    poll_every_s: float = 1.0  # for exchanges whose marks are polled over REST
+    backoff: Backoff = field(default_factory=Backoff)
+
+
+class MarketHub:
+    """Public market data of one exchange. Use as `async with hub:`; see the module docstring."""
+
+    def __init__(self, client: Any, quirks: Quirks, settings: HubSettings | None = None) -> None:
+        self.client = client
+        self.quirks = quirks
+        self.settings = settings or HubSettings()
+        self._listeners: dict[str, list[MarkListener]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._clocks: dict[str, StreamClock] = {}
+        self._latest: dict[str, MarkPrice] = {}
+        self._markets_lock = asyncio.Lock()
+        self._tiers_locks: dict[str, asyncio.Lock] = {}
+        self._all_tiers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+        self._tiers: dict[str, Sequence[Mapping[str, Any]] | None] = {}
+        self._rules: dict[str, MarketRules] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self.markets_loads = 0  # how many times markets were fetched (one, once warmed)
+        self.forced_reconnects = 0
+
+    @property
+    def exchange_id(self) -> str:
+        return self.quirks.exchange_id
+
+    # ---- life cycle ----
+
+    async def __aenter__(self) -> MarketHub:
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        self._watchdog = self._group.create_task(
+            self._watch_freshness(), name=f"hub-{self.exchange_id}-watchdog"
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        group, self._group = self._group, None
+        for task in [*self._tasks.values(), self._watchdog]:
+            if task is not None:
+                task.cancel()
+        self._tasks.clear()
+        if group is not None:
+            await group.__aexit__(exc_type, exc, tb)
+        with contextlib.suppress(Exception):
+            await self.client.close()
+
+    # ---- market metadata, loaded once ----
+
+    async def load_markets(self) -> Mapping[str, Any]:
+        """The exchange's markets, fetched on first use only (concurrent callers share the one load)."""
+        async with self._markets_lock:
+            if not self.client.markets:
+                try:
+                    await self.client.load_markets()
+                except Exception as exc:
+                    raise translate(exc) from exc
+                self.markets_loads += 1
+            markets: Mapping[str, Any] = self.client.markets
+            return markets
+
+    async def rules(self, symbol: str, via: Any = None) -> MarketRules:
+        """Contract size and maintenance tiers of `symbol`, fetched once per exchange.
+
+        `via` is a client with credentials, for exchanges whose tier endpoint is private (Binance's
+        leverage brackets are signed); the public client is used when it is None.
+        """
+        known = self._rules.get(symbol)
+        if known is not None:
+            return known
+        markets = await self.load_markets()
+        if symbol not in markets:
+            raise InvalidRequest(f"{symbol} is not listed on {self.exchange_id}")
+        tiers = await self._tiers_of(symbol, via if via is not None else self.client)
+        rules = market_rules(markets[symbol], tiers, self.quirks.family)
+        self._rules[symbol] = rules
+        return rules
+
+    async def _tiers_of(self, symbol: str, client: Any) -> Sequence[Mapping[str, Any]] | None:
+        lock_key = "*" if self.quirks.tiers_call == "fetch_leverage_tiers" else symbol
+        lock = self._tiers_locks.setdefault(lock_key, asyncio.Lock())
+        async with lock:
+            if self.quirks.tiers_call == "fetch_leverage_tiers":
+                if self._all_tiers is None:
+                    self._all_tiers = await _call(client.fetch_leverage_tiers)
+                return self._all_tiers.get(symbol)
+            if symbol not in self._tiers:
+                self._tiers[symbol] = await _call(client.fetch_market_leverage_tiers, symbol)
+            return self._tiers[symbol]
+
+    # ---- mark prices, one stream per symbol ----
+
+    def subscribe(self, symbol: str, listener: MarkListener) -> None:
+        """Add a listener to `symbol`'s marks; the first one starts the symbol's single watch task."""
+        listeners = self._listeners.setdefault(symbol, [])
+        listeners.append(listener)
+        if symbol in self._tasks:
+            latest = self._latest.get(symbol)
+            if latest is not None:
+                _deliver(listener, latest)  # a late subscriber need not wait for the next frame
+            return
+        if self._group is None:
+            raise RuntimeError("MarketHub.subscribe outside `async with hub:`")
+        self._clocks[symbol] = StreamClock(
+            mark_stream_name(symbol), self.settings.stale_after_s, time.monotonic()
+        )
+        self._tasks[symbol] = self._group.create_task(
+            self._watch_marks(symbol), name=f"hub-{self.exchange_id}-mark-{symbol}"
+        )
+
+    def unsubscribe(self, symbol: str, listener: MarkListener) -> None:
+        """Remove one listener; the last one stops the symbol's watch task."""
+        listeners = self._listeners.get(symbol)
+        if not listeners or listener not in listeners:
+            return
+        listeners.remove(listener)
+        if listeners:
+            return
+        del self._listeners[symbol]
+        task = self._tasks.pop(symbol, None)
+        if task is not None:
+            task.cancel()
+        self._clocks.pop(symbol, None)
+        self._latest.pop(symbol, None)
+
+    @property
+    def subscriptions(self) -> dict[str, int]:
+        """Symbol -> number of listeners, for every symbol with a running mark stream."""
+        return {symbol: len(listeners) for symbol, listeners in self._listeners.items()}
+
+    def latest(self, symbol: str) -> MarkPrice | None:
+        return self._latest.get(symbol)
+
+    async def _watch_marks(self, symbol: str) -> None:
+        clock = self._clocks[symbol]
+        retry_delays = self.settings.backoff.delays(random.random)
+        while True:
+            try:
+                ticker = await self._next_ticker(symbol)
+            except asyncio.CancelledError:
+                if cancelled_by_us():
+                    raise
+                ticker, error = None, translate(ConnectionError("mark stream closed"))
+            except Exception as exc:
+                ticker, error = None, translate(exc)
+            if ticker is None:
+                self._broadcast(symbol, clock.down(str(error)))
+                wait = next(retry_delays)
+                if isinstance(error, RateLimited) and error.retry_after:
+                    wait = max(wait, error.retry_after)
+                await asyncio.sleep(wait)
+                continue
+            retry_delays = self.settings.backoff.delays(random.random)
+            price = mark_from_ticker(ticker)
+            if price is None:
+                continue
+            timestamp = ticker.get("timestamp")
+            mark = MarkPrice(symbol, price, int(timestamp) if timestamp else now_ms())
+            self._latest[symbol] = mark
+            health = clock.seen(time.monotonic())
+            self._broadcast(symbol, mark)
+            if health is not None:
+                self._broadcast(symbol, health)
+
+    async def _next_ticker(self, symbol: str) -> Mapping[str, Any]:
+        stream = self.quirks.mark_stream
+        if stream == "watch_mark_price":
+            ticker: Mapping[str, Any] = await self.client.watch_mark_price(symbol)
+        elif stream == "watch_ticker":
+            ticker = await self.client.watch_ticker(symbol)
+        else:
+            if symbol in self._latest:
+                await asyncio.sleep(self.settings.poll_every_s)
+            ticker = await self.client.fetch_ticker(symbol)
+        return ticker
+
+    def _broadcast(self, symbol: str, event: MarkEvent | None) -> None:
+        if event is None:
+            return
+        for listener in tuple(self._listeners.get(symbol, ())):
+            _deliver(listener, event)
+
+    async def _watch_freshness(self) -> None:
+        """Declare silent symbols STALE and fail the hub's sockets so the watches reconnect."""
+        while True:
+            await asyncio.sleep(self.settings.check_every_s)
+            now = time.monotonic()
+            silent = []
+            for symbol, clock in list(self._clocks.items()):
+                health, reconnect = clock.check(now)
+                self._broadcast(symbol, health)
+                if reconnect:
+                    silent.append(clock)
+            if silent:
+                # ccxt multiplexes symbols over shared sockets, so the sockets are failed as a whole; every
+                # symbol on them resubscribes, and each is judged again a full threshold later.
+                self.forced_reconnects += 1
+                log.warning(
+                    "mark streams silent; reconnecting", exchange=self.exchange_id, symbols=len(silent)
+                )
+                force_reconnect(self.client, f"marginguard: no mark for {len(silent)} symbol(s)")
+                for clock in silent:
+                    clock.rearm(now)
+
+
+async def _call(method: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return await method(*args)
+    except ExchangeError:
+        raise
+    except Exception as exc:
+        raise translate(exc) from exc
+
+
+def _deliver(listener: MarkListener, event: MarkEvent) -> None:
+    try:
+        listener(event)
+    except Exception:
+        # A broken listener must not blind the others sharing the stream.
+        log.exception("mark listener failed", stream=getattr(event, "symbol", None))
+
+
+def public_account_of(account: Any) -> Any:
+    """The account's settings without credentials: the hub reads public data only."""
+    return dataclasses.replace(
+        account,
+        account_id=f"{account.exchange}-public",
+        api_key=None,
+        secret=None,
+        password=None,
+        wallet_address=None,
+        private_key=None,
+    )

@@ -1,0 +1,109 @@
+"""Helpers shared by the watch loops: freshness bookkeeping, forced reconnects and cancellation hygiene.
+
+ccxt's websockets fail quietly: a stalled socket keeps answering pings while no data arrives, and ccxt
+never reconnects by itself (the next `watch_*` call does). The loops here therefore judge a stream by the
+age of its last data message, and force a reconnect by failing the ccxt socket themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ccxt.base.errors import NetworkError
+
+from daemon.core.events import Freshness, StreamHealth
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def cancelled_by_us() -> bool:
+    """True when the running task itself is being cancelled (not merely a ccxt future it awaited).
+
+    ccxt cancels its pending futures when a socket is closed; that surfaces as CancelledError in the watch
+    loop although nobody asked the loop to stop. Such a cancellation is a dropped stream, not a shutdown.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def force_reconnect(exchange: Any, reason: str) -> int:
+    """Fail every websocket of a ccxt client so its pending watches raise and the next watch reconnects.
+
+    `Client.on_error` rejects the pending futures with a NetworkError (not a cancellation), forgets the
+    client in `exchange.clients` and closes the socket. Returns how many sockets were failed.
+    """
+    clients = list(getattr(exchange, "clients", {}).values())
+    for client in clients:
+        with contextlib.suppress(Exception):
+            client.on_error(NetworkError(reason))
+    return len(clients)
+
+
+@dataclass(slots=True)
+class StreamClock:
+    """Freshness of one named stream: when it last carried data and what it was last declared."""
+
+    name: str
+    stale_after_s: float | None  # None: silence alone says nothing (pushes come only on change)
+    last_data: float  # monotonic seconds
+    state: Freshness | None = None
+
+    def seen(self, now: float) -> StreamHealth | None:
+        """Data arrived: returns FRESH if the stream was anything else before (first data included)."""
+        self.last_data = now
+        if self.state is Freshness.FRESH:
+            return None
+        self.state = Freshness.FRESH
+        return StreamHealth(self.name, Freshness.FRESH, now_ms())
+
+    def check(self, now: float) -> tuple[StreamHealth | None, bool]:
+        """Judge the silence: (STALE the first time it passes the threshold, whether to reconnect now).
+
+        A stream that is already STALE or DOWN and stays silent a further threshold asks for another
+        reconnect without another STALE event.
+        """
+        if self.stale_after_s is None:
+            return None, False
+        silent = now - self.last_data
+        if silent <= self.stale_after_s:
+            return None, False
+        if self.state in (Freshness.STALE, Freshness.DOWN):
+            return None, True
+        self.state = Freshness.STALE
+        return StreamHealth(self.name, Freshness.STALE, now_ms(), f"no data for {silent:.1f} s"), True
+
+    def rearm(self, now: float) -> None:
+        """After a forced reconnect: give the new socket a full threshold before judging it again."""
+        self.last_data = now
+
+    def down(self, detail: str) -> StreamHealth | None:
+        """The stream failed and will be retried: DOWN (once per outage)."""
+        if self.state is Freshness.DOWN:
+            return None
+        self.state = Freshness.DOWN
+        return StreamHealth(self.name, Freshness.DOWN, now_ms(), detail)
+
+
+class Retry:
+    """A stream's retry schedule: `Backoff` delays, restarted after every success."""
+
+    def __init__(self, schedule: Any, draws: Any) -> None:
+        self._schedule = schedule
+        self._draws = draws
+        self._delays: Iterator[float] | None = None
+
+    def next_delay(self, at_least: float | None = None) -> float:
+        if self._delays is None:
+            self._delays = self._schedule.delays(self._draws)
+        delay = next(self._delays)
+        return max(delay, at_least) if at_least is not None else delay
+
+    def succeeded(self) -> None:
+        self._delays = None
