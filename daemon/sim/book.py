@@ -330,7 +330,7 @@ class Book:
                 api_key, asset, account.wallet[asset], "deposit" if amount > 0 else "withdraw", self.now_ms()
             )
         )
-        self.after_position_change(api_key)
+        # No liquidation check: a deposit only adds margin and a withdrawal is capped at the available balance.
         return account.wallet[asset]
 
     def set_wallet(self, api_key: str, asset: str, amount: float) -> None:

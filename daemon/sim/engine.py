@@ -23,6 +23,7 @@ from typing import Any
 from daemon.core.margin import evaluate_account
 from daemon.core.margin.families import TierBasis, family_for
 from daemon.core.types import Account, AccountRisk, MarginMode, Position, PositionRisk, Side
+from daemon.sim.bands import Band, band_from, needs_model
 from daemon.sim.book import Book
 from daemon.sim.markets import Market
 from daemon.sim.model import (
@@ -73,6 +74,8 @@ class Engine(Book):
         self.liquidations: list[dict[str, Any]] = []
         self.request_log: list[dict[str, Any]] = []
         self._margin_called: set[str] = set()
+        self._risk_cache: dict[str, tuple[tuple[Any, ...], AccountRisk]] = {}
+        self._bands: dict[str, Band] = {}  # api key -> cached liquidation prices (see daemon.sim.bands)
         in_contracts = family_for(family).tier_basis is TierBasis.CONTRACTS
         self._core_tiers = {symbol: m.core_tiers(in_contracts) for symbol, m in self.markets.items()}
 
@@ -83,6 +86,13 @@ class Engine(Book):
 
     def after_position_change(self, api_key: str) -> None:
         self.check_account(api_key)
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, PositionChanged):
+            self._bands.pop(event.api_key, None)  # its liquidation prices may have moved
+        elif isinstance(event, BalanceChanged) and self._has_cross_leg(event.api_key):
+            self._bands.pop(event.api_key, None)  # the cross wallet backs the cross legs
+        super().emit(event)
 
     def funding_rate(self, symbol: str) -> float:
         self.market(symbol)
@@ -106,7 +116,7 @@ class Engine(Book):
             self.emit(MarkChanged(symbol, float(price), self.index_price(symbol), ts))
             affected |= self._holders.get(symbol, set())
         for api_key in sorted(affected):
-            self.check_account(api_key)
+            self.check_account(api_key, only_if_near=True)
 
     def publish_marks(self, symbols: Iterable[str] | None = None) -> None:
         """Re-announce current marks without changing them (the exchanges' periodic mark stream)."""
@@ -144,7 +154,30 @@ class Engine(Book):
         )
 
     def risk(self, api_key: str) -> AccountRisk:
-        return evaluate_account(self.core_account(api_key))
+        """The core model's verdict on the account, memoised on everything the model reads."""
+        account = self.account(api_key)
+        key = (
+            account.wallet.get(SETTLE, 0.0),
+            tuple(
+                (
+                    p.symbol,
+                    p.side,
+                    p.contracts,
+                    p.entry_price,
+                    p.margin_mode,
+                    p.leverage,
+                    p.isolated_margin,
+                    self.marks[p.symbol],
+                )
+                for p in account.positions
+            ),
+        )
+        cached = self._risk_cache.get(api_key)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        risk = evaluate_account(self.core_account(api_key))
+        self._risk_cache[api_key] = (key, risk)
+        return risk
 
     def position_risk(self, api_key: str, symbol: str, side: Side | None = None) -> PositionRisk | None:
         account = self.account(api_key)
@@ -186,8 +219,24 @@ class Engine(Book):
 
     # ---- liquidation engine ----
 
-    def check_account(self, api_key: str) -> None:
-        """Close every leg whose model liquidation price the mark has crossed, then check margin calls."""
+    def _has_cross_leg(self, api_key: str) -> bool:
+        account = self.accounts.get(api_key)
+        return account is not None and any(p.margin_mode is MarginMode.CROSS for p in account.positions)
+
+    def check_account(self, api_key: str, only_if_near: bool = False) -> None:
+        """Close every leg whose model liquidation price the mark has crossed, then check margin calls.
+
+        `only_if_near`: skip the model when the account's cached band says no mark is near liquidation.
+        """
+        if only_if_near and api_key not in self._margin_called:
+            band = self._bands.get(api_key)
+            account = self.accounts.get(api_key)
+            if (
+                band is not None
+                and account is not None
+                and not needs_model(band, account.positions, self.marks)
+            ):
+                return
         for _ in range(64):  # each pass closes one leg; closing one moves the others' cross prices
             account = self.accounts.get(api_key)
             if account is None or not account.positions:
@@ -203,6 +252,10 @@ class Engine(Book):
             )
             if crossed is None:
                 self._check_margin_call(api_key, risk)
+                sizes = {p.symbol: self.markets[p.symbol].contract_size for p in account.positions}
+                self._bands[api_key] = band_from(
+                    account.positions, risk, self.marks, sizes, self.margin_call_ratio
+                )
                 return
             self._liquidate(account, *crossed)
 
