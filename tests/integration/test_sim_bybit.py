@@ -101,6 +101,11 @@ async def test_load_markets_lists_linear_usdt_perpetuals_with_exchange_precision
         assert btc["precision"]["price"] == sim.engine.markets["BTCUSDT"].price_tick
         assert btc["limits"]["leverage"]["max"] == sim.engine.markets["BTCUSDT"].max_leverage
         assert len(markets) == len(sim.engine.markets)
+        fee = await client.fetch_trading_fee(BTC)  # the rates the simulator charges and models
+        assert (fee["taker"], fee["maker"]) == (
+            sim.engine.markets["BTCUSDT"].taker_fee,
+            sim.engine.markets["BTCUSDT"].maker_fee,
+        )
     assert_loopback_only(sim)
 
 

@@ -11,6 +11,7 @@ from daemon.core.types import MarginMode
 from daemon.sim.bybit import errors
 from daemon.sim.bybit.errors import BybitError, number_param
 from daemon.sim.bybit.views import wallet_row
+from daemon.sim.bybit.wire import category_of, trimmed, wire_symbol
 from daemon.sim.engine import Engine, EngineError
 
 Params = dict[str, Any]
@@ -140,3 +141,20 @@ class AccountEndpoints:
                     raise errors.TRANSFER_INSUFFICIENT from None
                 raise
         return {"transferId": str(params.get("transferId") or uuid.uuid4()), "status": "SUCCESS"}
+
+    def fee_rate(self, api_key: str, params: Params) -> Any:
+        """The account's taker/maker rates per symbol: what the simulator charges and its model uses."""
+        category = params.get("category", "linear")
+        symbol = params.get("symbol")
+        rows = [
+            {
+                "symbol": wire_symbol(m),
+                "takerFeeRate": trimmed(m.taker_fee),
+                "makerFeeRate": trimmed(m.maker_fee),
+            }
+            for m in self.engine.markets.values()
+            if category_of(m) == category and (not symbol or wire_symbol(m) == symbol)
+        ]
+        if symbol and not rows:
+            raise errors.invalid_symbol()
+        return {"list": rows}

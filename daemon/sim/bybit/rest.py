@@ -59,6 +59,7 @@ class RestApi:
             "/v5/asset/coin/query-info": self.account.coin_info,
             "/v5/user/query-api": self.account.query_api,
             "/v5/account/info": self.account.account_info,
+            "/v5/account/fee-rate": self.account.fee_rate,
         }
         private_post: dict[str, PrivateHandler] = {
             "/v5/position/set-leverage": self.set_leverage,
