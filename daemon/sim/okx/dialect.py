@@ -33,6 +33,10 @@ class OkxDialect:
         self.rest = OkxRest(self)
         self.streams = OkxStreams(self)
 
+    def market_for(self, instrument: str | None) -> Market | None:
+        """The market an OKX instId ("BTC-USDT-SWAP") names, or None."""
+        return self.market_by_inst.get(instrument or "")
+
     def routes(self) -> list[web.RouteDef]:
         return self.rest.routes() + self.streams.routes()
 

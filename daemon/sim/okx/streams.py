@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from daemon.sim.engine import BalanceChanged, Liquidated, MarkChanged, PositionChanged, SimAccount
-from daemon.sim.okx import payloads
+from daemon.sim.okx import account_payloads, payloads
 from daemon.sim.okx.auth import OkxError, check_ws_login
 from daemon.sim.okx.views import (
     balance_data,
@@ -238,7 +238,7 @@ class OkxStreams:
         if account is None or not subscriptions:
             return
         flat = flat_position_row(self.engine, account, event.symbol, event.side, event.ts_ms)
-        element = payloads.balance_and_position_data(
+        element = account_payloads.balance_and_position_data(
             "liquidation", cash_balances(account), [flat], event.ts_ms
         )
         for key, arg in subscriptions.items():

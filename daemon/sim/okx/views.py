@@ -10,16 +10,14 @@ from collections.abc import Collection
 
 from daemon.core.types import AccountRisk, MarginMode, Side
 from daemon.sim.engine import SETTLE, Engine, SimAccount, SimPosition
-from daemon.sim.okx.payloads import (
+from daemon.sim.okx.account_payloads import (
     CurrencyFigures,
     LegFigures,
-    Row,
     balance_row,
     closed_position_row,
-    inst_id,
     position_row,
-    stable_id,
 )
+from daemon.sim.okx.payloads import Row, inst_id, stable_id
 
 
 def uid_of(api_key: str) -> str:
