@@ -1,0 +1,305 @@
+"""The alert policy: from an account's view, stream health and leg changes to alert messages (pure).
+
+`decide` is called after every state change and on a periodic tick (minimum durations and repeats are judged
+only when it runs). Rules, one identity each:
+- liquidation_risk (per leg): warning / critical from the distance to liquidation and, for isolated legs, the
+  leg's margin ratio (a cross leg's ratio is the account's, judged once by account_margin);
+- account_margin (per account): the cross margin ratio; a cross balance that is not positive is critical;
+- stale_data:<stream> (per stream): critical while a stream is STALE or DOWN;
+- divergence (per leg): the model's liquidation price against the exchange's, relative gap beyond tolerance;
+- figures_unknown (per leg): a leg the model cannot judge although every stream is fresh;
+- liquidated (per leg, one message): a leg vanished or closed while its last distance was critical.
+Unknown figures neither fire nor resolve anything: the identity holds where it was.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from daemon.core import policy_text as text
+from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
+from daemon.core.events import Freshness, StreamHealth
+from daemon.core.policy_memory import Figures, Level, PolicyMemory, Track
+from daemon.core.policy_rules import RuleSet, Silence, Thresholds
+from daemon.core.state import Change, ChangeKind
+from daemon.core.types import MarginMode, Side
+from daemon.core.view import AccountView, LegView
+
+RISK_RULE = "liquidation_risk"
+ACCOUNT_RULE = "account_margin"
+DIVERGENCE_RULE = "divergence"
+UNKNOWN_RULE = "figures_unknown"
+LIQUIDATED_RULE = "liquidated"
+STALE_RULE_PREFIX = "stale_data:"
+
+_LEG_RULES = (RISK_RULE, DIVERGENCE_RULE, UNKNOWN_RULE)
+_SEVERITY = {Level.WARNING: Severity.WARNING, Level.CRITICAL: Severity.CRITICAL}
+_GONE = {ChangeKind.VANISHED: "vanished from the exchange's positions", ChangeKind.CLOSED: "closed"}
+
+
+def risk_identity(account: str, symbol: str, side: Side) -> AlertIdentity:
+    """The identity of a leg's liquidation-risk alert (its episode names top-up decisions)."""
+    return AlertIdentity(account, symbol, side.value, RISK_RULE)
+
+
+def decide(
+    view: AccountView,
+    health: Mapping[str, StreamHealth],
+    changes: Sequence[Change],
+    rules: RuleSet,
+    memory: PolicyMemory,
+    silences: Sequence[Silence],
+    now: float,
+    *,
+    exchange: str,
+) -> tuple[PolicyMemory, tuple[Alert, ...]]:
+    """The alerts to send now (firing, repeated or resolved), and the memory to pass next time."""
+    run = _Run(view.account_id, exchange, rules, silences, now, memory)
+    blind = any(h.freshness is not Freshness.FRESH for h in health.values())
+    for change in changes:
+        if change.kind in _GONE:
+            run.leg_gone(change.symbol, change.side, _GONE[change.kind])
+    for leg in view.legs:
+        run.leg(leg, blind)
+    live = {(leg.key[0], leg.key[1].value) for leg in view.legs}
+    for track in list(run.tracks.values()):
+        ident = track.identity
+        leg_rule = ident.account == view.account_id and ident.rule in _LEG_RULES and ident.symbol is not None
+        if leg_rule and ident.symbol is not None and (ident.symbol, ident.side) not in live:
+            run.leg_gone(ident.symbol, Side(ident.side), "no longer reported")
+    run.account(view)
+    for stream, stream_health in sorted(health.items()):
+        run.stream(stream, stream_health)
+    return run.memory(), tuple(run.alerts)
+
+
+def _beyond(
+    distance: float | None,
+    ratio: float | None,
+    distance_threshold: float | None,
+    ratio_threshold: float | None,
+    slack: float,
+) -> bool:
+    """Whether the figures are past a level's thresholds; `slack` widens them for a level already crossed."""
+    near = distance is not None and distance_threshold is not None and distance <= distance_threshold + slack
+    heavy = ratio is not None and ratio_threshold is not None and ratio >= ratio_threshold - slack
+    return near or heavy
+
+
+def _levels(distance: float | None, ratio: float | None, th: Thresholds, track: Track) -> tuple[bool, bool]:
+    """(warning, critical) crossings, with hysteresis for a threshold the figures were already beyond."""
+    warning = _beyond(
+        distance,
+        ratio,
+        th.warning_distance,
+        th.warning_margin_ratio,
+        th.hysteresis if track.warning.beyond else 0.0,
+    )
+    critical = _beyond(
+        distance,
+        ratio,
+        th.critical_distance,
+        th.critical_margin_ratio,
+        th.hysteresis if track.critical.beyond else 0.0,
+    )
+    return warning or critical, critical
+
+
+def _subject(leg_symbol: str, side: str, account: str) -> str:
+    return f"{account} {leg_symbol} {side}"
+
+
+@dataclass
+class _Run:
+    """One decision's working state (local and short-lived; `decide` stays a pure function)."""
+
+    account_id: str
+    exchange: str
+    rules: RuleSet
+    silences: Sequence[Silence]
+    now: float
+    before: PolicyMemory
+    tracks: dict[str, Track] = field(init=False)
+    sequences: dict[str, int] = field(init=False)
+    episodes: dict[str, int] = field(init=False)
+    alerts: list[Alert] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.tracks = dict(self.before.tracks)
+        self.sequences = dict(self.before.sequences)
+        self.episodes = dict(self.before.episodes)
+
+    def memory(self) -> PolicyMemory:
+        return PolicyMemory(self.tracks, self.sequences, self.episodes)
+
+    # -- the rules ---------------------------------------------------------------------------------------------
+
+    def leg(self, leg: LegView, blind: bool) -> None:
+        symbol, side = leg.key[0], leg.key[1].value
+        th = self.rules.for_symbol(self.account_id, symbol)
+        subject = _subject(symbol, side, self.account_id)
+        risk = leg.risk
+        figures = Figures(
+            contracts=abs(leg.facts.contracts),
+            mark_price=leg.mark_price,
+            liquidation_price=risk.liquidation_price if risk else None,
+            distance=risk.distance_to_liquidation if risk else None,
+            margin_ratio=risk.margin_ratio if risk else None,
+        )
+
+        unknown = self._track(
+            AlertIdentity(self.account_id, symbol, side, UNKNOWN_RULE), AlertKind.LIQUIDATION_RISK
+        )
+        if risk is not None or not blind:  # while blind, the stale alert speaks; the question stays open
+            after = unknown.step(risk is None, False, self.now, th.unknown_grace_s, figures)
+            self._advance(after, th, lambda level: text.figures_unknown(subject, level, leg.unknown_because))
+        if risk is None:
+            return
+
+        track = self._track(risk_identity(self.account_id, symbol, leg.key[1]), AlertKind.LIQUIDATION_RISK)
+        own_ratio = risk.margin_ratio if leg.facts.margin_mode is MarginMode.ISOLATED else None
+        warning, critical = _levels(risk.distance_to_liquidation, own_ratio, th, track)
+        after = track.step(warning, critical, self.now, th.min_duration_s, figures)
+        self._advance(after, th, lambda level: text.position_risk(subject, level, figures))
+
+        exchange_price = leg.facts.exchange_liquidation_price
+        if exchange_price is None or exchange_price <= 0.0:
+            return  # the exchange did not say: unknown, not a divergence
+        model = risk.liquidation_price
+        diverged = model is None or abs(model - exchange_price) / exchange_price > th.divergence_tolerance
+        track = self._track(
+            AlertIdentity(self.account_id, symbol, side, DIVERGENCE_RULE), AlertKind.DIVERGENCE
+        )
+        after = track.step(diverged, False, self.now, th.min_duration_s, figures)
+        self._advance(
+            after,
+            th,
+            lambda level: text.divergence(subject, level, model, exchange_price, th.divergence_tolerance),
+        )
+
+    def leg_gone(self, symbol: str, side: Side, how: str) -> None:
+        th = self.rules.for_symbol(self.account_id, symbol)
+        subject = _subject(symbol, side.value, self.account_id)
+        risk = self.tracks.get(risk_identity(self.account_id, symbol, side).key)
+        leg_tracks = [
+            track
+            for track in self.tracks.values()
+            if track.identity.account == self.account_id
+            and track.identity.symbol == symbol
+            and track.identity.side == side.value
+            and track.identity.rule in _LEG_RULES
+        ]
+        for track in leg_tracks:
+            del self.tracks[track.identity.key]
+        last = risk.figures if risk is not None else Figures()
+        near = last.distance is not None and (
+            last.distance <= 0.0
+            or (th.critical_distance is not None and last.distance <= th.critical_distance)
+        )
+        if near:
+            # One message says it all; the leg's open alerts end with it rather than with a resolve each.
+            identity = AlertIdentity(self.account_id, symbol, side.value, LIQUIDATED_RULE)
+            self._send(
+                identity, AlertKind.LIQUIDATED, Level.CRITICAL, last, text.liquidated(subject, how, last)
+            )
+            return
+        for track in leg_tracks:
+            if track.notified is not Level.OK:
+                self._send(
+                    track.identity, track.kind, Level.OK, track.figures, text.position_gone(subject, how)
+                )
+
+    def account(self, view: AccountView) -> None:
+        if view.account is None:
+            return  # some leg is unknown, so the cross totals are too
+        th = self.rules.for_account(self.account_id)
+        cross = [
+            leg for leg in view.legs if leg.facts.margin_mode is MarginMode.CROSS and leg.risk is not None
+        ]
+        ratio = view.account.cross_margin_ratio
+        distances = [
+            leg.risk.distance_to_liquidation
+            for leg in cross
+            if leg.risk is not None and leg.risk.distance_to_liquidation is not None
+        ]
+        figures = Figures(distance=min(distances, default=None), margin_ratio=ratio)
+        track = self._track(
+            AlertIdentity(self.account_id, None, None, ACCOUNT_RULE), AlertKind.ACCOUNT_MARGIN
+        )
+        if cross:
+            # The model gives no ratio when the cross balance is not positive: beyond every threshold.
+            judged = ratio if ratio is not None else math.inf
+            warning, critical = _levels(None, judged, th, track)
+        else:
+            warning = critical = False
+        after = track.step(warning, critical, self.now, th.min_duration_s, figures)
+        account_id = self.account_id
+        self._advance(after, th, lambda level: text.account_margin(account_id, level, figures, bool(cross)))
+
+    def stream(self, stream: str, health: StreamHealth) -> None:
+        th = self.rules.for_account(self.account_id)
+        identity = AlertIdentity(self.account_id, None, None, STALE_RULE_PREFIX + stream)
+        track = self._track(identity, AlertKind.STALE_DATA)
+        blind = health.freshness is not Freshness.FRESH
+        # The feed already waited out the stream's threshold before calling it stale: no further delay.
+        after = track.step(blind, blind, self.now, 0.0, Figures())
+        account_id = self.account_id
+        self._advance(
+            after,
+            th,
+            lambda level: text.stale(account_id, stream, level, health.freshness.value, health.detail),
+        )
+
+    # -- the conversation --------------------------------------------------------------------------------------
+
+    def _track(self, identity: AlertIdentity, kind: AlertKind) -> Track:
+        known = self.tracks.get(identity.key)
+        if known is not None:
+            return known
+        return Track(identity, kind, episode=self.episodes.get(identity.key, 0))
+
+    def _advance(self, track: Track, th: Thresholds, summary: Callable[[Level], str]) -> None:
+        """Store the stepped track and send what the receivers should now hear, unless silenced."""
+        level = track.level
+        due = level is not track.notified or (
+            level is not Level.OK
+            and th.repeat_interval_s is not None
+            and track.last_sent is not None
+            and self.now - track.last_sent >= th.repeat_interval_s
+        )
+        if due and self._send(track.identity, track.kind, level, track.figures, summary(level)):
+            track = replace(track, notified=level, last_sent=self.now)
+        self.tracks[track.identity.key] = track
+        self.episodes[track.identity.key] = track.episode
+
+    def _send(
+        self, identity: AlertIdentity, kind: AlertKind, level: Level, figures: Figures, summary: str
+    ) -> bool:
+        if any(s.mutes(identity.account, identity.symbol, self.now) for s in self.silences):
+            return False
+        sequence = self.sequences.get(identity.key, 0) + 1
+        self.sequences[identity.key] = sequence
+        self.alerts.append(
+            Alert(
+                identity=identity,
+                kind=kind,
+                severity=_SEVERITY.get(level, Severity.INFO),
+                resolved=level is Level.OK,
+                ts=self.now,
+                account=identity.account,
+                exchange=self.exchange,
+                symbol=identity.symbol,
+                side=identity.side,
+                contracts=figures.contracts,
+                mark_price=figures.mark_price,
+                liquidation_price=figures.liquidation_price,
+                distance=figures.distance,
+                margin_ratio=figures.margin_ratio,
+                action=None,
+                summary=summary,
+                sequence=sequence,
+            )
+        )
+        return True

@@ -1,0 +1,106 @@
+"""What the alert policy remembers between decisions: per alert identity, where its figures stand, what the
+receivers were last told, and a message counter that only grows.
+
+The memory is a value: `decide` returns a new one. The shell keeps it (and may persist it) between calls.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+
+from daemon.core.alerts import AlertIdentity, AlertKind
+
+
+class Level(enum.IntEnum):
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """One threshold, debounced. `since` is when the figures last went beyond it (None: they are not beyond it
+    now); `held` says the crossing has lasted the minimum duration and counts. Leaving counts at once."""
+
+    since: float | None = None
+    held: bool = False
+
+    @property
+    def beyond(self) -> bool:
+        return self.since is not None
+
+    def step(self, beyond: bool, now: float, min_duration_s: float) -> Crossing:
+        if not beyond:
+            return Crossing()
+        since = self.since if self.since is not None else now
+        return Crossing(since, self.held or now - since >= min_duration_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """The last figures known for an alert's subject, carried on its messages."""
+
+    contracts: float | None = None
+    mark_price: float | None = None
+    liquidation_price: float | None = None
+    distance: float | None = None
+    margin_ratio: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """One identity's conversation with the receivers.
+
+    `notified` is the level receivers were last told (OK: nothing firing, or told it resolved); it lags `level`
+    while the identity is silenced. `episode` counts the times the level left OK, so a decision taken within one
+    firing episode can be named stably.
+    """
+
+    identity: AlertIdentity
+    kind: AlertKind
+    warning: Crossing = Crossing()
+    critical: Crossing = Crossing()
+    notified: Level = Level.OK
+    last_sent: float | None = None
+    episode: int = 0
+    figures: Figures = Figures()
+
+    @property
+    def level(self) -> Level:
+        if self.critical.held:
+            return Level.CRITICAL
+        if self.warning.held:
+            return Level.WARNING
+        return Level.OK
+
+    def step(
+        self, warning: bool, critical: bool, now: float, min_duration_s: float, figures: Figures
+    ) -> Track:
+        """The track once the figures say `warning` / `critical` (already with hysteresis applied)."""
+        stepped = replace(
+            self,
+            warning=self.warning.step(warning or critical, now, min_duration_s),
+            critical=self.critical.step(critical, now, min_duration_s),
+            figures=figures,
+        )
+        if self.level is Level.OK and stepped.level is not Level.OK:
+            return replace(stepped, episode=self.episode + 1)
+        return stepped
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyMemory:
+    """Tracks by identity key, and per identity the last message sequence and firing episode. The counters
+    outlive the tracks (a position closed and reopened keeps counting), so neither ever goes back."""
+
+    tracks: dict[str, Track] = field(default_factory=dict)
+    sequences: dict[str, int] = field(default_factory=dict)
+    episodes: dict[str, int] = field(default_factory=dict)
+
+    def track(self, identity: AlertIdentity) -> Track | None:
+        return self.tracks.get(identity.key)
+
+    def episode(self, identity: AlertIdentity) -> int:
+        """The identity's current (or last) firing episode number; 0 when it never fired."""
+        return self.episodes.get(identity.key, 0)

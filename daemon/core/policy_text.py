@@ -1,0 +1,75 @@
+"""One plain line per alert message: what is wrong (or fine again), with the figures that say so."""
+
+from __future__ import annotations
+
+from daemon.core.policy_memory import Figures, Level
+
+
+def number(value: float | None) -> str:
+    """Prices and amounts with up to 8 significant digits; "unknown" for a figure nobody gave."""
+    return "unknown" if value is None else f"{value:.8g}"
+
+
+def percent(value: float | None) -> str:
+    return "unknown" if value is None else f"{value * 100:.2f}%"
+
+
+def _where(figures: Figures) -> str:
+    return (
+        f"{percent(figures.distance)} from liquidation at {number(figures.liquidation_price)} "
+        f"(mark {number(figures.mark_price)}), margin ratio {percent(figures.margin_ratio)}"
+    )
+
+
+def position_risk(subject: str, level: Level, figures: Figures) -> str:
+    if level is Level.OK:
+        return f"{subject} is clear of its thresholds again: {_where(figures)}"
+    word = "critical" if level is Level.CRITICAL else "warning"
+    return f"{subject} {word}: {_where(figures)}"
+
+
+def position_gone(subject: str, how: str) -> str:
+    return f"{subject} {how}; its alerts are over"
+
+
+def liquidated(subject: str, how: str, figures: Figures) -> str:
+    return f"{subject} {how} while near liquidation, probably liquidated; last seen {_where(figures)}"
+
+
+def account_margin(account: str, level: Level, figures: Figures, has_cross: bool) -> str:
+    if level is Level.OK:
+        if not has_cross:
+            return f"{account} has no cross positions left; cross margin alert over"
+        return f"{account} cross margin ratio back to {percent(figures.margin_ratio)}"
+    if figures.margin_ratio is None:
+        return f"{account} cross margin balance is not positive: liquidation is due"
+    word = "critical" if level is Level.CRITICAL else "warning"
+    return (
+        f"{account} cross margin ratio {word}: {percent(figures.margin_ratio)} "
+        f"(nearest cross position {percent(figures.distance)} from liquidation)"
+    )
+
+
+def stale(account: str, stream: str, level: Level, freshness: str, detail: str) -> str:
+    if level is Level.OK:
+        return f"{account} {stream} stream is fresh again"
+    reason = f": {detail}" if detail else ""
+    return f"{account} {stream} stream is {freshness}{reason}; marginguard may be blind to this account"
+
+
+def divergence(subject: str, level: Level, model: float | None, exchange: float, tolerance: float) -> str:
+    if level is Level.OK:
+        return f"{subject} model and exchange liquidation prices agree again"
+    if model is None:
+        return f"{subject} exchange reports liquidation at {number(exchange)}, the model finds no liquidation price"
+    gap = abs(model - exchange) / exchange
+    return (
+        f"{subject} model liquidation price {number(model)} differs from the exchange's {number(exchange)} "
+        f"by {percent(gap)} (tolerance {percent(tolerance)})"
+    )
+
+
+def figures_unknown(subject: str, level: Level, reason: str | None) -> str:
+    if level is Level.OK:
+        return f"{subject} figures known again"
+    return f"{subject} cannot be judged although its streams are fresh: {reason or 'figures unknown'}"
