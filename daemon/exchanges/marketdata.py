@@ -30,9 +30,11 @@ import structlog
 
 from daemon.core.backoff import Backoff
 from daemon.core.events import MarketRules, MarkPrice, StreamHealth
+from daemon.exchanges.client import build_client
+from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.errors import ExchangeError, InvalidRequest, RateLimited, translate
 from daemon.exchanges.parse import mark_from_ticker, market_rules
-from daemon.exchanges.quirks import Quirks
+from daemon.exchanges.quirks import Quirks, quirks_for
 from daemon.exchanges.streams import StreamClock, cancelled_by_us, force_reconnect, now_ms
 
 log = structlog.get_logger(__name__)
@@ -278,9 +280,13 @@ def _deliver(listener: MarkListener, event: MarkEvent) -> None:
         log.exception("mark listener failed", stream=getattr(event, "symbol", None))
 
 
-def public_account_of(account: Any) -> Any:
-    """The account's settings without credentials: the hub reads public data only."""
-    return dataclasses.replace(
+_CREDENTIAL_KEYS = frozenset({"apiKey", "secret", "password", "uid", "privateKey", "walletAddress", "token"})
+
+
+def hub_for(account: ExchangeAccount, settings: HubSettings | None = None) -> MarketHub:
+    """A hub for `account`'s exchange and environment, on a client without credentials (public data only;
+    tier endpoints that need a signature are called through an account's client, see `rules`)."""
+    public = dataclasses.replace(
         account,
         account_id=f"{account.exchange}-public",
         api_key=None,
@@ -288,4 +294,7 @@ def public_account_of(account: Any) -> Any:
         password=None,
         wallet_address=None,
         private_key=None,
+        ccxt_config={k: v for k, v in account.ccxt_config.items() if k not in _CREDENTIAL_KEYS},
     )
+    quirks = quirks_for(account.exchange)
+    return MarketHub(build_client(public, quirks), quirks, settings)

@@ -1,0 +1,151 @@
+"""`Connector`: one account's feed folded into the core's picture, published after every event.
+
+    async with MarketHub(public_client, quirks) as hub, Connector(account, hub) as connector:
+        async for update in connector.updates():
+            update.view.leg("BTC/USDT:USDT", "long").risk.liquidation_price
+
+Each feed event goes through `core.state.apply`; the new `AccountView` (`core.view.view`: the model's figures
+or the reason they are unknown) is published with the state, the changes to the set of legs and the event.
+`connector.state` and `connector.view` always hold the latest. Accounts on one exchange share one hub, so
+markets and mark streams are loaded and watched once whatever the number of accounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from daemon.core.events import Event, StreamHealth
+from daemon.core.state import AccountState, Change, apply
+from daemon.core.view import AccountView, view
+from daemon.exchanges.client import build_client
+from daemon.exchanges.config import ExchangeAccount
+from daemon.exchanges.feeds import AccountFeed, FeedSettings
+from daemon.exchanges.marketdata import MarketHub
+from daemon.exchanges.quirks import quirks_for
+
+STOP_DEADLINE_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorUpdate:
+    state: AccountState
+    view: AccountView
+    changes: tuple[Change, ...]
+    event: Event
+
+
+class _Subscriber:
+    """One reader of `updates()`: a bounded buffer (a reader that falls far behind loses the oldest)."""
+
+    def __init__(self, limit: int) -> None:
+        self.pending: deque[ConnectorUpdate] = deque(maxlen=limit)
+        self.ready = asyncio.Event()
+        self.dropped = 0
+
+    def put(self, update: ConnectorUpdate) -> None:
+        if len(self.pending) == self.pending.maxlen:
+            self.dropped += 1
+        self.pending.append(update)
+        self.ready.set()
+
+
+class Connector:
+    def __init__(
+        self,
+        account: ExchangeAccount,
+        hub: MarketHub,
+        settings: FeedSettings | None = None,
+        client: Any = None,
+        on_update: Callable[[ConnectorUpdate], None] | None = None,
+        pending_limit: int = 10_000,
+    ) -> None:
+        """`client` defaults to `build_client(account)`; `on_update` is called synchronously after each event
+        (cheaper than `updates()` when one consumer needs every update in order)."""
+        if hub.exchange_id != account.exchange:
+            raise ValueError(
+                f"account {account.account_id!r} is on {account.exchange}, the hub on {hub.exchange_id}"
+            )
+        self.account = account
+        self.hub = hub
+        self.quirks = quirks_for(account.exchange)
+        self.client = client if client is not None else build_client(account, self.quirks)
+        self._state = AccountState(account.account_id, self.quirks.family, settle_currency=self.quirks.settle)
+        self._view = view(self._state)
+        self._on_update = on_update
+        self._pending_limit = pending_limit
+        self._subscribers: list[_Subscriber] = []
+        self.feed = AccountFeed(self.client, self.quirks, hub, self._fold, settings, account.symbols)
+        self._task: asyncio.Task[None] | None = None
+        self.events = 0
+
+    @property
+    def state(self) -> AccountState:
+        return self._state
+
+    @property
+    def view(self) -> AccountView:
+        return self._view
+
+    # ---- life cycle ----
+
+    async def __aenter__(self) -> Connector:
+        self._task = asyncio.get_running_loop().create_task(
+            self.feed.run(), name=f"feed-{self.account.account_id}"
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, STOP_DEADLINE_S)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.client.close(), STOP_DEADLINE_S)
+        for subscriber in self._subscribers:
+            subscriber.ready.set()  # wake readers so they see the end
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # ---- updates ----
+
+    async def updates(self) -> AsyncIterator[ConnectorUpdate]:
+        """Every update from now on, in order, until the connector closes."""
+        subscriber = _Subscriber(self._pending_limit)
+        self._subscribers.append(subscriber)
+        try:
+            while True:
+                while subscriber.pending:
+                    yield subscriber.pending.popleft()
+                if not self.running:
+                    return
+                subscriber.ready.clear()
+                await subscriber.ready.wait()
+        finally:
+            self._subscribers.remove(subscriber)
+
+    def _fold(self, event: Event) -> None:
+        self.events += 1
+        self._state, changes = apply(self._state, event)
+        if not isinstance(event, StreamHealth):  # health changes no figure: keep the view
+            self._view = view(self._state)
+        if self._on_update is None and not self._subscribers:
+            return
+        update = ConnectorUpdate(self._state, self._view, changes, event)
+        if self._on_update is not None:
+            self._on_update(update)
+        for subscriber in self._subscribers:
+            subscriber.put(update)
