@@ -36,7 +36,8 @@ T = TypeVar("T")
 
 
 def make_client(sim: SimServer, **overrides: Any) -> Any:
-    config = sim.ccxt_config()
+    # ccxt's own throttle only slows the tests down: the simulator rate-limits only when told to (faults).
+    config = {**sim.ccxt_config(), "enableRateLimit": False}
     config.update(overrides)
     return ccxt.pro.binanceusdm(config)
 
@@ -223,24 +224,24 @@ async def test_margin_mode_and_leverage_changes_follow_binance_rules() -> None:
 
 
 async def test_mark_prices_stream_over_the_market_websocket() -> None:
-    async with SimServer("binance") as sim:
+    async with SimServer("binance", mark_interval_s=None) as sim:
+        streams = cast(BinanceDialect, sim.dialect).streams
         client = make_client(sim)
         try:
-            first = await asyncio.wait_for(client.watch_mark_price(BTC), TIMEOUT)  # the 1 s stream
-            assert first["symbol"] == BTC
+            one = asyncio.create_task(client.watch_mark_price(BTC))
+            await asyncio.wait_for(streams.until_subscribed("btcusdt@markPrice@1s"), TIMEOUT)
             sim.engine.set_mark("BTCUSDT", 61_234.5, index=61_230.0)
-            ticker = await until(lambda: client.watch_mark_price(BTC), lambda t: t["markPrice"] == 61_234.5)
-            assert ticker["indexPrice"] == 61_230.0
+            ticker = await asyncio.wait_for(one, TIMEOUT)
+            assert (ticker["symbol"], ticker["markPrice"], ticker["indexPrice"]) == (BTC, 61_234.5, 61_230.0)
 
-            await asyncio.wait_for(client.watch_mark_prices(), TIMEOUT)  # !markPrice@arr@1s
-            sim.engine.set_marks({"ETHUSDT": 3_333.0, "SOLUSDT": 155.5})
-            await until(
-                client.watch_mark_prices,
-                lambda _: (
-                    client.tickers.get(ETH, {}).get("markPrice") == 3_333.0
-                    and client.tickers.get("SOL/USDT:USDT", {}).get("markPrice") == 155.5
-                ),
-            )
+            every = asyncio.create_task(client.watch_mark_prices())
+            await asyncio.wait_for(streams.until_subscribed("!markPrice@arr@1s"), TIMEOUT)
+            sim.engine.set_marks({"ETHUSDT": 3_333.0, "SOLUSDT": 155.5})  # one array frame for both
+            tickers = await asyncio.wait_for(every, TIMEOUT)
+            assert {symbol: t["markPrice"] for symbol, t in tickers.items()} == {
+                ETH: 3_333.0,
+                "SOL/USDT:USDT": 155.5,
+            }
         finally:
             await client.close()
         assert any(e["path"].startswith("/market/ws") and e["websocket"] for e in sim.engine.request_log)
@@ -461,6 +462,83 @@ async def test_watch_survives_several_keepalive_rounds() -> None:
                 await asyncio.wait_for(client.watch_mark_price(BTC), TIMEOUT)
             connection = next(iter(client.clients.values()))
             assert connection.lastPong is not None and connection.lastPong > started_ms
+        finally:
+            await client.close()
+        assert_loopback_only(sim)
+
+
+async def test_hedge_mode_legs_each_carry_the_models_liquidation_price() -> None:
+    async with SimServer("binance") as sim:
+        key = sim.account.api_key
+        client = make_client(sim)
+        try:
+            await client.set_position_mode(True)
+            assert (await client.fetch_position_mode())["hedged"] is True
+            await client.set_margin_mode("isolated", BTC)  # each leg then has its own liquidation price
+            await client.create_order(BTC, "market", "buy", 0.4, params={"positionSide": "LONG"})
+            await client.create_order(BTC, "market", "sell", 0.1, params={"positionSide": "SHORT"})
+            legs = {p["side"]: p for p in await client.fetch_positions([BTC])}
+            assert {side: leg["contracts"] for side, leg in legs.items()} == {"long": 0.4, "short": 0.1}
+            assert all(leg["hedged"] for leg in legs.values())
+            for side, leg in legs.items():
+                model = sim.engine.liquidation_price(key, "BTCUSDT", Side(side))
+                if model is None:
+                    assert leg["liquidationPrice"] is None  # Binance writes "0", ccxt reads no price
+                else:
+                    assert leg["liquidationPrice"] == pytest.approx(model, abs=1e-8)
+            with pytest.raises(errors.OperationRejected, match="-4061"):
+                await client.create_order(BTC, "market", "buy", 0.1)  # hedge mode needs a positionSide
+            with pytest.raises(errors.OperationRejected, match="-4068"):
+                await client.set_position_mode(False)  # not while legs are open
+        finally:
+            await client.close()
+        assert_loopback_only(sim)
+
+
+async def test_dropped_sockets_fail_the_watch_and_the_next_watch_reconnects() -> None:
+    async with SimServer("binance", mark_interval_s=0.1) as sim:
+        client = make_client(sim)
+
+        async def watch_mark_again() -> Any:
+            # A consumer's loop: a watch pending on a dead socket fails once; the next call reconnects.
+            try:
+                return await client.watch_mark_price(BTC)
+            except errors.NetworkError:
+                return await client.watch_mark_price(BTC)
+
+        try:
+            await asyncio.wait_for(client.watch_mark_price(BTC), TIMEOUT)
+            await client.watch_positions()  # snapshot
+            positions = asyncio.create_task(client.watch_positions())
+            await _private_stream_open(sim)
+            assert sim.faults.drop_websockets() == 2  # the market and the user-data socket
+            with pytest.raises(errors.NetworkError):
+                await asyncio.wait_for(positions, TIMEOUT)
+
+            assert (await asyncio.wait_for(watch_mark_again(), TIMEOUT))["symbol"] == BTC
+            positions = asyncio.create_task(client.watch_positions())  # same listen key, new socket
+            await _private_stream_open(sim)
+            await client.create_order(BTC, "market", "buy", 0.01)
+            update = await asyncio.wait_for(positions, TIMEOUT)
+            assert [(p["symbol"], p["contracts"]) for p in update] == [(BTC, 0.01)]
+        finally:
+            await client.close()
+        upgrades = [e["path"] for e in sim.engine.request_log if e["websocket"]]
+        assert sum(path.startswith("/market/ws") for path in upgrades) == 2
+        assert sum(path == "/private/ws" for path in upgrades) == 2
+        assert_loopback_only(sim)
+
+
+async def test_a_hung_request_times_out_in_ccxt() -> None:
+    async with SimServer("binance") as sim:
+        client = make_client(sim, timeout=300)
+        try:
+            await client.load_markets()
+            sim.faults.set("http_timeout", path="/fapi/v3/account", count=1)
+            with pytest.raises(errors.RequestTimeout):
+                await client.fetch_balance()
+            sim.faults.clear("http_timeout")
+            assert (await client.fetch_balance())["USDT"]["total"] == pytest.approx(10_000.0)
         finally:
             await client.close()
         assert_loopback_only(sim)
