@@ -428,3 +428,15 @@ async def test_stalled_stream_still_answers_pings_but_withholds_data() -> None:
         delta = await ws.receive_json(timeout=TIMEOUT_S)
         assert (delta["type"], delta["data"]["markPrice"]) == ("delta", "60100.0")
     assert_loopback_only(sim)
+
+
+async def test_a_position_that_cannot_be_liquidated_reports_no_liquidation_price() -> None:
+    async with SimServer("bybit") as sim, bybit_client(sim) as client:
+        await client.create_order(BTC, "market", "buy", 0.01)  # cross, 670 USDT against a 10 000 USDT wallet
+        model = sim.engine.liquidation_price(sim.account.api_key, "BTCUSDT", Side.LONG)
+        assert model is None or model <= sim.engine.markets["BTCUSDT"].price_tick
+        raw = await client.private_get_v5_position_list({"category": "linear", "symbol": "BTCUSDT"})
+        assert raw["result"]["list"][0]["liqPrice"] == ""  # Bybit's "none", never "0"
+        [position] = await client.fetch_positions()
+        assert position["liquidationPrice"] is None
+    assert_loopback_only(sim)

@@ -37,7 +37,7 @@ def instrument_row(market: Market) -> dict[str, Any]:
         },
         "priceFilter": {
             "minPrice": price(market.price_tick, market),
-            "maxPrice": price(market.mark * 30, market),
+            "maxPrice": price(max_price(market), market),
             "tickSize": price(market.price_tick, market),
         },
         "lotSizeFilter": {
@@ -59,6 +59,18 @@ def instrument_row(market: Market) -> dict[str, Any]:
         "riskParameters": {"priceLimitRatioX": "0.01", "priceLimitRatioY": "0.02"},
         "displayName": "",
     }
+
+
+def max_price(market: Market) -> float:
+    """The instrument's price ceiling (`priceFilter.maxPrice`)."""
+    return market.mark * 30
+
+
+def reported_liquidation_price(value: float | None, market: Market) -> float | None:
+    """Bybit leaves `liqPrice` empty when it would lie outside the instrument's [minPrice, maxPrice]."""
+    if value is None or value <= market.price_tick or value >= max_price(market):
+        return None
+    return value
 
 
 def risk_limit_rows(market: Market) -> list[dict[str, Any]]:
@@ -192,8 +204,8 @@ def position_row(fig: PositionFigures, websocket: bool = False) -> dict[str, Any
         "breakEvenPrice": price(_break_even(fig), market) if open_ else "0",
         "positionBalance": money(fig.position_balance) if open_ else "0",
         "markPrice": price(fig.mark, market),
-        "liqPrice": price(fig.liquidation_price, market) if open_ else "",
-        "bustPrice": price(fig.bankruptcy_price, market) if open_ else "",
+        "liqPrice": price(reported_liquidation_price(fig.liquidation_price, market), market) if open_ else "",
+        "bustPrice": "",  # unified accounts leave the bankruptcy price empty for linear contracts
         "positionMM": money(fig.maintenance_margin) if open_ else "0",
         "positionMMByMp": money(fig.maintenance_margin) if open_ else "0",
         "positionIM": money(fig.initial_margin) if open_ else "0",

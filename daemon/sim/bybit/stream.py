@@ -219,25 +219,29 @@ class Streams:
             self._push_liquidation(event)
 
     def _push_ticker_delta(self, event: MarkChanged) -> None:
+        """A `delta` carries only what changed ("a missing field has not changed"); mark and index are always
+        sent, so the once-a-second re-announcement of an unchanged mark still reaches the client."""
         market = self.engine.markets.get(event.symbol)
         if market is None:
             return
         before = self.session.stats.get(event.symbol)
-        old_high, old_low = (before[1], before[2]) if before else (event.mark, event.mark)
+        old_mark, old_high, old_low = (before[3], before[1], before[2]) if before else (None, None, None)
         self.session.observe(event.symbol, event.mark)
         topic = f"tickers.{wire_symbol(market)}"
         if not self.hub.has_subscribers(topic):
             return
-        open_price, high, low = self.session.stats[event.symbol]
+        open_price, high, low, _ = self.session.stats[event.symbol]
         data: dict[str, Any] = {
             "symbol": wire_symbol(market),
-            "lastPrice": price(event.mark, market),
             "markPrice": price(event.mark, market),
             "indexPrice": price(event.index, market),
-            "price24hPcnt": trimmed((event.mark - open_price) / open_price if open_price else 0.0, 6),
-            "bid1Price": price(event.mark - market.price_tick, market),
-            "ask1Price": price(event.mark + market.price_tick, market),
         }
+        if event.mark != old_mark:
+            data["tickDirection"] = "PlusTick" if old_mark is None or event.mark > old_mark else "MinusTick"
+            data["lastPrice"] = price(event.mark, market)
+            data["price24hPcnt"] = trimmed((event.mark - open_price) / open_price if open_price else 0.0, 6)
+            data["bid1Price"] = price(event.mark - market.price_tick, market)
+            data["ask1Price"] = price(event.mark + market.price_tick, market)
         if high != old_high:
             data["highPrice24h"] = price(high, market)
         if low != old_low:

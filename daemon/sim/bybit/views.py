@@ -44,7 +44,7 @@ class SessionState:
     """What the dialect remembers beyond the engine: a push sequence and per-symbol price statistics."""
 
     seq: int = 1_000_000
-    stats: dict[str, list[float]] = field(default_factory=dict)  # symbol -> [open, high, low]
+    stats: dict[str, list[float]] = field(default_factory=dict)  # symbol -> [open, high, low, last mark]
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -53,10 +53,11 @@ class SessionState:
     def observe(self, symbol: str, mark: float) -> None:
         row = self.stats.get(symbol)
         if row is None:
-            self.stats[symbol] = [mark, mark, mark]
+            self.stats[symbol] = [mark, mark, mark, mark]
         else:
             row[1] = max(row[1], mark)
             row[2] = min(row[2], mark)
+            row[3] = mark
 
 
 def _initial_margin(engine: Engine, pos: SimPosition, leg: PositionRisk | None) -> float:
@@ -173,7 +174,7 @@ def wallet_row(engine: Engine, api_key: str) -> dict[str, Any]:
 
 def ticker_stats(engine: Engine, session: SessionState, symbol: str) -> TickerStats:
     mark = engine.marks[symbol]
-    open_price, high, low = session.stats.get(symbol, [mark, mark, mark])
+    open_price, high, low, _ = session.stats.get(symbol, [mark, mark, mark, mark])
     open_interest = sum(
         pos.contracts
         for account in engine.accounts.values()
