@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from ccxt.base.errors import (
     ExchangeError,
     InsufficientFunds,
     InvalidNonce,
+    NetworkError,
     RateLimitExceeded,
 )
 
@@ -286,6 +288,26 @@ async def test_watch_positions_snapshot_then_updates_with_model_liquidation_pric
         )
 
 
+async def test_positions_are_repeated_regularly_with_current_marks() -> None:
+    # OKX repeats the positions snapshot about every 5 s, so liqPx/upl follow the mark between events.
+    offset_s = [0.0]
+    async with (
+        SimServer("okx", clock=lambda: time.time() + offset_s[0], mark_interval_s=None) as sim,
+        okx_client(sim) as client,
+    ):
+        key = sim.account.api_key
+        sim.engine.open_position(key, "BTCUSDT", Side.LONG, 10)
+        first = await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S)
+        assert leg(first, BTC) is not None
+        sim.engine.set_mark("BTCUSDT", 68_000)  # a mark move is not a position event: no push yet
+        offset_s[0] = 5.0
+        sim.engine.publish_marks(["BTCUSDT"])  # the exchange's next mark tick, 5 s later
+        repeated = await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S)
+        btc = leg(repeated, BTC)
+        assert btc is not None and btc["markPrice"] == 68_000
+        assert btc["unrealizedPnl"] == pytest.approx(0.1 * 1_000)
+
+
 async def test_watch_mark_price_streams_mark_changes() -> None:
     async with SimServer("okx") as sim, okx_client(sim) as client:
         first = await asyncio.wait_for(client.watch_mark_price(BTC), PUSH_TIMEOUT_S)
@@ -339,6 +361,20 @@ async def test_liquidation_is_pushed_as_a_flat_position_and_charges_the_wallet()
         assert balance["USDT"]["total"] == pytest.approx(wallet_before)  # the isolated margin is gone
         assert sim.engine.account(key).wallet["USDT"] == pytest.approx(wallet_before)
         assert wallet_before == pytest.approx(10_000 - isolated_margin - 67_000 * 0.0005)
+
+
+async def test_after_a_dropped_socket_the_next_watch_logs_in_again_and_gets_a_fresh_snapshot() -> None:
+    async with SimServer("okx") as sim, okx_client(sim) as client:
+        assert await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S) == []
+        pending = asyncio.create_task(client.watch_positions())
+        await until(lambda: sim.faults.open_sockets == 1)
+        assert sim.faults.drop_websockets() == 1
+        with pytest.raises(NetworkError):
+            await asyncio.wait_for(pending, PUSH_TIMEOUT_S)
+        sim.engine.open_position(sim.account.api_key, "BTCUSDT", Side.SHORT, 5)  # while disconnected
+        snapshot = await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S)
+        btc = leg(snapshot, BTC)
+        assert btc is not None and (btc["side"], btc["contracts"]) == ("short", 5)
 
 
 async def test_text_ping_is_answered_with_pong() -> None:

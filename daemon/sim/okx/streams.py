@@ -7,6 +7,9 @@ Wire behaviour reproduced from OKX's v5 documentation and ccxt.pro's okx client:
 - `{"op": "subscribe", "args": [...]}` answers one `{"event": "subscribe", "arg", "connId"}` per argument,
   then pushes the channel's current state (`eventType` "snapshot"), then every change ("event_update");
 - a flat or liquidated position is pushed once with `pos` "0", then no longer listed;
+- `positions` and `account` also repeat their snapshot regularly (every 5 s, or the `updateInterval` of the
+  subscription's `extraParams`; "0" switches that off), paced by the engine's mark announcements so that
+  no timer task is needed;
 - `balance_and_position` sends its snapshot on subscription and an `eventType` "liquidation" element when
   a position is liquidated (other event types of that channel are not produced).
 """
@@ -40,6 +43,9 @@ if TYPE_CHECKING:
 PUBLIC_CHANNELS = frozenset({"mark-price"})
 PRIVATE_CHANNELS = frozenset({"positions", "account", "balance_and_position"})
 POSITION_INST_TYPES = frozenset({"ANY", "SWAP", "FUTURES", "MARGIN", "OPTION"})
+REGULAR_CHANNELS = frozenset({"positions", "account"})
+DEFAULT_REGULAR_PUSH_MS = 5_000
+ALLOWED_REGULAR_PUSH_MS = frozenset({2_000, 3_000, 4_000})
 
 Arg = dict[str, Any]
 
@@ -52,6 +58,27 @@ def _mark_key(instrument: str) -> str:
     return f"mark-price|{instrument}"
 
 
+def regular_interval_ms(arg: Mapping[str, Any]) -> int | None:
+    """How often OKX repeats a private snapshot for this subscription; None when only events push."""
+    try:
+        extra = json.loads(arg.get("extraParams") or "{}")
+        wanted = int(extra.get("updateInterval", DEFAULT_REGULAR_PUSH_MS))
+    except (TypeError, ValueError, AttributeError):
+        return DEFAULT_REGULAR_PUSH_MS
+    if wanted == 0:
+        return None
+    return wanted if wanted in ALLOWED_REGULAR_PUSH_MS else DEFAULT_REGULAR_PUSH_MS
+
+
+def _matches(arg: Mapping[str, Any], instrument: str) -> bool:
+    """Whether a `positions` subscription covers `instrument` (by instType, instFamily, instId)."""
+    if arg.get("instType") not in ("ANY", payloads.INST_TYPE):
+        return False
+    if arg.get("instId") and arg["instId"] != instrument:
+        return False
+    return not arg.get("instFamily") or instrument.startswith(f"{arg['instFamily']}-")
+
+
 class OkxStreams:
     def __init__(self, dialect: OkxDialect) -> None:
         self.dialect = dialect
@@ -59,6 +86,8 @@ class OkxStreams:
         self.hub = dialect.hub
         # api key -> hub channel key -> the subscription argument pushes echo (with the account's uid)
         self._private_args: dict[str, dict[str, Arg]] = {}
+        self._regular_due: dict[str, int] = {}  # hub channel key -> engine ms of its next regular push
+        self._next_regular_scan_ms = 0
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -140,6 +169,10 @@ class OkxStreams:
         key = f"{channel}|{account.api_key}|{json.dumps(pushed_arg, sort_keys=True)}"
         self._private_args.setdefault(account.api_key, {})[key] = pushed_arg
         self.hub.subscribe(key, socket)
+        interval = regular_interval_ms(arg) if channel in REGULAR_CHANNELS else None
+        if interval is not None:
+            due = self._regular_due.setdefault(key, self.engine.now_ms() + interval)
+            self._next_regular_scan_ms = min(self._next_regular_scan_ms, due)
         data = (
             self._positions(account, pushed_arg) if channel == "positions" else [self._balance(account, arg)]
         )
@@ -184,12 +217,7 @@ class OkxStreams:
         return {"arg": arg, "eventType": event_type, "curPage": 1, "lastPage": True, "data": data}
 
     def _positions(self, account: SimAccount, arg: Arg) -> list[Any]:
-        if arg.get("instType") not in ("ANY", payloads.INST_TYPE):
-            return []
-        wanted = {arg["instId"]} if arg.get("instId") else None
-        rows = position_rows(self.engine, account, wanted)
-        family = arg.get("instFamily")
-        return [row for row in rows if not family or row["instId"].startswith(f"{family}-")]
+        return [row for row in position_rows(self.engine, account) if _matches(arg, row["instId"])]
 
     def _balance(self, account: SimAccount, arg: Mapping[str, Any]) -> dict[str, Any]:
         currency = arg.get("ccy")
@@ -203,6 +231,33 @@ class OkxStreams:
         if self.hub.has_subscribers(key):
             row = payloads.mark_price_row(market, event.mark, event.ts_ms)
             self.hub.publish(key, {"arg": {"channel": "mark-price", "instId": row["instId"]}, "data": [row]})
+        if event.ts_ms >= self._next_regular_scan_ms:
+            self._push_regular(event.ts_ms)
+
+    def _push_regular(self, now_ms: int) -> None:
+        """Repeat the snapshot of every private subscription whose regular push is due."""
+        next_scan = now_ms + DEFAULT_REGULAR_PUSH_MS
+        for api_key in list(self._private_args):
+            account = self.engine.account_by_key(api_key)
+            for channel in REGULAR_CHANNELS:
+                for key, arg in self._live_args(api_key, channel).items():
+                    interval = regular_interval_ms(arg)
+                    if account is None or interval is None:
+                        continue
+                    due = self._regular_due.setdefault(key, now_ms + interval)
+                    if now_ms >= due:
+                        due = self._regular_due[key] = now_ms + interval
+                        self._publish_snapshot(key, account, arg)
+                    next_scan = min(next_scan, due)
+        self._next_regular_scan_ms = next_scan
+
+    def _publish_snapshot(self, key: str, account: SimAccount, arg: Arg) -> None:
+        if arg["channel"] == "account":
+            self.hub.publish(key, self._push(arg, "snapshot", [self._balance(account, arg)]))
+            return
+        rows = self._positions(account, arg)
+        if rows:  # nothing to repeat for a flat account
+            self.hub.publish(key, self._push(arg, "snapshot", rows))
 
     def on_position(self, event: PositionChanged) -> None:
         account = self.engine.account_by_key(event.api_key)
@@ -213,13 +268,8 @@ class OkxStreams:
         if row is None:
             row = flat_position_row(self.engine, account, event.symbol, event.side, event.ts_ms)
         for key, arg in subscriptions.items():
-            if arg.get("instType") not in ("ANY", payloads.INST_TYPE):
-                continue
-            if arg.get("instId") and arg["instId"] != row["instId"]:
-                continue
-            if arg.get("instFamily") and not row["instId"].startswith(f"{arg['instFamily']}-"):
-                continue
-            self.hub.publish(key, self._push(arg, "event_update", [row]))
+            if _matches(arg, row["instId"]):
+                self.hub.publish(key, self._push(arg, "event_update", [row]))
 
     def on_balance(self, event: BalanceChanged) -> None:
         account = self.engine.account_by_key(event.api_key)
@@ -251,4 +301,5 @@ class OkxStreams:
             return {}
         for key in [key for key in args if not self.hub.has_subscribers(key)]:
             del args[key]
+            self._regular_due.pop(key, None)
         return {key: arg for key, arg in args.items() if arg["channel"] == channel}
