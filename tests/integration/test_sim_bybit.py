@@ -114,11 +114,16 @@ async def test_fetch_balance_reports_the_unified_wallet() -> None:
         balance = await client.fetch_balance()
         assert balance["USDT"]["total"] == 10_000.0
         assert balance["USDT"]["free"] == 10_000.0
+        assert balance["info"]["result"]["list"][0]["totalMarginBalance"] == "10000"  # cross: totals given
         await open_isolated_long(sim, client)
         balance = await client.fetch_balance()
         position = sim.engine.find_position(sim.account.api_key, "BTCUSDT")
         assert position is not None
         assert balance["USDT"]["used"] == pytest.approx(position.isolated_margin, rel=0.01)
+        [account] = balance["info"]["result"]["list"]
+        # In ISOLATED_MARGIN mode Bybit leaves the account totals empty; only equity and PnL stay.
+        assert (account["totalMarginBalance"], account["accountMMRate"]) == ("", "")
+        assert float(account["totalEquity"]) == pytest.approx(balance["USDT"]["total"], abs=5)
     assert_loopback_only(sim)
 
 

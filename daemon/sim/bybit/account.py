@@ -7,10 +7,9 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from daemon.core.types import MarginMode
 from daemon.sim.bybit import errors
 from daemon.sim.bybit.errors import BybitError, number_param
-from daemon.sim.bybit.views import wallet_row
+from daemon.sim.bybit.views import unified_margin_mode, wallet_row
 from daemon.sim.bybit.wire import category_of, trimmed, wire_symbol
 from daemon.sim.engine import Engine, EngineError
 
@@ -33,7 +32,7 @@ class AccountEndpoints:
 
     def account_info(self, api_key: str, params: Params) -> Any:
         return {
-            "marginMode": self.account_margin_mode(api_key),
+            "marginMode": unified_margin_mode(self.engine.account(api_key)),
             "updatedTime": str(self.now_ms()),
             "unifiedMarginStatus": 5,
             "dcpStatus": "OFF",
@@ -42,12 +41,6 @@ class AccountEndpoints:
             "isMasterTrader": False,
             "spotHedgingStatus": "OFF",
         }
-
-    def account_margin_mode(self, api_key: str) -> str:
-        """Unified accounts have one margin mode; the engine keeps one per symbol, so any isolated one wins."""
-        account = self.engine.account(api_key)
-        modes = set(account.margin_mode.values()) | {p.margin_mode for p in account.positions}
-        return "ISOLATED_MARGIN" if MarginMode.ISOLATED in modes else "REGULAR_MARGIN"
 
     def query_api(self, api_key: str, params: Params) -> Any:
         return {

@@ -280,8 +280,12 @@ def coin_row(fig: CoinFigures) -> dict[str, Any]:
     }
 
 
-def unified_account_row(coins: list[CoinFigures]) -> dict[str, Any]:
-    """The UNIFIED account entry of GET /v5/account/wallet-balance and of the `wallet` topic."""
+def unified_account_row(coins: list[CoinFigures], isolated_mode: bool = False) -> dict[str, Any]:
+    """The UNIFIED account entry of GET /v5/account/wallet-balance and of the `wallet` topic.
+
+    In ISOLATED_MARGIN mode Bybit leaves the account-level rates and totals empty (only `totalEquity` and
+    `totalPerpUPL` stay): a client must then work from the coin rows and the positions.
+    """
     priced = [c for c in coins if c.usd_price is not None]
     equity = sum(c.equity * (c.usd_price or 0.0) for c in priced)
     wallet = sum(c.wallet_balance * (c.usd_price or 0.0) for c in priced)
@@ -291,7 +295,7 @@ def unified_account_row(coins: list[CoinFigures]) -> dict[str, Any]:
     margin_balance = wallet + upnl
     im_rate = money(round(initial / margin_balance, 4)) if margin_balance > 0 else "0"
     mm_rate = money(round(maintenance / margin_balance, 4)) if margin_balance > 0 else "0"
-    return {
+    row = {
         "totalEquity": money(equity),
         "accountIMRate": im_rate,
         "accountIMRateByMp": im_rate,
@@ -309,3 +313,13 @@ def unified_account_row(coins: list[CoinFigures]) -> dict[str, Any]:
         "totalMaintenanceMarginByMp": money(maintenance),
         "coin": [coin_row(c) for c in coins],
     }
+    if isolated_mode:
+        row.update({key: "" for key in ISOLATED_MODE_EMPTY_TOTALS})
+    return row
+
+
+ISOLATED_MODE_EMPTY_TOTALS = (
+    "accountLTV", "accountIMRate", "accountIMRateByMp", "accountMMRate", "accountMMRateByMp",
+    "totalWalletBalance", "totalMarginBalance", "totalAvailableBalance", "totalInitialMargin",
+    "totalInitialMarginByMp", "totalMaintenanceMargin", "totalMaintenanceMarginByMp",
+)  # fmt: skip

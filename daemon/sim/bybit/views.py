@@ -32,6 +32,12 @@ def position_idx(account: SimAccount, side: Side | None) -> int:
     return 1 if side is Side.LONG else 2
 
 
+def unified_margin_mode(account: SimAccount) -> str:
+    """Unified accounts have one margin mode; the engine keeps one per symbol, so any isolated one wins."""
+    modes = set(account.margin_mode.values()) | {p.margin_mode for p in account.positions}
+    return "ISOLATED_MARGIN" if MarginMode.ISOLATED in modes else "REGULAR_MARGIN"
+
+
 def side_of_idx(account: SimAccount, idx: int) -> Side | None:
     """The leg a request's positionIdx names (None: the one-way leg, whichever side it is)."""
     if not account.hedge_mode:
@@ -169,7 +175,7 @@ def wallet_row(engine: Engine, api_key: str) -> dict[str, Any]:
                     cum_realised_pnl=0.0,
                 )
             )
-    return unified_account_row(coins)
+    return unified_account_row(coins, isolated_mode=unified_margin_mode(account) == "ISOLATED_MARGIN")
 
 
 def ticker_stats(engine: Engine, session: SessionState, symbol: str) -> TickerStats:
