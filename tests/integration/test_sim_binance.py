@@ -542,3 +542,31 @@ async def test_a_hung_request_times_out_in_ccxt() -> None:
         finally:
             await client.close()
         assert_loopback_only(sim)
+
+
+async def test_transfers_move_the_futures_wallet_and_are_pushed_as_deposits() -> None:
+    async with SimServer("binance") as sim:
+        client = make_client(sim)
+        try:
+            await client.watch_positions()  # opens nothing yet: the snapshot comes by REST
+            balance = asyncio.create_task(client.watch_balance())
+            await _private_stream_open(sim)
+            moved = await client.transfer("USDT", 500, "spot", "linear")
+            assert moved["id"] is not None  # Binance answers {"tranId": ...} and nothing else
+            pushed = await asyncio.wait_for(balance, TIMEOUT)
+            assert pushed["USDT"]["total"] == pytest.approx(10_500.0)
+            assert (pushed["info"]["a"]["m"], pushed["info"]["a"]["B"][0]["bc"]) == (
+                "DEPOSIT",
+                "500.00000000",
+            )
+
+            await client.transfer("USDT", 200, "linear", "spot")
+            assert (await client.fetch_balance())["USDT"]["total"] == pytest.approx(10_300.0)
+            with pytest.raises(errors.ExchangeError, match="-5013"):
+                await client.transfer("USDT", 1_000_000, "linear", "spot")
+
+            ticker = await client.fetch_ticker(BTC)  # no trades simulated: last is the mark
+            assert ticker["last"] == pytest.approx(sim.engine.marks["BTCUSDT"])
+        finally:
+            await client.close()
+        assert_loopback_only(sim)

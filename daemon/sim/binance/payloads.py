@@ -152,6 +152,29 @@ def premium_index(engine: Engine, symbol: str, now_ms: int) -> dict[str, Any]:
     }
 
 
+def ticker_24hr(engine: Engine, symbol: str, now_ms: int) -> dict[str, Any]:
+    """No trades are simulated: the last price is the mark and the day's volume is zero."""
+    last = price(engine.markets[symbol], engine.marks[symbol])
+    return {
+        "symbol": symbol,
+        "priceChange": "0",
+        "priceChangePercent": "0.000",
+        "weightedAvgPrice": last,
+        "lastPrice": last,
+        "lastQty": "0",
+        "openPrice": last,
+        "highPrice": last,
+        "lowPrice": last,
+        "volume": "0",
+        "quoteVolume": "0",
+        "openTime": now_ms - 24 * 3600 * 1000,
+        "closeTime": now_ms,
+        "firstId": 0,
+        "lastId": 0,
+        "count": 0,
+    }
+
+
 def leverage_brackets(market: Market) -> dict[str, Any]:
     return {
         "symbol": market.symbol,

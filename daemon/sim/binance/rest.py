@@ -44,6 +44,7 @@ class BinanceRest:
         self.listen_keys = listen_keys
         self._weights: deque[tuple[float, int]] = deque()
         self._order_ids = itertools.count(3_000_000_001)
+        self._transfer_ids = itertools.count(13_526_853_623)
 
     def routes(self) -> list[web.RouteDef]:
         signed = self._signed
@@ -68,6 +69,9 @@ class BinanceRest:
             web.get("/fapi/v1/positionSide/dual", signed(self.get_dual_side)),
             web.post("/fapi/v1/positionSide/dual", signed(self.set_dual_side)),
             web.post("/fapi/v1/order", signed(self.order)),
+            web.get("/fapi/v1/ticker/24hr", self._public(self.ticker_24hr)),
+            web.post("/sapi/v1/asset/transfer", signed(self.asset_transfer)),
+            web.post("/sapi/v1/futures/transfer", signed(self.futures_transfer)),
             web.post("/fapi/v1/listenKey", self._user_stream(self.listen_keys_post)),
             web.put("/fapi/v1/listenKey", self._user_stream(self.listen_keys_put)),
             web.delete("/fapi/v1/listenKey", self._user_stream(self.listen_keys_delete)),
@@ -163,6 +167,13 @@ class BinanceRest:
         if symbol is not None:
             return payloads.premium_index(self.engine, symbol, now)
         return [payloads.premium_index(self.engine, s, now) for s in self.engine.markets]
+
+    def ticker_24hr(self, params: Params) -> Any:
+        now = self.engine.now_ms()
+        symbol = self._market_id(params, required=False)
+        if symbol is not None:
+            return payloads.ticker_24hr(self.engine, symbol, now)
+        return [payloads.ticker_24hr(self.engine, s, now) for s in self.engine.markets]
 
     # ---- account ----
 
@@ -311,6 +322,39 @@ class BinanceRest:
         symbol = self._market_id(params)
         assert symbol is not None
         return orders.place_market_order(self.engine, account, symbol, params, next(self._order_ids))
+
+    # ---- wallet transfers (the spot side is not simulated: it never runs dry) ----
+
+    def asset_transfer(self, account: SimAccount, params: Params) -> Any:
+        """POST /sapi/v1/asset/transfer: MAIN_UMFUTURE moves into the USD-M wallet, UMFUTURE_MAIN out of it."""
+        direction = {"MAIN_UMFUTURE": 1.0, "UMFUTURE_MAIN": -1.0}.get(params.get("type", ""))
+        if direction is None:
+            raise wire.RefusedError(
+                wire.mandatory("type") if "type" not in params else wire.invalid_value("type")
+            )
+        return {"tranId": self._transfer(account, params, direction)}
+
+    def futures_transfer(self, account: SimAccount, params: Params) -> Any:
+        """POST /sapi/v1/futures/transfer: type 1 spot -> USD-M, 2 USD-M -> spot."""
+        direction = {"1": 1.0, "2": -1.0}.get(params.get("type", ""))
+        if direction is None:
+            raise wire.RefusedError(
+                wire.mandatory("type") if "type" not in params else wire.invalid_value("type")
+            )
+        return {"tranId": self._transfer(account, params, direction)}
+
+    def _transfer(self, account: SimAccount, params: Params, direction: float) -> int:
+        asset = params.get("asset", "")
+        if asset != "USDT":
+            raise wire.RefusedError(wire.invalid_value("asset"))
+        amount = wire.positive_param(params, "amount", wire.AMOUNT_NOT_POSITIVE)
+        try:
+            self.engine.transfer(account.api_key, asset, direction * amount)
+        except EngineError as exc:
+            if exc.kind == "insufficient_balance":
+                raise wire.RefusedError(wire.TRANSFER_INSUFFICIENT) from exc
+            raise
+        return next(self._transfer_ids)
 
     # ---- user data stream keys ----
 

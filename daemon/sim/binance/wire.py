@@ -119,6 +119,7 @@ POSITION_SIDE_WITH_POSITION = BinanceError(
     400, -4068, "Position side cannot be changed if there exists position."
 )
 POSITION_SIDE_MISMATCH = BinanceError(400, -4061, "Order's position side does not match user's setting.")
+TRANSFER_INSUFFICIENT = BinanceError(400, -5013, "Asset transfer failed: insufficient balance")
 REDUCE_ONLY_REJECTED = BinanceError(400, -2022, "ReduceOnly Order is rejected.")
 
 
