@@ -13,7 +13,11 @@ import sys
 from collections.abc import Sequence
 
 # One line per subcommand module; each exposes `register(subparsers)`.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("daemon.app.calc_command", "daemon.app.sim_command")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "daemon.app.calc_command",
+    "daemon.app.sim_command",
+    "daemon.app.check_config_command",
+)
 
 EXIT_USAGE = 2
 

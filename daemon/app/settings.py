@@ -1,0 +1,328 @@
+"""marginguard's settings: a TOML file, overridden by secret files, overridden by the environment.
+
+    settings = load_settings(Path("marginguard.toml"))
+
+Precedence, highest first: environment variables `MARGINGUARD_<SECTION>__<KEY>` (e.g.
+`MARGINGUARD_RULES__WARNING_DISTANCE=0.12`), files in the secrets directory named like those variables
+(`--secrets-dir`, `$MARGINGUARD_SECRETS_DIR` or systemd's `$CREDENTIALS_DIRECTORY`), the TOML file, defaults.
+List sections (`[[accounts]]`, `[[sinks]]`, `[[routes]]`) can only be replaced whole from the environment
+(as JSON); single secrets come from `<name>_env` / `<name>_file` instead. Every problem surfaces as one
+`SettingsError` naming the field: `config error: accounts[0].exchange: unknown exchange 'binnance' (...)`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import pydantic_settings
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
+from pydantic_settings.sources import EnvSettingsSource, NestedSecretsSettingsSource, SecretsSettingsSource
+
+from daemon.app.settings_models import (
+    ACCOUNT_SECRETS,
+    SINK_SECRETS,
+    AccountSettings,
+    DaemonSettings,
+    FieldProblem,
+    RouteSettings,
+    RulesSettings,
+    SinkSettings,
+    TopUpSettings,
+)
+from daemon.exchanges.config import ExchangeAccount
+
+ENV_PREFIX = "MARGINGUARD_"
+M = TypeVar("M", bound=BaseModel)
+LIST_SECTIONS = ("accounts", "sinks", "routes")
+
+
+class SettingsError(Exception):
+    """The configuration is unusable. Nothing to retry: print `str(error)` (one line) and exit 2."""
+
+    def __init__(self, field_path: str, message: str, more: int = 0) -> None:
+        super().__init__(field_path, message)
+        self.field_path = field_path
+        self.message = message
+        self.more = more
+
+    def __str__(self) -> str:
+        tail = f" (and {self.more} more problem{'s' if self.more > 1 else ''})" if self.more else ""
+        return f"config error: {self.field_path}: {self.message}{tail}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    accounts: list[AccountSettings] = Field(default_factory=list)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    topup: TopUpSettings = Field(default_factory=TopUpSettings)
+    sinks: list[SinkSettings] = Field(default_factory=list)
+    routes: list[RouteSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        account_ids = _unique(self.accounts, "id", "accounts", "account id")
+        sink_names = _unique(self.sinks, "name", "sinks", "sink name")
+        for index, route in enumerate(self.routes):
+            for name in route.sinks:
+                if name not in sink_names:
+                    known = ", ".join(sink_names) or "none defined"
+                    raise FieldProblem(f"routes[{index}].sinks", f"unknown sink {name!r} (known: {known})")
+            for account_id in route.accounts:
+                if account_id != "*" and account_id not in account_ids:
+                    raise FieldProblem(f"routes[{index}].accounts", f"unknown account {account_id!r}")
+        for index, account in enumerate(self.accounts):
+            # An account's overrides must still make sense once laid over the global sections.
+            for section, merge in (
+                ("rules", lambda a=account: self.rules.with_account_overrides(a.rules)),
+                ("topup", lambda a=account: self.topup.overridden(a.topup)),
+            ):
+                try:
+                    merge()
+                except ValidationError as error:
+                    path, message = describe(error.errors()[0])
+                    raise FieldProblem(f"accounts[{index}].{section}.{path}", message) from None
+        return self
+
+    def account(self, account_id: str) -> AccountSettings:
+        for account in self.accounts:
+            if account.id == account_id:
+                return account
+        raise KeyError(account_id)
+
+    def rules_for(self, account_id: str) -> RulesSettings:
+        """The account's alert rules: global `[rules]` with its `rules` overrides on top."""
+        return self.rules.with_account_overrides(self.account(account_id).rules)
+
+    def topup_for(self, account_id: str) -> TopUpSettings:
+        """The account's top-up settings: global `[topup]` with its `topup` overrides on top."""
+        return self.topup.overridden(self.account(account_id).topup)
+
+    def sinks_for(self, account_id: str, severity: str) -> list[SinkSettings]:
+        """Where an alert of this severity from this account goes. Without routes: every sink."""
+        if not self.routes:
+            return list(self.sinks)
+        names = {name for route in self.routes if route.matches(account_id, severity) for name in route.sinks}
+        return [sink for sink in self.sinks if sink.name in names]
+
+    def account_configs(self) -> list[ExchangeAccount]:
+        """What the exchange connector needs for each account, secrets in plain text (handle with care)."""
+        return [exchange_account(account) for account in self.accounts]
+
+
+def _unique(items: list[Any], attribute: str, section: str, what: str) -> list[str]:
+    seen: list[str] = []
+    for index, item in enumerate(items):
+        value = getattr(item, attribute)
+        if value in seen:
+            raise FieldProblem(f"{section}[{index}].{attribute}", f"duplicate {what} {value!r}")
+        seen.append(value)
+    return seen
+
+
+def exchange_account(account: AccountSettings) -> ExchangeAccount:
+    return ExchangeAccount(
+        account_id=account.id,
+        exchange=account.exchange,
+        mode=account.mode,
+        api_key=plain(account.api_key),
+        secret=plain(account.secret),
+        password=plain(account.password),
+        wallet_address=account.wallet_address,
+        private_key=plain(account.private_key),
+        allow_live=account.allow_live,
+        ccxt_config=MappingProxyType(dict(account.ccxt_config)),
+        symbols=tuple(account.symbols) or None,
+    )
+
+
+def plain(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
+
+
+# ---- loading ----
+
+
+def load_settings(
+    path: Path | None, env: Mapping[str, str] | None = None, secrets_dir: Path | None = None
+) -> Settings:
+    """Read, merge and validate the configuration; resolve `*_env` / `*_file` secrets and relative paths.
+
+    `env` stands in for `os.environ` (tests, or a supervisor passing a curated environment). Raises
+    `SettingsError` for anything wrong, from a TOML syntax error to an unknown exchange.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    document = read_toml(path) if path is not None else {}
+    _refuse_indexed_list_variables(environ)
+    if secrets_dir is None:
+        named = environ.get(f"{ENV_PREFIX}SECRETS_DIR") or environ.get("CREDENTIALS_DIRECTORY")
+        secrets_dir = Path(named) if named else None
+    if secrets_dir is not None and not secrets_dir.is_dir():
+        raise SettingsError("secrets_dir", f"{secrets_dir} is not a directory")
+    try:
+        # pydantic-settings' own way to hand it ready-made sources; its __init__ signature is hidden from mypy.
+        settings = Settings(_build_sources=(_sources(document, environ, secrets_dir), {}))  # type: ignore[call-arg]
+    except ValidationError as error:
+        problems = error.errors()
+        field_path, message = describe(problems[0])
+        raise SettingsError(field_path, message, more=len(problems) - 1) from None
+    except pydantic_settings.SettingsError as error:
+        # Raised by the sources themselves: a missing secrets directory, JSON that does not parse...
+        raise SettingsError("environment", str(error)) from None
+    base_dir = path.resolve().parent if path is not None else Path.cwd()
+    return _resolve_paths(_resolve_secrets(settings, environ, base_dir), environ, base_dir)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SettingsError(str(path), f"cannot read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise SettingsError(str(path), f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(str(path), f"invalid TOML: {error}") from None  # carries "(at line L, column C)"
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        from pydantic_settings.sources.utils import parse_env_vars
+
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def _sources(
+    document: dict[str, Any], environ: Mapping[str, str], secrets_dir: Path | None
+) -> tuple[pydantic_settings.PydanticBaseSettingsSource, ...]:
+    sources: list[pydantic_settings.PydanticBaseSettingsSource] = [_MappingEnvSource(Settings, environ)]
+    if secrets_dir is not None:
+        # Files named like the variables: `marginguard_rules__warning_distance` holds "0.12".
+        sources.append(
+            NestedSecretsSettingsSource(
+                SecretsSettingsSource(Settings), secrets_dir=secrets_dir, secrets_dir_missing="error"
+            )
+        )
+    sources.append(InitSettingsSource(Settings, init_kwargs=document))
+    return tuple(sources)
+
+
+def _refuse_indexed_list_variables(environ: Mapping[str, str]) -> None:
+    # pydantic-settings silently ignores MARGINGUARD_ACCOUNTS__0__API_KEY; an ignored credential is worse
+    # than a refusal.
+    for name in environ:
+        upper = name.upper()
+        for section in LIST_SECTIONS:
+            if upper.startswith(f"{ENV_PREFIX}{section.upper()}__"):
+                raise SettingsError(
+                    f"environment {name}",
+                    f"[[{section}]] entries cannot be set one key at a time; set {ENV_PREFIX}{section.upper()} "
+                    "to the whole list as JSON, or point a <name>_env key in the file at your variable",
+                )
+
+
+def _resolve_secrets(settings: Settings, environ: Mapping[str, str], base_dir: Path) -> Settings:
+    accounts = [
+        _resolved(account, ACCOUNT_SECRETS, f"accounts[{index}]", environ, base_dir)
+        for index, account in enumerate(settings.accounts)
+    ]
+    sinks = [
+        _resolved(sink, SINK_SECRETS, f"sinks[{index}]", environ, base_dir)
+        for index, sink in enumerate(settings.sinks)
+    ]
+    return settings.model_copy(update={"accounts": accounts, "sinks": sinks})
+
+
+def _resolved(model: M, names: tuple[str, ...], path: str, environ: Mapping[str, str], base_dir: Path) -> M:
+    updates: dict[str, Any] = {}
+    for name in names:
+        variable: str | None = getattr(model, f"{name}_env")
+        file: Path | None = getattr(model, f"{name}_file")
+        if variable is not None:
+            value = environ.get(variable, "").strip()
+            if not value:
+                raise SettingsError(
+                    f"{path}.{name}_env", f"environment variable {variable} is not set or empty"
+                )
+            updates[name] = SecretStr(value)
+            where = f"{path}.{name}_env"
+        elif file is not None:
+            file = file.expanduser() if file.expanduser().is_absolute() else base_dir / file
+            try:
+                value = file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+                raise SettingsError(f"{path}.{name}_file", f"cannot read {file}: {reason}") from None
+            if not value:
+                raise SettingsError(f"{path}.{name}_file", f"{file} is empty")
+            updates[name], updates[f"{name}_file"] = SecretStr(value), file
+            where = f"{path}.{name}_file"
+        else:
+            continue
+        if name == "url" and not re.match(r"^https?://[^/\s]+", value):
+            raise SettingsError(where, "must hold an http:// or https:// URL")
+    return model.model_copy(update=updates) if updates else model
+
+
+def _resolve_paths(settings: Settings, environ: Mapping[str, str], base_dir: Path) -> Settings:
+    storage = settings.daemon.storage_path.expanduser()
+    if not storage.is_absolute():
+        # systemd's StateDirectory= is where a service's durable files belong; else beside the config.
+        state_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
+        storage = (Path(state_dir) if state_dir else base_dir) / storage
+    daemon = settings.daemon.model_copy(update={"storage_path": storage})
+    return settings.model_copy(update={"daemon": daemon})
+
+
+# ---- error reporting ----
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def format_path(location: tuple[int | str, ...]) -> str:
+    """("accounts", 0, "exchange") -> "accounts[0].exchange"; dict keys that are not names get quoted."""
+    text = ""
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            segment = part if _PLAIN_KEY.match(part) else f'"{part}"'
+            text += f".{segment}" if text else segment
+    return text
+
+
+def describe(problem: Mapping[str, Any]) -> tuple[str, str]:
+    """One pydantic error as (field path, message a person can act on)."""
+    location = tuple(problem["loc"])
+    cause = (problem.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldProblem):
+        prefix = format_path(location)
+        return (f"{prefix}.{cause.field}" if prefix else cause.field), cause.message
+    kind = problem["type"]
+    if kind == "extra_forbidden":
+        return format_path(location), "unknown key (not a marginguard setting)"
+    if kind == "missing":
+        return format_path(location), "required"
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    if kind in ("literal_error", "enum") or kind.endswith("_parsing") or kind.endswith("_type"):
+        message += f" (got {problem.get('input')!r})"
+    return format_path(location) or "document", message[:1].lower() + message[1:]

@@ -1,0 +1,375 @@
+"""The shape of marginguard's configuration: one pydantic model per TOML section, each refusing unknown keys.
+
+Validation that involves several fields raises `FieldProblem`, which names the offending field so that the
+loader can report `accounts[0].allow_live: ...` rather than the whole account. Secrets are `SecretStr` and
+may instead be given as `<name>_env` (an environment variable holding it) or `<name>_file` (a file holding
+it); `daemon.app.settings` resolves those after validation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from daemon.exchanges.config import EXCHANGE_IDS, Mode
+
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+SinkType = Literal["slack", "discord", "telegram", "webhook"]
+SeverityName = Literal["info", "warning", "critical"]
+SEVERITY_NAMES: tuple[SeverityName, ...] = ("info", "warning", "critical")
+
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Seconds = Annotated[float, Field(ge=0)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+Amount = Annotated[float, Field(gt=0)]
+
+# Which credentials each exchange cannot work without. Hyperliquid signs with a wallet key and can be watched
+# with the (public) wallet address alone; a private key is only needed to add margin.
+REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "binanceusdm": ("api_key", "secret"),
+    "bybit": ("api_key", "secret"),
+    "okx": ("api_key", "secret", "password"),
+    "gate": ("api_key", "secret"),
+    "hyperliquid": ("wallet_address",),
+}
+ACCOUNT_SECRETS = ("api_key", "secret", "password", "private_key")
+SINK_SECRETS = ("url", "bot_token", "hmac_secret")
+# Credentials in `ccxt_config` would bypass masking and the *_env / *_file indirections.
+CCXT_CREDENTIAL_KEYS = frozenset(
+    {"apikey", "secret", "password", "uid", "login", "token", "privatekey", "walletaddress", "twofa"}
+)
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class FieldProblem(ValueError):
+    """A validation failure located at `field`, a path relative to the model that raised it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_single_source(model: BaseModel, names: tuple[str, ...]) -> None:
+    """Each secret comes from at most one place: inline, `<name>_env` or `<name>_file`."""
+    for name in names:
+        given = [f for f in (name, f"{name}_env", f"{name}_file") if getattr(model, f) is not None]
+        if len(given) > 1:
+            raise FieldProblem(given[1], f"give only one of {', '.join(given)}")
+
+
+def has_secret(model: BaseModel, name: str) -> bool:
+    return any(getattr(model, f) is not None for f in (name, f"{name}_env", f"{name}_file"))
+
+
+class DaemonSettings(Section):
+    # Default: marginguard.sqlite in $STATE_DIRECTORY (systemd) or next to the config file.
+    storage_path: Path = Path("marginguard.sqlite")
+    http_bind: str = "127.0.0.1:9108"
+    log_format: LogFormat = "auto"
+    log_level: LogLevel = "info"
+    shutdown_timeout_s: PositiveSeconds = 10.0
+
+    @field_validator("http_bind")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9108, got {value!r}")
+        return value
+
+    @property
+    def http_host(self) -> str:
+        return self.http_bind.rpartition(":")[0].strip("[]")
+
+    @property
+    def http_port(self) -> int:
+        return int(self.http_bind.rpartition(":")[2])
+
+
+class RuleOverrides(Section):
+    """Thresholds that replace the inherited ones where given (per symbol, per account)."""
+
+    warning_distance: Fraction | None = None
+    critical_distance: Fraction | None = None
+    warning_margin_ratio: Fraction | None = None
+    critical_margin_ratio: Fraction | None = None
+    hysteresis: Annotated[float, Field(ge=0, lt=1)] | None = None
+    min_duration_s: Seconds | None = None
+    repeat_interval_s: PositiveSeconds | None = None
+    stale_after_s: PositiveSeconds | None = None
+    divergence_tolerance: Fraction | None = None
+
+    def given(self) -> dict[str, Any]:
+        return {name: value for name, value in self if value is not None and name != "symbols"}
+
+
+class Thresholds(Section):
+    """The alert thresholds that apply to one position. Distances are fractions of the mark price."""
+
+    warning_distance: Fraction = 0.10
+    critical_distance: Fraction = 0.05
+    warning_margin_ratio: Fraction = 0.70
+    critical_margin_ratio: Fraction = 0.85
+    hysteresis: Annotated[float, Field(ge=0, lt=1)] = 0.01
+    min_duration_s: Seconds = 5.0
+    repeat_interval_s: PositiveSeconds = 900.0
+    stale_after_s: PositiveSeconds = 30.0
+    divergence_tolerance: Fraction = 0.005
+
+    def overridden(self, overrides: RuleOverrides | None) -> Thresholds:
+        return self if overrides is None else self.model_copy(update=overrides.given())
+
+    def ordering_problem(self) -> FieldProblem | None:
+        """Critical must be the tighter threshold: nearer liquidation, higher margin ratio."""
+        if self.critical_distance >= self.warning_distance:
+            return FieldProblem(
+                "critical_distance",
+                f"must be smaller than warning_distance ({self.critical_distance} >= {self.warning_distance})",
+            )
+        if self.critical_margin_ratio <= self.warning_margin_ratio:
+            return FieldProblem(
+                "critical_margin_ratio",
+                f"must be larger than warning_margin_ratio "
+                f"({self.critical_margin_ratio} <= {self.warning_margin_ratio})",
+            )
+        return None
+
+
+def symbol_path(symbol: str, field: str) -> str:
+    return f'symbols."{symbol}".{field}'
+
+
+class RulesSettings(Thresholds):
+    symbols: dict[str, RuleOverrides] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _critical_is_tighter(self) -> RulesSettings:
+        problem = self.ordering_problem()
+        if problem is not None:
+            raise problem
+        for symbol in self.symbols:
+            problem = self.for_symbol(symbol).ordering_problem()
+            if problem is not None:
+                raise FieldProblem(symbol_path(symbol, problem.field), problem.message)
+        return self
+
+    @property
+    def base(self) -> Thresholds:
+        return Thresholds(**{name: getattr(self, name) for name in Thresholds.model_fields})
+
+    def for_symbol(self, symbol: str) -> Thresholds:
+        """The thresholds for one symbol: the section's values with that symbol's overrides on top."""
+        return self.base.overridden(self.symbols.get(symbol))
+
+    def with_account_overrides(self, overrides: AccountRules | None) -> RulesSettings:
+        """An account's rules: its thresholds over these, its per-symbol tables over these per symbol."""
+        if overrides is None:
+            return self
+        symbols = dict(self.symbols)
+        for symbol, extra in overrides.symbols.items():
+            inherited = symbols.get(symbol)
+            merged = {**(inherited.given() if inherited else {}), **extra.given()}
+            symbols[symbol] = RuleOverrides(**merged)
+        values = {**self.base.model_dump(), **overrides.given(), "symbols": symbols}
+        return RulesSettings.model_validate(values)
+
+
+class AccountRules(RuleOverrides):
+    symbols: dict[str, RuleOverrides] = Field(default_factory=dict)
+
+
+class TopUpOverrides(Section):
+    """Top-up settings that replace the global `[topup]` ones for one account where given."""
+
+    enabled: bool | None = None
+    dry_run: bool | None = None
+    trigger_distance: Fraction | None = None
+    target_distance: Fraction | None = None
+    max_per_action: Amount | None = None
+    max_per_position_per_day: Amount | None = None
+    max_per_account_per_day: Amount | None = None
+    min_free_balance: Annotated[float, Field(ge=0)] | None = None
+    cooldown_s: Seconds | None = None
+    max_attempts: Annotated[int, Field(ge=1)] | None = None
+    cross_transfer_from: str | None = None
+
+
+class TopUpSettings(Section):
+    """Adding margin before liquidation. Amounts are in the position's settle currency (USDT, USDC...)."""
+
+    enabled: bool = False
+    dry_run: bool = False
+    trigger_distance: Fraction = 0.05
+    target_distance: Fraction = 0.15
+    max_per_action: Amount | None = None
+    max_per_position_per_day: Amount | None = None
+    max_per_account_per_day: Amount | None = None
+    min_free_balance: Annotated[float, Field(ge=0)] = 0.0
+    cooldown_s: Seconds = 300.0
+    max_attempts: Annotated[int, Field(ge=1)] = 3
+    cross_transfer_from: str | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> TopUpSettings:
+        if self.target_distance <= self.trigger_distance:
+            raise FieldProblem(
+                "target_distance",
+                f"must be larger than trigger_distance ({self.target_distance} <= {self.trigger_distance})",
+            )
+        if self.enabled:
+            # Moving money without a ceiling is never what anyone meant.
+            for name in ("max_per_action", "max_per_account_per_day"):
+                if getattr(self, name) is None:
+                    raise FieldProblem(
+                        name, "required when top-up is enabled (a ceiling for the money moved)"
+                    )
+        caps = [
+            ("max_per_action", self.max_per_action),
+            ("max_per_position_per_day", self.max_per_position_per_day),
+            ("max_per_account_per_day", self.max_per_account_per_day),
+        ]
+        known = [(name, value) for name, value in caps if value is not None]
+        for (small_name, small), (large_name, large) in itertools.pairwise(known):
+            if small > large:
+                raise FieldProblem(small_name, f"must not exceed {large_name} ({small} > {large})")
+        return self
+
+    def overridden(self, overrides: TopUpOverrides | None) -> TopUpSettings:
+        if overrides is None:
+            return self
+        given = {name: value for name, value in overrides if name in overrides.model_fields_set}
+        return TopUpSettings.model_validate({**self.model_dump(), **given})
+
+
+class AccountSettings(Section):
+    id: str
+    exchange: str
+    mode: Mode
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    api_key_file: Path | None = None
+    secret: SecretStr | None = None
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    wallet_address: str | None = None
+    private_key: SecretStr | None = None
+    private_key_env: str | None = None
+    private_key_file: Path | None = None
+    allow_live: bool = False
+    ccxt_config: dict[str, Any] = Field(default_factory=dict)
+    symbols: list[str] = Field(default_factory=list)
+    rules: AccountRules | None = None
+    topup: TopUpOverrides | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        if not _ACCOUNT_ID.match(value):
+            raise ValueError(f"use letters, digits, '_', '-' and '.' only, got {value!r}")
+        return value
+
+    @field_validator("exchange")
+    @classmethod
+    def _known_exchange(cls, value: str) -> str:
+        if value not in EXCHANGE_IDS:
+            raise ValueError(f"unknown exchange {value!r} (known: {', '.join(EXCHANGE_IDS)})")
+        return value
+
+    @model_validator(mode="after")
+    def _usable(self) -> AccountSettings:
+        check_single_source(self, ACCOUNT_SECRETS)
+        if self.mode == "live" and not self.allow_live:
+            raise FieldProblem(
+                "allow_live", "mode = 'live' trades with real money: set allow_live = true to confirm"
+            )
+        for name in REQUIRED_CREDENTIALS[self.exchange]:
+            present = getattr(self, name) is not None if name == "wallet_address" else has_secret(self, name)
+            if not present:
+                alternatives = name if name == "wallet_address" else f"{name}, {name}_env or {name}_file"
+                raise FieldProblem(name, f"{self.exchange} needs it: set {alternatives}")
+        for key in self.ccxt_config:
+            if key.lower() in CCXT_CREDENTIAL_KEYS:
+                raise FieldProblem(
+                    f"ccxt_config.{key}",
+                    "put credentials in api_key / secret / password / private_key (or their _env / _file "
+                    "forms), where they are kept secret",
+                )
+        return self
+
+
+class SinkSettings(Section):
+    name: str
+    type: SinkType
+    url: SecretStr | None = None
+    url_env: str | None = None
+    url_file: Path | None = None
+    base_url: str = "https://api.telegram.org"
+    bot_token: SecretStr | None = None
+    bot_token_env: str | None = None
+    bot_token_file: Path | None = None
+    chat_id: str | None = None
+    hmac_secret: SecretStr | None = None
+    hmac_secret_env: str | None = None
+    hmac_secret_file: Path | None = None
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _chat_id_as_text(cls, value: Any) -> Any:
+        # Telegram chat ids are numbers (negative for groups) or "@channel"; TOML users write either.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("url", "base_url")
+    @classmethod
+    def _http_url(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is not None and not re.match(r"^https?://[^/\s]+", text):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _complete_for_type(self) -> SinkSettings:
+        check_single_source(self, SINK_SECRETS)
+        if self.type == "telegram":
+            if has_secret(self, "url"):
+                raise FieldProblem("url", "telegram sinks use bot_token and chat_id, not url")
+            if not has_secret(self, "bot_token"):
+                raise FieldProblem("bot_token", "required for telegram: set bot_token, _env or _file")
+            if self.chat_id is None:
+                raise FieldProblem("chat_id", "required for telegram")
+        else:
+            if not has_secret(self, "url"):
+                raise FieldProblem("url", f"required for {self.type}: set url, url_env or url_file")
+            for name in ("bot_token", "chat_id", "base_url"):
+                if name in self.model_fields_set or has_secret_field(self, name):
+                    raise FieldProblem(name, "only telegram sinks use it")
+        if self.type != "webhook" and has_secret(self, "hmac_secret"):
+            raise FieldProblem("hmac_secret", "only webhook sinks sign their requests")
+        return self
+
+
+def has_secret_field(model: BaseModel, name: str) -> bool:
+    return any(getattr(model, f, None) is not None for f in (f"{name}_env", f"{name}_file"))
+
+
+class RouteSettings(Section):
+    """Which alerts go where: alerts of these severities, from these accounts ("*": all), to these sinks."""
+
+    severities: list[SeverityName] = Field(default_factory=lambda: list(SEVERITY_NAMES))
+    accounts: list[str] = Field(default_factory=lambda: ["*"])
+    sinks: list[str] = Field(min_length=1)
+
+    def matches(self, account_id: str, severity: str) -> bool:
+        return severity in self.severities and ("*" in self.accounts or account_id in self.accounts)
