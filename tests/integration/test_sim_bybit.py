@@ -221,6 +221,8 @@ async def test_set_margin_mode_and_leverage() -> None:
 
         await client.set_leverage(7, BTC)
         assert sim.engine.account(key).leverage_for("BTCUSDT") == 7
+        leverage = await client.fetch_leverage(BTC)  # read back from the (empty) position row
+        assert (leverage["longLeverage"], leverage["shortLeverage"]) == (7, 7)
         with pytest.raises(BadRequest, match="110043"):
             await client.set_leverage(7, BTC)
         with pytest.raises(BadRequest, match="110013"):
