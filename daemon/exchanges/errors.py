@@ -116,6 +116,10 @@ def translate(
             return ours(message, exc)
     if isinstance(exc, TimeoutError | ConnectionError):
         return TransientError(message, exc)
+    if type(exc) is ccxt.ExchangeError and _exchange_answer(str(exc)) is not None:
+        # The exchange answered with an error code ccxt does not classify (e.g. OKX 59300 "position does not
+        # exist" for margin on a cross position): a refusal of this request.
+        return InvalidRequest(message, exc)
     return ExchangeError(message, exc)
 
 
@@ -159,7 +163,8 @@ def _header_retry_after(headers: Mapping[str, str] | None, now_ms: int | None) -
     return max(0.0, when.timestamp() - now_ms / 1000.0)
 
 
-def _json_retry_after(text: str) -> float | None:
+def _exchange_answer(text: str) -> dict[str, object] | None:
+    """The JSON body ccxt appends to an error message (`"<id> {...}"`), when there is one."""
     start = text.find("{")
     if start < 0:
         return None
@@ -167,7 +172,12 @@ def _json_retry_after(text: str) -> float | None:
         body = json.loads(text[start:])
     except ValueError:
         return None
-    if not isinstance(body, dict):
+    return body if isinstance(body, dict) else None
+
+
+def _json_retry_after(text: str) -> float | None:
+    body = _exchange_answer(text)
+    if body is None:
         return None
     for key in ("retry_after", "retryAfter"):
         value = body.get(key)

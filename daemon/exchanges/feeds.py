@@ -22,7 +22,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -33,11 +33,12 @@ from daemon.core.events import (
     Event,
     Freshness,
     MarketRules,
+    PositionFacts,
     PositionSnapshot,
     PositionUpdate,
     StreamHealth,
 )
-from daemon.core.types import Side
+from daemon.core.types import MarginMode, Side
 from daemon.exchanges.errors import (
     AuthenticationFailed,
     ExchangeError,
@@ -47,7 +48,7 @@ from daemon.exchanges.errors import (
     translate,
 )
 from daemon.exchanges.marketdata import MarketHub, MarkEvent
-from daemon.exchanges.parse import facts_from_positions, wallet_balance
+from daemon.exchanges.parse import facts_from_positions, margin_mode_of, wallet_balance
 from daemon.exchanges.quirks import Quirks
 from daemon.exchanges.streams import StreamClock, cancelled_by_us, force_reconnect, now_ms
 
@@ -112,6 +113,7 @@ class AccountFeed:
         self._heard: dict[LegKey, float] = {}  # the same, as the position stream alone has told it
         self._suspect = False
         self._rebaseline = True
+        self._account_margin_mode: MarginMode | None = None
         self._subscribed: set[str] = set()
         self._rules_sent: set[str] = set()
         self._buffer: list[Event] | None = None  # private events held back while a snapshot is taken
@@ -123,6 +125,10 @@ class AccountFeed:
     # ---- life cycle ----
 
     async def run(self) -> None:
+        # The feed takes its own snapshots; ccxt's hidden REST snapshot inside the first watch_positions
+        # would only repeat one (a second request per account) and outlive a closed client.
+        watch_options = self.client.options.setdefault("watchPositions", {})
+        watch_options.setdefault("fetchPositionsSnapshot", False)
         try:
             await self._first_snapshot()
             async with asyncio.TaskGroup() as group:
@@ -179,6 +185,7 @@ class AccountFeed:
             facts = tuple(
                 f for f in facts_from_positions(rows) if f.contracts != 0.0 and self._wanted(f.symbol)
             )
+            facts = await self._with_account_margin_mode(facts)
             await self._send_rules({f.symbol for f in facts})
             if balance is not None:
                 wallet = wallet_balance(balance, self.quirks.settle)
@@ -216,6 +223,21 @@ class AccountFeed:
         self._clocks[POSITIONS].state = Freshness.STALE
         self._emit(StreamHealth(POSITIONS, Freshness.STALE, now_ms(), detail))
         force_reconnect(self.client, f"marginguard: {detail}")
+
+    async def _with_account_margin_mode(self, facts: tuple[PositionFacts, ...]) -> tuple[PositionFacts, ...]:
+        """Where positions do not state their margin mode (Bybit unified: account-wide), ask for it once per
+        snapshot and fill it in; pushes reuse the last answer."""
+        if self.quirks.margin_mode_in_positions or not facts:
+            return facts
+        structure = await self.client.fetch_margin_mode(facts[0].symbol)
+        self._account_margin_mode = margin_mode_of(structure)
+        return self._fill_margin_mode(facts)
+
+    def _fill_margin_mode(self, facts: tuple[PositionFacts, ...]) -> tuple[PositionFacts, ...]:
+        mode = self._account_margin_mode
+        if mode is None:
+            return facts
+        return tuple(f if f.margin_mode is not None else replace(f, margin_mode=mode) for f in facts)
 
     async def _send_rules(self, symbols: set[str]) -> None:
         for symbol in sorted(symbols - self._rules_sent):
@@ -315,7 +337,7 @@ class AccountFeed:
 
     async def _next_positions(self) -> list[Event]:
         rows = await self.client.watch_positions()
-        facts = tuple(f for f in facts_from_positions(rows) if self._wanted(f.symbol))
+        facts = self._fill_margin_mode(tuple(f for f in facts_from_positions(rows) if self._wanted(f.symbol)))
         if not facts:
             return []
         if self.quirks.positions_push_is_thin:

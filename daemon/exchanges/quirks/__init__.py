@@ -5,6 +5,7 @@ from __future__ import annotations
 from daemon.exchanges.quirks import binance, bybit, gate, hyperliquid, okx
 from daemon.exchanges.quirks.base import (
     AddMarginStyle,
+    LegParam,
     MarkStream,
     ModeSettings,
     Quirks,
@@ -29,6 +30,7 @@ def quirks_for(exchange_id: str) -> Quirks:
 __all__ = [
     "QUIRKS_BY_EXCHANGE",
     "AddMarginStyle",
+    "LegParam",
     "MarkStream",
     "ModeSettings",
     "Quirks",

@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 MarkStream = Literal["watch_mark_price", "watch_ticker", "poll"]
 TiersCall = Literal["fetch_leverage_tiers", "fetch_market_leverage_tiers"]
-# How isolated margin is added: ccxt's unified `add_margin`, Bybit's implicit v5 endpoint, or not at all.
-AddMarginStyle = Literal["unified", "bybit_v5", "unsupported"]
+# How isolated margin is added: ccxt's unified `add_margin`, the implicit method of Bybit's or OKX's v5
+# endpoint, or not at all.
+AddMarginStyle = Literal["unified", "bybit_v5", "okx_v5", "unsupported"]
 
 
 def frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -39,12 +40,27 @@ class ModeSettings:
 
 @dataclass(frozen=True)
 class TransferRoute:
-    """A ccxt `transfer(code, amount, from_account, to_account)` that moves funds into the futures wallet."""
+    """A ccxt `transfer(code, amount, from_account, to_account)` that moves funds into the futures wallet.
+
+    `client_id_param` is the exchange parameter carrying a client id that makes a repeated transfer a no-op;
+    marginguard derives it from the action's tag, as a UUID ("uuid", Bybit) or 32 hex digits ("hex", OKX).
+    """
 
     from_account: str
     to_account: str
-    # Exchange param carrying a client id that makes a repeated transfer a no-op, filled from the action tag.
     client_id_param: str | None = None
+    client_id_style: Literal["uuid", "hex"] = "uuid"
+
+
+@dataclass(frozen=True)
+class LegParam:
+    """The request parameter that names a position leg when margin is added: its name and its value for a
+    one-way position and for each hedge-mode leg."""
+
+    name: str
+    one_way: str | int
+    long: str | int
+    short: str | int
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,7 @@ class Quirks:
     margin_amount_uses_market_precision: ccxt rounds the add-margin amount with the market's AMOUNT precision
         (Binance), so the actuator rounds with it too and knows exactly what is sent.
     margin_decimals: decimal places of a margin amount when ccxt does not know the currency's precision.
+    leg_param: how an add-margin request names the leg (one-way or hedge long/short).
     transfer: the route that moves funds into the futures wallet, or None when marginguard does not do it.
     modes: settings per environment.
     settle: the settle currency of the watched contracts.
@@ -82,6 +99,7 @@ class Quirks:
     margin_amount_uses_market_precision: bool = False
     margin_mode_in_positions: bool = True
     margin_decimals: int = 8
+    leg_param: LegParam | None = None
     transfer: TransferRoute | None = None
     modes: Mapping[str, ModeSettings] = field(default_factory=frozen)
     settle: str = "USDT"

@@ -1,6 +1,6 @@
 """Binance USD-M futures (ccxt id `binanceusdm`)."""
 
-from daemon.exchanges.quirks.base import ModeSettings, Quirks, TransferRoute, frozen
+from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, TransferRoute, frozen
 
 QUIRKS = Quirks(
     exchange_id="binanceusdm",
@@ -15,6 +15,7 @@ QUIRKS = Quirks(
     default_options=frozen({"fetchCurrencies": False, "defaultType": "swap"}),
     add_margin="unified",
     margin_amount_uses_market_precision=True,
+    leg_param=LegParam("positionSide", one_way="BOTH", long="LONG", short="SHORT"),
     margin_decimals=8,
     # Spot wallet -> USD-M wallet goes through the spot host's /sapi/v1/asset/transfer.
     transfer=TransferRoute(from_account="spot", to_account="future"),

@@ -1,6 +1,6 @@
 """Bybit v5, USDT linear perpetuals (ccxt id `bybit`)."""
 
-from daemon.exchanges.quirks.base import ModeSettings, Quirks, TransferRoute, frozen
+from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, TransferRoute, frozen
 
 QUIRKS = Quirks(
     exchange_id="bybit",
@@ -21,6 +21,7 @@ QUIRKS = Quirks(
     ),
     # ccxt has no unified add_margin for Bybit: POST /v5/position/add-margin through the implicit method.
     add_margin="bybit_v5",
+    leg_param=LegParam("positionIdx", one_way=0, long=1, short=2),
     margin_decimals=4,
     # Unified accounts set the margin mode account-wide; position rows always say tradeMode 0.
     margin_mode_in_positions=False,

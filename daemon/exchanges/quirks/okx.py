@@ -1,6 +1,6 @@
 """OKX v5, USDT swaps (ccxt id `okx`)."""
 
-from daemon.exchanges.quirks.base import ModeSettings, Quirks, TransferRoute, frozen
+from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, TransferRoute, frozen
 
 # OKX demo trading is the live REST host with the `x-simulated-trading: 1` header and the wspap websocket
 # host; ccxt's sandbox switch does exactly that, so demo and testnet are the same environment.
@@ -14,8 +14,14 @@ QUIRKS = Quirks(
     positions_quiet_by_nature=False,
     tiers_call="fetch_market_leverage_tiers",
     default_options=frozen({"fetchMarkets": {"types": ["swap"]}, "defaultType": "swap"}),
-    add_margin="unified",
+    # ccxt 4.5.90's okx.add_margin sends the request, then fails parsing the answer (`type['type']` on a
+    # string): the margin moves but the caller sees a TypeError. The implicit method for POST
+    # /api/v5/account/position/margin-balance avoids the parser.
+    add_margin="okx_v5",
+    leg_param=LegParam("posSide", one_way="net", long="long", short="short"),
     margin_decimals=8,
-    transfer=TransferRoute(from_account="funding", to_account="trading", client_id_param="clientId"),
+    transfer=TransferRoute(
+        from_account="funding", to_account="trading", client_id_param="clientId", client_id_style="hex"
+    ),
     modes=frozen({"demo": _SIMULATED, "testnet": _SIMULATED}),
 )
