@@ -33,6 +33,7 @@ from daemon.sim.bybit.wire import category_of, money, price, qty, trimmed, wire_
 from daemon.sim.engine import BalanceChanged, Engine, Liquidated, MarkChanged, PositionChanged
 from daemon.sim.faults import Faults
 from daemon.sim.markets import Market
+from daemon.sim.server import serve_socket
 from daemon.sim.sockets import SimSocket, SocketHub
 
 PRIVATE_TOPICS = {
@@ -88,8 +89,6 @@ class Streams:
     async def _serve(
         self, request: web.Request, on_frame: Callable[[SimSocket, dict[str, Any]], None]
     ) -> web.StreamResponse:
-        from daemon.sim.server import serve_socket  # the server imports the dialects; import it late
-
         async def on_open(socket: SimSocket) -> None:
             socket.state["conn_id"] = uuid.uuid4().hex[:20]
 
