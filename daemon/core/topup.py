@@ -1,0 +1,284 @@
+"""The top-up policy: whether to add margin to a position now, how much, and under which idempotency key (pure).
+
+When a leg's distance to liquidation is at or inside its trigger, the planner sizes the amount that restores the
+target distance; limits then bound it. An isolated leg gets margin added to it; a cross leg gets a transfer into
+the futures wallet, and only when a source wallet is configured (otherwise marginguard only alerts).
+
+The intent key names the decision, not the moment: account, symbol, side, the leg's firing episode and the
+attempt within it. A restart that recomputes the same decision gets the same key, so the journal can refuse a
+second intent; an intent still pending in the ledger is never decided again.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from daemon.core.planner import distance_after_adding, plan_top_up
+from daemon.core.policy_text import number, percent
+from daemon.core.state import AccountState, LegKey
+from daemon.core.types import Account, MarginMode, Position
+
+# `_position` is the view's own translation from facts to a model position: reusing it plans a top-up on exactly
+# the figures the alert policy judged.
+from daemon.core.view import AccountView, LegView, _position
+
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpLimits:
+    """How far marginguard may go on its own. Amounts are in the settle currency; "per day" is the last 24 h.
+
+    `min_free_balance` is what must stay available in the wallet the margin comes from. `max_attempts` counts
+    executed and failed top-ups within one firing episode. `cross_transfer_from` names the wallet a cross top-up
+    is transferred from (e.g. "spot", "funding"); None means cross legs are only alerted about.
+    """
+
+    trigger_distance: float
+    target_distance: float
+    max_per_action: float
+    max_per_position_per_day: float
+    max_per_account_per_day: float
+    min_free_balance: float = 0.0
+    cooldown_s: float = 300.0
+    max_attempts: int = 3
+    min_amount: float = 0.0  # an exchange's smallest accepted amount: below it, refuse rather than fail
+    cross_transfer_from: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.trigger_distance < self.target_distance:
+            raise ValueError("need 0 < trigger_distance < target_distance")
+        amounts = ("max_per_action", "max_per_position_per_day", "max_per_account_per_day")
+        if any(getattr(self, name) <= 0.0 for name in amounts):
+            raise ValueError(f"must be positive: {', '.join(amounts)}")
+        if self.min_free_balance < 0.0 or self.cooldown_s < 0.0 or self.min_amount < 0.0:
+            raise ValueError("min_free_balance, cooldown_s and min_amount must not be negative")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+
+class EntryStatus(enum.Enum):
+    PENDING = "pending"  # journaled, not known to have reached the exchange's books
+    EXECUTED = "executed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    intent_key: str
+    account: str
+    symbol: str
+    side: str
+    amount: float
+    ts: float
+    status: EntryStatus
+    episode: int
+
+    def is_leg(self, account: str, symbol: str, side: str) -> bool:
+        return (self.account, self.symbol, self.side) == (account, symbol, side)
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpLedger:
+    """Past top-up intents and their outcome (the shell loads it from its journal)."""
+
+    entries: tuple[LedgerEntry, ...] = ()
+
+    def record(self, entry: LedgerEntry) -> TopUpLedger:
+        """The ledger with `entry` added, or replacing the entry of the same intent key (its new status)."""
+        kept = tuple(e for e in self.entries if e.intent_key != entry.intent_key)
+        return TopUpLedger((*kept, entry))
+
+    def spent_since(
+        self, since: float, account: str, symbol: str | None = None, side: str | None = None
+    ) -> float:
+        """Executed and pending amounts since `since` (a pending amount may have landed)."""
+        return sum(
+            e.amount
+            for e in self.entries
+            if e.ts >= since
+            and e.status is not EntryStatus.FAILED
+            and e.account == account
+            and (symbol is None or (e.symbol, e.side) == (symbol, side))
+        )
+
+
+class TopUpMethod(enum.Enum):
+    ADD_MARGIN = "add_margin"  # to an isolated leg
+    TRANSFER = "transfer"  # into the futures wallet, for cross legs
+
+
+@dataclass(frozen=True, slots=True)
+class TopUp:
+    """Add `amount` now. `needed` is what restores `target` in full; `capped_by` says which limit cut it."""
+
+    amount: float
+    symbol: str
+    side: str
+    target: float
+    intent_key: str
+    method: TopUpMethod
+    source: str | None
+    needed: float
+    capped_by: str | None
+    distance_after: float | None
+    episode: int
+    attempt: int
+
+    def pending(self, account: str, now: float) -> LedgerEntry:
+        """The ledger entry to journal before executing."""
+        return LedgerEntry(
+            self.intent_key,
+            account,
+            self.symbol,
+            self.side,
+            self.amount,
+            now,
+            EntryStatus.PENDING,
+            self.episode,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A top-up is due but not allowed; `retry_at` (unix s) when waiting would lift the refusal."""
+
+    reason: str
+    retry_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotNeeded:
+    reason: str
+
+
+TopUpDecision = TopUp | Refused | NotNeeded
+
+
+def intent_key(account: str, symbol: str, side: str, episode: int, attempt: int) -> str:
+    return f"topup|{account}|{symbol}|{side}|e{episode}|a{attempt}"
+
+
+def decide_topup(
+    leg: LegView,
+    account_view: AccountView,
+    limits: TopUpLimits,
+    ledger: TopUpLedger,
+    now: float,
+    *,
+    state: AccountState,
+    available_balance: float | None,
+    episode: int,
+) -> TopUpDecision:
+    """Decide one leg's top-up.
+
+    `state` is the account state `account_view` was made from (the planner needs the model's inputs);
+    `available_balance` is what the source wallet can give (None: unknown); `episode` is the leg's current
+    firing episode (`PolicyMemory.episode(risk_identity(...))`).
+    """
+    account_id = account_view.account_id
+    symbol, side = leg.key[0], leg.key[1].value
+    currency = state.settle_currency
+    if leg.risk is None:
+        return NotNeeded(f"figures unknown ({leg.unknown_because}): marginguard never tops up blind")
+    distance = leg.risk.distance_to_liquidation
+    if distance is None:
+        return NotNeeded("no liquidation price")
+    if distance > limits.trigger_distance:
+        return NotNeeded(
+            f"{percent(distance)} from liquidation, trigger at {percent(limits.trigger_distance)}"
+        )
+    cross = leg.facts.margin_mode is MarginMode.CROSS
+    if cross and limits.cross_transfer_from is None:
+        return Refused(
+            "alert only: a cross position needs a source wallet (cross_transfer_from) to transfer from"
+        )
+
+    mine = [e for e in ledger.entries if e.is_leg(account_id, symbol, side)]
+    in_flight = next((e for e in mine if e.status is EntryStatus.PENDING), None)
+    if in_flight is not None:
+        return NotNeeded(f"a top-up is in flight: {in_flight.intent_key}")
+    settled = [e for e in mine if e.episode == episode]
+    if len(settled) >= limits.max_attempts:
+        return Refused(f"{len(settled)} of {limits.max_attempts} attempts used in this episode")
+    last_ts = max((e.ts for e in mine), default=None)
+    if last_ts is not None and now < last_ts + limits.cooldown_s:
+        return Refused(
+            f"cooling down after the last top-up {now - last_ts:.0f} s ago",
+            retry_at=last_ts + limits.cooldown_s,
+        )
+    if available_balance is None:
+        return Refused("available balance unknown")
+
+    model, index = _model_for(state, leg.key, cross)
+    if model is None:
+        return NotNeeded("figures unknown: the model cannot rebuild this position")
+    plan = plan_top_up(model, index, limits.target_distance)
+    if plan.amount is None:
+        return Refused(f"no amount reaches the target: {plan.note}")
+    if plan.amount <= 0.0:
+        return NotNeeded(plan.note or "already at the target distance")
+
+    day_ago = now - DAY_S
+    rooms = [
+        ("max_per_action", limits.max_per_action),
+        (
+            "max_per_position_per_day",
+            limits.max_per_position_per_day - ledger.spent_since(day_ago, account_id, symbol, side),
+        ),
+        ("max_per_account_per_day", limits.max_per_account_per_day - ledger.spent_since(day_ago, account_id)),
+        ("min_free_balance", available_balance - limits.min_free_balance),
+    ]
+    binding, room = min(rooms, key=lambda named: named[1])
+    if room <= 0.0:
+        return Refused(f"{binding} reached: nothing left to add ({number(room)} {currency})")
+    amount = min(plan.amount, room)
+    if amount < limits.min_amount:
+        return Refused(
+            f"{number(amount)} {currency} is below the smallest accepted amount {number(limits.min_amount)}"
+        )
+    capped_by = (
+        None
+        if amount >= plan.amount
+        else f"capped by {binding}: {number(amount)} of the {number(plan.amount)} {currency} needed"
+    )
+    attempt = len(settled) + 1
+    return TopUp(
+        amount=amount,
+        symbol=symbol,
+        side=side,
+        target=limits.target_distance,
+        intent_key=intent_key(account_id, symbol, side, episode, attempt),
+        method=TopUpMethod.TRANSFER if cross else TopUpMethod.ADD_MARGIN,
+        source=limits.cross_transfer_from if cross else None,
+        needed=plan.amount,
+        capped_by=capped_by,
+        distance_after=plan.distance_after
+        if capped_by is None
+        else distance_after_adding(model, index, amount),
+        episode=episode,
+        attempt=attempt,
+    )
+
+
+def _model_for(state: AccountState, key: LegKey, cross: bool) -> tuple[Account | None, int]:
+    """The model account the planner needs: the leg alone when isolated (it stands alone), else every cross leg
+    with the wallet, as the view evaluated them."""
+    built: list[tuple[LegKey, Position]] = []
+    for leg_key in sorted(state.legs, key=lambda k: (k[0], k[1].value)):
+        position, _mark, _reason = _position(state, state.legs[leg_key])
+        if position is None:
+            continue
+        if leg_key == key or (cross and position.margin_mode is MarginMode.CROSS):
+            built.append((leg_key, position))
+    keys = [leg_key for leg_key, _p in built]
+    if key not in keys:
+        return None, -1
+    account = Account(
+        exchange=state.family,
+        positions=tuple(p for _k, p in built),
+        wallet_balance=state.wallet_balance if cross else None,
+        settle_currency=state.settle_currency,
+    )
+    return account, keys.index(key)
