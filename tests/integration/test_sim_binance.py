@@ -570,3 +570,38 @@ async def test_transfers_move_the_futures_wallet_and_are_pushed_as_deposits() ->
         finally:
             await client.close()
         assert_loopback_only(sim)
+
+
+async def test_a_listen_key_not_kept_alive_expires_and_a_deleted_one_ends_its_stream() -> None:
+    offset = [0.0]  # the simulator's clock runs on a dial so an hour can pass at once
+    async with SimServer("binance", mark_interval_s=None, clock=lambda: time.time() + offset[0]) as sim:
+        key = sim.account.api_key
+        headers = {"X-MBX-APIKEY": key}
+        listen = f"{sim.http_base}/fapi/v1/listenKey"
+        async with aiohttp.ClientSession() as session:
+            async with session.post(listen, headers=headers) as r:
+                first_key = (await r.json())["listenKey"]
+            async with session.post(listen, headers=headers) as r:
+                assert (await r.json())["listenKey"] == first_key  # the live key is handed out again
+            async with session.ws_connect(f"{sim.ws_base}/private/ws?listenKey={first_key}") as ws:
+                await _private_stream_open(sim)
+                offset[0] += 61 * 60  # an hour without PUT /listenKey
+                sim.engine.set_position(key, "BTCUSDT", Side.LONG, 0.1)
+                expired = await asyncio.wait_for(ws.receive_json(), TIMEOUT)
+                assert expired == {"e": "listenKeyExpired", "E": expired["E"], "listenKey": first_key}
+            async with session.put(listen, headers=headers) as r:
+                assert (await r.json())["code"] == -1125
+
+            async with session.post(listen, headers=headers) as r:
+                second_key = (await r.json())["listenKey"]
+            assert second_key != first_key
+            async with session.ws_connect(f"{sim.ws_base}/private/ws?listenKey={second_key}") as ws:
+                await _private_stream_open(sim)
+                async with session.delete(listen, headers=headers) as r:
+                    assert r.status == 200
+                closing = await asyncio.wait_for(ws.receive(), TIMEOUT)
+                assert closing.type is aiohttp.WSMsgType.CLOSE
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(f"{sim.ws_base}/private/ws?listenKey=nonsense")
+            assert refused.value.status == 400
+        assert_loopback_only(sim)

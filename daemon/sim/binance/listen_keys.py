@@ -26,6 +26,7 @@ class ListenKeys:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self._keys: dict[str, _Key] = {}
+        self.on_revoke: list[Callable[[str], None]] = []  # called with the API key whose keys were closed
 
     def issue(self, api_key: str) -> str:
         current = self.extend(api_key)
@@ -47,6 +48,9 @@ class ListenKeys:
         gone = [key for key, entry in self._keys.items() if entry.api_key == api_key]
         for key in gone:
             del self._keys[key]
+        if gone:
+            for listener in self.on_revoke:
+                listener(api_key)
         return gone
 
     def account_for(self, key: str) -> str | None:
@@ -56,8 +60,18 @@ class ListenKeys:
             return None
         return entry.api_key
 
-    def expire_all(self) -> list[tuple[str, str]]:
-        """Expire every key now; returns (listen key, api key) pairs."""
-        gone = [(key, entry.api_key) for key, entry in self._keys.items()]
-        self._keys.clear()
-        return gone
+    def status(self, key: str) -> str:
+        """ "live", "expired" (not kept alive in time) or "unknown" (never issued, or closed by DELETE)."""
+        entry = self._keys.get(key)
+        if entry is None:
+            return "unknown"
+        return "live" if entry.expires_at > self.clock() else "expired"
+
+    def expire_all(self) -> set[str]:
+        """Expire every live key now; returns the API keys whose streams are affected."""
+        affected = set()
+        for entry in self._keys.values():
+            if entry.expires_at > self.clock():
+                entry.expires_at = 0.0
+                affected.add(entry.api_key)
+        return affected

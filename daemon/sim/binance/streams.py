@@ -86,6 +86,8 @@ class BinanceStreams:
         self._flush_scheduled = False
         self._order_ids = itertools.count(8_000_000_001)
         self._subscription_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        listen_keys.on_revoke.append(lambda api_key: self._retire_stale_sockets(user_channel(api_key)))
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -262,12 +264,31 @@ class BinanceStreams:
         self._schedule()
 
     def _expire_listen_keys(self) -> None:
-        now = self.engine.now_ms()
-        for listen_key, api_key in self.listen_keys.expire_all():
-            channel = user_channel(api_key)
-            self.hub.publish(channel, pushes.listen_key_expired(listen_key, now))
-            for socket in self.hub.subscribers(channel):
-                self.hub.unsubscribe(channel, socket)  # an expired key's stream goes silent
+        for api_key in self.listen_keys.expire_all():
+            self._retire_stale_sockets(user_channel(api_key))
+
+    def _retire_stale_sockets(self, channel: str) -> None:
+        """Sockets whose listen key is no longer live stop getting events: an expired key's stream says
+        `listenKeyExpired` and goes silent; a key closed by DELETE /listenKey ends its stream."""
+        for socket in self.hub.subscribers(channel):
+            listen_key = socket.state.get("listen_key", "")
+            status = self.listen_keys.status(listen_key)
+            if status == "live":
+                continue
+            self.hub.unsubscribe(channel, socket)
+            if status == "expired":
+                socket.enqueue(encode(pushes.listen_key_expired(listen_key, self.engine.now_ms())))
+            else:
+                self._close_later(socket)
+
+    def _close_later(self, socket: SimSocket) -> None:
+        try:
+            closing = asyncio.get_running_loop().create_task(socket.close())
+        except RuntimeError:
+            socket.abort()
+            return
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     def _schedule(self) -> None:
         if self._flush_scheduled:
@@ -288,7 +309,9 @@ class BinanceStreams:
         if marks:
             self._send_marks(list(marks.values()))
         for api_key, box in outboxes.items():
-            if self.hub.has_subscribers(user_channel(api_key)):
+            channel = user_channel(api_key)
+            self._retire_stale_sockets(channel)  # keys lapse on the clock too, not only by the fault
+            if self.hub.has_subscribers(channel):
                 self._send_user(api_key, box)
 
     def _send_marks(self, events: list[MarkChanged]) -> None:
