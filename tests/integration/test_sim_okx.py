@@ -389,6 +389,7 @@ async def test_text_ping_is_answered_with_pong() -> None:
         await ws.send_str(json.dumps(unknown))
         error = json.loads(await asyncio.wait_for(ws.receive_str(), PUSH_TIMEOUT_S))
         assert (error["event"], error["code"]) == ("error", "60018")
+        assert_loopback_only(sim)
 
 
 # ---- refusals ----

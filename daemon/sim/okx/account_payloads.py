@@ -229,6 +229,7 @@ class CurrencyFigures:
     cross_margin_ratio: float | None  # the model's requirement / balance
     notional: float
     update_time_ms: int
+    usd_price: float | None = 1.0  # one unit in USD (USDT counts as 1); None when the simulator has no price
 
 
 def balance_detail(figures: CurrencyFigures) -> Row:
@@ -253,9 +254,9 @@ def balance_detail(figures: CurrencyFigures) -> Row:
         "collateralEnabled": False,
         "collateralRestrict": False,
         "crossLiab": "",
-        "disEq": okx_number(equity),
+        "disEq": okx_number(equity * figures.usd_price if figures.usd_price is not None else None),
         "eq": okx_number(equity),
-        "eqUsd": okx_number(equity),
+        "eqUsd": okx_number(equity * figures.usd_price if figures.usd_price is not None else None),
         "fixedBal": "0",
         "frozenBal": okx_number(frozen),
         "imr": okx_number(figures.cross_initial_margin) if has_cross else "",
@@ -292,7 +293,7 @@ def balance_detail(figures: CurrencyFigures) -> Row:
 def balance_row(currencies: Iterable[CurrencyFigures], ts_ms: int) -> Row:
     """The one element of GET /api/v5/account/balance's data, also the `account` channel's data."""
     details = [balance_detail(figures) for figures in currencies]
-    total_equity = sum(float(detail["eqUsd"]) for detail in details)
+    total_equity = sum(float(detail["eqUsd"]) for detail in details if detail["eqUsd"])
     iso_equity = sum(float(detail["isoEq"]) for detail in details)
     upl = sum(float(detail["upl"]) for detail in details)
     return {

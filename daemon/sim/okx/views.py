@@ -135,6 +135,18 @@ def balance_data(engine: Engine, account: SimAccount, currencies: Collection[str
             figures.append(_settle_figures(engine, account, ts_ms))
         else:
             figures.append(
-                CurrencyFigures(asset, account.wallet[asset], 0.0, 0.0, 0.0, 0.0, 0.0, None, 0.0, ts_ms)
+                CurrencyFigures(
+                    asset,
+                    account.wallet[asset],
+                    0.0,
+                    0.0,
+                    0.0,
+                    0.0,
+                    0.0,
+                    None,
+                    0.0,
+                    ts_ms,
+                    usd_price=engine.marks.get(f"{asset}{SETTLE}"),  # coins are valued at their swap's mark
+                )
             )
     return balance_row(figures, ts_ms)
