@@ -106,12 +106,13 @@ class OkxTrading:
             return refuse(parameter_error("lever"))
         mode = MarginMode(mode_name)
         symbol = market.symbol
+        switching = account.margin_mode_for(symbol) is not mode
+        if switching and any(pos.symbol == symbol for pos in account.positions):
+            return refuse(SETTINGS_BLOCKED)
         try:
-            if account.margin_mode_for(symbol) is not mode:
-                if any(pos.symbol == symbol for pos in account.positions):
-                    return refuse(SETTINGS_BLOCKED)
+            self.engine.set_leverage(account.api_key, symbol, lever)  # validates before anything changes
+            if switching:
                 self.engine.set_margin_mode(account.api_key, symbol, mode)
-            self.engine.set_leverage(account.api_key, symbol, lever)
         except EngineError as error:
             return refuse(engine_error(error, context="leverage"))
         pos_side = params.get("posSide", "net") if mode is MarginMode.ISOLATED else ""

@@ -61,13 +61,13 @@ def position_rows(engine: Engine, account: SimAccount, inst_ids: Collection[str]
 
 def position_row_for(engine: Engine, account: SimAccount, symbol: str, side: Side) -> Row | None:
     """The row of one open leg, or None when it is not open (any more)."""
-    for row_pos in account.positions:
-        if row_pos.symbol == symbol and row_pos.side is side:
-            risk = _risk(engine, account)
-            assert risk is not None
-            index = account.positions.index(row_pos)
-            return position_row(_leg(engine, account, row_pos, risk, index), account.api_key)
-    return None
+    index = next(
+        (i for i, pos in enumerate(account.positions) if pos.symbol == symbol and pos.side is side), None
+    )
+    risk = _risk(engine, account)
+    if index is None or risk is None:
+        return None
+    return position_row(_leg(engine, account, account.positions[index], risk, index), account.api_key)
 
 
 def flat_position_row(engine: Engine, account: SimAccount, symbol: str, side: Side, ts_ms: int) -> Row:
