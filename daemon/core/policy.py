@@ -75,6 +75,18 @@ def decide(
     return run.memory(), tuple(run.alerts)
 
 
+def leg_figures(leg: LegView) -> Figures:
+    """What an alert about this leg shows: its size and mark, and the model's figures where known."""
+    risk = leg.risk
+    return Figures(
+        contracts=abs(leg.facts.contracts),
+        mark_price=leg.mark_price,
+        liquidation_price=risk.liquidation_price if risk else None,
+        distance=risk.distance_to_liquidation if risk else None,
+        margin_ratio=risk.margin_ratio if risk else None,
+    )
+
+
 def _beyond(
     distance: float | None,
     ratio: float | None,
@@ -141,13 +153,7 @@ class _Run:
         th = self.rules.for_symbol(self.account_id, symbol)
         subject = _subject(symbol, side, self.account_id)
         risk = leg.risk
-        figures = Figures(
-            contracts=abs(leg.facts.contracts),
-            mark_price=leg.mark_price,
-            liquidation_price=risk.liquidation_price if risk else None,
-            distance=risk.distance_to_liquidation if risk else None,
-            margin_ratio=risk.margin_ratio if risk else None,
-        )
+        figures = leg_figures(leg)
 
         unknown = self._track(
             AlertIdentity(self.account_id, symbol, side, UNKNOWN_RULE), AlertKind.LIQUIDATION_RISK
@@ -281,25 +287,42 @@ class _Run:
             return False
         sequence = self.sequences.get(identity.key, 0) + 1
         self.sequences[identity.key] = sequence
-        self.alerts.append(
-            Alert(
-                identity=identity,
-                kind=kind,
-                severity=_SEVERITY.get(level, Severity.INFO),
-                resolved=level is Level.OK,
-                ts=self.now,
-                account=identity.account,
-                exchange=self.exchange,
-                symbol=identity.symbol,
-                side=identity.side,
-                contracts=figures.contracts,
-                mark_price=figures.mark_price,
-                liquidation_price=figures.liquidation_price,
-                distance=figures.distance,
-                margin_ratio=figures.margin_ratio,
-                action=None,
-                summary=summary,
-                sequence=sequence,
-            )
+        severity = _SEVERITY.get(level, Severity.INFO)
+        alert = compose_alert(
+            identity, kind, severity, level is Level.OK, figures, summary, self.now, self.exchange
         )
+        self.alerts.append(replace(alert, sequence=sequence))
         return True
+
+
+def compose_alert(
+    identity: AlertIdentity,
+    kind: AlertKind,
+    severity: Severity,
+    resolved: bool,
+    figures: Figures,
+    summary: str,
+    now: float,
+    exchange: str,
+    action: str | None = None,
+) -> Alert:
+    """An alert about `identity` with its figures; sequence 0 until the sender numbers it."""
+    return Alert(
+        identity=identity,
+        kind=kind,
+        severity=severity,
+        resolved=resolved,
+        ts=now,
+        account=identity.account,
+        exchange=exchange,
+        symbol=identity.symbol,
+        side=identity.side,
+        contracts=figures.contracts,
+        mark_price=figures.mark_price,
+        liquidation_price=figures.liquidation_price,
+        distance=figures.distance,
+        margin_ratio=figures.margin_ratio,
+        action=action,
+        summary=summary,
+        sequence=0,
+    )

@@ -90,6 +90,15 @@ class Track:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """The last one-off message of an identity (a top-up outcome), so an unchanged refusal is not re-sent.
+    `topic` is what makes two messages the same (a refusal's rule)."""
+
+    topic: str
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class PolicyMemory:
     """Tracks by identity key, and per identity the last message sequence and firing episode. The counters
     outlive the tracks (a position closed and reopened keeps counting), so neither ever goes back."""
@@ -97,6 +106,7 @@ class PolicyMemory:
     tracks: dict[str, Track] = field(default_factory=dict)
     sequences: dict[str, int] = field(default_factory=dict)
     episodes: dict[str, int] = field(default_factory=dict)
+    notices: dict[str, Notice] = field(default_factory=dict)
 
     def track(self, identity: AlertIdentity) -> Track | None:
         return self.tracks.get(identity.key)

@@ -38,8 +38,8 @@ class TopUpLimits:
     trigger_distance: float
     target_distance: float
     max_per_action: float
-    max_per_position_per_day: float
     max_per_account_per_day: float
+    max_per_position_per_day: float | None = None  # None: only the account's daily ceiling applies
     min_free_balance: float = 0.0
     cooldown_s: float = 300.0
     max_attempts: int = 3
@@ -50,7 +50,7 @@ class TopUpLimits:
         if not 0.0 < self.trigger_distance < self.target_distance:
             raise ValueError("need 0 < trigger_distance < target_distance")
         amounts = ("max_per_action", "max_per_position_per_day", "max_per_account_per_day")
-        if any(getattr(self, name) <= 0.0 for name in amounts):
+        if any(getattr(self, name) is not None and getattr(self, name) <= 0.0 for name in amounts):
             raise ValueError(f"must be positive: {', '.join(amounts)}")
         if self.min_free_balance < 0.0 or self.cooldown_s < 0.0 or self.min_amount < 0.0:
             raise ValueError("min_free_balance, cooldown_s and min_amount must not be negative")
@@ -142,8 +142,10 @@ class TopUp:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """A top-up is due but not allowed; `retry_at` (unix s) when waiting would lift the refusal."""
+    """A top-up is due but not allowed. `code` names the rule that refused (stable, for deduplication: the
+    reason's figures move with the market); `retry_at` (unix s) is when waiting would lift the refusal."""
 
+    code: str
     reason: str
     retry_at: float | None = None
 
@@ -192,7 +194,8 @@ def decide_topup(
     cross = leg.facts.margin_mode is MarginMode.CROSS
     if cross and limits.cross_transfer_from is None:
         return Refused(
-            "alert only: a cross position needs a source wallet (cross_transfer_from) to transfer from"
+            "alert_only",
+            "alert only: a cross position needs a source wallet (cross_transfer_from) to transfer from",
         )
 
     mine = [e for e in ledger.entries if e.is_leg(account_id, symbol, side)]
@@ -201,42 +204,43 @@ def decide_topup(
         return NotNeeded(f"a top-up is in flight: {in_flight.intent_key}")
     settled = [e for e in mine if e.episode == episode]
     if len(settled) >= limits.max_attempts:
-        return Refused(f"{len(settled)} of {limits.max_attempts} attempts used in this episode")
+        return Refused("attempts", f"{len(settled)} of {limits.max_attempts} attempts used in this episode")
     last_ts = max((e.ts for e in mine), default=None)
     if last_ts is not None and now < last_ts + limits.cooldown_s:
         return Refused(
+            "cooldown",
             f"cooling down after the last top-up {now - last_ts:.0f} s ago",
             retry_at=last_ts + limits.cooldown_s,
         )
     if available_balance is None:
-        return Refused("available balance unknown")
+        return Refused("balance_unknown", "available balance unknown")
 
     model, index = _model_for(state, leg.key, cross)
     if model is None:
         return NotNeeded("figures unknown: the model cannot rebuild this position")
     plan = plan_top_up(model, index, limits.target_distance)
     if plan.amount is None:
-        return Refused(f"no amount reaches the target: {plan.note}")
+        return Refused("unreachable", f"no amount reaches the target: {plan.note}")
     if plan.amount <= 0.0:
         return NotNeeded(plan.note or "already at the target distance")
 
     day_ago = now - DAY_S
     rooms = [
         ("max_per_action", limits.max_per_action),
-        (
-            "max_per_position_per_day",
-            limits.max_per_position_per_day - ledger.spent_since(day_ago, account_id, symbol, side),
-        ),
         ("max_per_account_per_day", limits.max_per_account_per_day - ledger.spent_since(day_ago, account_id)),
         ("min_free_balance", available_balance - limits.min_free_balance),
     ]
+    if limits.max_per_position_per_day is not None:
+        spent = ledger.spent_since(day_ago, account_id, symbol, side)
+        rooms.append(("max_per_position_per_day", limits.max_per_position_per_day - spent))
     binding, room = min(rooms, key=lambda named: named[1])
     if room <= 0.0:
-        return Refused(f"{binding} reached: nothing left to add ({number(room)} {currency})")
+        return Refused(binding, f"{binding} reached: nothing left to add ({number(room)} {currency})")
     amount = min(plan.amount, room)
     if amount < limits.min_amount:
         return Refused(
-            f"{number(amount)} {currency} is below the smallest accepted amount {number(limits.min_amount)}"
+            "min_amount",
+            f"{number(amount)} {currency} is below the smallest accepted amount {number(limits.min_amount)}",
         )
     capped_by = (
         None

@@ -12,7 +12,11 @@ from dataclasses import replace
 
 import pytest
 
+from daemon.core.alerts import Alert, AlertKind, Severity
 from daemon.core.policy import risk_identity
+from daemon.core.policy_memory import PolicyMemory
+from daemon.core.policy_rules import RuleSet, Silence, Thresholds
+from daemon.core.policy_topup import TopUpExecuted, TopUpFailed, TopUpOutcome, announce_topup
 from daemon.core.topup import (
     DAY_S,
     EntryStatus,
@@ -125,6 +129,14 @@ def test_a_leg_inside_its_trigger_gets_the_amount_that_restores_the_target() -> 
             1.0,
             "max_per_account_per_day",
         ),
+        # Without a per-position ceiling, the account's daily 10 bounds the leg: 8 spent, 2 left.
+        (
+            replace(LIMITS, max_per_position_per_day=None, max_per_account_per_day=10.0),
+            (entry(8.0, 1000),),
+            1000.0,
+            2.0,
+            "max_per_account_per_day",
+        ),
         # 50 available, 47 must stay free: 3 left.
         (replace(LIMITS, min_free_balance=47.0), (), 50.0, 3.0, "min_free_balance"),
     ],
@@ -147,36 +159,43 @@ def test_spending_older_than_a_day_no_longer_counts() -> None:
 
 
 @pytest.mark.parametrize(
-    ("limits", "ledger", "available", "reason"),
+    ("limits", "ledger", "available", "code", "reason"),
     [
+        # The leg's daily 10 is spent.
         (
             replace(LIMITS, max_per_position_per_day=10.0),
             (entry(10.0, 1000),),
             1000.0,
+            "max_per_position_per_day",
             "max_per_position_per_day reached",
         ),
+        # The account's daily 10 is overspent (12) on ETH.
         (
             replace(LIMITS, max_per_account_per_day=10.0),
             (entry(12.0, 1000, symbol=ETH),),
             1000.0,
+            "max_per_account_per_day",
             "max_per_account_per_day reached",
         ),
-        (replace(LIMITS, min_free_balance=100.0), (), 80.0, "min_free_balance reached"),
+        # 80 available, 100 must stay free.
+        (replace(LIMITS, min_free_balance=100.0), (), 80.0, "min_free_balance", "min_free_balance reached"),
         # Capped to 2 by the per-action limit, but the exchange takes no less than 5.
         (
             replace(LIMITS, max_per_action=2.0, min_amount=5.0),
             (),
             1000.0,
-            "below the smallest accepted amount",
+            "min_amount",
+            "2 USDT is below the smallest accepted amount 5",
         ),
-        (LIMITS, (), None, "available balance unknown"),
+        (LIMITS, (), None, "balance_unknown", "available balance unknown"),
     ],
 )
 def test_a_limit_with_no_room_left_refuses(
-    limits: TopUpLimits, ledger: tuple[LedgerEntry, ...], available: float | None, reason: str
+    limits: TopUpLimits, ledger: tuple[LedgerEntry, ...], available: float | None, code: str, reason: str
 ) -> None:
     decision = decide(limits=limits, ledger=TopUpLedger(ledger), available=available)
     assert isinstance(decision, Refused)
+    assert decision.code == code  # stable, for deduplicating the refusal alert
     assert reason in decision.reason
 
 
@@ -297,3 +316,59 @@ def test_inconsistent_limits_are_refused() -> None:
         replace(LIMITS, trigger_distance=0.2)
     with pytest.raises(ValueError, match="max_attempts"):
         replace(LIMITS, max_attempts=0)
+
+
+def announce(
+    memory: PolicyMemory, outcome: TopUpOutcome, now: float, silences: tuple[Silence, ...] = ()
+) -> tuple[PolicyMemory, Alert | None]:
+    feed = Feed()
+    feed.step(0, snapshot(0, isolated_long()), mark(0, mark_at(0.04)))
+    (leg,) = feed.view().legs
+    rules = RuleSet(Thresholds(repeat_interval_s=600.0))
+    return announce_topup(
+        memory, leg, outcome, rules, silences, now, account=ACCOUNT, exchange="binance", currency="USDT"
+    )
+
+
+def test_top_up_outcomes_become_alerts_saying_what_marginguard_did() -> None:
+    topup = decide()
+    assert isinstance(topup, TopUp)
+    memory, done = announce(PolicyMemory(), TopUpExecuted(topup), NOW)
+    assert done is not None
+    assert (done.kind, done.severity, done.action) == (
+        AlertKind.TOPUP_DONE,
+        Severity.INFO,
+        "added 5.625 USDT margin",
+    )
+    assert done.distance == pytest.approx(0.04)  # the figures that called for it
+    memory, dry = announce(memory, TopUpExecuted(topup, dry_run=True), NOW + 1)
+    assert dry is not None and dry.action == "dry run: would add 5.625 USDT margin"
+    memory, failed = announce(memory, TopUpFailed(topup, "InsufficientFunds: balance 3"), NOW + 2)
+    assert failed is not None
+    assert (failed.kind, failed.severity) == (AlertKind.TOPUP_FAILED, Severity.CRITICAL)
+    assert failed.action == "failed to add 5.625 USDT margin: InsufficientFunds: balance 3"
+    assert [done.sequence, dry.sequence, failed.sequence] == [1, 2, 1]  # numbered per identity
+
+
+def test_an_unchanged_refusal_is_told_once_per_repeat_interval() -> None:
+    # The cooldown text counts seconds and changes every tick; the refusal's code does not.
+    first = Refused("cooldown", "cooling down after the last top-up 10 s ago", retry_at=NOW + 290)
+    memory, told = announce(PolicyMemory(), first, NOW)
+    assert told is not None and (told.kind, told.severity) == (AlertKind.TOPUP_REFUSED, Severity.WARNING)
+    assert told.action == "refused: cooling down after the last top-up 10 s ago"
+    later = Refused("cooldown", "cooling down after the last top-up 20 s ago", retry_at=NOW + 290)
+    memory, again = announce(memory, later, NOW + 10)
+    assert again is None
+    memory, other = announce(memory, Refused("max_per_action", "max_per_action reached"), NOW + 20)
+    assert other is not None and other.sequence == 2  # a different rule refused: told at once
+    memory, repeated = announce(memory, Refused("max_per_action", "max_per_action reached"), NOW + 620)
+    assert repeated is not None and repeated.sequence == 3  # 600 s later: told again
+
+
+def test_alert_only_and_silences() -> None:
+    memory, told = announce(PolicyMemory(), Refused("alert_only", "alert only: no source wallet"), NOW)
+    assert told is not None and told.action == "alert only"
+    muted = (Silence(ACCOUNT, BTC, until=NOW + 100),)
+    topup = decide()
+    assert isinstance(topup, TopUp)
+    assert announce(memory, TopUpExecuted(topup), NOW, muted) == (memory, None)
