@@ -122,10 +122,13 @@ class Connector:
 
     # ---- updates ----
 
-    async def updates(self) -> AsyncIterator[ConnectorUpdate]:
-        """Every update from now on, in order, until the connector closes."""
+    def updates(self) -> AsyncIterator[ConnectorUpdate]:
+        """Every update from the moment of this call on, in order, until the connector closes."""
         subscriber = _Subscriber(self._pending_limit)
         self._subscribers.append(subscriber)
+        return self._drain(subscriber)
+
+    async def _drain(self, subscriber: _Subscriber) -> AsyncIterator[ConnectorUpdate]:
         try:
             while True:
                 while subscriber.pending:

@@ -287,7 +287,9 @@ class AccountFeed:
     async def _stream(self, name: str, next_events: Callable[[], Awaitable[list[Event]]]) -> None:
         clock = self._clocks[name]
         delays = None
-        recovering = False
+        # The first watch subscribes: like a reconnect, it is followed by a reconciliation, so a change made
+        # between the first snapshot and the subscription is not missed.
+        recovering = True
         while True:
             try:
                 if recovering:
@@ -303,6 +305,8 @@ class AccountFeed:
                 error = translate(exc)
             else:
                 delays = None
+                if not events:  # an acknowledgement, not data
+                    continue
                 health = clock.seen(time.monotonic())
                 for event in events:
                     self._publish(event)

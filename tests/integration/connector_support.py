@@ -1,0 +1,168 @@
+"""Shared set-up for the connector tests: a simulator, accounts configured the way a user would, waiting for
+the connector to reach a state (with a timeout, never a sleep), and comparing its picture with the simulator's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from daemon.core.events import Freshness
+from daemon.core.types import MarginMode, Side
+from daemon.exchanges.config import ExchangeAccount
+from daemon.exchanges.connector import Connector, ConnectorUpdate
+from daemon.exchanges.feeds import FeedSettings
+from daemon.exchanges.marketdata import HubSettings, MarketHub, hub_for
+from daemon.sim.markets import load_markets
+from daemon.sim.server import SimServer
+
+EXCHANGES = ("binance", "bybit", "okx")
+WAIT_S = 10.0
+# ccxt's bybit market says taker 0.0006 when the instrument row names no fee (the real API names none); the
+# model's Bybit bankruptcy price includes the closing fee, so the simulated exchange charges the same.
+CCXT_TAKER_FEE = {"bybit": 0.0006}
+
+
+def unified(sim: SimServer, market_id: str) -> str:
+    market = sim.engine.markets[market_id]
+    return f"{market.base}/{market.quote}:{market.settle}"
+
+
+def simulator(exchange: str, **options: Any) -> SimServer:
+    markets = load_markets(exchange)
+    fee = CCXT_TAKER_FEE.get(exchange)
+    if fee is not None:
+        markets = {symbol: dataclasses.replace(m, taker_fee=fee) for symbol, m in markets.items()}
+    return SimServer(exchange, markets=markets, **options)
+
+
+def account_for(sim: SimServer, account_id: str = "acct-1", api_key: str | None = None) -> ExchangeAccount:
+    """An account as a user would configure it: keys, and the simulator's URLs as a ccxt_config override."""
+    sim_account = sim.engine.account(api_key) if api_key else sim.account
+    config = dict(sim.ccxt_config(sim_account))
+    return ExchangeAccount(
+        account_id=account_id,
+        exchange=sim.ccxt_id,
+        mode="demo",
+        api_key=config.pop("apiKey"),
+        secret=config.pop("secret"),
+        password=config.pop("password", None),
+        ccxt_config=config,
+    )
+
+
+def contracts_for(sim: SimServer, market_id: str, base_amount: float) -> float:
+    return base_amount / sim.engine.markets[market_id].contract_size
+
+
+def open_leg(
+    sim: SimServer,
+    market_id: str,
+    side: Side,
+    base_amount: float,
+    mode: MarginMode,
+    leverage: float = 10.0,
+    api_key: str | None = None,
+) -> None:
+    sim.engine.set_position(
+        api_key or sim.account.api_key,
+        market_id,
+        side,
+        contracts_for(sim, market_id, base_amount),
+        entry_price=sim.engine.marks[market_id],
+        margin_mode=mode,
+        leverage=leverage,
+    )
+
+
+FAST_FEED = FeedSettings(reconcile_every_s=30.0, confirm_after_s=0.3)
+FAST_HUB = HubSettings(stale_after_s=2.0, check_every_s=0.1)
+
+
+@asynccontextmanager
+async def connected(
+    sim: SimServer,
+    feed: FeedSettings = FAST_FEED,
+    hub_settings: HubSettings = FAST_HUB,
+    account: ExchangeAccount | None = None,
+) -> AsyncIterator[tuple[MarketHub, Connector]]:
+    account = account or account_for(sim)
+    async with hub_for(account, hub_settings) as hub, Connector(account, hub, feed) as connector:
+        # Subscribed and reconciled: the snapshot after the streams' first subscription has been taken.
+        await until(connector, lambda c: c.feed.snapshots >= 2)
+        yield hub, connector
+
+
+async def until(connector: Connector, done: Callable[[Connector], bool], timeout: float = WAIT_S) -> None:
+    """Wait until `done(connector)` holds after some update (checked at once too), failing after `timeout`."""
+    if done(connector):
+        return
+    updates = connector.updates()
+
+    async def watch() -> None:
+        async for _update in updates:
+            if done(connector):
+                return
+
+    await asyncio.wait_for(watch(), timeout)
+
+
+def next_update(
+    connector: Connector, matches: Callable[[ConnectorUpdate], bool], timeout: float = WAIT_S
+) -> Awaitable[ConnectorUpdate]:
+    """The first update from now on that `matches` (call before causing it, await after)."""
+    updates = connector.updates()
+
+    async def watch() -> ConnectorUpdate:
+        async for update in updates:
+            if matches(update):
+                return update
+        raise AssertionError("connector closed")
+
+    return asyncio.wait_for(watch(), timeout)
+
+
+def health(connector: Connector, stream: str) -> Freshness | None:
+    known = connector.state.health.get(stream)
+    return known.freshness if known is not None else None
+
+
+def picture_differences(sim: SimServer, connector: Connector, api_key: str | None = None) -> list[str]:
+    """Where the connector's picture differs from the simulator's: legs, sizes, entries, wallet, marks."""
+    engine = sim.engine
+    account = engine.account(api_key or sim.account.api_key)
+    state = connector.state
+    found = []
+    theirs = {(unified(sim, p.symbol), p.side): p for p in account.positions}
+    if set(theirs) != set(state.legs):
+        found.append(f"legs {sorted(map(str, theirs))} != {sorted(map(str, state.legs))}")
+    for key, position in theirs.items():
+        ours = state.legs.get(key)
+        if ours is None:
+            continue
+        if abs(ours.contracts - position.contracts) > 1e-9:
+            found.append(f"{key} contracts {ours.contracts} != {position.contracts}")
+        if (
+            ours.entry_price is None
+            or abs(ours.entry_price - position.entry_price) > 1e-6 * position.entry_price
+        ):
+            found.append(f"{key} entry {ours.entry_price} != {position.entry_price}")
+        mark = state.marks.get(key[0])
+        if mark is None or abs(mark.price - engine.marks[position.symbol]) > 1e-9:
+            found.append(f"{key[0]} mark {mark} != {engine.marks[position.symbol]}")
+    wallet = engine.summary(account.api_key).wallet_balance
+    if state.wallet_balance is None or abs(state.wallet_balance - wallet) > 1e-6:
+        found.append(f"wallet {state.wallet_balance} != {wallet}")
+    return found
+
+
+async def until_in_step(sim: SimServer, connector: Connector, timeout: float = WAIT_S) -> None:
+    try:
+        await until(connector, lambda c: not picture_differences(sim, c), timeout)
+    except TimeoutError:
+        raise AssertionError(
+            f"connector never matched the simulator: {picture_differences(sim, connector)}"
+        ) from None
