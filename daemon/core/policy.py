@@ -54,8 +54,15 @@ def decide(
     now: float,
     *,
     exchange: str,
+    positions_known: bool,
 ) -> tuple[PolicyMemory, tuple[Alert, ...]]:
-    """The alerts to send now (firing, repeated or resolved), and the memory to pass next time."""
+    """The alerts to send now (firing, repeated or resolved), and the memory to pass next time.
+
+    `changes` are those `state.apply` reported since the last call. `positions_known` says a complete positions
+    snapshot has been folded in (`state.last_snapshot_ms is not None`): only then does a leg the memory knows
+    but the view lacks count as gone, which after a restart with a kept memory reports the legs that went
+    while marginguard was down, and before that snapshot reports nothing.
+    """
     run = _Run(view.account_id, exchange, rules, silences, now, memory)
     blind = any(h.freshness is not Freshness.FRESH for h in health.values())
     for change in changes:
@@ -63,12 +70,16 @@ def decide(
             run.leg_gone(change.symbol, change.side, _GONE[change.kind])
     for leg in view.legs:
         run.leg(leg, blind)
-    live = {(leg.key[0], leg.key[1].value) for leg in view.legs}
-    for track in list(run.tracks.values()):
-        ident = track.identity
-        leg_rule = ident.account == view.account_id and ident.rule in _LEG_RULES and ident.symbol is not None
-        if leg_rule and ident.symbol is not None and (ident.symbol, ident.side) not in live:
-            run.leg_gone(ident.symbol, Side(ident.side), "no longer reported")
+    if positions_known:
+        live = {(leg.key[0], leg.key[1].value) for leg in view.legs}
+        remembered = {
+            (track.identity.symbol, track.identity.side)
+            for track in run.tracks.values()
+            if track.identity.account == view.account_id and track.identity.rule in _LEG_RULES
+        }
+        for symbol, side in sorted(remembered - live, key=str):
+            if symbol is not None and side is not None:
+                run.leg_gone(symbol, Side(side), "is not among the exchange's positions")
     run.account(view)
     for stream, stream_health in sorted(health.items()):
         run.stream(stream, stream_health)

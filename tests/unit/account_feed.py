@@ -118,6 +118,7 @@ class Feed:
             self.silences,
             now,
             exchange=self.state.family,
+            positions_known=self.state.last_snapshot_ms is not None,
         )
         return list(alerts)
 

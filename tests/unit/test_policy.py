@@ -365,3 +365,23 @@ def test_a_cross_balance_that_is_not_positive_is_critical() -> None:
     assert brief(alerts) == [("account_margin", "critical", False)]
     assert alerts[0].margin_ratio is None
     assert "not positive" in alerts[0].summary
+
+
+def test_after_a_restart_legs_are_judged_gone_only_once_a_snapshot_has_arrived() -> None:
+    before = Feed()
+    before.step(0, snapshot(0, isolated_long()), mark(0, mark_at(0.03)))  # critical, then marginguard stops
+    after = Feed(memory=before.memory)  # restarted with the kept memory and an empty account picture
+    assert after.step(100, mark(100, 95.0)) == []  # no snapshot yet: nothing is known to be gone
+    alerts = after.step(
+        101, snapshot(101)
+    )  # the first snapshot lacks the leg: it went while marginguard was down
+    assert [(a.kind, a.sequence) for a in alerts] == [(AlertKind.LIQUIDATED, 1)]
+    assert "not among the exchange's positions" in alerts[0].summary
+
+
+def test_a_leg_the_policy_has_seen_survives_a_restart_without_spam() -> None:
+    before = Feed()
+    before.step(0, snapshot(0, isolated_long()), mark(0, mark_at(0.09)))  # warning told, sequence 1
+    after = Feed(memory=before.memory)
+    assert after.step(100, snapshot(100, isolated_long()), mark(100, mark_at(0.09))) == []  # still told
+    assert [a.sequence for a in after.step(101, mark(101, mark_at(0.2)))] == [2]  # its resolve continues on
