@@ -27,7 +27,8 @@ def build_client(account: ExchangeAccount, quirks: Quirks | None = None) -> Any:
     """A new, unconnected `ccxt.pro.<exchange>` client for `account` (no request is made here).
 
     Refuses `mode = "live"` unless the account sets `allow_live = True`: real money is never touched by
-    accident, e.g. when a demo key was pasted into a live config.
+    accident, e.g. when a demo key was pasted into a live config. Refuses a demo or testnet mode the
+    exchange does not offer, for the same reason (the client would otherwise reach the production hosts).
     """
     if account.mode == "live" and not account.allow_live:
         raise ConfigurationRefused(
@@ -38,6 +39,13 @@ def build_client(account: ExchangeAccount, quirks: Quirks | None = None) -> Any:
         quirks = quirks or quirks_for(account.exchange)
     except ValueError as exc:
         raise ConfigurationRefused(f"account {account.account_id!r}: {exc}") from None
+    if account.mode != "live" and account.mode not in quirks.modes:
+        # Without a switch the client would talk to the production hosts: never by default.
+        offered = ", ".join([*quirks.modes, "live"])
+        raise ConfigurationRefused(
+            f"account {account.account_id!r}: {account.exchange} has no {account.mode!r} environment in "
+            f"marginguard (modes: {offered}); choose one of those"
+        )
     exchange_class = getattr(ccxt.pro, account.exchange, None)
     if exchange_class is None:
         raise ConfigurationRefused(

@@ -50,6 +50,13 @@ async def test_live_mode_with_allow_live_uses_the_exchange_production_hosts() ->
         await close(client)
 
 
+@pytest.mark.parametrize("exchange", ["gate", "hyperliquid"])
+def test_a_demo_mode_the_exchange_does_not_offer_is_refused_rather_than_going_live(exchange: str) -> None:
+    with pytest.raises(ConfigurationRefused, match="no 'demo' environment") as refused:
+        build_client(account(exchange, mode="demo"))
+    assert "testnet" in str(refused.value)
+
+
 def test_unknown_exchange_is_refused_with_the_supported_list() -> None:
     with pytest.raises(ConfigurationRefused, match="binanceusdm"):
         build_client(account("kraken"))

@@ -19,6 +19,7 @@ QUIRKS = Quirks(
     margin_decimals=8,
     # Spot wallet -> USD-M wallet goes through the spot host's /sapi/v1/asset/transfer.
     transfer=TransferRoute(from_account="spot", to_account="future"),
-    # ccxt refuses Binance's futures testnet for private calls; demo trading is the supported environment.
+    # ccxt refuses Binance's futures testnet for private calls (NotSupported) unless the account's ccxt_config
+    # sets options.disableFuturesSandboxWarning; demo trading is the environment ccxt supports.
     modes=frozen({"demo": ModeSettings(demo_trading=True), "testnet": ModeSettings(sandbox=True)}),
 )
