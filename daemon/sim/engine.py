@@ -237,7 +237,7 @@ class Engine(Book):
                 and not needs_model(band, account.positions, self.marks)
             ):
                 return
-        for _ in range(64):  # each pass closes one leg; closing one moves the others' cross prices
+        for _ in range(64):  # each pass closes one isolated leg or the cross group, then looks again
             account = self.accounts.get(api_key)
             if account is None or not account.positions:
                 break
@@ -257,46 +257,77 @@ class Engine(Book):
                     account.positions, risk, self.marks, sizes, self.margin_call_ratio
                 )
                 return
-            self._liquidate(account, *crossed)
+            pos, leg = crossed
+            if pos.margin_mode is MarginMode.ISOLATED:
+                self._liquidate_isolated(account, pos, leg)
+            else:
+                self._liquidate_cross(account, pos, leg, risk)
 
-    def _liquidate(self, account: SimAccount, pos: SimPosition, leg: PositionRisk) -> None:
-        price = (
-            leg.bankruptcy_price
-            if leg.bankruptcy_price and leg.bankruptcy_price > 0
-            else self.marks[pos.symbol]
-        )
+    def _liquidate_isolated(self, account: SimAccount, pos: SimPosition, leg: PositionRisk) -> None:
+        """Close the leg at its bankruptcy price: its isolated margin is lost, the wallet is untouched."""
+        price = _bankruptcy_or_mark(leg, self.marks[pos.symbol])
         pnl = self.pnl_at(pos, price)
-        ts = self.now_ms()
-        wallet = account.wallet.get(SETTLE, 0.0)
-        returned = pos.isolated_margin + pnl if pos.margin_mode is MarginMode.ISOLATED else pnl
-        # A deficit beyond the position's margin is the insurance fund's, never negative cross wallet.
-        new_wallet = (
-            max(0.0, wallet + returned)
-            if pos.margin_mode is MarginMode.CROSS
-            else wallet + max(0.0, returned)
-        )
-        loss = wallet + (pos.isolated_margin if pos.margin_mode is MarginMode.ISOLATED else 0.0) - new_wallet
-        account.wallet[SETTLE] = new_wallet
+        returned = max(0.0, pos.isolated_margin + pnl)  # a deficit beyond the margin is the insurance fund's
+        account.wallet[SETTLE] = account.wallet.get(SETTLE, 0.0) + returned
         account.realized_pnl += pnl
+        self._close_liquidated(account, pos, price, pos.isolated_margin - returned, leg.liquidation_price)
+        self.emit(
+            BalanceChanged(account.api_key, SETTLE, account.wallet[SETTLE], "liquidation", self.now_ms())
+        )
+
+    def _liquidate_cross(
+        self, account: SimAccount, trigger: SimPosition, leg: PositionRisk, risk: AccountRisk
+    ) -> None:
+        """Close every cross leg: the one that crossed at its bankruptcy price, the others at their marks.
+
+        The bankruptcy price of a cross leg is where the account's equity (the others at their marks) is
+        zero, so this leaves the cross wallet at 0; a gap beyond it is the insurance fund's, never a
+        negative wallet. Each record's `loss` is what closing that leg cost (negative for a leg in profit).
+        """
+        legs = [
+            (pos, verdict)
+            for pos, verdict in zip(account.positions, risk.positions, strict=True)
+            if pos.margin_mode is MarginMode.CROSS
+        ]
+        prices = [
+            _bankruptcy_or_mark(leg, self.marks[pos.symbol]) if pos is trigger else self.marks[pos.symbol]
+            for pos, _ in legs
+        ]
+        pnls = [self.pnl_at(pos, price) for (pos, _), price in zip(legs, prices, strict=True)]
+        wallet = account.wallet.get(SETTLE, 0.0)
+        covered = max(0.0, -(wallet + sum(pnls)))  # the insurance fund's share
+        account.wallet[SETTLE] = max(0.0, wallet + sum(pnls))
+        account.realized_pnl += sum(pnls)
+        for (pos, verdict), price, pnl in zip(legs, prices, pnls, strict=True):
+            loss = -pnl - (covered if pos is trigger else 0.0)
+            self._close_liquidated(account, pos, price, loss, verdict.liquidation_price)
+        self.emit(
+            BalanceChanged(account.api_key, SETTLE, account.wallet[SETTLE], "liquidation", self.now_ms())
+        )
+
+    def _close_liquidated(
+        self, account: SimAccount, pos: SimPosition, price: float, loss: float, liquidation: float | None
+    ) -> None:
+        ts = self.now_ms()
         self._remove(account, pos)
-        record = {
-            "ts_ms": ts,
-            "api_key": account.api_key,
-            "symbol": pos.symbol,
-            "side": pos.side.value,
-            "position_side": pos.position_side,
-            "contracts": pos.contracts,
-            "entry_price": pos.entry_price,
-            "mark": self.marks[pos.symbol],
-            "liquidation_price": leg.liquidation_price,
-            "price": price,
-            "loss": loss,
-            "margin_mode": pos.margin_mode.value,
-        }
-        self.liquidations.append(record)
+        self.liquidations.append(
+            {
+                "ts_ms": ts,
+                "api_key": account.api_key,
+                "symbol": pos.symbol,
+                "side": pos.side.value,
+                "position_side": pos.position_side,
+                "contracts": pos.contracts,
+                "entry_price": pos.entry_price,
+                "mark": self.marks[pos.symbol],
+                "liquidation_price": liquidation,
+                "price": price,
+                "loss": loss,
+                "margin_mode": pos.margin_mode.value,
+            }
+        )
         self.emit(Liquidated(account.api_key, pos.symbol, pos.side, pos.contracts, price, loss, ts))
         self._emit_position(account, pos, None, "liquidation")
-        self.emit(BalanceChanged(account.api_key, SETTLE, new_wallet, "liquidation", ts))
 
     def _check_margin_call(self, api_key: str, risk: AccountRisk) -> None:
         account = self.accounts[api_key]
@@ -317,8 +348,16 @@ class Engine(Book):
             self._margin_called.discard(api_key)
 
 
+def _bankruptcy_or_mark(leg: PositionRisk, mark: float) -> float:
+    return leg.bankruptcy_price if leg.bankruptcy_price is not None and leg.bankruptcy_price > 0 else mark
+
+
 def _is_crossed(leg: PositionRisk, mark: float) -> bool:
     lp = leg.liquidation_price
     if lp is None or lp <= 0:
         return False
+    if leg.distance_to_liquidation is not None:
+        # The model measures the distance in the direction that ruins the leg's margin group: for a cross
+        # symbol held long and short at once (hedge mode) that is the net exposure's, not this leg's side.
+        return leg.distance_to_liquidation <= 0
     return mark <= lp if leg.side is Side.LONG else mark >= lp

@@ -142,7 +142,7 @@ class SimServer:
         app = web.Application(middlewares=[self._middleware])
         app.add_routes(control_routes(self))
         app.add_routes(self.dialect.routes())
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.requested_port, reuse_address=True)
         await site.start()

@@ -231,3 +231,36 @@ def test_slow_bleed_leaves_more_than_half_a_minute_before_the_liquidation() -> N
     asyncio.run(runner.play())
     [record] = engine.liquidations
     assert 30_000 <= record["ts_ms"] <= 40_000
+
+
+def test_a_mark_gapping_far_through_a_cached_liquidation_price_still_liquidates() -> None:
+    engine, _ = make_engine()
+    open_isolated(engine, "BTCUSDT", Side.LONG, 0.1)
+    for price in (67_100.0, 66_900.0, 67_050.0):  # quiet ticks far from liquidation: the model is skipped
+        engine.set_mark("BTCUSDT", price)
+
+    engine.set_mark("BTCUSDT", 50_000.0)
+    assert engine.account(KEY).positions == []
+    assert engine.liquidations[0]["price"] > 50_000.0  # closed at its bankruptcy price, not at the gap
+
+
+def test_a_cross_leg_is_liquidated_when_another_symbol_of_the_account_moves() -> None:
+    engine, _ = make_engine(wallet=1_000.0)
+    engine.set_leverage(KEY, "BTCUSDT", 20)
+    engine.set_leverage(KEY, "ETHUSDT", 20)
+    engine.open_position(KEY, "BTCUSDT", Side.LONG, 0.1)
+    engine.open_position(KEY, "ETHUSDT", Side.LONG, 2.0)
+    btc_liquidation = engine.liquidation_price(KEY, "BTCUSDT", Side.LONG)
+    engine.set_mark("BTCUSDT", 66_500.0)  # caches the account's band
+
+    for price in (3_300.0, 3_100.0, 3_000.0):  # only ETH falls; BTC's mark stays put
+        engine.set_mark("ETHUSDT", price)
+
+    assert engine.account(KEY).positions == []
+    assert btc_liquidation is not None and btc_liquidation < 66_500.0
+    assert {record["symbol"] for record in engine.liquidations} == {"BTCUSDT", "ETHUSDT"}
+    assert sum(record["price"] == record["mark"] for record in engine.liquidations) == 1  # one trigger leg
+    assert engine.account(KEY).wallet["USDT"] == 0.0  # the whole cross wallet is lost, nothing more
+    assert sum(record["loss"] for record in engine.liquidations) == pytest.approx(
+        1_000.0 - 6_700 * 0.0005 - 7_000 * 0.0005
+    )
