@@ -53,8 +53,8 @@ class Track:
     """One identity's conversation with the receivers.
 
     `notified` is the level receivers were last told (OK: nothing firing, or told it resolved); it lags `level`
-    while the identity is silenced. `episode` counts the times the level left OK, so a decision taken within one
-    firing episode can be named stably.
+    while the identity is silenced. `episode` counts the excursions beyond the warning threshold (each ends once
+    the figures are clear of it, hysteresis included), so a decision taken within one can be named stably.
     """
 
     identity: AlertIdentity
@@ -84,7 +84,9 @@ class Track:
             critical=self.critical.step(critical, now, min_duration_s),
             figures=figures,
         )
-        if self.level is Level.OK and stepped.level is not Level.OK:
+        # An episode starts when the figures cross the warning threshold, before any minimum duration has passed:
+        # a top-up triggered inside that threshold belongs to the episode even if the alert has not fired yet.
+        if not self.warning.beyond and stepped.warning.beyond:
             return replace(stepped, episode=self.episode + 1)
         return stepped
 

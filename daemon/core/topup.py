@@ -177,7 +177,8 @@ def decide_topup(
 
     `state` is the account state `account_view` was made from (the planner needs the model's inputs);
     `available_balance` is what the source wallet can give (None: unknown); `episode` is the leg's current
-    firing episode (`PolicyMemory.episode(risk_identity(...))`).
+    episode (`PolicyMemory.episode(risk_identity(...))`), which advances each time the leg crosses its warning
+    threshold: keep `trigger_distance` inside the warning distance so every top-up falls within one.
     """
     account_id = account_view.account_id
     symbol, side = leg.key[0], leg.key[1].value

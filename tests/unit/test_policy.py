@@ -385,3 +385,17 @@ def test_a_leg_the_policy_has_seen_survives_a_restart_without_spam() -> None:
     after = Feed(memory=before.memory)
     assert after.step(100, snapshot(100, isolated_long()), mark(100, mark_at(0.09))) == []  # still told
     assert [a.sequence for a in after.step(101, mark(101, mark_at(0.2)))] == [2]  # its resolve continues on
+
+
+def test_an_episode_begins_when_the_warning_threshold_is_crossed_even_before_the_alert_fires() -> None:
+    # With a 60 s minimum duration nothing is sent at t=0, yet the episode has begun (a top-up may be due now).
+    feed = Feed(Thresholds(min_duration_s=60.0))
+    identity = risk_identity(ACCOUNT, BTC, Side.LONG)
+    assert feed.step(0, snapshot(0, isolated_long()), mark(0, mark_at(0.04))) == []
+    assert feed.memory.episode(identity) == 1
+    feed.at_distance(10, 0.07)  # still beyond the warning threshold: the same episode
+    feed.at_distance(20, 0.105)  # within the hysteresis band (10 % + 1 point): the same episode
+    assert feed.memory.episode(identity) == 1
+    feed.at_distance(30, 0.2)  # clear
+    feed.at_distance(40, 0.09)
+    assert feed.memory.episode(identity) == 2
