@@ -155,7 +155,7 @@ class _Run:
         self.episodes = dict(self.before.episodes)
 
     def memory(self) -> PolicyMemory:
-        return PolicyMemory(self.tracks, self.sequences, self.episodes)
+        return replace(self.before, tracks=self.tracks, sequences=self.sequences, episodes=self.episodes)
 
     # -- the rules ---------------------------------------------------------------------------------------------
 

@@ -357,7 +357,10 @@ def test_an_unchanged_refusal_is_told_once_per_repeat_interval() -> None:
     assert told is not None and (told.kind, told.severity) == (AlertKind.TOPUP_REFUSED, Severity.WARNING)
     assert told.action == "refused: cooling down after the last top-up 10 s ago"
     later = Refused("cooldown", "cooling down after the last top-up 20 s ago", retry_at=NOW + 290)
-    memory, again = announce(memory, later, NOW + 10)
+    feed = Feed()  # the alert policy runs in between and keeps what the refusal left in the memory
+    feed.memory = memory
+    feed.step(NOW + 5, snapshot(NOW + 5, isolated_long()), mark(NOW + 5, mark_at(0.04)))
+    memory, again = announce(feed.memory, later, NOW + 10)
     assert again is None
     memory, other = announce(memory, Refused("max_per_action", "max_per_action reached"), NOW + 20)
     assert other is not None and other.sequence == 2  # a different rule refused: told at once
