@@ -32,8 +32,8 @@ def mask_secret(value: str, show_tail: bool = False) -> str:
 
 
 def effective_config(settings: Settings) -> dict[str, Any]:
-    """The whole configuration as JSON-ready data, with every secret replaced by "***" (API keys: "***abcd")."""
-    masked: dict[str, Any] = _masked(settings.model_dump(mode="python"), key="")
+    """The configuration as JSON-ready data (unset keys left out), every secret "***" (API keys: "***abcd")."""
+    masked: dict[str, Any] = _masked(settings.model_dump(mode="python", exclude_none=True), key="")
     return masked
 
 

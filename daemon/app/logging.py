@@ -1,0 +1,216 @@
+"""marginguard's logs: structlog, JSON lines for machines, a readable console for people, secrets never.
+
+    configure_logging(settings.daemon.log_format, settings.daemon.log_level)
+    register_secrets(secret_values(settings))
+    log = get_logger(__name__)
+
+Every event, from marginguard's own loggers and from the standard-library loggers of ccxt, aiohttp and
+asyncio alike, passes `redact_secrets` before it is rendered: values under secret-looking keys, every secret
+value registered at start-up, webhook URLs, Telegram bot tokens and signature / key query parameters are
+replaced by "***" wherever they appear, including in exception text. Exceptions are rendered to text before
+redaction, so a traceback quoting a request URL or a config value is masked too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+MASK = "***"
+# Shorter "secrets" would mask ordinary words all over the logs; no real credential is this short.
+MIN_SECRET_LENGTH = 6
+
+# Keys (compared lower-case, without "-" and "_") whose values are always secret: config fields, ccxt
+# credentials and the exchanges' auth headers (X-MBX-APIKEY, OK-ACCESS-KEY/-SIGN/-PASSPHRASE, X-BAPI-SIGN).
+_SECRET_KEY = re.compile(
+    r"secret|passw|passphrase|token|apikey|privatekey|signature|authorization|cookie|credential|hmac"
+    r"|listenkey|webhookurl|accesskey|accesssign|bapisign|^sign$"
+)
+# Names of where a secret comes from (an environment variable, a file path) are not secret themselves.
+_SOURCE_KEY_SUFFIXES = ("env", "file")
+
+_TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Slack and Discord incoming webhooks carry their credential in the path.
+    (re.compile(r"(https://hooks\.slack\.com/)[^\s\"'<>]+"), r"\1" + MASK),
+    (re.compile(r"(https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/)[^\s\"'<>]+"), r"\1" + MASK),
+    # Telegram bot tokens: in Bot API paths, and bare ("123456789:AA...").
+    (re.compile(r"(/bot)\d+:[A-Za-z0-9_-]+"), r"\1" + MASK),
+    (re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}"), MASK),
+    # Signed query strings and form bodies: signature=..., apiKey=..., listenKey=..., passphrase=...
+    (
+        re.compile(
+            r"(?i)\b(signature|sign|api_?key|secret|password|passphrase|token|listen_?key|access_?token)=[^&\s\"']+"
+        ),
+        r"\1=" + MASK,
+    ),
+    # Header or JSON forms: "X-MBX-APIKEY": "abc", OK-ACCESS-SIGN: abc, "secret": "abc".
+    (
+        re.compile(
+            r"(?i)(\"?(?:x-mbx-apikey|ok-access-key|ok-access-sign|ok-access-passphrase|x-bapi-api-key|x-bapi-sign"
+            r"|authorization|apikey|api_key|secret|password|passphrase|private_?key)\"?\s*[:=]\s*[\"']?)"
+            r"(?!\*\*\*)[^\"'\s,}]+"
+        ),
+        r"\1" + MASK,
+    ),
+)
+
+
+class _SecretRegistry:
+    """The secret values known at start-up (from the settings), matched as one regex, longest first."""
+
+    def __init__(self) -> None:
+        self.values: set[str] = set()
+        self.pattern: re.Pattern[str] | None = None
+
+    def add(self, values: Iterable[str | None]) -> None:
+        self.values.update(v for v in values if v is not None and len(v) >= MIN_SECRET_LENGTH)
+        ordered = sorted(self.values, key=len, reverse=True)
+        self.pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.pattern = None
+
+
+_registry = _SecretRegistry()
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Mask these exact values wherever they appear in a log event (call once the settings are loaded)."""
+    _registry.add(values)
+
+
+def forget_secrets() -> None:
+    """Drop every registered secret (tests; a reload that replaces all credentials)."""
+    _registry.clear()
+
+
+def redact_text(text: str) -> str:
+    if _registry.pattern is not None:
+        text = _registry.pattern.sub(MASK, text)
+    for pattern, replacement in _TEXT_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def is_secret_key(key: object) -> bool:
+    if not isinstance(key, str):
+        return False
+    normalized = key.lower().replace("-", "").replace("_", "")
+    if normalized.endswith(_SOURCE_KEY_SUFFIXES):
+        return False
+    return bool(_SECRET_KEY.search(normalized))
+
+
+def redact_value(value: Any) -> Any:
+    """A copy of `value` with every secret masked. Objects of other types become their (redacted) repr."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {
+            k: (MASK if is_secret_key(k) and v is not None else redact_value(v)) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(item) for item in value]
+    # An exception, a ccxt object, a dataclass: render it here, where it can still be masked.
+    return redact_text(str(value) if isinstance(value, BaseException) else repr(value))
+
+
+def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: mask secrets anywhere in the event (keys by name, known values, URL forms)."""
+    redacted: EventDict = {}
+    for key, value in event_dict.items():
+        if key.startswith("_"):  # structlog's own bookkeeping (the stdlib record), never rendered
+            redacted[key] = value
+        elif is_secret_key(key) and value is not None:
+            redacted[key] = MASK
+        else:
+            redacted[key] = redact_value(value)
+    return redacted
+
+
+# Render exceptions to text first, so that their messages and tracebacks are redacted like the rest.
+REDACTION_PROCESSORS: tuple[Processor, ...] = (structlog.processors.format_exc_info, redact_secrets)
+
+_HANDLER_NAME = "marginguard"
+
+
+class RedactingBoundLogger(structlog.stdlib.BoundLogger):
+    """structlog's stdlib logger, except that `exception()` leaves no raw exception on the LogRecord.
+
+    The stock method calls `logging.Logger.exception`, which attaches `exc_info` to the record, where any
+    other handler (a library's, a test runner's) would print the unredacted traceback. Here the traceback
+    travels only as the redacted "exception" text.
+    """
+
+    def exception(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        kw.setdefault("exc_info", True)
+        return self.error(event, *args, **kw)
+
+
+def wants_json(log_format: str, stream: TextIO) -> bool:
+    if log_format == "json":
+        return True
+    if log_format == "console":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return not (callable(isatty) and isatty())
+
+
+def configure_logging(log_format: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    """Send marginguard's and every library's logs through one redacting structlog pipeline to `stream`.
+
+    `log_format`: "json" (one JSON object per line), "console" (for a person at a terminal) or "auto" (JSON
+    unless `stream`, stdout by default, is a terminal). Calling it again replaces the previous set-up.
+    """
+    stream = sys.stdout if stream is None else stream
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if wants_json(log_format, stream)
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            timestamper,
+            structlog.processors.StackInfoRenderer(),
+            *REDACTION_PROCESSORS,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=RedactingBoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        # Records from ccxt, aiohttp, asyncio... get the same fields and the same redaction.
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            timestamper,
+            *REDACTION_PROCESSORS,
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def get_logger(name: str | None = None) -> Any:
+    return structlog.get_logger(name)
