@@ -113,6 +113,8 @@ async def test_markets_balance_and_tiers_load_through_ccxt() -> None:
             assert mark["markPrice"] == pytest.approx(sim.engine.marks["BTCUSDT"])
         finally:
             await client.close()
+        # With a key, ccxt would also ask the spot wallet for currencies unless configured not to.
+        assert all(entry["path"].startswith("/fapi/") for entry in sim.engine.request_log)
         assert_loopback_only(sim)
 
 
@@ -604,4 +606,31 @@ async def test_a_listen_key_not_kept_alive_expires_and_a_deleted_one_ends_its_st
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await session.ws_connect(f"{sim.ws_base}/private/ws?listenKey=nonsense")
             assert refused.value.status == 400
+        assert_loopback_only(sim)
+
+
+async def test_each_account_hears_only_its_own_user_stream() -> None:
+    async with SimServer("binance") as sim:
+        other = sim.engine.add_account("second-key", "second-secret", wallet={"USDT": 2_000.0})
+        alice, bob = make_client(sim), make_client(sim, **sim.ccxt_config(other))
+        try:
+            await alice.watch_positions()
+            await bob.watch_positions()
+            alice_update = asyncio.create_task(alice.watch_positions())
+            bob_update = asyncio.create_task(bob.watch_positions())
+            await _private_stream_open(sim)
+            streams = cast(BinanceDialect, sim.dialect).streams
+            await asyncio.wait_for(streams.until_subscribed(user_channel("second-key")), TIMEOUT)
+            await bob.create_order(ETH, "market", "buy", 0.5)
+            await alice.create_order(BTC, "market", "sell", 0.01)
+            assert [p["symbol"] for p in await asyncio.wait_for(bob_update, TIMEOUT)] == [ETH]
+            assert [p["symbol"] for p in await asyncio.wait_for(alice_update, TIMEOUT)] == [BTC]
+            assert (await bob.fetch_balance())["USDT"]["total"] < 2_000.0
+        finally:
+            await alice.close()
+            await bob.close()
+        assert {e["api_key"] for e in sim.engine.request_log if e["api_key"]} == {
+            sim.account.api_key,
+            "second-key",
+        }
         assert_loopback_only(sim)

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from daemon.sim.binance import wire
 from daemon.sim.binance.listen_keys import ListenKeys
+from daemon.sim.binance.payloads import WEIGHT_LIMIT_PER_MINUTE
 from daemon.sim.binance.rest import BinanceRest
 from daemon.sim.binance.streams import BinanceStreams
 from daemon.sim.engine import Engine, SimAccount
@@ -95,11 +96,12 @@ class BinanceDialect:
         }
 
     def error_response(self, kind: str, status: int) -> web.Response:
+        weight = {"X-MBX-USED-WEIGHT-1M": str(WEIGHT_LIMIT_PER_MINUTE + 1)}  # what got the client limited
         if kind == "rate_limited":
-            return wire.rate_limited(2400).response({"Retry-After": "60"})
+            return wire.rate_limited(WEIGHT_LIMIT_PER_MINUTE).response({"Retry-After": "60", **weight})
         if kind == "banned":
             until_ms = self.faults.server_time_ms() + BAN_SECONDS * 1000
-            return wire.banned(until_ms).response({"Retry-After": str(BAN_SECONDS)})
+            return wire.banned(until_ms).response({"Retry-After": str(BAN_SECONDS), **weight})
         if status == 500:
             return wire.INTERNAL_ERROR.response()
         if status == 503:
