@@ -58,6 +58,11 @@ class TopUpLimits:
             raise ValueError("max_attempts must be at least 1")
 
 
+class TopUpMethod(enum.Enum):
+    ADD_MARGIN = "add_margin"  # to an isolated leg
+    TRANSFER = "transfer"  # into the futures wallet, for cross legs
+
+
 class EntryStatus(enum.Enum):
     PENDING = "pending"  # journaled, not known to have reached the exchange's books
     EXECUTED = "executed"
@@ -74,6 +79,7 @@ class LedgerEntry:
     ts: float
     status: EntryStatus
     episode: int
+    method: TopUpMethod = TopUpMethod.ADD_MARGIN
 
     def is_leg(self, account: str, symbol: str, side: str) -> bool:
         return (self.account, self.symbol, self.side) == (account, symbol, side)
@@ -104,11 +110,6 @@ class TopUpLedger:
         )
 
 
-class TopUpMethod(enum.Enum):
-    ADD_MARGIN = "add_margin"  # to an isolated leg
-    TRANSFER = "transfer"  # into the futures wallet, for cross legs
-
-
 @dataclass(frozen=True, slots=True)
 class TopUp:
     """Add `amount` now. `needed` is what restores `target` in full; `capped_by` says which limit cut it."""
@@ -137,6 +138,7 @@ class TopUp:
             now,
             EntryStatus.PENDING,
             self.episode,
+            self.method,
         )
 
 
@@ -199,14 +201,22 @@ def decide_topup(
             "alert only: a cross position needs a source wallet (cross_transfer_from) to transfer from",
         )
 
-    mine = [e for e in ledger.entries if e.is_leg(account_id, symbol, side)]
-    in_flight = next((e for e in mine if e.status is EntryStatus.PENDING), None)
+    own = [e for e in ledger.entries if e.is_leg(account_id, symbol, side)]
+    # A transfer feeds every cross leg of the account at once: for a cross leg, any transfer of the account is in
+    # flight for it and starts its cooldown, so two legs cannot each send one while the wallet update is on its way.
+    shared = [
+        e
+        for e in ledger.entries
+        if e.is_leg(account_id, symbol, side)
+        or (cross and e.account == account_id and e.method is TopUpMethod.TRANSFER)
+    ]
+    in_flight = next((e for e in shared if e.status is EntryStatus.PENDING), None)
     if in_flight is not None:
         return NotNeeded(f"a top-up is in flight: {in_flight.intent_key}")
-    settled = [e for e in mine if e.episode == episode]
+    settled = [e for e in own if e.episode == episode]
     if len(settled) >= limits.max_attempts:
         return Refused("attempts", f"{len(settled)} of {limits.max_attempts} attempts used in this episode")
-    last_ts = max((e.ts for e in mine), default=None)
+    last_ts = max((e.ts for e in shared), default=None)
     if last_ts is not None and now < last_ts + limits.cooldown_s:
         return Refused(
             "cooldown",

@@ -31,6 +31,7 @@ from daemon.core.topup import (
     decide_topup,
 )
 from daemon.core.types import Side
+from daemon.core.view import LegView
 from tests.unit.account_feed import (
     ACCOUNT,
     BTC,
@@ -375,3 +376,28 @@ def test_alert_only_and_silences() -> None:
     topup = decide()
     assert isinstance(topup, TopUp)
     assert announce(memory, TopUpExecuted(topup), NOW, muted) == (memory, None)
+
+
+def test_one_cross_transfer_at_a_time_for_the_whole_account() -> None:
+    # Cross longs BTC and ETH, 1 @ 100 each, mark 100, wallet 5: BTC's liquidation price holds ETH at its mark,
+    # 5 + (P - 100) = 0.01 P + 1 (ETH's maintenance), P = 96 / 0.99 = 96.97, 3.03 % away; ETH likewise.
+    limits = replace(LIMITS, cross_transfer_from="spot")
+    feed = Feed()
+    feed.step(
+        0, balance(0, 5.0), snapshot(0, cross_long(), cross_long(ETH)), mark(0, 100.0), mark(0, 100.0, ETH)
+    )
+    account_view = feed.view()
+    btc, eth = account_view.legs
+
+    def decide_leg(leg: LegView, ledger: TopUpLedger, now: float) -> TopUpDecision:
+        return decide_topup(
+            leg, account_view, limits, ledger, now, state=feed.state, available_balance=1000.0, episode=1
+        )
+
+    first = decide_leg(btc, TopUpLedger(), NOW)
+    assert isinstance(first, TopUp) and first.method is TopUpMethod.TRANSFER
+    pending = TopUpLedger().record(first.pending(ACCOUNT, NOW))
+    assert isinstance(decide_leg(eth, pending, NOW), NotNeeded)  # BTC's transfer also feeds ETH: in flight
+    executed = pending.record(replace(first.pending(ACCOUNT, NOW), status=EntryStatus.EXECUTED))
+    waiting = decide_leg(eth, executed, NOW + 1)
+    assert isinstance(waiting, Refused) and waiting.code == "cooldown"  # until the wallet update is seen
