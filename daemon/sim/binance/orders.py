@@ -33,6 +33,8 @@ def place_market_order(
     if (position_side == "BOTH") == account.hedge_mode:
         raise wire.RefusedError(wire.POSITION_SIDE_MISMATCH)
     market = engine.markets[symbol]
+    if quantity < market.min_qty:
+        raise wire.RefusedError(wire.QUANTITY_BELOW_MINIMUM)
     fill = engine.marks[symbol]
     if account.hedge_mode:
         _hedge_fill(engine, account, symbol, side, position_side, quantity)

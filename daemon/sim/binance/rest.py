@@ -101,7 +101,7 @@ class BinanceRest:
             except wire.RefusedError as refused:
                 return self._refuse(refused.error, weight)
             except EngineError as exc:
-                return self._refuse(_ENGINE_ERRORS.get(exc.kind, wire.invalid_value("symbol")), weight)
+                return self._refuse(_ENGINE_ERRORS.get(exc.kind, wire.UNKNOWN_ERROR), weight)
 
         return serve
 
@@ -127,7 +127,7 @@ class BinanceRest:
             except wire.RefusedError as refused:
                 return self._refuse(refused.error, weight)
             except EngineError as exc:
-                return self._refuse(_ENGINE_ERRORS.get(exc.kind, wire.invalid_value("symbol")), weight)
+                return self._refuse(_ENGINE_ERRORS.get(exc.kind, wire.UNKNOWN_ERROR), weight)
 
         return serve
 

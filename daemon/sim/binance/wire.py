@@ -75,9 +75,9 @@ OUTSIDE_RECV_WINDOW = BinanceError(400, -1021, "Timestamp for this request is ou
 AHEAD_OF_SERVER = BinanceError(
     400, -1021, "Timestamp for this request was 1000ms ahead of the server's time."
 )
+UNKNOWN_ERROR = BinanceError(400, -1000, "An unknown error occured while processing the request.")
 INVALID_SYMBOL = BinanceError(400, -1121, "Invalid symbol.")
 NO_LISTEN_KEY = BinanceError(400, -1125, "This listenKey does not exist.")
-UNKNOWN_ROUTE = BinanceError(404, -5000, "Path /{path}, Method {method} is invalid")
 
 
 def mandatory(name: str) -> BinanceError:
@@ -113,6 +113,7 @@ ISOLATED_BALANCE_INSUFFICIENT = BinanceError(400, -4051, "Isolated balance insuf
 ADD_MARGIN_NOT_ISOLATED = BinanceError(400, -4049, "Add margin only support for isolated position.")
 NO_POSITION_FOR_MARGIN = BinanceError(400, -4054, "Cannot add position margin: position is 0.")
 AMOUNT_NOT_POSITIVE = BinanceError(400, -4055, "Amount must be positive.")
+QUANTITY_BELOW_MINIMUM = BinanceError(400, -4004, "Quantity less than min quantity.")
 QUANTITY_NOT_POSITIVE = BinanceError(400, -4003, "Quantity less than or equal to zero.")
 NO_NEED_TO_CHANGE_POSITION_SIDE = BinanceError(400, -4059, "No need to change position side.")
 POSITION_SIDE_WITH_POSITION = BinanceError(
