@@ -199,13 +199,7 @@ class Engine(Book):
         initial = sum(self.notional(p) / p.leverage for p in account.positions)
         risk = self.risk(api_key) if account.positions else None
         maintenance = risk.maintenance_margin if risk is not None else 0.0
-        cross_upnl = sum(
-            self.unrealized_pnl(p) for p in account.positions if p.margin_mode is MarginMode.CROSS
-        )
-        cross_initial = sum(
-            self.notional(p) / p.leverage for p in account.positions if p.margin_mode is MarginMode.CROSS
-        )
-        available = max(0.0, cross_wallet + min(cross_upnl, 0.0) - cross_initial)
+        available = max(0.0, self.available_cross(account))
         return AccountSummary(
             wallet_balance=cross_wallet + isolated,
             cross_wallet=cross_wallet,

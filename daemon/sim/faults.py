@@ -166,6 +166,11 @@ class Faults:
     def open_sockets(self) -> int:
         return len(self._sockets)
 
+    @property
+    def sockets(self) -> frozenset[SimSocket]:
+        """The websockets open right now."""
+        return frozenset(self._sockets)
+
     def drop_websockets(self) -> int:
         """Close every open websocket now (abruptly, as a dying load balancer would); returns how many."""
         sockets = list(self._sockets)

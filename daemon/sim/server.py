@@ -163,7 +163,7 @@ class SimServer:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self.faults.clear()
-        for socket in list(self.faults._sockets):
+        for socket in self.faults.sockets:
             await socket.close(code=1001, message=b"server shutting down")
         if self._runner is not None:
             await self._runner.cleanup()
