@@ -8,6 +8,8 @@ is an isolated long whose liquidation price is 90.909; `at_distance(t, d)` moves
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon.core.alerts import AlertIdentity, AlertKind, Severity
 from daemon.core.events import Freshness
@@ -399,3 +401,35 @@ def test_an_episode_begins_when_the_warning_threshold_is_crossed_even_before_the
     feed.at_distance(30, 0.2)  # clear
     feed.at_distance(40, 0.09)
     assert feed.memory.episode(identity) == 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    path=st.lists(
+        st.tuples(st.floats(0.0, 400.0), st.floats(-0.05, 0.3)),
+        min_size=1,
+        max_size=25,
+    ),
+    min_duration=st.sampled_from([0.0, 30.0]),
+)
+def test_any_price_path_gives_a_coherent_conversation(
+    path: list[tuple[float, float]], min_duration: float
+) -> None:
+    # Whatever the path: sequences count 1, 2, 3...; a resolve only follows a firing; a firing at an unchanged
+    # severity is a repeat, at least the repeat interval (300 s) after the previous message.
+    feed = Feed(Thresholds(min_duration_s=min_duration, repeat_interval_s=300.0))
+    feed.step(0, snapshot(0, isolated_long()))
+    now, messages = 0.0, []
+    for gap, distance in path:
+        now += gap
+        messages += feed.at_distance(now, distance)
+    assert [m.sequence for m in messages] == list(range(1, len(messages) + 1))
+    told = None
+    for previous, message in zip([None, *messages], messages, strict=False):
+        if message.resolved:
+            assert told is not None
+            told = None
+            continue
+        if told == message.severity:
+            assert previous is not None and message.ts - previous.ts >= 300.0
+        told = message.severity
