@@ -244,21 +244,24 @@ async def test_order_beyond_the_balance_is_refused_as_insufficient_funds() -> No
         assert sim.engine.account(sim.account.api_key).positions == []
 
 
-async def test_long_short_mode_keeps_both_legs_with_their_own_liquidation_prices() -> None:
+@pytest.mark.parametrize("mode", ["isolated", "cross"])
+async def test_long_short_mode_keeps_both_legs_with_the_model_liquidation_prices(mode: str) -> None:
     async with SimServer("okx") as sim, okx_client(sim) as client:
         key = sim.account.api_key
+        sim.engine.set_wallet(key, "USDT", 1_000)  # small enough for every leg to have a liquidation price
         await client.set_position_mode(True)
         assert (await client.fetch_position_mode())["hedged"] is True
-        await client.set_margin_mode("isolated", ETH, {"leverage": 20})
-        isolated = {"tdMode": "isolated"}
-        await client.create_order(ETH, "market", "buy", 30, None, {**isolated, "posSide": "long"})
-        await client.create_order(ETH, "market", "sell", 10, None, {**isolated, "posSide": "short"})
+        await client.set_margin_mode(mode, ETH, {"leverage": 20})
+        await client.create_order(ETH, "market", "buy", 30, None, {"tdMode": mode, "posSide": "long"})
+        await client.create_order(ETH, "market", "sell", 10, None, {"tdMode": mode, "posSide": "short"})
         positions = {p["side"]: p for p in await client.fetch_positions([ETH])}
         assert (positions["long"]["contracts"], positions["short"]["contracts"]) == (30, 10)
         assert positions["long"]["hedged"] and positions["long"]["info"]["posSide"] == "long"
         for side in (Side.LONG, Side.SHORT):
             expected = sim.engine.liquidation_price(key, "ETHUSDT", side)
+            assert expected is not None
             assert positions[side.value]["liquidationPrice"] == pytest.approx(expected, rel=1e-12)
+        assert sim.engine.liquidations == []
         with pytest.raises(ExchangeError, match="59000"):
             await client.set_position_mode(False)
 
