@@ -19,9 +19,9 @@ from daemon.core.policy_text import number, percent
 from daemon.core.state import AccountState, LegKey
 from daemon.core.types import Account, MarginMode, Position
 
-# `_position` is the view's own translation from facts to a model position: reusing it plans a top-up on exactly
+# `model_position` is the view's own translation from facts to a model position: reusing it plans a top-up on exactly
 # the figures the alert policy judged.
-from daemon.core.view import AccountView, LegView, _position
+from daemon.core.view import AccountView, LegView, model_position
 
 DAY_S = 86_400.0
 
@@ -282,7 +282,7 @@ def _model_for(state: AccountState, key: LegKey, cross: bool) -> tuple[Account |
     with the wallet, as the view evaluated them."""
     built: list[tuple[LegKey, Position]] = []
     for leg_key in sorted(state.legs, key=lambda k: (k[0], k[1].value)):
-        position, _mark, _reason = _position(state, state.legs[leg_key])
+        position, _mark, _reason = model_position(state, state.legs[leg_key])
         if position is None:
             continue
         if leg_key == key or (cross and position.margin_mode is MarginMode.CROSS):

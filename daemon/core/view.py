@@ -38,7 +38,10 @@ class AccountView:
         return None
 
 
-def _position(state: AccountState, facts: PositionFacts) -> tuple[Position | None, float | None, str | None]:
+def model_position(
+    state: AccountState, facts: PositionFacts
+) -> tuple[Position | None, float | None, str | None]:
+    """The model's position for one leg's facts, with the mark used; or None and the reason it can't be built."""
     rules = state.rules.get(facts.symbol)
     mark_event = state.marks.get(facts.symbol)
     mark = mark_event.price if mark_event is not None else facts.mark_price
@@ -78,7 +81,7 @@ def view(state: AccountState) -> AccountView:
     built: list[tuple[LegKey, PositionFacts, Position | None, float | None, str | None]] = []
     for key in keys:
         facts = state.legs[key]
-        position, mark, reason = _position(state, facts)
+        position, mark, reason = model_position(state, facts)
         built.append((key, facts, position, mark, reason))
 
     cross_blocker = next(
