@@ -41,6 +41,8 @@ from daemon.exchanges.config import ExchangeAccount
 ENV_PREFIX = "MARGINGUARD_"
 M = TypeVar("M", bound=BaseModel)
 LIST_SECTIONS = ("accounts", "sinks", "routes")
+# A value that fails validation is quoted back in the message, unless it is (meant to be) a secret.
+SECRET_FIELDS = frozenset(ACCOUNT_SECRETS + SINK_SECRETS)
 
 
 class SettingsError(Exception):
@@ -158,28 +160,45 @@ def load_settings(
 ) -> Settings:
     """Read, merge and validate the configuration; resolve `*_env` / `*_file` secrets and relative paths.
 
-    `env` stands in for `os.environ` (tests, or a supervisor passing a curated environment). Raises
-    `SettingsError` for anything wrong, from a TOML syntax error to an unknown exchange.
+    `env` stands in for `os.environ` (tests, or a supervisor passing a curated environment); relative paths
+    are taken from the file's directory. Raises `SettingsError` for anything wrong, from a TOML syntax error
+    to an unknown exchange.
     """
-    environ: Mapping[str, str] = os.environ if env is None else env
     document = read_toml(path) if path is not None else {}
+    base_dir = path.resolve().parent if path is not None else Path.cwd()
+    return settings_from_document(document, env, base_dir, secrets_dir)
+
+
+def settings_from_document(
+    document: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    secrets_dir: Path | None = None,
+) -> Settings:
+    """`load_settings` for a configuration already parsed (or built in code): same sources, same checks."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    base_dir = Path.cwd() if base_dir is None else base_dir
     _refuse_indexed_list_variables(environ)
     if secrets_dir is None:
         named = environ.get(f"{ENV_PREFIX}SECRETS_DIR") or environ.get("CREDENTIALS_DIRECTORY")
         secrets_dir = Path(named) if named else None
     if secrets_dir is not None and not secrets_dir.is_dir():
         raise SettingsError("secrets_dir", f"{secrets_dir} is not a directory")
+    sources = _sources(dict(document), environ, secrets_dir)
     try:
         # pydantic-settings' own way to hand it ready-made sources; its __init__ signature is hidden from mypy.
-        settings = Settings(_build_sources=(_sources(document, environ, secrets_dir), {}))  # type: ignore[call-arg]
+        settings = Settings(_build_sources=(sources, {}))  # type: ignore[call-arg]
     except ValidationError as error:
         problems = error.errors()
         field_path, message = describe(problems[0])
         raise SettingsError(field_path, message, more=len(problems) - 1) from None
     except pydantic_settings.SettingsError as error:
-        # Raised by the sources themselves: a missing secrets directory, JSON that does not parse...
-        raise SettingsError("environment", str(error)) from None
-    base_dir = path.resolve().parent if path is not None else Path.cwd()
+        # Raised by the sources themselves, e.g. a MARGINGUARD_ACCOUNTS value that is not JSON.
+        field = re.search(r'field "(\w+)"', str(error))
+        if field is None:
+            raise SettingsError("environment", str(error)) from None
+        variable = f"{ENV_PREFIX}{field.group(1).upper()}"
+        raise SettingsError(f"environment {variable}", "not valid JSON for this section") from None
     return _resolve_paths(_resolve_secrets(settings, environ, base_dir), environ, base_dir)
 
 
@@ -323,6 +342,8 @@ def describe(problem: Mapping[str, Any]) -> tuple[str, str]:
     if kind == "missing":
         return format_path(location), "required"
     message = str(problem["msg"]).removeprefix("Value error, ")
-    if kind in ("literal_error", "enum") or kind.endswith("_parsing") or kind.endswith("_type"):
-        message += f" (got {problem.get('input')!r})"
+    secret = bool(location) and str(location[-1]) in SECRET_FIELDS
+    given = problem.get("input")
+    if kind != "value_error" and not secret and not isinstance(given, dict | list):
+        message += f" (got {given[:60] if isinstance(given, str) else given!r})"
     return format_path(location) or "document", message[:1].lower() + message[1:]

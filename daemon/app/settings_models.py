@@ -71,6 +71,15 @@ def has_secret(model: BaseModel, name: str) -> bool:
     return any(getattr(model, f) is not None for f in (name, f"{name}_env", f"{name}_file"))
 
 
+def has_secret_source(model: BaseModel, name: str) -> bool:
+    return any(getattr(model, f, None) is not None for f in (f"{name}_env", f"{name}_file"))
+
+
+def empty_means_none(value: Any) -> Any:
+    # TOML has no null: an empty string is how a per-account table switches an inherited value off.
+    return None if value == "" else value
+
+
 class DaemonSettings(Section):
     # Default: marginguard.sqlite in $STATE_DIRECTORY (systemd) or next to the config file.
     storage_path: Path = Path("marginguard.sqlite")
@@ -203,6 +212,8 @@ class TopUpOverrides(Section):
     max_attempts: Annotated[int, Field(ge=1)] | None = None
     cross_transfer_from: str | None = None
 
+    _no_transfer = field_validator("cross_transfer_from", mode="before")(empty_means_none)
+
 
 class TopUpSettings(Section):
     """Adding margin before liquidation. Amounts are in the position's settle currency (USDT, USDC...)."""
@@ -218,6 +229,8 @@ class TopUpSettings(Section):
     cooldown_s: Seconds = 300.0
     max_attempts: Annotated[int, Field(ge=1)] = 3
     cross_transfer_from: str | None = None
+
+    _no_transfer = field_validator("cross_transfer_from", mode="before")(empty_means_none)
 
     @model_validator(mode="after")
     def _coherent(self) -> TopUpSettings:
@@ -353,22 +366,18 @@ class SinkSettings(Section):
             if not has_secret(self, "url"):
                 raise FieldProblem("url", f"required for {self.type}: set url, url_env or url_file")
             for name in ("bot_token", "chat_id", "base_url"):
-                if name in self.model_fields_set or has_secret_field(self, name):
+                if name in self.model_fields_set or has_secret_source(self, name):
                     raise FieldProblem(name, "only telegram sinks use it")
         if self.type != "webhook" and has_secret(self, "hmac_secret"):
             raise FieldProblem("hmac_secret", "only webhook sinks sign their requests")
         return self
 
 
-def has_secret_field(model: BaseModel, name: str) -> bool:
-    return any(getattr(model, f, None) is not None for f in (f"{name}_env", f"{name}_file"))
-
-
 class RouteSettings(Section):
     """Which alerts go where: alerts of these severities, from these accounts ("*": all), to these sinks."""
 
-    severities: list[SeverityName] = Field(default_factory=lambda: list(SEVERITY_NAMES))
-    accounts: list[str] = Field(default_factory=lambda: ["*"])
+    severities: list[SeverityName] = Field(default_factory=lambda: list(SEVERITY_NAMES), min_length=1)
+    accounts: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     sinks: list[str] = Field(min_length=1)
 
     def matches(self, account_id: str, severity: str) -> bool:

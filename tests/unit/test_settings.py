@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.app.settings import SettingsError, load_settings
+from daemon.app.settings import SettingsError, load_settings, settings_from_document
 from daemon.app.settings_view import effective_config, secret_values
 
 REPO = Path(__file__).resolve().parents[2]
@@ -232,6 +232,35 @@ critical_distance = 0.03
     assert settings.topup.enabled is False  # the global section is unchanged
 
 
+def test_an_account_can_switch_off_an_inherited_transfer_source(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        '[topup]\ncross_transfer_from = "spot"\n'
+        + BINANCE_ACCOUNT
+        + '[accounts.topup]\ncross_transfer_from = ""\n',
+    )
+
+    settings = load_settings(config, env={})
+
+    assert settings.topup.cross_transfer_from == "spot"
+    assert settings.topup_for("main").cross_transfer_from is None  # cross positions: alert only
+
+
+def test_a_configuration_built_in_code_gets_the_same_sources_and_checks(tmp_path: Path) -> None:
+    document = {
+        "accounts": [{"id": "b", "exchange": "bybit", "mode": "demo", "api_key_env": "K", "secret": "s"}]
+    }
+    env = {"K": API_KEY, "MARGINGUARD_RULES__STALE_AFTER_S": "12"}
+
+    settings = settings_from_document(document, env=env, base_dir=tmp_path)
+
+    assert settings.account_configs()[0].api_key == API_KEY
+    assert settings.rules.stale_after_s == 12
+    assert settings.daemon.storage_path == tmp_path / "marginguard.sqlite"
+    with pytest.raises(SettingsError, match=r"^config error: accounts\[0\]\.secret: bybit needs it"):
+        settings_from_document({"accounts": [{**document["accounts"][0], "secret": None}]}, env=env)
+
+
 def test_routes_pick_sinks_by_severity_and_account(tmp_path: Path) -> None:
     sinks = "".join(
         f'\n[[sinks]]\nname = "{name}"\ntype = "webhook"\nurl = "http://127.0.0.1:9/{name}"\n'
@@ -278,6 +307,11 @@ INVALID_CONFIGS = [
         "accounts[0].secret_env: give only one",
     ),
     (BINANCE_ACCOUNT + BINANCE_ACCOUNT, "accounts[1].id: duplicate account id 'main'"),
+    # A mistyped secret is reported without being echoed.
+    (
+        BINANCE_ACCOUNT.replace('api_key = "key-0123456789"', "api_key = 987654321"),
+        "accounts[0].api_key: input should be a valid string\n",
+    ),
     (BINANCE_ACCOUNT.replace('"main"', '"main account"'), "accounts[0].id: use letters, digits"),
     (
         BINANCE_ACCOUNT + "[accounts.ccxt_config]\napiKey = 'k'\n",
@@ -333,6 +367,10 @@ INVALID_CONFIGS = [
         "routes[0].accounts: unknown account 'mian'",
     ),
     (
+        '[[sinks]]\nname = "w"\ntype = "webhook"\nurl = "https://x"\n\n[[routes]]\naccounts = []\nsinks = ["w"]\n',
+        "routes[0].accounts: list should have at least 1 item",
+    ),
+    (
         '[[sinks]]\nname = "w"\ntype = "webhook"\nurl = "https://x"\n\n[[routes]]\nseverities = ["fatal"]\n'
         'sinks = ["w"]\n',
         "routes[0].severities[0]: input should be 'info', 'warning' or 'critical'",
@@ -370,6 +408,7 @@ def test_check_config_names_the_field_of_each_mistake_and_exits_2(
             {"MARGINGUARD_SECRETS_DIR": "/nonexistent/secrets"},
             "config error: secrets_dir: /nonexistent/secrets is not",
         ),
+        ({"MARGINGUARD_SINKS": "[{name: x}]"}, "config error: environment MARGINGUARD_SINKS: not valid JSON"),
     ],
 )
 def test_check_config_reports_bad_environment_overrides(
