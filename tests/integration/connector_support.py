@@ -96,8 +96,8 @@ async def connected(
         yield hub, connector
 
 
-async def until(connector: Connector, done: Callable[[Connector], bool], timeout: float = WAIT_S) -> None:
-    """Wait until `done(connector)` holds after some update (checked at once too), failing after `timeout`."""
+async def until(connector: Connector, done: Callable[[Connector], bool], within_s: float = WAIT_S) -> None:
+    """Wait until `done(connector)` holds after some update (checked at once too), failing after `within_s`."""
     if done(connector):
         return
     updates = connector.updates()
@@ -107,11 +107,11 @@ async def until(connector: Connector, done: Callable[[Connector], bool], timeout
             if done(connector):
                 return
 
-    await asyncio.wait_for(watch(), timeout)
+    await asyncio.wait_for(watch(), within_s)
 
 
 def next_update(
-    connector: Connector, matches: Callable[[ConnectorUpdate], bool], timeout: float = WAIT_S
+    connector: Connector, matches: Callable[[ConnectorUpdate], bool], within_s: float = WAIT_S
 ) -> Awaitable[ConnectorUpdate]:
     """The first update from now on that `matches` (call before causing it, await after)."""
     updates = connector.updates()
@@ -122,7 +122,7 @@ def next_update(
                 return update
         raise AssertionError("connector closed")
 
-    return asyncio.wait_for(watch(), timeout)
+    return asyncio.wait_for(watch(), within_s)
 
 
 def health(connector: Connector, stream: str) -> Freshness | None:
@@ -159,10 +159,20 @@ def picture_differences(sim: SimServer, connector: Connector, api_key: str | Non
     return found
 
 
-async def until_in_step(sim: SimServer, connector: Connector, timeout: float = WAIT_S) -> None:
+async def until_in_step(sim: SimServer, connector: Connector, within_s: float = WAIT_S) -> None:
     try:
-        await until(connector, lambda c: not picture_differences(sim, c), timeout)
+        await until(connector, lambda c: not picture_differences(sim, c), within_s)
     except TimeoutError:
         raise AssertionError(
             f"connector never matched the simulator: {picture_differences(sim, connector)}"
         ) from None
+
+
+async def eventually(condition: Callable[[], bool], within_s: float = WAIT_S) -> None:
+    """For conditions outside the connector (the simulator's sockets): checked every 20 ms until a deadline."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), within_s)
