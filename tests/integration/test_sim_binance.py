@@ -219,6 +219,11 @@ async def test_margin_mode_and_leverage_changes_follow_binance_rules() -> None:
             sim.engine.set_position(key, "ETHUSDT", Side.LONG, 1.0)
             with pytest.raises(errors.OperationRejected, match="-4048"):
                 await client.set_margin_mode("cross", ETH)  # not with an open position
+
+            # 100x is allowed on BTC, but not for a position in the upper brackets.
+            sim.engine.set_position(key, "BTCUSDT", Side.LONG, 10.0, leverage=10)  # 670k: the 75x bracket
+            with pytest.raises(errors.ExchangeError, match="-2027"):  # ccxt maps -2027 only on fapi hosts
+                await client.set_leverage(100, BTC)
         finally:
             await client.close()
             await tolerant.close()

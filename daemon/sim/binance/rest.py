@@ -289,13 +289,15 @@ class BinanceRest:
             leverage = int(text)
         except ValueError:
             raise wire.RefusedError(wire.invalid_value("leverage")) from None
+        market = self.engine.markets[symbol]
+        if not 1 <= leverage <= market.max_leverage:
+            raise wire.RefusedError(wire.invalid_leverage(leverage))
         try:
             self.engine.set_leverage(account.api_key, symbol, leverage)
         except EngineError as exc:
-            if exc.kind in ("leverage_too_high", "invalid"):
-                raise wire.RefusedError(wire.invalid_leverage(leverage)) from exc
+            if exc.kind == "leverage_too_high":  # allowed for the symbol, not for the open position's size
+                raise wire.RefusedError(wire.POSITION_TOO_LARGE_FOR_LEVERAGE) from exc
             raise
-        market = self.engine.markets[symbol]
         return {
             "leverage": leverage,
             "maxNotionalValue": payloads.max_notional(market, leverage),

@@ -121,6 +121,9 @@ POSITION_SIDE_WITH_POSITION = BinanceError(
 )
 POSITION_SIDE_MISMATCH = BinanceError(400, -4061, "Order's position side does not match user's setting.")
 TRANSFER_INSUFFICIENT = BinanceError(400, -5013, "Asset transfer failed: insufficient balance")
+POSITION_TOO_LARGE_FOR_LEVERAGE = BinanceError(
+    400, -2027, "Exceeded the maximum allowable position at current leverage."
+)
 REDUCE_ONLY_REJECTED = BinanceError(400, -2022, "ReduceOnly Order is rejected.")
 
 
