@@ -146,10 +146,7 @@ class SimServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.requested_port, reuse_address=True)
         await site.start()
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None) or ()
-        self.port = int(sockets[0].getsockname()[1]) if sockets else self.requested_port
+        self.port = int(self._runner.addresses[0][1])  # the port the OS chose when asked for 0
         if self.mark_interval_s:
             self._ticker = asyncio.create_task(self._tick_marks(self.mark_interval_s), name="sim-mark-ticker")
         if self.scenario_name:
