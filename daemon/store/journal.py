@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS topup_intents (
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS policy_memory (
+    account TEXT PRIMARY KEY,
+    payload TEXT NOT NULL,
+    updated REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS silences (
     id INTEGER PRIMARY KEY,
     account TEXT NOT NULL,
@@ -321,6 +326,23 @@ class Journal:
 
     def unsettled_intents(self, account: str | None = None) -> list[IntentRecord]:
         return self.intents(account, UNSETTLED)
+
+    # -- the policy's memory -------------------------------------------------------------------------------------
+
+    def save_memory(self, account: str, payload: str, now: float) -> None:
+        self._transaction(
+            [
+                (
+                    "INSERT INTO policy_memory (account, payload, updated) VALUES (?, ?, ?)"
+                    " ON CONFLICT (account) DO UPDATE SET payload = excluded.payload, updated = excluded.updated",
+                    (account, payload, now),
+                )
+            ]
+        )
+
+    def load_memory(self, account: str) -> str | None:
+        row = self._db.execute("SELECT payload FROM policy_memory WHERE account = ?", (account,)).fetchone()
+        return None if row is None else str(row[0])
 
     # -- silences -----------------------------------------------------------------------------------------------
 

@@ -112,3 +112,35 @@ def test_history_lists_latest_first_with_delivery_status(tmp_path: Path) -> None
         history = journal.history()
         assert [(h["sequence"], h["resolved"]) for h in history] == [(2, True), (1, False)]
         assert history[1]["deliveries"][0]["status"] == "sent"
+
+
+def test_the_policy_memory_survives_a_restart(tmp_path: Path) -> None:
+    from daemon.core.alerts import AlertKind as Kind
+    from daemon.core.policy_memory import Crossing, Figures, Level, Notice, PolicyMemory, Track
+    from daemon.store.memory_codec import memory_from_json, memory_to_json
+
+    identity = AlertIdentity("acct", "BTC/USDT:USDT", "long", "liquidation_risk")
+    track = Track(
+        identity,
+        Kind.LIQUIDATION_RISK,
+        warning=Crossing(10.0, True),
+        critical=Crossing(12.0, False),
+        notified=Level.WARNING,
+        last_sent=11.0,
+        episode=2,
+        figures=Figures(0.5, 59_000.0, None, 0.08, None),
+    )
+    memory = PolicyMemory(
+        tracks={identity.key: track},
+        sequences={identity.key: 7},
+        episodes={identity.key: 2},
+        notices={"x": Notice("max_per_action", 5.0)},
+    )
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as journal:
+        journal.save_memory("acct", memory_to_json(memory), now=1.0)
+    with Journal(path) as reopened:
+        text = reopened.load_memory("acct")
+        assert text is not None
+        assert memory_from_json(text) == memory
+        assert reopened.load_memory("other") is None
