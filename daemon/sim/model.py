@@ -89,7 +89,9 @@ class PositionChanged:
 
     api_key: str
     position: SimPosition | None
-    reason: str  # "open" | "increase" | "reduce" | "close" | "flip" | "set" | "margin" | "leverage" | "liquidation"
+    # "open" | "increase" | "reduce" | "close" | "set" | "margin" | "leverage" | "liquidation"; a one-way flip
+    # is a "close" followed by an "open".
+    reason: str
     symbol: str
     side: Side
     position_side: str
