@@ -212,5 +212,5 @@ def configure_logging(log_format: str = "auto", level: str = "info", stream: Tex
     root.setLevel(level.upper())
 
 
-def get_logger(name: str | None = None) -> Any:
-    return structlog.get_logger(name)
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    return structlog.stdlib.get_logger(name)

@@ -12,6 +12,7 @@ List sections (`[[accounts]]`, `[[sinks]]`, `[[routes]]`) can only be replaced w
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import tomllib
@@ -24,6 +25,7 @@ import pydantic_settings
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 from pydantic_settings.sources import EnvSettingsSource, NestedSecretsSettingsSource, SecretsSettingsSource
+from pydantic_settings.sources.utils import parse_env_vars
 
 from daemon.app.settings_models import (
     ACCOUNT_SECRETS,
@@ -85,15 +87,14 @@ class Settings(BaseSettings):
                     raise FieldProblem(f"routes[{index}].accounts", f"unknown account {account_id!r}")
         for index, account in enumerate(self.accounts):
             # An account's overrides must still make sense once laid over the global sections.
-            for section, merge in (
-                ("rules", lambda a=account: self.rules.with_account_overrides(a.rules)),
-                ("topup", lambda a=account: self.topup.overridden(a.topup)),
-            ):
-                try:
-                    merge()
-                except ValidationError as error:
-                    path, message = describe(error.errors()[0])
-                    raise FieldProblem(f"accounts[{index}].{section}.{path}", message) from None
+            section = "rules"
+            try:
+                self.rules.with_account_overrides(account.rules)
+                section = "topup"
+                self.topup.overridden(account.topup)
+            except ValidationError as error:
+                path, message = describe(error.errors()[0])
+                raise FieldProblem(f"accounts[{index}].{section}.{path}", message) from None
         return self
 
     def account(self, account_id: str) -> AccountSettings:
@@ -133,6 +134,7 @@ def _unique(items: list[Any], attribute: str, section: str, what: str) -> list[s
 
 
 def exchange_account(account: AccountSettings) -> ExchangeAccount:
+    """The connector's view of one account (a copy: nothing the connector does can change the settings)."""
     return ExchangeAccount(
         account_id=account.id,
         exchange=account.exchange,
@@ -143,7 +145,7 @@ def exchange_account(account: AccountSettings) -> ExchangeAccount:
         wallet_address=account.wallet_address,
         private_key=plain(account.private_key),
         allow_live=account.allow_live,
-        ccxt_config=MappingProxyType(dict(account.ccxt_config)),
+        ccxt_config=MappingProxyType(copy.deepcopy(account.ccxt_config)),
         symbols=tuple(account.symbols) or None,
     )
 
@@ -223,8 +225,6 @@ class _MappingEnvSource(EnvSettingsSource):
         super().__init__(settings_cls)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        from pydantic_settings.sources.utils import parse_env_vars
-
         return parse_env_vars(
             self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
         )
