@@ -351,7 +351,7 @@ def account_v3(view: AccountView, now_ms: int) -> dict[str, Any]:
         "availableBalance": wire.money(available),
         "maxWithdrawAmount": wire.money(max_withdraw),
         # ccxt skips assets whose updateTime is 0: a funded wallet has been touched at some point.
-        "updateTime": max([now_ms, *(p.update_time_ms for p in view.account.positions)]),
+        "updateTime": now_ms,
     }
     positions = [
         {
