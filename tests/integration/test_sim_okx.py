@@ -237,6 +237,21 @@ async def test_set_margin_mode_and_leverage_then_trade_isolated() -> None:
             await client.set_leverage(100, "SOL/USDT:USDT")  # SOL allows 75x at most
 
 
+async def test_transfer_from_funding_to_trading_feeds_the_futures_wallet_once_per_client_id() -> None:
+    async with SimServer("okx") as sim, okx_client(sim) as client:
+        funding_before = (await client.fetch_balance({"type": "funding"}))["USDT"]["total"]
+        done = await client.transfer("USDT", 250, "funding", "trading", {"clientId": "refill7"})
+        assert (done["fromAccount"], done["toAccount"], done["amount"]) == ("funding", "trading", 250)
+        assert (await client.fetch_balance())["USDT"]["total"] == pytest.approx(10_250)
+        assert (await client.fetch_balance({"type": "funding"}))["USDT"]["total"] == funding_before - 250
+        assert (await client.fetch_transfer(done["id"], "USDT"))["status"] == "ok"
+        with pytest.raises(ExchangeError, match="clientId"):
+            await client.transfer("USDT", 250, "funding", "trading", {"clientId": "refill7"})
+        with pytest.raises(InsufficientFunds, match="58350"):
+            await client.transfer("USDT", 50_000, "trading", "funding")
+        assert sim.engine.account(sim.account.api_key).wallet["USDT"] == pytest.approx(10_250)
+
+
 async def test_order_beyond_the_balance_is_refused_as_insufficient_funds() -> None:
     async with SimServer("okx") as sim, okx_client(sim) as client:
         with pytest.raises(InsufficientFunds):

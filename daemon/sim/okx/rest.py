@@ -17,6 +17,7 @@ from daemon.sim.markets import Market
 from daemon.sim.okx import account_payloads, payloads
 from daemon.sim.okx.auth import check_rest_request
 from daemon.sim.okx.errors import BAD_JSON, missing, parameter_error, unknown_instrument
+from daemon.sim.okx.funding import OkxFunding
 from daemon.sim.okx.replies import Handler, PrivateHandler, ok, refuse
 from daemon.sim.okx.trading import OkxTrading
 from daemon.sim.okx.views import balance_data, position_rows, uid_of
@@ -32,10 +33,11 @@ class OkxRest:
         self.dialect = dialect
         self.engine = dialect.engine
         self.trading = OkxTrading(dialect)
+        self.funding = OkxFunding(dialect)
 
     def routes(self) -> list[web.RouteDef]:
         private = self._private
-        trading = self.trading
+        trading, funding = self.trading, self.funding
         return [
             web.get(f"{API}/public/time", self.public_time),
             web.get(f"{API}/public/instruments", self.instruments),
@@ -43,6 +45,9 @@ class OkxRest:
             web.get(f"{API}/public/position-tiers", self.position_tiers),
             web.get(f"{API}/public/funding-rate", self.funding_rate),
             web.get(f"{API}/asset/currencies", private(self.currencies)),
+            web.get(f"{API}/asset/balances", private(funding.balances)),
+            web.post(f"{API}/asset/transfer", private(funding.transfer)),
+            web.get(f"{API}/asset/transfer-state", private(funding.transfer_state)),
             web.get(f"{API}/account/config", private(self.account_config)),
             web.get(f"{API}/account/balance", private(self.balance)),
             web.get(f"{API}/account/positions", private(self.positions)),
