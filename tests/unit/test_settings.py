@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -12,6 +13,14 @@ from pathlib import Path
 import pytest
 
 from daemon.app.settings import SettingsError, load_settings, settings_from_document
+from daemon.app.settings_models import (
+    AccountSettings,
+    DaemonSettings,
+    RouteSettings,
+    RulesSettings,
+    SinkSettings,
+    TopUpSettings,
+)
 from daemon.app.settings_view import effective_config, secret_values
 
 REPO = Path(__file__).resolve().parents[2]
@@ -468,11 +477,26 @@ def test_the_example_config_validates() -> None:
 
 def test_every_example_key_is_commented() -> None:
     lines = EXAMPLE.read_text().splitlines()
+    section, seen = "", set()
     for index, line in enumerate(lines):
-        if "=" in line and not line.lstrip().startswith("#"):
-            before = lines[index - 1].strip()
-            commented = before.startswith("#") or "#" in line or before.startswith("[") or "=" in before
-            assert commented, f"line {index + 1} of the example has no comment: {line}"
+        text = line.strip()
+        if text.startswith("["):
+            section = re.sub(r'"[^"]*"', "*", text.strip("[]"))  # one entry per table kind
+        elif text and not text.startswith("#") and "=" in text:
+            key = (section, text.split("=")[0].strip())
+            if key not in seen:  # a key's first appearance explains it, above or beside
+                seen.add(key)
+                assert "#" in text or lines[index - 1].strip().startswith("#"), f"line {index + 1}: {line}"
+
+
+def test_the_example_mentions_every_setting() -> None:
+    text = EXAMPLE.read_text()
+    sections = (DaemonSettings, RulesSettings, TopUpSettings, AccountSettings, SinkSettings, RouteSettings)
+    for section in sections:
+        for name in section.model_fields:
+            if name.endswith(("_env", "_file")):
+                continue  # the <name>_env / <name>_file forms are explained once, at the top
+            assert re.search(rf"\b{name}\b", text), f"{section.__name__}.{name} is not in the example"
 
 
 def test_masked_output_never_contains_a_secret(tmp_path: Path) -> None:
