@@ -159,20 +159,21 @@ def picture_differences(sim: SimServer, connector: Connector, api_key: str | Non
     return found
 
 
-async def until_in_step(sim: SimServer, connector: Connector, within_s: float = WAIT_S) -> None:
+async def until_in_step(
+    sim: SimServer, connector: Connector, within_s: float = WAIT_S, api_key: str | None = None
+) -> None:
     try:
-        await until(connector, lambda c: not picture_differences(sim, c), within_s)
+        await until(connector, lambda c: not picture_differences(sim, c, api_key), within_s)
     except TimeoutError:
-        raise AssertionError(
-            f"connector never matched the simulator: {picture_differences(sim, connector)}"
-        ) from None
+        differences = picture_differences(sim, connector, api_key)
+        raise AssertionError(f"connector never matched the simulator: {differences}") from None
 
 
 async def eventually(condition: Callable[[], bool], within_s: float = WAIT_S) -> None:
     """For conditions outside the connector (the simulator's sockets): checked every 20 ms until a deadline."""
 
     async def poll() -> None:
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - the simulator's request log has no event to wait on
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(poll(), within_s)
