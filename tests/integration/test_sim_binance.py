@@ -268,8 +268,17 @@ async def test_position_and_balance_pushes_reach_watch_positions_and_watch_balan
             update = await asyncio.wait_for(positions, TIMEOUT)
             assert [(p["symbol"], p["side"], p["contracts"]) for p in update] == [(ETH, "short", 2.0)]
             pushed = await asyncio.wait_for(balance, TIMEOUT)
-            fee = 2.0 * sim.engine.marks["ETHUSDT"] * sim.engine.markets["ETHUSDT"].taker_fee
+            entry = sim.engine.marks["ETHUSDT"]
+            fee = 2.0 * entry * sim.engine.markets["ETHUSDT"].taker_fee
             assert pushed["USDT"]["total"] == pytest.approx(10_000.0 - fee)
+
+            # Buying half back after a 100 USDT drop realises 100 on the short: the row's "cr" says so.
+            sim.engine.set_mark("ETHUSDT", entry - 100.0)
+            positions = asyncio.create_task(client.watch_positions())
+            await client.create_order(ETH, "market", "buy", 1.0)
+            [reduced] = await asyncio.wait_for(positions, TIMEOUT)
+            assert (reduced["contracts"], reduced["side"]) == (1.0, "short")
+            assert float(reduced["info"]["cr"]) == pytest.approx(100.0)
         finally:
             await client.close()
         assert_loopback_only(sim)
@@ -421,7 +430,11 @@ async def test_user_stream_frames_have_binances_shapes() -> None:
                     "FILLED",
                 )
                 closed = await asyncio.wait_for(ws.receive_json(), TIMEOUT)
-                assert closed["e"] == "ACCOUNT_UPDATE" and float(closed["a"]["P"][0]["pa"]) == 0.0
+                row = closed["a"]["P"][0]
+                assert closed["e"] == "ACCOUNT_UPDATE" and float(row["pa"]) == 0.0
+                record = sim.engine.liquidations[-1]
+                realized = (record["price"] - record["entry_price"]) * record["contracts"]
+                assert float(row["cr"]) == pytest.approx(realized, abs=1e-6)  # realized at bankruptcy
 
                 sim.faults.set("listen_key_expired")
                 expired = await asyncio.wait_for(ws.receive_json(), TIMEOUT)

@@ -36,7 +36,7 @@ def balance_row(view: AccountView, balance_change: float = 0.0) -> dict[str, str
     }
 
 
-def update_row(view: AccountView, pos: SimPosition) -> dict[str, str]:
+def update_row(view: AccountView, pos: SimPosition, realized: float) -> dict[str, str]:
     """A position row of ACCOUNT_UPDATE: thin, exactly the fields Binance sends (no mark, no liq price)."""
     market = view.market(pos)
     return {
@@ -44,7 +44,7 @@ def update_row(view: AccountView, pos: SimPosition) -> dict[str, str]:
         "pa": signed_amount(market, pos),
         "ep": wire.trimmed(pos.entry_price),
         "bep": wire.trimmed(break_even(market, pos), 9),
-        "cr": "0",
+        "cr": wire.money(realized),
         "up": wire.money(view.upnl(pos)),
         "mt": "isolated" if is_isolated(pos) else "cross",
         "iw": wire.money(pos.isolated_margin if is_isolated(pos) else 0.0),
@@ -52,7 +52,7 @@ def update_row(view: AccountView, pos: SimPosition) -> dict[str, str]:
     }
 
 
-def closed_row(view: AccountView, symbol: str, position_side: str) -> dict[str, str]:
+def closed_row(view: AccountView, symbol: str, position_side: str, realized: float) -> dict[str, str]:
     market = view.engine.markets[symbol]
     isolated = view.account.margin_mode_for(symbol) is MarginMode.ISOLATED
     return {
@@ -60,7 +60,7 @@ def closed_row(view: AccountView, symbol: str, position_side: str) -> dict[str, 
         "pa": quantity(market, 0.0),
         "ep": "0.0",
         "bep": "0",
-        "cr": "0",
+        "cr": wire.money(realized),
         "up": "0",
         "mt": "isolated" if isolated else "cross",
         "iw": wire.money(0.0),

@@ -8,7 +8,8 @@ one array per `!markPrice@arr` stream, each encoded once for all its subscribers
 
 User-data pushes are gathered per account the same way, so one engine operation becomes what Binance
 sends for it: the liquidation order (`ORDER_TRADE_UPDATE`, type LIQUIDATION, client id "autoclose-…"),
-then one `ACCOUNT_UPDATE` with the balance row and the thin rows of the legs that changed, then
+then one `ACCOUNT_UPDATE` with the balance row and the thin rows of the legs that changed (their "cr"
+from `realized.RealizedLedger`), then
 `MARGIN_CALL` or `ACCOUNT_CONFIG_UPDATE` where due.
 """
 
@@ -25,6 +26,7 @@ from aiohttp import web
 from daemon.core.types import Side
 from daemon.sim.binance import payloads, pushes, wire
 from daemon.sim.binance.listen_keys import ListenKeys
+from daemon.sim.binance.realized import RealizedLedger
 from daemon.sim.engine import BalanceChanged, Engine, Liquidated, MarginCall, MarkChanged, PositionChanged
 from daemon.sim.faults import FaultChanged, Faults
 from daemon.sim.server import serve_socket
@@ -87,6 +89,7 @@ class BinanceStreams:
         self._order_ids = itertools.count(8_000_000_001)
         self._subscription_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self.realized = RealizedLedger(engine)
         listen_keys.on_revoke.append(lambda api_key: self._retire_stale_sockets(user_channel(api_key)))
 
     def routes(self) -> list[web.RouteDef]:
@@ -205,6 +208,7 @@ class BinanceStreams:
                 self._marks[event.symbol] = event
                 self._schedule()
         elif isinstance(event, PositionChanged):
+            self.realized.on_position(event)
             box = self._outbox(event.api_key)
             if event.reason == "leverage" and event.position is not None:
                 box.configs.append(pushes.leverage_update(event.symbol, event.position.leverage, event.ts_ms))
@@ -222,6 +226,7 @@ class BinanceStreams:
                 box.balance_change += event.wallet - previous  # "bc" excludes PnL and fees
             self._schedule()
         elif isinstance(event, Liquidated):
+            self.realized.on_liquidated(event)
             self._on_liquidated(event)
         elif isinstance(event, MarginCall):
             self._outbox(event.api_key).margin_call = event.symbols
@@ -347,10 +352,11 @@ class BinanceStreams:
                     (p for p in account.positions if p.symbol == symbol and p.position_side == position_side),
                     None,
                 )
+                realized = self.realized.total(api_key, symbol, position_side)
                 rows.append(
-                    pushes.update_row(view, pos)
+                    pushes.update_row(view, pos, realized)
                     if pos is not None
-                    else pushes.closed_row(view, symbol, position_side)
+                    else pushes.closed_row(view, symbol, position_side, realized)
                 )
             balances = [pushes.balance_row(view, box.balance_change)]
             self.hub.publish(channel, pushes.account_update(_reason(box.reasons), now, balances, rows))
