@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS topup_intents (
     margin_before REAL,
     detail TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    episode INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS policy_memory (
     account TEXT PRIMARY KEY,
@@ -102,6 +103,7 @@ class IntentRecord:
     detail: str
     created: float
     updated: float
+    episode: int = 0  # the firing episode the decision belongs to (limits count attempts per episode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +283,7 @@ class Journal:
             [
                 (
                     "INSERT OR IGNORE INTO topup_intents (intent_key, account, symbol, side, action, asset, amount,"
-                    " status, margin_before, detail, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " status, margin_before, detail, created, updated, episode) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         record.intent_key,
                         record.account,
@@ -295,6 +297,7 @@ class Journal:
                         record.detail,
                         record.created,
                         record.updated,
+                        record.episode,
                     ),
                 )
             ]

@@ -1,0 +1,390 @@
+"""One account's loop: connector updates -> core policy -> journaled alerts and top-ups.
+
+After every update (and on a one-second tick, so minimum durations and repeats are judged while nothing moves)
+the runner asks the pure policy what to say and the pure top-up policy what to do. Every alert is journaled with
+its deliveries before the outbox sends it; every top-up intent is journaled before the exchange is called and
+its outcome after. On start, an intent whose outcome is unknown (a crash mid-call) is reconciled against the
+exchange's own positions before any new top-up is considered: a top-up never runs twice for one decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import structlog
+
+from daemon.app.http import Metrics
+from daemon.core.alerts import Alert
+from daemon.core.policy import decide, risk_identity
+from daemon.core.policy_memory import PolicyMemory
+from daemon.core.policy_rules import RuleSet, Silence
+from daemon.core.policy_topup import TopUpExecuted, TopUpFailed, announce_topup
+from daemon.core.state import AccountState, Change
+from daemon.core.topup import (
+    EntryStatus,
+    LedgerEntry,
+    Refused,
+    TopUp,
+    TopUpLedger,
+    TopUpLimits,
+    TopUpMethod,
+    decide_topup,
+)
+from daemon.core.types import MarginMode, Side
+from daemon.core.view import AccountView, LegView
+from daemon.exchanges.actuator import Actuator
+from daemon.exchanges.config import ExchangeAccount
+from daemon.exchanges.connector import Connector, ConnectorUpdate
+from daemon.exchanges.errors import ExchangeError, TransientError
+from daemon.exchanges.feeds import FeedSettings
+from daemon.exchanges.marketdata import MarketHub
+from daemon.store import IntentRecord, Journal
+from daemon.store.memory_codec import memory_from_json, memory_to_json
+
+log = structlog.get_logger("marginguard.runner")
+
+TICK_S = 1.0
+_LEDGER_STATUS = {
+    "pending": EntryStatus.PENDING,
+    "unknown": EntryStatus.PENDING,
+    "done": EntryStatus.EXECUTED,
+    "dry_run": EntryStatus.EXECUTED,
+    "failed": EntryStatus.FAILED,
+}
+# An applied top-up shows as at least this share of its amount in the position's margin (fees and rounding).
+_APPLIED_SHARE = 0.99
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    account: ExchangeAccount
+    rules: RuleSet
+    limits: TopUpLimits | None  # None: automatic top-up off
+    dry_run: bool
+    feed: FeedSettings
+    sinks_for: Callable[[str, str], list[str]]  # (account id, severity) -> sink names
+
+
+def _entry(record: IntentRecord) -> LedgerEntry:
+    return LedgerEntry(
+        record.intent_key,
+        record.account,
+        record.symbol,
+        record.side,
+        record.amount,
+        record.created,
+        _LEDGER_STATUS.get(record.status, EntryStatus.PENDING),
+        record.episode,
+        TopUpMethod(record.action),
+    )
+
+
+class AccountRunner:
+    def __init__(
+        self,
+        config: RunnerConfig,
+        hub: MarketHub,
+        journal: Journal,
+        metrics: Metrics,
+        wake_outbox: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.account_id = config.account.account_id
+        self.hub = hub
+        self.journal = journal
+        self.metrics = metrics
+        self.wake_outbox = wake_outbox
+        self.clock = clock
+        self.connector: Connector | None = None
+        self._changes: list[Change] = []
+        self._woken = asyncio.Event()
+        self._memory = self._load_memory()
+        self._ledger = TopUpLedger(tuple(_entry(r) for r in journal.intents(self.account_id)))
+        self._reconciled = False
+
+    # ---- state the supervisor reads ----
+
+    def readiness(self) -> tuple[bool, str]:
+        connector = self.connector
+        if connector is None or connector.state.last_snapshot_ms is None:
+            return False, "waiting for the first snapshot"
+        blind = sorted(name for name, h in connector.state.health.items() if h.freshness.value != "fresh")
+        if blind:
+            return False, "not fresh: " + ", ".join(blind)
+        return True, "fresh"
+
+    @property
+    def view(self) -> AccountView | None:
+        return None if self.connector is None else self.connector.view
+
+    # ---- the loop ----
+
+    async def run(self) -> None:
+        async with Connector(
+            self.config.account, self.hub, self.config.feed, on_update=self._on_update
+        ) as conn:
+            self.connector = conn
+            actuator = Actuator(conn.client, conn.quirks, dry_run=self.config.dry_run)
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), TICK_S)
+                self._woken.clear()
+                await self.step(actuator)
+
+    def _on_update(self, update: ConnectorUpdate) -> None:
+        self._changes.extend(update.changes)
+        self._woken.set()
+
+    async def step(self, actuator: Actuator) -> None:
+        assert self.connector is not None
+        state, view = self.connector.state, self.connector.view
+        changes, self._changes = self._changes, []
+        now = self.clock()
+        silences = [
+            Silence(s.account, s.symbol, s.until)
+            for s in self.journal.active_silences(now)
+            if s.account == self.account_id
+        ]
+        before = self._memory
+        self._memory, alerts = decide(
+            view,
+            state.health,
+            changes,
+            self.config.rules,
+            self._memory,
+            silences,
+            now,
+            exchange=self.config.account.exchange,
+            positions_known=state.last_snapshot_ms is not None,
+        )
+        self._emit(alerts, now)
+        if state.last_snapshot_ms is not None and not self._reconciled:
+            self._reconcile_intents(state, now)
+        if self.config.limits is not None and self._reconciled:
+            for leg in view.legs:
+                await self._consider_topup(actuator, leg, state, view, silences)
+        if self._memory is not before:
+            self.journal.save_memory(self.account_id, memory_to_json(self._memory), now)
+        self._update_metrics(state, view)
+
+    # ---- alerts ----
+
+    def _emit(self, alerts: Sequence[Alert], now: float) -> None:
+        for alert in alerts:
+            sinks = self.config.sinks_for(self.account_id, alert.severity.value)
+            if self.journal.record_alert(alert, sinks, now) is None:
+                continue
+            state = "resolved" if alert.resolved else "firing"
+            self.metrics.alerts.labels(self.account_id, alert.kind.value, alert.severity.value, state).inc()
+            log.info(
+                "alert",
+                account=self.account_id,
+                kind=alert.kind.value,
+                severity=alert.severity.value,
+                state=state,
+                summary=alert.summary,
+                sinks=sinks,
+            )
+        if alerts:
+            self.wake_outbox()
+
+    def _load_memory(self) -> PolicyMemory:
+        text = self.journal.load_memory(self.account_id)
+        return PolicyMemory() if text is None else memory_from_json(text)
+
+    # ---- top-ups ----
+
+    def _reconcile_intents(self, state: AccountState, now: float) -> None:
+        """Settle intents left unsettled by a crash, from the exchange's own snapshot, before anything new."""
+        for record in self.journal.unsettled_intents(self.account_id):
+            status, detail = self._outcome_from_snapshot(record, state)
+            self.journal.settle_intent(record.intent_key, status, detail, now)
+            self._ledger = self._ledger.record(_entry(_with_status(record, status)))
+            log.info(
+                "top-up reconciled",
+                account=self.account_id,
+                intent=record.intent_key,
+                status=status,
+                detail=detail,
+            )
+        self._reconciled = True
+
+    def _outcome_from_snapshot(self, record: IntentRecord, state: AccountState) -> tuple[str, str]:
+        if record.action == TopUpMethod.TRANSFER.value:
+            now_value, what = state.wallet_balance, "wallet"
+        else:
+            facts = state.legs.get((record.symbol, Side(record.side)))
+            if facts is None:
+                return "failed", "position gone: nothing to reconcile"
+            now_value, what = facts.isolated_margin, "isolated margin"
+        if now_value is None or record.margin_before is None:
+            return "unknown", f"{what} unknown: kept as in flight"
+        grew = now_value - record.margin_before
+        if grew >= record.amount * _APPLIED_SHARE:
+            return "done", f"reconciled: {what} {record.margin_before:g} -> {now_value:g}"
+        return "failed", f"reconciled: not applied ({what} {record.margin_before:g} -> {now_value:g})"
+
+    async def _consider_topup(
+        self,
+        actuator: Actuator,
+        leg: LegView,
+        state: AccountState,
+        view: AccountView,
+        silences: list[Silence],
+    ) -> None:
+        assert self.config.limits is not None
+        episode = self._memory.episode(risk_identity(self.account_id, leg.key[0], leg.key[1]))
+        decision = decide_topup(
+            leg,
+            view,
+            self.config.limits,
+            self._ledger,
+            self.clock(),
+            state=state,
+            available_balance=None,
+            episode=episode,
+        )
+        if isinstance(decision, Refused) and decision.code == "balance_unknown":
+            # Every other rule passed: only now is the balance worth a REST call.
+            available = await self._available_balance(actuator, leg)
+            decision = decide_topup(
+                leg,
+                view,
+                self.config.limits,
+                self._ledger,
+                self.clock(),
+                state=state,
+                available_balance=available,
+                episode=episode,
+            )
+        if isinstance(decision, TopUp):
+            outcome = await self._execute(actuator, decision, leg, state)
+            self._announce(leg, outcome, silences)
+        elif isinstance(decision, Refused):
+            self._announce(leg, decision, silences)
+
+    async def _available_balance(self, actuator: Actuator, leg: LegView) -> float | None:
+        settle = self.connector.quirks.settle if self.connector else "USDT"
+        params = {}
+        if (
+            leg.facts.margin_mode is MarginMode.CROSS
+            and self.config.limits
+            and self.config.limits.cross_transfer_from
+        ):
+            params = {"type": self.config.limits.cross_transfer_from}
+        try:
+            balance = await actuator.client.fetch_balance(params)
+        except Exception as exc:  # an unknown balance refuses the top-up; the next tick asks again
+            log.warning("balance unavailable", account=self.account_id, error=str(exc))
+            return None
+        free = (balance.get("free") or {}).get(settle)
+        return float(free) if free is not None else None
+
+    async def _execute(
+        self, actuator: Actuator, topup: TopUp, leg: LegView, state: AccountState
+    ) -> TopUpExecuted | TopUpFailed | None:
+        now = self.clock()
+        cross = topup.method is TopUpMethod.TRANSFER
+        before = state.wallet_balance if cross else leg.facts.isolated_margin
+        settle = self.connector.quirks.settle if self.connector else "USDT"
+        record = IntentRecord(
+            topup.intent_key,
+            self.account_id,
+            topup.symbol,
+            topup.side,
+            topup.method.value,
+            settle,
+            topup.amount,
+            "pending",
+            before,
+            "",
+            now,
+            now,
+            topup.episode,
+        )
+        if not self.journal.begin_intent(record):
+            log.warning("top-up intent already journaled: not sent again", intent=topup.intent_key)
+            return None
+        self._ledger = self._ledger.record(topup.pending(self.account_id, now))
+        log.info(
+            "top-up",
+            account=self.account_id,
+            intent=topup.intent_key,
+            amount=topup.amount,
+            method=topup.method.value,
+        )
+        try:
+            if cross:
+                result = await actuator.transfer_to_futures(settle, topup.amount, topup.intent_key)
+            else:
+                result = await actuator.add_isolated_margin(
+                    topup.symbol, Side(topup.side), topup.amount, topup.intent_key
+                )
+        except TransientError as exc:
+            # The request may have landed: keep it in flight until a snapshot settles it.
+            self._settle(record, "unknown", f"outcome unknown: {exc}")
+            self._reconciled = False
+            return TopUpFailed(topup, f"outcome unknown, reconciling: {exc}")
+        except ExchangeError as exc:
+            self._settle(record, "failed", str(exc))
+            return TopUpFailed(topup, str(exc))
+        if result.refused:
+            self._settle(record, "failed", result.refused)
+            return TopUpFailed(topup, result.refused)
+        self._settle(record, "dry_run" if result.dry_run else "done", f"sent {result.amount}")
+        self.metrics.topups.labels(self.account_id, "dry_run" if result.dry_run else "done").inc()
+        return TopUpExecuted(topup, dry_run=result.dry_run)
+
+    def _settle(self, record: IntentRecord, status: str, detail: str) -> None:
+        self.journal.settle_intent(record.intent_key, status, detail, self.clock())
+        self._ledger = self._ledger.record(_entry(_with_status(record, status)))
+        if status in ("failed", "unknown"):
+            self.metrics.topups.labels(self.account_id, status).inc()
+
+    def _announce(
+        self, leg: LegView, outcome: TopUpExecuted | TopUpFailed | Refused | None, silences: list[Silence]
+    ) -> None:
+        if outcome is None:
+            return
+        now = self.clock()
+        self._memory, alert = announce_topup(
+            self._memory,
+            leg,
+            outcome,
+            self.config.rules,
+            silences,
+            now,
+            account=self.account_id,
+            exchange=self.config.account.exchange,
+            currency=self.connector.quirks.settle if self.connector else "USDT",
+        )
+        if alert is not None:
+            self._emit([alert], now)
+
+    # ---- metrics ----
+
+    def _update_metrics(self, state: AccountState, view: AccountView) -> None:
+        account = self.account_id
+        self.metrics.positions.labels(account).set(len(view.legs))
+        distances = [
+            leg.risk.distance_to_liquidation
+            for leg in view.legs
+            if leg.risk is not None and leg.risk.distance_to_liquidation is not None
+        ]
+        if distances:
+            self.metrics.min_distance.labels(account).set(min(distances))
+        else:  # unknown is absent, never a reassuring number
+            with contextlib.suppress(KeyError):
+                self.metrics.min_distance.remove(account)
+        self.metrics.unknown_legs.labels(account).set(sum(1 for leg in view.legs if leg.risk is None))
+        for name, health in state.health.items():
+            self.metrics.stream_stale.labels(account, name).set(0 if health.freshness.value == "fresh" else 1)
+
+
+def _with_status(record: IntentRecord, status: str) -> IntentRecord:
+    return replace(record, status=status)
