@@ -341,6 +341,8 @@ def describe(problem: Mapping[str, Any]) -> tuple[str, str]:
         return format_path(location), "unknown key (not a marginguard setting)"
     if kind == "missing":
         return format_path(location), "required"
+    if kind == "list_type" and len(location) == 1 and location[0] in LIST_SECTIONS:
+        return str(location[0]), f"a list of tables: write [[{location[0]}]], not [{location[0]}]"
     message = str(problem["msg"]).removeprefix("Value error, ")
     secret = bool(location) and str(location[-1]) in SECRET_FIELDS
     given = problem.get("input")

@@ -355,6 +355,7 @@ INVALID_CONFIGS = [
     ("[daemon]\nhttp_bind = 'localhost'\n", "daemon.http_bind: expected HOST:PORT"),
     ("[daemon]\nlog_format = 'xml'\n", "daemon.log_format: input should be 'auto', 'json' or 'console'"),
     ("[alerts]\nx = 1\n", "alerts: unknown key"),
+    ('[sinks]\nname = "s"\n', "sinks: a list of tables: write [[sinks]], not [sinks]"),
     ('[[sinks]]\nname = "s"\ntype = "slack"\n', "sinks[0].url: required for slack"),
     ('[[sinks]]\nname = "s"\ntype = "email"\nurl = "http://x"\n', "sinks[0].type: input should be"),
     ('[[sinks]]\nname = "s"\ntype = "discord"\nurl = "hooks/abc"\n', "sinks[0].url: must be an http"),
