@@ -374,6 +374,10 @@ async def test_liquidation_is_pushed_as_a_flat_position_and_charges_the_wallet()
         assert [(x["symbol"], x["info"]["eventType"]) for x in liquidations] == [(BTC, "liquidation")]
         assert [entry["symbol"] for entry in sim.engine.liquidations] == ["BTCUSDT"]
         assert await client.fetch_positions() == []
+        history = await client.fetch_positions_history([BTC])
+        rows = [(p["side"], p["info"]["closeTotalPos"], p["info"]["type"]) for p in history]
+        assert rows == [("long", "100", "3")]  # type 3: liquidated
+        assert set(RECORDED["positions_history"]["data"][0]) <= set(history[0]["info"])
         balance = await client.fetch_balance()
         isolated_margin = 67_000 / 20
         assert balance["USDT"]["total"] == pytest.approx(wallet_before)  # the isolated margin is gone

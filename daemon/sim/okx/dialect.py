@@ -15,6 +15,7 @@ from daemon.sim.faults import Faults
 from daemon.sim.markets import Market
 from daemon.sim.okx import payloads
 from daemon.sim.okx.errors import RATE_LIMITED, SYSTEM_BUSY, SYSTEM_ERROR
+from daemon.sim.okx.history import PositionHistory
 from daemon.sim.okx.rest import OkxRest
 from daemon.sim.okx.streams import OkxStreams
 from daemon.sim.sockets import SocketHub
@@ -30,6 +31,7 @@ class OkxDialect:
         self.hub = hub
         self.market_by_inst: dict[str, Market] = {payloads.inst_id(m): m for m in engine.markets.values()}
         self.order_count = 0
+        self.history = PositionHistory(self)
         self.rest = OkxRest(self)
         self.streams = OkxStreams(self)
 
@@ -72,8 +74,10 @@ class OkxDialect:
         if isinstance(event, MarkChanged):
             self.streams.on_mark(event)
         elif isinstance(event, PositionChanged):
+            self.history.on_position(event)
             self.streams.on_position(event)
         elif isinstance(event, BalanceChanged):
             self.streams.on_balance(event)
         elif isinstance(event, Liquidated):
+            self.history.on_liquidated(event)
             self.streams.on_liquidation(event)
