@@ -318,6 +318,10 @@ async def test_liquidation_is_pushed_when_the_mark_crosses_the_liquidation_price
             assert forced["price"] == pytest.approx(record["price"], abs=0.1)
             assert sim.engine.find_position(key, "BTCUSDT") is None
             assert await client.fetch_positions() == []
+            # A client that missed the push finds the same forced close in the REST history.
+            [history] = await client.fetch_my_liquidations(BTC)
+            assert history["info"]["clientOrderId"] == forced["info"]["c"]
+            assert (history["contracts"], history["price"]) == (forced["contracts"], forced["price"])
 
             after = (await client.fetch_balance())["info"]["totalWalletBalance"]
             assert float(after) == pytest.approx(float(wallet_total_before) - record["loss"])

@@ -1,4 +1,5 @@
-"""POST /fapi/v1/order for MARKET orders: filled at once at the mark, answered as Binance answers.
+"""Orders: POST /fapi/v1/order for MARKET orders (filled at once at the mark, answered as Binance answers),
+and the exchange's own forced closes (liquidation orders) as GET /fapi/v1/forceOrders lists them.
 
 Only market orders are simulated (marginguard never places others; tests use them to open positions the
 way a trader would). One-way mode: BUY adds to a long or reduces/flips a short; `reduceOnly` refuses any
@@ -13,6 +14,21 @@ from typing import Any
 from daemon.core.types import Side
 from daemon.sim.binance import payloads, wire
 from daemon.sim.engine import Engine, SimAccount
+from daemon.sim.markets import Market
+
+# Forced-close orders are numbered by their place in the engine's liquidation log, so the REST history
+# (GET /fapi/v1/forceOrders) and the user-stream push name the same order.
+LIQUIDATION_ORDER_BASE = 8_000_000_001
+
+
+def liquidation_order_id(log_index: int) -> int:
+    return LIQUIDATION_ORDER_BASE + log_index
+
+
+def liquidation_client_id(order_id: int, ts_ms: int) -> str:
+    """Binance's form: "autoclose-" + the 13-digit time + a 6-digit sequence."""
+    return f"autoclose-{ts_ms}{order_id % 1_000_000:06d}"
+
 
 INVALID_ORDER_TYPE = wire.BinanceError(400, -1116, "Invalid orderType.")
 INVALID_SIDE = wire.BinanceError(400, -1117, "Invalid side.")
@@ -86,3 +102,52 @@ def _hedge_fill(
     if leg is None or abs(quantity - leg.contracts) > 1e-12:
         raise wire.RefusedError(wire.REDUCE_ONLY_REJECTED)
     engine.close_position(account.api_key, symbol, leg_side)
+
+
+def force_order_row(market: Market, record: dict[str, Any], log_index: int) -> dict[str, Any]:
+    """One row of GET /fapi/v1/forceOrders, from an engine liquidation record."""
+    order_id = liquidation_order_id(log_index)
+    qty = payloads.quantity(market, record["contracts"])
+    fill = payloads.price(market, record["price"])
+    ts = int(record["ts_ms"])
+    return {
+        "orderId": order_id,
+        "symbol": market.symbol,
+        "status": "FILLED",
+        "clientOrderId": liquidation_client_id(order_id, ts),
+        "price": fill,
+        "avgPrice": fill,
+        "origQty": qty,
+        "executedQty": qty,
+        "cumQuote": wire.money(record["contracts"] * market.contract_size * record["price"]),
+        "timeInForce": "IOC",
+        "type": "LIMIT",
+        "reduceOnly": False,
+        "closePosition": False,
+        "side": "SELL" if record["side"] == Side.LONG.value else "BUY",
+        "positionSide": record["position_side"],
+        "stopPrice": "0",
+        "workingType": "CONTRACT_PRICE",
+        "origType": "LIMIT",
+        "time": ts,
+        "updateTime": ts,
+    }
+
+
+def force_orders(
+    engine: Engine, account: SimAccount, symbol: str | None, params: dict[str, str]
+) -> list[Any]:
+    """GET /fapi/v1/forceOrders: the account's forced closes (no ADL is simulated), oldest first."""
+    if params.get("autoCloseType", "LIQUIDATION") != "LIQUIDATION":
+        return []
+    start = int(params.get("startTime", 0))
+    end = int(params.get("endTime", 2**62))
+    limit = min(int(params.get("limit", 50)), 100)
+    rows = [
+        force_order_row(engine.markets[record["symbol"]], record, index)
+        for index, record in enumerate(engine.liquidations)
+        if record["api_key"] == account.api_key
+        and (symbol is None or record["symbol"] == symbol)
+        and start <= record["ts_ms"] <= end
+    ]
+    return rows[-limit:]

@@ -13,6 +13,7 @@ from typing import Any
 
 from daemon.core.types import MarginMode, Side
 from daemon.sim.binance import wire
+from daemon.sim.binance.orders import liquidation_client_id
 from daemon.sim.binance.payloads import (
     AccountView,
     break_even,
@@ -122,7 +123,7 @@ def liquidation_order(
         "T": now_ms,
         "o": {
             "s": market.symbol,
-            "c": f"autoclose-{now_ms}{order_id % 1000:03d}",
+            "c": liquidation_client_id(order_id, now_ms),
             "S": close_side,
             "o": "LIQUIDATION",
             "f": "IOC",

@@ -70,6 +70,7 @@ class BinanceRest:
             web.post("/fapi/v1/positionSide/dual", signed(self.set_dual_side)),
             web.post("/fapi/v1/order", signed(self.order)),
             web.get("/fapi/v1/ticker/24hr", self._public(self.ticker_24hr)),
+            web.get("/fapi/v1/forceOrders", signed(self.force_orders, 20)),
             web.post("/sapi/v1/asset/transfer", signed(self.asset_transfer)),
             web.post("/sapi/v1/futures/transfer", signed(self.futures_transfer)),
             web.post("/fapi/v1/listenKey", self._user_stream(self.listen_keys_post)),
@@ -241,6 +242,9 @@ class BinanceRest:
         symbol = self._market_id(params, required=False)
         markets = [self.engine.markets[symbol]] if symbol else list(self.engine.markets.values())
         return [payloads.symbol_config(account, market) for market in markets]
+
+    def force_orders(self, account: SimAccount, params: Params) -> Any:
+        return orders.force_orders(self.engine, account, self._market_id(params, required=False), params)
 
     # ---- account changes ----
 

@@ -16,7 +16,6 @@ from `realized.RealizedLedger`), then
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.core.types import Side
-from daemon.sim.binance import payloads, pushes, wire
+from daemon.sim.binance import orders, payloads, pushes, wire
 from daemon.sim.binance.listen_keys import ListenKeys
 from daemon.sim.binance.realized import RealizedLedger
 from daemon.sim.engine import BalanceChanged, Engine, Liquidated, MarginCall, MarkChanged, PositionChanged
@@ -86,7 +85,6 @@ class BinanceStreams:
         self._outboxes: dict[str, _Outbox] = {}
         self._wallets: dict[str, float] = {}  # last cross wallet seen per account, for "bc"
         self._flush_scheduled = False
-        self._order_ids = itertools.count(8_000_000_001)
         self._subscription_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.realized = RealizedLedger(engine)
@@ -249,7 +247,8 @@ class BinanceStreams:
         market = self.engine.markets[event.symbol]
         hedge = account is not None and account.hedge_mode
         position_side = ("LONG" if event.side is Side.LONG else "SHORT") if hedge else "BOTH"
-        order_id = next(self._order_ids)
+        # The engine logs the liquidation before announcing it: the last record is this one.
+        order_id = orders.liquidation_order_id(len(self.engine.liquidations) - 1)
         order = pushes.liquidation_order(
             market,
             event.side,
