@@ -128,6 +128,9 @@ async def test_fetch_balance_reports_wallet_and_isolated_margin() -> None:
         detail = balance["info"]["data"][0]["details"][0]
         assert float(detail["isoEq"]) == pytest.approx(350.0)
         assert float(detail["frozenBal"]) == pytest.approx(350.0)
+        recorded = RECORDED["balance"]["data"][0]
+        assert set(recorded["details"][0]) <= set(detail)
+        assert set(recorded) <= set(balance["info"]["data"][0])
 
 
 async def test_fetch_positions_report_the_model_liquidation_price() -> None:
