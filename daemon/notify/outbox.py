@@ -1,0 +1,190 @@
+"""The delivery worker: sends the journal's pending deliveries to their sinks, durably and in order.
+
+At-least-once with dedupe: an alert and one delivery row per sink are journaled (once) before anything is sent;
+a delivery is marked sent right after its receiver accepted it. A crash between the two re-sends that one
+message after the restart, with the same idempotency key, so the receiver can drop the repeat; nothing is lost,
+because pending rows are simply read again.
+
+Per sink strictly in order: when a sink answers "rate limited" or is unreachable, its delivery is re-scheduled
+(honouring the receiver's retry_after, otherwise a capped, jittered backoff by attempt count) and its later
+alerts wait behind it — the journal holds them back. A permanent refusal is recorded as failed and the next
+alert goes on. Sinks don't wait for each other: one pass sends to every sink concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import structlog
+
+from daemon.core.alerts import Alert
+from daemon.core.backoff import Backoff
+from daemon.notify.sink import Failed, Outcome, RetryAfter, Sent, Sink, Transient
+
+# A receiver asking for a longer pause than this is retried after this long anyway (and asked again).
+MAX_RETRY_AFTER = 3600.0
+BATCH = 100  # deliveries read from the journal per pass
+
+DEFAULT_BACKOFF = Backoff(initial=2.0, factor=2.0, cap=300.0, floor=0.5)
+
+log = structlog.get_logger("marginguard.notify.outbox")
+
+
+class DeliveryLike(Protocol):
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def sink(self) -> str: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def alert(self) -> Alert: ...
+
+
+class OutboxJournal(Protocol):
+    """The part of the journal (daemon.store.Journal) the outbox uses."""
+
+    def due_deliveries(self, now: float, limit: int = ...) -> Sequence[DeliveryLike]: ...
+
+    def next_delivery_time(self) -> float | None: ...
+
+    def mark_sent(self, delivery_id: int, now: float) -> None: ...
+
+    def mark_retry(self, delivery_id: int, next_attempt_at: float, error: str) -> None: ...
+
+    def mark_failed(self, delivery_id: int, error: str) -> None: ...
+
+    def pending_deliveries(self) -> int: ...
+
+
+class Outbox:
+    """Delivers journaled alerts. `clock` is the journal's time (unix seconds); waits are in real seconds."""
+
+    def __init__(
+        self,
+        journal: OutboxJournal,
+        sinks: Mapping[str, Sink],
+        clock: Callable[[], float] = time.time,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.journal = journal
+        self.sinks = dict(sinks)
+        self.clock = clock
+        self.backoff = backoff
+        self.draw = draw
+        self._wake = asyncio.Event()
+        # One pass at a time: `flush` at shutdown must not send what a still-running pass is sending.
+        self._pass_lock = asyncio.Lock()
+
+    def notify(self) -> None:
+        """A new alert was journaled: send it now rather than at the next scheduled wake-up."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until cancelled: each pass sends what is due, then sleeps until the next due time or notify()."""
+        while True:
+            self._wake.clear()
+            attempted = await self.send_due()
+            delay = self._seconds_until_next()
+            if delay is not None and delay <= 0 and attempted == 0:
+                delay = self.backoff.floor  # something is due yet nothing could be tried: never spin
+            if delay is None:
+                await self._wake.wait()
+            elif delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+
+    # The shutdown path calls this with its remaining budget; a parameter reads better there than a wrapper.
+    async def flush(self, timeout: float) -> int:  # noqa: ASYNC109
+        """Send everything due now, for at most `timeout` seconds (shutdown). Returns how many stay pending —
+        they are in the journal and go out after the next start."""
+        try:
+            async with asyncio.timeout(timeout):
+                while await self.send_due():
+                    delay = self._seconds_until_next()
+                    if delay is None or delay > 0:
+                        break
+        except TimeoutError:
+            log.warning("outbox flush timed out", timeout_s=timeout)
+        pending = self.journal.pending_deliveries()
+        if pending:
+            log.info("alerts left for the next start", pending=pending)
+        return pending
+
+    async def send_due(self) -> int:
+        """One pass: every sink sends its due deliveries in order until one must wait. Returns attempts made."""
+        async with self._pass_lock:
+            due = self.journal.due_deliveries(self.clock(), BATCH)
+            by_sink: dict[str, list[DeliveryLike]] = {}
+            for delivery in due:
+                by_sink.setdefault(delivery.sink, []).append(delivery)
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self._send_in_order(name, queue)) for name, queue in by_sink.items()
+                ]
+            return sum(task.result() for task in tasks)
+
+    def _seconds_until_next(self) -> float | None:
+        when = self.journal.next_delivery_time()
+        return None if when is None else when - self.clock()
+
+    async def _send_in_order(self, sink_name: str, queue: list[DeliveryLike]) -> int:
+        sink = self.sinks.get(sink_name)
+        if sink is None:
+            for delivery in queue:
+                self.journal.mark_failed(delivery.id, f"sink {sink_name!r} is no longer configured")
+            log.warning("alerts for an unconfigured sink dropped", sink=sink_name, count=len(queue))
+            return 0
+        attempts = 0
+        for delivery in queue:
+            attempts += 1
+            outcome = await self._attempt(sink, delivery.alert)
+            if not self._record(delivery, outcome):
+                break  # this sink must wait; its later alerts stay behind this one
+        return attempts
+
+    async def _attempt(self, sink: Sink, alert: Alert) -> Outcome:
+        try:
+            return await sink.send(alert)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a sink bug must not stop delivery to the others; retry it like an outage
+            log.error("sink raised", sink=sink.name, error_type=type(exc).__name__)
+            return Transient(f"sink raised {type(exc).__name__}")
+
+    def _record(self, delivery: DeliveryLike, outcome: Outcome) -> bool:
+        """Journal the outcome; True when the sink may go on with its next alert."""
+        now = self.clock()
+        fields: dict[str, Any] = {"sink": delivery.sink, "key": delivery.alert.identity.key}
+        fields["sequence"] = delivery.alert.sequence
+        match outcome:
+            case Sent():
+                self.journal.mark_sent(delivery.id, now)
+                log.info("alert delivered", **fields, attempts=delivery.attempts + 1)
+                return True
+            case Failed(reason=reason):
+                self.journal.mark_failed(delivery.id, reason)
+                log.error("alert refused by sink, giving up", **fields, reason=reason)
+                return True
+            case RetryAfter(seconds=seconds, reason=reason):
+                wait = min(max(seconds, self.backoff.floor), MAX_RETRY_AFTER)
+                self.journal.mark_retry(delivery.id, now + wait, f"rate limited: {reason}")
+                log.warning("sink rate limited", **fields, retry_in_s=round(wait, 3))
+                return False
+            case Transient(reason=reason):
+                wait = self.backoff.delay(delivery.attempts, self.draw())
+                self.journal.mark_retry(delivery.id, now + wait, reason)
+                log.warning(
+                    "alert delivery failed, will retry", **fields, reason=reason, retry_in_s=round(wait, 3)
+                )
+                return False
+        raise AssertionError(f"unknown outcome {outcome!r}")

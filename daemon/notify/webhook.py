@@ -1,0 +1,69 @@
+"""The generic JSON webhook: POST the documented alert document (docs/webhook.md) to any URL.
+
+Headers: `Idempotency-Key` (identity key + sequence; the same message keeps it across retries, so a receiver
+can drop repeats), and with an `hmac_secret`: `X-Marginguard-Timestamp` (unix seconds of this attempt) and
+`X-Marginguard-Signature: sha256=<hex HMAC-SHA256 of the raw body>`. The body is byte-identical on every retry
+of the same message, so its signature is too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from daemon.core.alerts import Alert
+from daemon.notify.render import encode, idempotency_key, render_webhook
+from daemon.notify.sink import DEFAULT_TIMEOUT, HttpSink
+
+SIGNATURE_HEADER = "X-Marginguard-Signature"
+TIMESTAMP_HEADER = "X-Marginguard-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header value for a body: "sha256=" + hex HMAC-SHA256 keyed with the shared secret."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """What a receiver does: recompute over the raw bytes received and compare in constant time."""
+    return header is not None and hmac.compare_digest(sign(secret, body), header)
+
+
+class WebhookSink(HttpSink):
+    kind = "webhook"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        url: str,
+        hmac_secret: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(name, session=session, timeout=timeout)
+        self._webhook_url = url
+        self._secret = hmac_secret
+        self._clock = clock
+
+    def _url(self) -> str:
+        return self._webhook_url
+
+    def _body(self, alert: Alert) -> bytes:
+        return encode(render_webhook(alert))
+
+    def _headers(self, alert: Alert, body: bytes) -> dict[str, str]:
+        headers = {IDEMPOTENCY_HEADER: idempotency_key(alert)}
+        if self._secret:
+            headers[TIMESTAMP_HEADER] = str(int(self._clock()))
+            headers[SIGNATURE_HEADER] = sign(self._secret, body)
+        return headers
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._webhook_url, self._secret or "")
