@@ -27,6 +27,7 @@ from ccxt.base.errors import (
 )
 
 from daemon.core.types import MarginMode, Side
+from daemon.sim.okx import OkxDialect
 from daemon.sim.server import SimServer
 
 pytestmark = pytest.mark.integration
@@ -77,6 +78,11 @@ async def until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.005)
 
     await asyncio.wait_for(loop(), PUSH_TIMEOUT_S)
+
+
+def okx_dialect(sim: SimServer) -> OkxDialect:
+    assert isinstance(sim.dialect, OkxDialect)
+    return sim.dialect
 
 
 def isolated_margin(sim: SimServer, symbol: str) -> float:
@@ -286,9 +292,17 @@ async def test_long_short_mode_keeps_both_legs_with_the_model_liquidation_prices
 
 async def test_demo_trading_client_still_talks_only_to_the_simulator() -> None:
     async with SimServer("okx") as sim, okx_client(sim, sandbox=True) as client:
+        okx_dialect(sim).demo_keys[sim.account.api_key] = True
         assert client.headers["x-simulated-trading"] == "1"
         assert (await client.fetch_balance())["USDT"]["total"] == pytest.approx(10_000)
         assert await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S) == []
+
+
+async def test_a_demo_key_used_without_demo_mode_is_refused_as_the_wrong_environment() -> None:
+    async with SimServer("okx") as sim, okx_client(sim) as client:
+        okx_dialect(sim).demo_keys[sim.account.api_key] = True
+        with pytest.raises(AuthenticationError, match="50101"):
+            await client.fetch_balance()
 
 
 # ---- websockets ----

@@ -31,6 +31,9 @@ class OkxDialect:
         self.hub = hub
         self.market_by_inst: dict[str, Market] = {payloads.inst_id(m): m for m in engine.markets.values()}
         self.order_count = 0
+        # api key -> True for a demo-trading key, False for a live one. OKX refuses a demo key without the
+        # `x-simulated-trading: 1` header and a live key with it; keys not listed here are accepted either way.
+        self.demo_keys: dict[str, bool] = {}
         self.history = PositionHistory(self)
         self.rest = OkxRest(self)
         self.streams = OkxStreams(self)

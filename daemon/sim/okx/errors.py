@@ -9,6 +9,7 @@ from __future__ import annotations
 from daemon.sim.engine import EngineError
 from daemon.sim.okx.auth import OkxError
 
+WRONG_ENVIRONMENT = OkxError("50101", "APIKey does not match current environment.", 401)
 BAD_JSON = OkxError("50002", "Json data format error.", 400)
 UNKNOWN_INSTRUMENT = OkxError("51001", "Instrument ID does not exist.", 400)
 RATE_LIMITED = OkxError("50011", "Too Many Requests", 429)

@@ -16,7 +16,7 @@ from daemon.sim.engine import SimAccount
 from daemon.sim.markets import Market
 from daemon.sim.okx import account_payloads, payloads
 from daemon.sim.okx.auth import check_rest_request
-from daemon.sim.okx.errors import BAD_JSON, missing, parameter_error, unknown_instrument
+from daemon.sim.okx.errors import BAD_JSON, WRONG_ENVIRONMENT, missing, parameter_error, unknown_instrument
 from daemon.sim.okx.funding import OkxFunding
 from daemon.sim.okx.replies import Handler, PrivateHandler, ok, refuse
 from daemon.sim.okx.trading import OkxTrading
@@ -77,6 +77,9 @@ class OkxRest:
             if result.error is not None:
                 return refuse(result.error)
             assert result.account is not None
+            demo = request.headers.get("x-simulated-trading") == "1"
+            if self.dialect.demo_keys.get(result.account.api_key, demo) != demo:
+                return refuse(WRONG_ENVIRONMENT)
             params: dict[str, Any] = dict(request.query)
             if request.method == "POST" and body:
                 try:
