@@ -22,6 +22,7 @@ import html
 import json
 import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -52,6 +53,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int  # what the receiver answered
+    at: float  # time.monotonic() on arrival
 
     @property
     def json(self) -> Any:
@@ -170,7 +172,13 @@ class Receiver:
         else:
             response = self._answer(platform, body, request.query.get("wait") == "true")
         record = Received(
-            platform, request.path, dict(request.query), dict(request.headers), body, response.status
+            platform,
+            request.path,
+            dict(request.query),
+            dict(request.headers),
+            body,
+            response.status,
+            time.monotonic(),
         )
         self.requests.append(record)
         if 200 <= response.status < 300:
