@@ -1,7 +1,10 @@
 """The simulator's Binance USD-M dialect (ccxt id `binanceusdm`).
 
-REST at the real `/fapi/...` paths (`rest`), the market and user-data websockets (`streams`), request
-signing checked as Binance checks it (`auth`), bodies in the exchange's exact shapes (`payloads`, `wire`).
+- `rest`: the REST endpoints at the real `/fapi/...` paths (and the two spot-wallet transfer routes);
+- `streams`: the market websocket (mark prices, forced orders) and the user-data stream;
+- `auth`: request signing and freshness checked as Binance checks them; `listen_keys`: user-stream keys;
+- `payloads`, `pushes`, `orders`, `wire`: bodies in the exchange's exact shapes, types and error codes;
+- `realized`: the per-row accumulated realized PnL Binance reports and the engine does not keep.
 """
 
 from __future__ import annotations
