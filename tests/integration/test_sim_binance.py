@@ -510,6 +510,17 @@ async def test_hedge_mode_legs_each_carry_the_models_liquidation_price() -> None
                     assert leg["liquidationPrice"] is None  # Binance writes "0", ccxt reads no price
                 else:
                     assert leg["liquidationPrice"] == pytest.approx(model, abs=1e-8)
+            # Cross legs of one symbol held both ways: each reports what the model says for it.
+            await client.create_order(ETH, "market", "buy", 3.0, params={"positionSide": "LONG"})
+            await client.create_order(ETH, "market", "sell", 1.0, params={"positionSide": "SHORT"})
+            eth_legs = await client.fetch_positions([ETH])
+            assert sorted((leg["side"], leg["marginMode"]) for leg in eth_legs) == [
+                ("long", "cross"),
+                ("short", "cross"),
+            ]
+            for leg in eth_legs:
+                model = sim.engine.liquidation_price(key, "ETHUSDT", Side(leg["side"]))
+                assert leg["liquidationPrice"] == (None if model is None else pytest.approx(model, abs=1e-8))
             with pytest.raises(errors.OperationRejected, match="-4061"):
                 await client.create_order(BTC, "market", "buy", 0.1)  # hedge mode needs a positionSide
             with pytest.raises(errors.OperationRejected, match="-4068"):
