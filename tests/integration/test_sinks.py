@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from pydantic import SecretStr
 
@@ -191,3 +192,18 @@ async def test_build_sink_takes_settings_fields_as_they_are(receiver: Receiver) 
         build_sink("pagerduty", name="x")
     with pytest.raises(TypeError):
         build_sink("slack", name="x", url="http://127.0.0.1:1/", colour="red")
+
+
+async def test_the_receiver_can_be_driven_from_another_process(
+    receiver: Receiver, sinks: dict[str, HttpSink]
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        fail = {"status": 429, "times": 1, "retry_after": 1, "platform": "webhook"}
+        async with http.post(f"{receiver.url}/_receiver/fail", json=fail) as response:
+            assert response.status == 200
+        assert isinstance(await sinks["webhook"].send(alert()), RetryAfter)
+        assert await sinks["webhook"].send(alert(2)) == Sent()
+        async with http.get(f"{receiver.url}/_receiver/received") as response:
+            received = await response.json()
+    assert [json.loads(r["body"])["sequence"] for r in received] == [2]
+    assert receiver.accepted[0].describe() == "[webhook] firing critical: BTC long critical, message 2"
