@@ -264,6 +264,7 @@ class Engine(Book):
         returned = max(0.0, pos.isolated_margin + pnl)  # a deficit beyond the margin is the insurance fund's
         account.wallet[SETTLE] = account.wallet.get(SETTLE, 0.0) + returned
         account.realized_pnl += pnl
+        account.insurance_covered += returned - (pos.isolated_margin + pnl)
         self._close_liquidated(account, pos, price, pos.isolated_margin - returned, leg.liquidation_price)
         self.emit(
             BalanceChanged(account.api_key, SETTLE, account.wallet[SETTLE], "liquidation", self.now_ms())
@@ -292,6 +293,7 @@ class Engine(Book):
         covered = max(0.0, -(wallet + sum(pnls)))  # the insurance fund's share
         account.wallet[SETTLE] = max(0.0, wallet + sum(pnls))
         account.realized_pnl += sum(pnls)
+        account.insurance_covered += covered
         for (pos, verdict), price, pnl in zip(legs, prices, pnls, strict=True):
             loss = -pnl - (covered if pos is trigger else 0.0)
             self._close_liquidated(account, pos, price, loss, verdict.liquidation_price)

@@ -59,6 +59,7 @@ class SimAccount:
     positions: list[SimPosition] = field(default_factory=list)
     realized_pnl: float = 0.0
     fees_paid: float = 0.0
+    insurance_covered: float = 0.0  # liquidation deficits the exchange absorbed instead of the account
 
     def leverage_for(self, symbol: str) -> float:
         return self.leverage.get(symbol, 20.0)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon.core.types import MarginMode, Side
 from daemon.sim.engine import (
@@ -264,3 +268,57 @@ def test_a_cross_leg_is_liquidated_when_another_symbol_of_the_account_moves() ->
     assert sum(record["loss"] for record in engine.liquidations) == pytest.approx(
         1_000.0 - 6_700 * 0.0005 - 7_000 * 0.0005
     )
+
+
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("open"), st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.booleans(), st.integers(1, 30)
+        ),
+        st.tuples(
+            st.just("mark"), st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.floats(-0.08, 0.08), st.just(0)
+        ),
+        st.tuples(
+            st.just("margin"), st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.floats(-200, 200), st.just(0)
+        ),
+        st.tuples(st.just("close"), st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.just(0), st.just(0)),
+    ),
+    min_size=15,
+    max_size=40,
+)
+
+
+@given(isolated_btc=st.booleans(), operations=OPERATIONS)
+@settings(max_examples=300, deadline=None)
+def test_no_leg_outlives_its_liquidation_price_and_no_money_appears_or_vanishes(
+    isolated_btc: bool, operations: list[tuple[str, str, Any, int]]
+) -> None:
+    engine, _ = make_engine(wallet=600.0)
+    engine.set_leverage(KEY, "BTCUSDT", 25)
+    engine.set_leverage(KEY, "ETHUSDT", 25)
+    if isolated_btc:
+        engine.set_margin_mode(KEY, "BTCUSDT", MarginMode.ISOLATED)
+    lots = {"BTCUSDT": 0.01, "ETHUSDT": 0.1}
+    for kind, symbol, value, lots_count in operations:
+        side = Side.LONG if value is True else Side.SHORT
+        with contextlib.suppress(EngineError):  # refusals are fine; what matters is the state after
+            if kind == "open":
+                engine.open_position(KEY, symbol, side, lots_count * lots[symbol])
+            elif kind == "mark":
+                engine.set_mark(symbol, engine.marks[symbol] * (1 + value))
+            elif kind == "margin":
+                engine.adjust_isolated_margin(KEY, symbol, None, value)
+            else:
+                engine.close_position(KEY, symbol)
+
+        account = engine.account(KEY)
+        assert account.wallet["USDT"] >= 0.0
+        if account.positions:
+            for pos, leg in zip(account.positions, engine.risk(KEY).positions, strict=True):
+                mark, liquidation = engine.marks[pos.symbol], leg.liquidation_price
+                assert liquidation is None or (
+                    mark > liquidation if pos.side is Side.LONG else mark < liquidation
+                )
+        held = account.wallet["USDT"] + sum(p.isolated_margin for p in account.positions)
+        expected = 600.0 + account.realized_pnl - account.fees_paid + account.insurance_covered
+        assert held == pytest.approx(expected, abs=1e-6)
