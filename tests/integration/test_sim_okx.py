@@ -1,98 +1,36 @@
-"""An unmodified ccxt.pro okx client against the simulator's OKX v5 dialect, over loopback REST and websockets.
+"""An unmodified ccxt.pro okx client against the simulator's OKX v5 REST endpoints, over loopback.
 
 Each test starts its own `SimServer("okx")`; the client is configured only through its constructor config.
-Pushes are awaited with timeouts, never with sleeps.
+The websocket side is in `test_sim_okx_streams.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any, TypeVar
 
-import aiohttp
-import ccxt.pro as ccxtpro
 import pytest
 from ccxt.base.errors import (
     AuthenticationError,
     ExchangeError,
     InsufficientFunds,
     InvalidNonce,
-    NetworkError,
     RateLimitExceeded,
 )
 
 from daemon.core.types import MarginMode, Side
-from daemon.sim.okx import OkxDialect
 from daemon.sim.server import SimServer
+from tests.integration.okx_support import (
+    BTC,
+    ETH,
+    PUSH_TIMEOUT_S,
+    RECORDED,
+    isolated_margin,
+    leg,
+    okx_client,
+    okx_dialect,
+)
 
 pytestmark = pytest.mark.integration
-
-BTC = "BTC/USDT:USDT"
-ETH = "ETH/USDT:USDT"
-RECORDED = json.loads((Path(__file__).parents[1] / "data" / "okx_recorded_responses.json").read_text())
-PUSH_TIMEOUT_S = 5.0
-
-T = TypeVar("T")
-
-
-@asynccontextmanager
-async def okx_client(
-    sim: SimServer, config: dict[str, Any] | None = None, **overrides: Any
-) -> AsyncIterator[Any]:
-    # ccxt's own request throttle (110 ms per weight unit for okx) only slows a loopback test down.
-    client = ccxtpro.okx({**(config or sim.ccxt_config()), "enableRateLimit": False, **overrides})
-    try:
-        yield client
-    finally:
-        await client.close()
-        assert_loopback_only(sim)
-
-
-def assert_loopback_only(sim: SimServer) -> None:
-    remotes = {entry["remote"] for entry in sim.engine.request_log}
-    assert remotes <= {"127.0.0.1"}, remotes
-
-
-async def wait_for(watch: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T:
-    """Call `watch` until its result satisfies `done`, failing after PUSH_TIMEOUT_S."""
-
-    async def loop() -> T:
-        while True:
-            result = await watch()
-            if done(result):
-                return result
-
-    return await asyncio.wait_for(loop(), PUSH_TIMEOUT_S)
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait until `condition()` holds (checked every few milliseconds), failing after PUSH_TIMEOUT_S."""
-
-    async def loop() -> None:
-        while not condition():  # noqa: ASYNC110 - server-side state with no event to wait on
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(loop(), PUSH_TIMEOUT_S)
-
-
-def okx_dialect(sim: SimServer) -> OkxDialect:
-    assert isinstance(sim.dialect, OkxDialect)
-    return sim.dialect
-
-
-def isolated_margin(sim: SimServer, symbol: str) -> float:
-    pos = sim.engine.find_position(sim.account.api_key, symbol)
-    assert pos is not None, f"no {symbol} position"
-    return pos.isolated_margin
-
-
-def leg(positions: list[dict[str, Any]], symbol: str) -> dict[str, Any] | None:
-    return next((p for p in positions if p["symbol"] == symbol and p["contracts"]), None)
 
 
 # ---- markets, balance, positions, tiers ----
@@ -305,132 +243,6 @@ async def test_a_demo_key_used_without_demo_mode_is_refused_as_the_wrong_environ
             await client.fetch_balance()
 
 
-# ---- websockets ----
-
-
-async def test_watch_positions_snapshot_then_updates_with_model_liquidation_price() -> None:
-    async with SimServer("okx") as sim, okx_client(sim) as client:
-        key = sim.account.api_key
-        first = await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S)
-        assert first == []  # OKX pushes the (empty) snapshot right after subscribing
-        sim.engine.set_wallet(key, "USDT", 800)
-        sim.engine.open_position(key, "BTCUSDT", Side.LONG, 10)  # 0.1 BTC, cross, on an 800 USDT wallet
-        pushed = await wait_for(client.watch_positions, lambda ps: leg(ps, BTC) is not None)
-        btc = leg(pushed, BTC)
-        assert btc is not None and btc["contracts"] == 10 and btc["marginMode"] == "cross"
-        assert btc["liquidationPrice"] == pytest.approx(
-            sim.engine.liquidation_price(key, "BTCUSDT"), rel=1e-12
-        )
-
-
-async def test_positions_are_repeated_regularly_with_current_marks() -> None:
-    # OKX repeats the positions snapshot about every 5 s, so liqPx/upl follow the mark between events.
-    offset_s = [0.0]
-    async with (
-        SimServer("okx", clock=lambda: time.time() + offset_s[0], mark_interval_s=None) as sim,
-        okx_client(sim) as client,
-    ):
-        key = sim.account.api_key
-        sim.engine.open_position(key, "BTCUSDT", Side.LONG, 10)
-        first = await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S)
-        assert leg(first, BTC) is not None
-        sim.engine.set_mark("BTCUSDT", 68_000)  # a mark move is not a position event: no push yet
-        offset_s[0] = 5.0
-        sim.engine.publish_marks(["BTCUSDT"])  # the exchange's next mark tick, 5 s later
-        repeated = await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S)
-        btc = leg(repeated, BTC)
-        assert btc is not None and btc["markPrice"] == 68_000
-        assert btc["unrealizedPnl"] == pytest.approx(0.1 * 1_000)
-
-
-async def test_watch_mark_price_streams_mark_changes() -> None:
-    async with SimServer("okx") as sim, okx_client(sim) as client:
-        first = await asyncio.wait_for(client.watch_mark_price(BTC), PUSH_TIMEOUT_S)
-        assert first["markPrice"] == 67_000
-        sim.engine.set_mark("BTCUSDT", 65_432.1)
-        ticker = await wait_for(lambda: client.watch_mark_price(BTC), lambda t: t["markPrice"] == 65_432.1)
-        assert ticker["symbol"] == BTC
-        sim.engine.set_marks({"BTCUSDT": 66_000.0, "ETHUSDT": 3_333.3})
-        marks = await wait_for(
-            lambda: client.watch_mark_prices([BTC, ETH]),
-            lambda _: client.tickers.get(ETH, {}).get("markPrice") == 3_333.3,
-        )
-        assert marks is not None and client.tickers[BTC]["markPrice"] == 66_000.0
-
-
-async def test_watch_balance_follows_wallet_changes() -> None:
-    async with SimServer("okx") as sim, okx_client(sim) as client:
-        balance = await asyncio.wait_for(client.watch_balance(), PUSH_TIMEOUT_S)
-        assert balance["USDT"]["total"] == pytest.approx(10_000)
-        sim.engine.transfer(sim.account.api_key, "USDT", 2_500)
-        balance = await wait_for(client.watch_balance, lambda b: b["USDT"]["total"] == pytest.approx(12_500))
-        assert balance["USDT"]["free"] == pytest.approx(12_500)
-
-
-async def test_liquidation_is_pushed_as_a_flat_position_and_charges_the_wallet() -> None:
-    async with SimServer("okx") as sim, okx_client(sim) as client:
-        key = sim.account.api_key
-        sim.engine.set_margin_mode(key, "BTCUSDT", MarginMode.ISOLATED)
-        sim.engine.open_position(key, "BTCUSDT", Side.LONG, 100)
-        await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S)
-        await asyncio.wait_for(client.watch_balance(), PUSH_TIMEOUT_S)
-        # ccxt 4.5.90's async watch_my_liquidations returns an un-awaited coroutine; call the plural form.
-        my_liquidations = asyncio.create_task(client.watch_my_liquidations_for_symbols([BTC]))
-        await until(lambda: any(c.startswith("balance_and_position|") for c in sim.hub.channels))
-        wallet_before = sim.engine.account(key).wallet["USDT"]
-        liquidation_price = sim.engine.liquidation_price(key, "BTCUSDT")
-        assert liquidation_price is not None
-
-        sim.engine.set_mark("BTCUSDT", liquidation_price - 1)
-
-        flat = await wait_for(
-            client.watch_positions, lambda ps: any(p["symbol"] == BTC and p["contracts"] == 0 for p in ps)
-        )
-        assert all(p["contracts"] == 0 for p in flat if p["symbol"] == BTC)
-        liquidations = await asyncio.wait_for(my_liquidations, PUSH_TIMEOUT_S)
-        assert [(x["symbol"], x["info"]["eventType"]) for x in liquidations] == [(BTC, "liquidation")]
-        assert [entry["symbol"] for entry in sim.engine.liquidations] == ["BTCUSDT"]
-        assert await client.fetch_positions() == []
-        history = await client.fetch_positions_history([BTC])
-        rows = [(p["side"], p["info"]["closeTotalPos"], p["info"]["type"]) for p in history]
-        assert rows == [("long", "100", "3")]  # type 3: liquidated
-        assert set(RECORDED["positions_history"]["data"][0]) <= set(history[0]["info"])
-        balance = await client.fetch_balance()
-        isolated_margin = 67_000 / 20
-        assert balance["USDT"]["total"] == pytest.approx(wallet_before)  # the isolated margin is gone
-        assert sim.engine.account(key).wallet["USDT"] == pytest.approx(wallet_before)
-        assert wallet_before == pytest.approx(10_000 - isolated_margin - 67_000 * 0.0005)
-
-
-async def test_after_a_dropped_socket_the_next_watch_logs_in_again_and_gets_a_fresh_snapshot() -> None:
-    async with SimServer("okx") as sim, okx_client(sim) as client:
-        assert await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S) == []
-        pending = asyncio.create_task(client.watch_positions())
-        await until(lambda: sim.faults.open_sockets == 1)
-        assert sim.faults.drop_websockets() == 1
-        with pytest.raises(NetworkError):
-            await asyncio.wait_for(pending, PUSH_TIMEOUT_S)
-        sim.engine.open_position(sim.account.api_key, "BTCUSDT", Side.SHORT, 5)  # while disconnected
-        snapshot = await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S)
-        btc = leg(snapshot, BTC)
-        assert btc is not None and (btc["side"], btc["contracts"]) == ("short", 5)
-
-
-async def test_text_ping_is_answered_with_pong() -> None:
-    async with (
-        SimServer("okx") as sim,
-        aiohttp.ClientSession() as session,
-        session.ws_connect(f"{sim.ws_base}/ws/v5/public") as ws,
-    ):
-        await ws.send_str("ping")
-        assert await asyncio.wait_for(ws.receive_str(), PUSH_TIMEOUT_S) == "pong"
-        unknown = {"op": "subscribe", "args": [{"channel": "mark-price", "instId": "NOPE-USDT-SWAP"}]}
-        await ws.send_str(json.dumps(unknown))
-        error = json.loads(await asyncio.wait_for(ws.receive_str(), PUSH_TIMEOUT_S))
-        assert (error["event"], error["code"]) == ("error", "60018")
-        assert_loopback_only(sim)
-
-
 # ---- refusals ----
 
 
@@ -448,17 +260,6 @@ async def test_bad_signature_key_and_passphrase_are_refused_with_okx_codes() -> 
             e for e in sim.engine.request_log if e["path"].startswith(("/api/v5/asset/", "/api/v5/account/"))
         ]
         assert private and {e["status"] for e in private} == {401}
-
-
-async def test_websocket_login_with_a_bad_signature_is_refused() -> None:
-    # Without the signed currency list, markets load from public endpoints only and the socket is reached.
-    async with (
-        SimServer("okx") as sim,
-        okx_client(sim, secret="not-the-secret", has={"fetchCurrencies": False}) as client,
-    ):
-        await client.load_markets()
-        with pytest.raises(AuthenticationError, match="60007"):
-            await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S)
 
 
 async def test_rate_limit_and_clock_skew_map_to_ccxt_errors() -> None:
