@@ -93,9 +93,9 @@ class Outbox:
         """Deliver until cancelled: each pass sends what is due, then sleeps until the next due time or notify()."""
         while True:
             self._wake.clear()
-            attempted = await self.send_due()
+            handled = await self.send_due()
             delay = self._seconds_until_next()
-            if delay is not None and delay <= 0 and attempted == 0:
+            if delay is not None and delay <= 0 and handled == 0:
                 delay = self.backoff.floor  # something is due yet nothing could be tried: never spin
             if delay is None:
                 await self._wake.wait()
@@ -121,7 +121,9 @@ class Outbox:
         return pending
 
     async def send_due(self) -> int:
-        """One pass: every sink sends its due deliveries in order until one must wait. Returns attempts made."""
+        """One pass: every sink sends its due deliveries in order until one must wait.
+
+        Returns how many deliveries were settled or attempted (0: nothing was due)."""
         async with self._pass_lock:
             due = self.journal.due_deliveries(self.clock(), BATCH)
             by_sink: dict[str, list[DeliveryLike]] = {}
@@ -143,7 +145,7 @@ class Outbox:
             for delivery in queue:
                 self.journal.mark_failed(delivery.id, f"sink {sink_name!r} is no longer configured")
             log.warning("alerts for an unconfigured sink dropped", sink=sink_name, count=len(queue))
-            return 0
+            return len(queue)
         attempts = 0
         for delivery in queue:
             attempts += 1
