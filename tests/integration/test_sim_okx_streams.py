@@ -54,15 +54,19 @@ async def test_positions_are_repeated_regularly_with_current_marks() -> None:
     ):
         key = sim.account.api_key
         sim.engine.open_position(key, "BTCUSDT", Side.LONG, 10)
-        first = await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S)
-        assert leg(first, BTC) is not None
+        first = leg(await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S), BTC)
+        assert first is not None
         sim.engine.set_mark("BTCUSDT", 68_000)  # a mark move is not a position event: no push yet
         offset_s[0] = 5.0
         sim.engine.publish_marks(["BTCUSDT"])  # the exchange's next mark tick, 5 s later
-        repeated = await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S)
-        btc = leg(repeated, BTC)
-        assert btc is not None and btc["markPrice"] == 68_000
-        assert btc["unrealizedPnl"] == pytest.approx(0.1 * 1_000)
+        repeated = leg(await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S), BTC)
+        assert repeated is not None and repeated["markPrice"] == 68_000
+        assert repeated["unrealizedPnl"] == pytest.approx(0.1 * 1_000)
+        sim.engine.open_position(key, "BTCUSDT", Side.LONG, 5)
+        grown = leg(await asyncio.wait_for(client.watch_positions(), PUSH_TIMEOUT_S), BTC)
+        assert grown is not None and grown["contracts"] == 15
+        assert grown["timestamp"] == first["timestamp"]  # cTime: when the leg was opened
+        assert grown["lastUpdateTimestamp"] >= first["timestamp"] + 5_000
 
 
 async def test_watch_mark_price_streams_mark_changes() -> None:

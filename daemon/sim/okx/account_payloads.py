@@ -44,6 +44,7 @@ class LegFigures:
     hedge_mode: bool
     risk: PositionRisk
     update_time_ms: int
+    opened_ms: int | None = None  # when the leg was opened, if known
 
 
 def _inverse_ratio(ratio: float | None) -> float | None:
@@ -80,7 +81,7 @@ def position_row(leg: LegFigures, api_key: str) -> Row:
         "bePx": okx_number(break_even),
         "bizRefId": "",
         "bizRefType": "",
-        "cTime": str(leg.update_time_ms),
+        "cTime": str(leg.opened_ms if leg.opened_ms is not None else leg.update_time_ms),
         "ccy": market.settle,
         "clSpotInUseAmt": "",
         "closeOrderAlgo": [],

@@ -41,6 +41,11 @@ class PositionHistory:
         self._open: dict[tuple[str, str, Side], _Open] = {}
         self._liquidated_at: dict[tuple[str, str, Side], float] = {}  # bankruptcy price of the close
 
+    def opened_at(self, api_key: str, symbol: str, side: Side) -> int | None:
+        """When the open leg was opened (engine ms), as far as this history has seen it."""
+        known = self._open.get((api_key, symbol, side))
+        return known.opened_ms if known is not None else None
+
     def on_liquidated(self, event: Liquidated) -> None:
         self._liquidated_at[(event.api_key, event.symbol, event.side)] = event.price
 

@@ -219,7 +219,7 @@ class OkxRest:
         if inst_type and inst_type != payloads.INST_TYPE:
             return ok([])
         wanted = {inst for inst in str(params.get("instId", "")).split(",") if inst}
-        rows = position_rows(self.engine, account, wanted or None)
+        rows = position_rows(self.engine, account, wanted or None, self.dialect.history.opened_at)
         pos_ids = {pos_id for pos_id in str(params.get("posId", "")).split(",") if pos_id}
         if pos_ids:
             rows = [row for row in rows if row["posId"] in pos_ids]

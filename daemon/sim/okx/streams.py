@@ -217,7 +217,8 @@ class OkxStreams:
         return {"arg": arg, "eventType": event_type, "curPage": 1, "lastPage": True, "data": data}
 
     def _positions(self, account: SimAccount, arg: Arg) -> list[Any]:
-        return [row for row in position_rows(self.engine, account) if _matches(arg, row["instId"])]
+        rows = position_rows(self.engine, account, opened_at=self.dialect.history.opened_at)
+        return [row for row in rows if _matches(arg, row["instId"])]
 
     def _balance(self, account: SimAccount, arg: Mapping[str, Any]) -> dict[str, Any]:
         currency = arg.get("ccy")
@@ -264,7 +265,7 @@ class OkxStreams:
         subscriptions = self._live_args(event.api_key, "positions")
         if account is None or not subscriptions:
             return
-        row = position_row_for(self.engine, account, event.symbol, event.side)
+        row = position_row_for(self.engine, account, event.symbol, event.side, self.dialect.history.opened_at)
         if row is None:
             row = flat_position_row(self.engine, account, event.symbol, event.side, event.ts_ms)
         for key, arg in subscriptions.items():

@@ -6,7 +6,7 @@ and websocket handlers so both answer from exactly the same reading of the state
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from daemon.core.types import AccountRisk, MarginMode, Side
 from daemon.sim.engine import SETTLE, Engine, SimAccount, SimPosition
@@ -29,7 +29,17 @@ def _risk(engine: Engine, account: SimAccount) -> AccountRisk | None:
     return engine.risk(account.api_key) if account.positions else None
 
 
-def _leg(engine: Engine, account: SimAccount, pos: SimPosition, risk: AccountRisk, index: int) -> LegFigures:
+OpenedAt = Callable[[str, str, Side], int | None]  # (api key, symbol, side) -> when the leg was opened
+
+
+def _leg(
+    engine: Engine,
+    account: SimAccount,
+    pos: SimPosition,
+    risk: AccountRisk,
+    index: int,
+    opened_at: OpenedAt | None,
+) -> LegFigures:
     return LegFigures(
         market=engine.markets[pos.symbol],
         side=pos.side,
@@ -43,10 +53,16 @@ def _leg(engine: Engine, account: SimAccount, pos: SimPosition, risk: AccountRis
         hedge_mode=account.hedge_mode,
         risk=risk.positions[index],
         update_time_ms=pos.update_time_ms,
+        opened_ms=opened_at(account.api_key, pos.symbol, pos.side) if opened_at is not None else None,
     )
 
 
-def position_rows(engine: Engine, account: SimAccount, inst_ids: Collection[str] | None = None) -> list[Row]:
+def position_rows(
+    engine: Engine,
+    account: SimAccount,
+    inst_ids: Collection[str] | None = None,
+    opened_at: OpenedAt | None = None,
+) -> list[Row]:
     """Every open leg of the account as OKX position rows, optionally only for some instruments."""
     risk = _risk(engine, account)
     if risk is None:
@@ -55,11 +71,13 @@ def position_rows(engine: Engine, account: SimAccount, inst_ids: Collection[str]
     for index, pos in enumerate(account.positions):
         if inst_ids and inst_id(engine.markets[pos.symbol]) not in inst_ids:
             continue
-        rows.append(position_row(_leg(engine, account, pos, risk, index), account.api_key))
+        rows.append(position_row(_leg(engine, account, pos, risk, index, opened_at), account.api_key))
     return rows
 
 
-def position_row_for(engine: Engine, account: SimAccount, symbol: str, side: Side) -> Row | None:
+def position_row_for(
+    engine: Engine, account: SimAccount, symbol: str, side: Side, opened_at: OpenedAt | None = None
+) -> Row | None:
     """The row of one open leg, or None when it is not open (any more)."""
     index = next(
         (i for i, pos in enumerate(account.positions) if pos.symbol == symbol and pos.side is side), None
@@ -67,7 +85,8 @@ def position_row_for(engine: Engine, account: SimAccount, symbol: str, side: Sid
     risk = _risk(engine, account)
     if index is None or risk is None:
         return None
-    return position_row(_leg(engine, account, account.positions[index], risk, index), account.api_key)
+    leg = _leg(engine, account, account.positions[index], risk, index, opened_at)
+    return position_row(leg, account.api_key)
 
 
 def flat_position_row(engine: Engine, account: SimAccount, symbol: str, side: Side, ts_ms: int) -> Row:
