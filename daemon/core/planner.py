@@ -15,10 +15,10 @@ from daemon.core.margin.account import evaluate_account as evaluate
 from daemon.core.margin.account import group_gap_at, groups_of
 from daemon.core.margin.families import family_for
 from daemon.core.margin.terms import initial_margin
-from daemon.core.types import Account, MarginMode, PositionRisk
+from daemon.core.types import Account, ContractType, MarginMode, PositionRisk
 
 _SECANT_STEPS = 12
-_GAP_TOLERANCE = 1e-12
+_RESOLUTION = 1e-13  # relative to the money involved: a few ulps of float64
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,11 @@ def plan_top_up(account: Account, index: int, target_distance: float) -> TopUpPl
             "a long cannot be made safe to a zero price",
         )
     target_price = leg.mark_price * (1.0 - target_distance if below else 1.0 + target_distance)
-    amount = _solve_amount(lambda x: _gap(account, index, target_price, x))
+    scale = abs(account.wallet_balance or 0.0) + sum(
+        p.quantity * (p.mark_price if p.contract_type is ContractType.LINEAR else 1.0 / p.mark_price)
+        for p in account.positions
+    )
+    amount = _solve_amount(lambda x: _gap(account, index, target_price, x), max(scale, 1e-12))
     if amount is None:
         return TopUpPlan(
             None, now.liquidation_price, now.distance_to_liquidation, "added margin does not move this price"
@@ -81,25 +85,28 @@ def plan_top_up(account: Account, index: int, target_distance: float) -> TopUpPl
     return _plan(amount, after, None)
 
 
-def _solve_amount(gap: Callable[[float], float]) -> float | None:
+def _solve_amount(gap: Callable[[float], float], scale: float) -> float | None:
     """The amount x >= 0 where gap(x) = 0, by secant steps.
 
     gap is piecewise affine in x (affine except where Bybit's closing fee stops applying because no bankruptcy
     price remains), so a secant step between two points of one piece lands exactly; a few steps suffice.
+    `scale` is the size of the money involved: steps and the tolerance are floored relative to it, because the
+    gap of a small leg in a large cross account is only known to within that account's rounding.
     """
+    resolution = _RESOLUTION * scale
     x0, g0 = 0.0, gap(0.0)
     if g0 >= 0.0:
         return 0.0
-    x1 = -g0  # first guess: one unit of margin closes one unit of gap
+    x1 = max(-g0, resolution)  # first guess: one unit of margin closes one unit of gap
     g1 = gap(x1)
     for _ in range(_SECANT_STEPS):
+        if abs(g1) <= resolution:
+            return max(0.0, x1)
         if g1 == g0:
             return None
         x0, g0, x1 = x1, g1, x1 - g1 * (x1 - x0) / (g1 - g0)
         g1 = gap(x1)
-        if abs(g1) <= _GAP_TOLERANCE * max(1.0, abs(x1)):
-            return max(0.0, x1)
-    return None
+    return max(0.0, x1) if abs(g1) <= resolution * 1e3 else None
 
 
 def _gap(account: Account, index: int, price: float, amount: float) -> float:
