@@ -232,7 +232,14 @@ def market_rules(
 
 
 def wallet_balance(balance: Mapping[str, Any], settle: str) -> float | None:
-    """The settle currency's wallet balance (ccxt `total`), or None when the balance does not mention it."""
+    """The cross collateral in the settle currency: the wallet WITHOUT the margin locked in isolated positions
+    (what `BalanceUpdate` and the core's `Account.wallet_balance` mean), or None when the balance does not
+    say. ccxt's `total` includes isolated margins on Binance and OKX, so the exchange's own cross figure is
+    read from `info` where it has one; otherwise ccxt's total is the cross wallet (Bybit unified accounts
+    set isolated margin account-wide, so a cross position never shares the wallet with isolated ones)."""
+    known, cross = _cross_wallet_in_info(balance.get("info"), settle)
+    if known:
+        return cross
     per_currency = balance.get(settle)
     if isinstance(per_currency, Mapping):
         total = number(per_currency.get("total"))
@@ -242,6 +249,45 @@ def wallet_balance(balance: Mapping[str, Any], settle: str) -> float | None:
     if isinstance(totals, Mapping):
         return number(totals.get(settle))
     return None
+
+
+def _entry(rows: Any, key: str, value: str) -> Mapping[str, Any] | None:
+    if not isinstance(rows, list):
+        return None
+    return next((row for row in rows if isinstance(row, Mapping) and row.get(key) == value), None)
+
+
+def _cross_wallet_in_info(info: Any, settle: str) -> tuple[bool, float | None]:
+    """(True, cross wallet or None) when `info` has a shape that states the cross wallet; (False, None) when
+    the exchange has no such figure. A push of that shape without the settle currency says nothing about it:
+    (True, None), so ccxt's total (with isolated margins) is not read in its place."""
+    if not isinstance(info, Mapping):
+        return False, None
+    # Binance REST (/fapi/v3/account): assets[].crossWalletBalance.
+    if isinstance(info.get("assets"), list):
+        asset = _entry(info["assets"], "asset", settle)
+        return True, number(asset.get("crossWalletBalance")) if asset is not None else None
+    # Binance ACCOUNT_UPDATE (watch_balance keeps the whole message): a.B[].cw.
+    update = info.get("a")
+    if isinstance(update, Mapping) and isinstance(update.get("B"), list):
+        pushed = _entry(update["B"], "a", settle)
+        return True, number(pushed.get("cw")) if pushed is not None else None
+    # OKX (REST balance and the account channel): data[0].details[]; cashBal holds the isolated margins
+    # too, isoEq is their equity (margin + isolated PnL).
+    data = info.get("data")
+    if (
+        isinstance(data, list)
+        and data
+        and isinstance(data[0], Mapping)
+        and isinstance(data[0].get("details"), list)
+    ):
+        detail = _entry(data[0]["details"], "ccy", settle)
+        cash = number(detail.get("cashBal")) if detail is not None else None
+        if detail is None or cash is None:
+            return True, None
+        isolated = (number(detail.get("isoEq")) or 0.0) - (number(detail.get("isoUpl")) or 0.0)
+        return True, cash - isolated
+    return False, None
 
 
 def mark_from_ticker(t: Mapping[str, Any]) -> float | None:

@@ -236,9 +236,30 @@ def test_a_market_without_tiers_has_an_empty_table_not_a_made_up_one() -> None:
 # ---- balances and marks ----
 
 
-def test_wallet_balance_is_the_settle_currency_total() -> None:
+def test_wallet_balance_is_the_cross_wallet_without_isolated_margins() -> None:
     assert wallet_balance(recorded("binance", "fetchBalance"), "USDT") == 31.022612
-    assert wallet_balance(SIM["okx"]["balance"], "USDT") == 99791.5
+    # 99,949 in the wallet of which 6,700 is the isolated BTC leg's margin.
+    assert SIM["binance"]["balance"]["USDT"]["total"] == 99949.0
+    assert wallet_balance(SIM["binance"]["balance"], "USDT") == 93249.0
+    assert SIM["okx"]["balance"]["USDT"]["total"] == 99791.5
+    assert wallet_balance(SIM["okx"]["balance"], "USDT") == 93091.5
+    assert wallet_balance(SIM["bybit"]["balance"], "USDT") == 99949.0  # ccxt's total
+
+
+def test_binance_balance_push_reads_the_cross_wallet() -> None:
+    push = {
+        "info": {
+            "e": "ACCOUNT_UPDATE",
+            "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": "122.6", "cw": "100.1", "bc": "0"}]},
+        },
+        "USDT": {"free": None, "used": None, "total": 122.6},
+    }
+    assert wallet_balance(push, "USDT") == 100.1
+    bnb_only = {
+        "info": {"e": "ACCOUNT_UPDATE", "a": {"B": [{"a": "BNB", "wb": "1", "cw": "1"}]}},
+        "USDT": {"total": 122.6},
+    }
+    assert wallet_balance(bnb_only, "USDT") is None  # says nothing about USDT: not ccxt's stale total
 
 
 def test_a_balance_that_does_not_mention_the_currency_is_unknown() -> None:
