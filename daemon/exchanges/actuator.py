@@ -66,7 +66,8 @@ class Actuator:
     ) -> ActionResult:
         """Add `amount` (settle currency, rounded down) to the isolated margin of the `side` leg of `symbol`.
 
-        `hedged` says whether the account is in hedge mode; None looks it up from the position (one REST call).
+        `hedged` says whether the account is in hedge mode; None looks it up from the position (one REST read,
+        made in dry-run too: a dry run shows the request exactly as it would be sent).
         Raises a typed `ExchangeError` when the exchange refuses (e.g. InvalidRequest for a cross position).
         """
         if tag in self._done:
