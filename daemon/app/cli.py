@@ -17,6 +17,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "daemon.app.calc_command",
     "daemon.app.sim_command",
     "daemon.app.check_config_command",
+    "daemon.app.run_command",
+    "daemon.app.ops_commands",
 )
 
 EXIT_USAGE = 2

@@ -1,5 +1,6 @@
 """The daemon's HTTP face: /healthz, /readyz and /metrics (Prometheus), on 127.0.0.1 by default.
 
+/status gives each account's legs with the model's figures (what `marginguard status` prints).
 /healthz answers 200 while the process serves requests. /readyz answers 200 only when every account has had its
 first snapshot and all of its streams are fresh, and 503 with the reasons otherwise — so an orchestrator (or a
 person) can tell "running" from "seeing". Metrics come from prometheus_client, the reference client, rather
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
@@ -53,9 +55,18 @@ class Metrics:
 
 
 Readiness = Callable[[], tuple[bool, dict[str, str]]]
+Status = Callable[[], dict[str, Any]]
 
 
-def build_app(metrics: Metrics, readiness: Readiness) -> web.Application:
+def build_app(
+    metrics: Metrics,
+    readiness: Readiness,
+    status: Status | None = None,
+    before_scrape: Callable[[], None] | None = None,
+) -> web.Application:
+    """The app; `status` serves /status (the accounts' legs, for `marginguard status`), `before_scrape`
+    refreshes gauges that are cheaper to read on demand than to keep current."""
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -68,7 +79,13 @@ def build_app(metrics: Metrics, readiness: Readiness) -> web.Application:
             content_type="application/json",
         )
 
+    async def status_endpoint(_request: web.Request) -> web.Response:
+        assert status is not None
+        return web.Response(text=json.dumps(status(), sort_keys=True), content_type="application/json")
+
     async def metrics_endpoint(_request: web.Request) -> web.Response:
+        if before_scrape is not None:
+            before_scrape()
         response = web.Response(body=generate_latest(metrics.registry))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
@@ -77,6 +94,8 @@ def build_app(metrics: Metrics, readiness: Readiness) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+    if status is not None:
+        app.router.add_get("/status", status_endpoint)
     return app
 
 

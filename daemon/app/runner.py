@@ -55,6 +55,8 @@ _LEDGER_STATUS = {
     "dry_run": EntryStatus.EXECUTED,
     "failed": EntryStatus.FAILED,
 }
+# Refusals not worth a message: a cooldown follows marginguard's own top-up (the position's risk alerts go on).
+_QUIET_REFUSALS = frozenset({"cooldown"})
 # An applied top-up shows as at least this share of its amount in the position's margin (fees and rounding).
 _APPLIED_SHARE = 0.99
 
@@ -265,7 +267,7 @@ class AccountRunner:
         if isinstance(decision, TopUp):
             outcome = await self._execute(actuator, decision, leg, state)
             self._announce(leg, outcome, silences)
-        elif isinstance(decision, Refused):
+        elif isinstance(decision, Refused) and decision.code not in _QUIET_REFUSALS:
             self._announce(leg, decision, silences)
 
     async def _available_balance(self, actuator: Actuator, leg: LegView) -> float | None:

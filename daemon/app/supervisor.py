@@ -1,0 +1,178 @@
+"""The daemon: one runner per account under one TaskGroup, the outbox, the HTTP face, systemd's watchdog.
+
+Only the supervisor creates long-lived tasks, and every one belongs to its TaskGroup. A runner that fails is
+restarted with capped, jittered backoff (its policy memory and ledger are kept; its connector is rebuilt). Stop
+is bounded: on SIGTERM/SIGINT every task is cancelled at once, then whatever the outbox still holds is flushed
+within what is left of `shutdown_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from daemon.app import systemd
+from daemon.app.http import Metrics, build_app, start_http
+from daemon.app.runner import AccountRunner, RunnerConfig
+from daemon.app.settings import Settings
+from daemon.app.settings_models import SinkSettings
+from daemon.app.wiring import feed_settings, hub_settings, rule_set, topup_limits
+from daemon.core.backoff import Backoff
+from daemon.exchanges.client import build_client
+from daemon.exchanges.marketdata import MarketHub
+from daemon.exchanges.quirks import quirks_for
+from daemon.notify import build_sink
+from daemon.notify.outbox import Outbox
+from daemon.notify.sink import Sink, close_all
+from daemon.store import Journal
+
+log = structlog.get_logger("marginguard.supervisor")
+
+# A runner that ran this long before failing starts its backoff afresh.
+_HEALTHY_RUN_S = 60.0
+
+
+# The transport's own settings; `*_env` / `*_file` were resolved into the values when the settings loaded.
+_SINK_FIELDS = ("url", "base_url", "bot_token", "chat_id", "hmac_secret")
+
+
+def sink_from_settings(sink: SinkSettings) -> Sink:
+    given = {name: getattr(sink, name) for name in _SINK_FIELDS if getattr(sink, name) is not None}
+    return build_sink(sink.type, name=sink.name, **given)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.journal = Journal(settings.daemon.storage_path)
+        self.metrics = Metrics()
+        self.sinks = {sink.name: sink_from_settings(sink) for sink in settings.sinks}
+        self.outbox = Outbox(self.journal, self.sinks, clock=clock)
+        rules = rule_set(settings)
+        self.hubs: dict[str, MarketHub] = {}
+        self.runners: list[AccountRunner] = []
+        for account in settings.account_configs():
+            if account.exchange not in self.hubs:
+                quirks = quirks_for(account.exchange)
+                self.hubs[account.exchange] = MarketHub(
+                    build_client(account, quirks), quirks, hub_settings(settings)
+                )
+            topup = settings.topup_for(account.account_id)
+            config = RunnerConfig(
+                account=account,
+                rules=rules,
+                limits=topup_limits(settings, account.account_id),
+                dry_run=topup.dry_run,
+                feed=feed_settings(settings, account.account_id),
+                sinks_for=lambda account_id, severity: [
+                    s.name for s in settings.sinks_for(account_id, severity)
+                ],
+            )
+            self.runners.append(
+                AccountRunner(
+                    config, self.hubs[account.exchange], self.journal, self.metrics, self.outbox.notify, clock
+                )
+            )
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        states = {runner.account_id: runner.readiness() for runner in self.runners}
+        return all(ready for ready, _ in states.values()), {k: reason for k, (_, reason) in states.items()}
+
+    def status(self) -> dict[str, Any]:
+        """Each account's legs with the model's figures, for `marginguard status`."""
+        accounts: dict[str, Any] = {}
+        for runner in self.runners:
+            view = runner.view
+            ready, reason = runner.readiness()
+            legs = []
+            for leg in view.legs if view is not None else ():
+                risk = leg.risk
+                legs.append(
+                    {
+                        "symbol": leg.key[0],
+                        "side": leg.key[1].value,
+                        "contracts": leg.facts.contracts,
+                        "mark_price": leg.mark_price,
+                        "liquidation_price": None if risk is None else risk.liquidation_price,
+                        "exchange_liquidation_price": leg.facts.exchange_liquidation_price,
+                        "distance_to_liquidation": None if risk is None else risk.distance_to_liquidation,
+                        "margin_ratio": None if risk is None else risk.margin_ratio,
+                        "unknown_because": leg.unknown_because,
+                    }
+                )
+            accounts[runner.account_id] = {"ready": ready, "state": reason, "legs": legs}
+        return {"accounts": accounts, "outbox_pending": self.journal.pending_deliveries()}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        app = build_app(self.metrics, self.readiness, self.status, self._refresh_gauges)
+        http = await start_http(app, self.settings.daemon.http_bind)
+        tasks: list[asyncio.Task[None]] = []
+        stopped_at = time.monotonic()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for hub in self.hubs.values():
+                    await stack.enter_async_context(hub)
+                async with asyncio.TaskGroup() as group:
+                    tasks.append(group.create_task(self.outbox.run(), name="outbox"))
+                    for runner in self.runners:
+                        tasks.append(
+                            group.create_task(self._supervise(runner), name=f"runner-{runner.account_id}")
+                        )
+                    tasks.append(group.create_task(self._watchdog(), name="watchdog"))
+                    systemd.notify("READY=1")
+                    log.info("marginguard running", accounts=[r.account_id for r in self.runners])
+                    await stop.wait()
+                    stopped_at = time.monotonic()
+                    systemd.notify("STOPPING=1")
+                    log.info("stopping")
+                    for task in tasks:
+                        task.cancel()
+        finally:
+            # Whatever the runners' shutdown left of the budget goes to the outbox (a margin kept for the rest).
+            left = self.settings.daemon.shutdown_timeout_s - (time.monotonic() - stopped_at) - 1.0
+            with contextlib.suppress(Exception):
+                await self.outbox.flush(timeout=max(0.5, left))
+            await http.cleanup()
+            await close_all(self.sinks.values())
+            self.journal.close()
+            log.info("stopped")
+
+    async def _supervise(self, runner: AccountRunner) -> None:
+        """Run an account forever: a failure is logged and the runner restarted after a jittered delay."""
+        delays = Backoff(initial=1.0, cap=60.0).delays(random.random)
+        while True:
+            started = time.monotonic()
+            try:
+                await runner.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if time.monotonic() - started > _HEALTHY_RUN_S:
+                    delays = Backoff(initial=1.0, cap=60.0).delays(random.random)
+                delay = next(delays)
+                log.error(
+                    "account runner failed; restarting",
+                    account=runner.account_id,
+                    error=str(exc),
+                    retry_in_s=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 at half systemd's WatchdogSec while the event loop turns (a stuck loop stops petting)."""
+        interval = systemd.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    def _refresh_gauges(self) -> None:
+        self.metrics.outbox_pending.set(self.journal.pending_deliveries())
