@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/marginguard calc config/example_account.json --compare-modes
+	$(BIN)/marginguard demo
 
 test: setup
 	$(BIN)/pytest -q

@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "daemon.app.check_config_command",
     "daemon.app.run_command",
     "daemon.app.ops_commands",
+    "daemon.app.demo_command",
 )
 
 EXIT_USAGE = 2
