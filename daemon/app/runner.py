@@ -68,7 +68,7 @@ class RunnerConfig:
     limits: TopUpLimits | None  # None: automatic top-up off
     dry_run: bool
     feed: FeedSettings
-    sinks_for: Callable[[str, str], list[str]]  # (account id, severity) -> sink names
+    sinks_for: Callable[[Alert], list[str]]  # the routing table: alert -> sink names
 
 
 def _entry(record: IntentRecord) -> LedgerEntry:
@@ -178,7 +178,7 @@ class AccountRunner:
 
     def _emit(self, alerts: Sequence[Alert], now: float) -> None:
         for alert in alerts:
-            sinks = self.config.sinks_for(self.account_id, alert.severity.value)
+            sinks = self.config.sinks_for(alert)
             if self.journal.record_alert(alert, sinks, now) is None:
                 continue
             state = "resolved" if alert.resolved else "firing"

@@ -29,6 +29,7 @@ from daemon.exchanges.marketdata import MarketHub
 from daemon.exchanges.quirks import quirks_for
 from daemon.notify import build_sink
 from daemon.notify.outbox import Outbox
+from daemon.notify.routing import Router
 from daemon.notify.sink import Sink, close_all
 from daemon.store import Journal
 
@@ -56,6 +57,8 @@ class Daemon:
         self.sinks = {sink.name: sink_from_settings(sink) for sink in settings.sinks}
         self.outbox = Outbox(self.journal, self.sinks, clock=clock)
         rules = rule_set(settings)
+        # One router for every account: it remembers which sinks heard each alarm, so the all-clear follows it.
+        router = Router(settings.routes, [sink.name for sink in settings.sinks])
         self.hubs: dict[str, MarketHub] = {}
         self.runners: list[AccountRunner] = []
         for account in settings.account_configs():
@@ -71,9 +74,7 @@ class Daemon:
                 limits=topup_limits(settings, account.account_id),
                 dry_run=topup.dry_run,
                 feed=feed_settings(settings, account.account_id),
-                sinks_for=lambda account_id, severity: [
-                    s.name for s in settings.sinks_for(account_id, severity)
-                ],
+                sinks_for=router.sinks_for,
             )
             self.runners.append(
                 AccountRunner(
