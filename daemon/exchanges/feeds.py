@@ -161,10 +161,8 @@ class AccountFeed:
         delays = self.settings.backoff.delays(random.random)
         while True:
             try:
-                if not self.client.markets:
-                    await self.hub.load_markets()
-                    _share_markets(self.hub.client, self.client)
-                await self._snapshot()
+                async with self.hub.adopted(self.client):
+                    await self._snapshot()
                 return
             except asyncio.CancelledError:
                 if cancelled_by_us():
@@ -434,9 +432,3 @@ def _socket_up(client: Any) -> bool:
         getattr(ws, "isConnected", False) and not getattr(ws, "error", None) and not ws.closed()
         for ws in sockets
     )
-
-
-def _share_markets(source: Any, target: Any) -> None:
-    from daemon.exchanges.client import share_markets
-
-    share_markets(source, target)

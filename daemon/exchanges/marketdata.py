@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -30,7 +30,7 @@ import structlog
 
 from daemon.core.backoff import Backoff
 from daemon.core.events import MarketRules, MarkPrice, StreamHealth
-from daemon.exchanges.client import build_client
+from daemon.exchanges.client import build_client, share_markets
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.errors import ExchangeError, InvalidRequest, RateLimited, translate
 from daemon.exchanges.parse import mark_from_ticker, market_rules
@@ -38,6 +38,9 @@ from daemon.exchanges.quirks import Quirks, quirks_for
 from daemon.exchanges.streams import StreamClock, cancelled_by_us, force_reconnect, now_ms
 
 log = structlog.get_logger(__name__)
+
+# ccxt option keys holding exchange-wide tables that ccxt loads lazily per client (read-only once loaded).
+SHARED_OPTION_CACHES = ("leverageBrackets",)
 
 MarkEvent = MarkPrice | StreamHealth
 MarkListener = Callable[[MarkEvent], None]
@@ -75,6 +78,9 @@ class MarketHub:
         self._rules: dict[str, MarketRules] = {}
         self._group: asyncio.TaskGroup | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._caches: dict[str, Any] = {}
+        self._caches_lock = asyncio.Lock()
+        self._caches_learned = False
         self.markets_loads = 0  # how many times markets were fetched (one, once warmed)
         self.forced_reconnects = 0
 
@@ -147,6 +153,41 @@ class MarketHub:
             if symbol not in self._tiers:
                 self._tiers[symbol] = await _call(client.fetch_market_leverage_tiers, symbol)
             return self._tiers[symbol]
+
+    # ---- what account clients share ----
+
+    @contextlib.asynccontextmanager
+    async def adopted(self, client: Any) -> AsyncIterator[None]:
+        """Around an account client's first requests: give it the hub's markets, TLS context and ccxt's
+        lazily loaded exchange-wide tables, and learn those tables from the first client that loads them.
+
+        ccxt keeps such tables per client (Binance's leverage brackets: every symbol's brackets, fetched by
+        the first fetch_positions); loaded once and shared, they cost one request and one copy per exchange.
+        The first client of the exchange holds the others back until it has loaded them.
+        """
+        await self.load_markets()
+        if not client.markets:
+            share_markets(self.client, client)
+        if (
+            getattr(self.client, "ssl_context", None) is not None
+            and getattr(client, "ssl_context", None) is None
+        ):
+            client.ssl_context = self.client.ssl_context  # one CA store per exchange, not one per account
+        if self._caches_learned:
+            self._share_caches(client)
+            yield
+            return
+        async with self._caches_lock:
+            self._share_caches(client)
+            yield
+            for key in SHARED_OPTION_CACHES:
+                if key in client.options and key not in self._caches:
+                    self._caches[key] = client.options[key]
+            self._caches_learned = True
+
+    def _share_caches(self, client: Any) -> None:
+        for key, table in self._caches.items():
+            client.options.setdefault(key, table)
 
     # ---- mark prices, one stream per symbol ----
 
