@@ -23,8 +23,9 @@ _MODES = {
     "crossed": MarginMode.CROSS,  # Binance's spelling in MARGIN_CALL and symbolConfig
 }
 # Fields of `info` (the exchange's raw row) that hold the isolated margin WITHOUT unrealised PnL, for
-# exchanges whose ccxt `collateral` includes the PnL (Binance: isolatedMargin = isolatedWallet + PnL).
-_ISOLATED_WALLET_FIELDS = ("isolatedWallet", "iw")
+# exchanges whose ccxt `collateral` includes the PnL (Binance: isolatedMargin = isolatedWallet + PnL; Bybit:
+# collateral = positionBalance + unrealisedPnl), which would move the liquidation price with every mark.
+_ISOLATED_WALLET_FIELDS = ("isolatedWallet", "iw", "positionBalance")
 # Fields of a ticker's `info` that carry the mark price when ccxt does not lift it into `markPrice`.
 _MARK_INFO_FIELDS = ("markPrice", "markPx", "mark_price", "p")
 # Fields of a tier's `info` that hold the maintenance amount (Binance "cum", Bybit "mmDeduction").

@@ -170,6 +170,12 @@ def test_binance_isolated_margin_is_the_wallet_not_the_margin_with_pnl() -> None
     assert facts(moved).isolated_margin == 6700.0
 
 
+def test_bybit_isolated_margin_is_the_position_balance_not_the_collateral_with_pnl() -> None:
+    row = leg(SIM["bybit"]["positions_one_way"], BTC, "long")
+    losing = {**row, "collateral": 6600.0, "info": {**row["info"], "unrealisedPnl": "-100"}}  # PnL -100
+    assert facts(losing).isolated_margin == 6700.0
+
+
 def test_cross_legs_carry_no_isolated_margin() -> None:
     eth = facts(leg(SIM["binance"]["positions_one_way"], ETH, "short"))
     assert eth.margin_mode is MarginMode.CROSS and eth.isolated_margin is None
