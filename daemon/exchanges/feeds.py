@@ -114,6 +114,7 @@ class AccountFeed:
         self._suspect = False
         self._rebaseline = True
         self._account_margin_mode: MarginMode | None = None
+        self._pushed_until: float = 0.0  # newest position-push timestamp taken from ccxt
         self._subscribed: set[str] = set()
         self._rules_sent: set[str] = set()
         self._buffer: list[Event] | None = None  # private events held back while a snapshot is taken
@@ -338,15 +339,36 @@ class AccountFeed:
             watch.cancel()
 
     async def _next_positions(self) -> list[Event]:
-        rows = await self.client.watch_positions()
+        returned = await self.client.watch_positions()
+        rows = self._with_coalesced(returned)
         facts = self._fill_margin_mode(tuple(f for f in facts_from_positions(rows) if self._wanted(f.symbol)))
         if not facts:
             return []
         if self.quirks.positions_push_is_thin:
             # Margins and leverage are not in the push: fetch them soon, once the burst has passed.
             self.request_reconcile(after_s=self.settings.reconcile_after_thin_push_s)
-        stamps = [int(row["timestamp"]) for row in rows if isinstance(row, Mapping) and row.get("timestamp")]
+        stamps = [int(row["timestamp"]) for row in rows if row.get("timestamp")]
         return [PositionUpdate(facts, max(stamps) if stamps else now_ms())]
+
+    def _with_coalesced(self, returned: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """The rows a watch returned plus those ccxt cached without handing them over.
+
+        ccxt resolves a waiting watch with the first message of a batch read together; the next messages
+        (a second leg liquidated in the same instant) only reach its cache. Cached rows stamped at or after
+        the last row seen are taken too (re-applying one is harmless); older cache entries are not, since
+        the cache is never corrected by the snapshots and may be stale.
+        """
+        rows = [row for row in returned if isinstance(row, Mapping)]
+        taken = {id(row) for row in rows}
+        since = self._pushed_until
+        for row in _cached_position_rows(self.client):
+            stamp = row.get("timestamp")
+            if id(row) not in taken and isinstance(stamp, int | float) and stamp >= since:
+                rows.append(row)
+                taken.add(id(row))
+        stamps = [row["timestamp"] for row in rows if isinstance(row.get("timestamp"), int | float)]
+        self._pushed_until = max([since, *stamps])
+        return rows
 
     async def _next_balance(self) -> list[Event]:
         balance = await self.client.watch_balance()
@@ -424,6 +446,13 @@ def _wait(error: ExchangeError, backoff_delay: float) -> float:
     if isinstance(error, RateLimited) and error.retry_after is not None:
         return max(backoff_delay, error.retry_after)
     return backoff_delay
+
+
+def _cached_position_rows(client: Any) -> list[Mapping[str, Any]]:
+    """Every row in ccxt's position cache (one cache, or one per market type as Binance keeps them)."""
+    cache = getattr(client, "positions", None)
+    caches = [c for c in cache.values() if isinstance(c, list)] if isinstance(cache, dict) else [cache]
+    return [row for rows in caches if isinstance(rows, list) for row in rows if isinstance(row, Mapping)]
 
 
 def _socket_up(client: Any) -> bool:
