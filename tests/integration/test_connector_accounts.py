@@ -27,7 +27,7 @@ from tests.integration.connector_support import (
 
 pytestmark = pytest.mark.integration
 
-ACCOUNTS = 12
+ACCOUNTS = 8
 HELD = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 AMOUNT = {"BTCUSDT": 0.1, "ETHUSDT": 1.0, "SOLUSDT": 10.0}  # whole lots of each market
 MARKETS_PATHS = ("/fapi/v1/exchangeInfo", "/v5/market/instruments-info", "/api/v5/public/instruments")

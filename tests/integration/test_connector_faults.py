@@ -15,7 +15,7 @@ from daemon.core.events import Freshness, MarkPrice, StreamHealth
 from daemon.core.types import MarginMode, Side
 from daemon.exchanges.connector import Connector
 from daemon.exchanges.feeds import FeedSettings
-from daemon.exchanges.marketdata import mark_stream_name
+from daemon.exchanges.marketdata import HubSettings, mark_stream_name
 from daemon.sim.server import SimServer
 from tests.integration.connector_support import (
     EXCHANGES,
@@ -35,8 +35,13 @@ pytestmark = pytest.mark.integration
 
 BTC, ETH = "BTCUSDT", "ETHUSDT"
 # Quiet private streams cannot be judged by silence: the reconciliation timer finds what a stall swallowed.
+# A garbage frame stops ccxt's receive loop for good (an exception in its callback): only the silence tells.
+QUICK_HUB = HubSettings(stale_after_s=1.0, check_every_s=0.05)
 RECONCILING_FEED = FeedSettings(
-    reconcile_every_s=1.0, confirm_after_s=0.3, resubscribe_grace_s=0.2, backoff=Backoff(initial=0.1, cap=1.0)
+    reconcile_every_s=0.75,
+    confirm_after_s=0.3,
+    resubscribe_grace_s=0.2,
+    backoff=Backoff(initial=0.1, cap=1.0),
 )
 
 
@@ -60,7 +65,7 @@ def drop(sim: SimServer) -> None:
 
 
 def stall(sim: SimServer) -> None:
-    sim.faults.set("stall", duration_s=1.0)
+    sim.faults.set("stall", duration_s=0.5)
 
 
 def rate_limited(sim: SimServer) -> None:
@@ -84,7 +89,7 @@ FAULTS = (drop, stall, rate_limited, server_error, malformed)
 async def test_after_each_fault_the_picture_equals_the_exchange(exchange: str) -> None:
     async with simulator(exchange, mark_interval_s=0.25) as sim:
         open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.CROSS, leverage=10)
-        async with connected(sim, feed=RECONCILING_FEED) as (_hub, connector):
+        async with connected(sim, feed=RECONCILING_FEED, hub_settings=QUICK_HUB) as (_hub, connector):
             await until_in_step(sim, connector)
             for step, fault in enumerate(FAULTS):
                 fault(sim)
@@ -109,7 +114,10 @@ async def test_a_stalled_mark_stream_is_declared_stale_reconnected_and_fresh_onl
         open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.CROSS, leverage=10)
         btc = unified(sim, BTC)
         stream = mark_stream_name(btc)
-        async with connected(sim) as (hub, connector):
+        async with connected(sim, hub_settings=HubSettings(stale_after_s=1.0, check_every_s=0.05)) as (
+            hub,
+            connector,
+        ):
             await until(connector, lambda c: health(c, stream) is Freshness.FRESH)
             threshold = hub.settings.stale_after_s
             sockets_before = sum(1 for entry in sim.engine.request_log if entry["websocket"])
