@@ -91,6 +91,9 @@ _TABLE: tuple[tuple[type[BaseException], type[ExchangeError]], ...] = (
     (ccxt.InvalidAddress, InvalidRequest),
     (ccxt.NotSupported, InvalidRequest),
     (ccxt.ExchangeClosedByUser, TransientError),
+    # Last: the exchange failed to process the request (Binance -1001 "internal error" on HTTP 500). Not a
+    # refusal of the request itself, so retry with backoff; an action's outcome is then unknown until reconciled.
+    (ccxt.OperationFailed, TransientError),
 )
 
 _RETRY_AFTER_TEXT = re.compile(r"retry[-_ ]?after\D{0,4}(\d+(?:\.\d+)?)", re.IGNORECASE)

@@ -45,6 +45,7 @@ MAPPING: list[tuple[type[BaseException], type[ExchangeError]]] = [
     (ccxt.NullResponse, TransientError),
     (ccxt.ExchangeNotAvailable, ExchangeUnavailable),
     (ccxt.OnMaintenance, ExchangeUnavailable),
+    (ccxt.OperationFailed, TransientError),  # Binance -1001 on a 500: the exchange failed, not the request
 ]
 
 
