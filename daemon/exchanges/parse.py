@@ -23,9 +23,8 @@ _MODES = {
     "crossed": MarginMode.CROSS,  # Binance's spelling in MARGIN_CALL and symbolConfig
 }
 # Fields of `info` (the exchange's raw row) that hold the isolated margin WITHOUT unrealised PnL, for
-# exchanges whose ccxt `collateral` includes the PnL (Binance: isolatedMargin = isolatedWallet + PnL; Bybit:
-# collateral = positionBalance + unrealisedPnl), which would move the liquidation price with every mark.
-_ISOLATED_WALLET_FIELDS = ("isolatedWallet", "iw", "positionBalance")
+# exchanges whose ccxt `collateral` includes the PnL (Binance: isolatedMargin = isolatedWallet + PnL).
+_ISOLATED_WALLET_FIELDS = ("isolatedWallet", "iw")
 # Fields of a ticker's `info` that carry the mark price when ccxt does not lift it into `markPrice`.
 _MARK_INFO_FIELDS = ("markPrice", "markPx", "mark_price", "p")
 # Fields of a tier's `info` that hold the maintenance amount (Binance "cum", Bybit "mmDeduction").
@@ -94,7 +93,13 @@ def _isolated_margin(position: Mapping[str, Any], mode: MarginMode | None) -> fl
             wallet = positive(info.get(key))
             if wallet is not None:
                 return wallet
-    return positive(position.get("collateral")) or positive(position.get("initialMargin"))
+    # ccxt's `positionMargin` is the margin without PnL (Bybit positionBalance, OKX margin); its `collateral`
+    # adds the unrealised PnL, which would move the liquidation price with every mark: only a last resort.
+    return (
+        positive(position.get("positionMargin"))
+        or positive(position.get("collateral"))
+        or positive(position.get("initialMargin"))
+    )
 
 
 def position_facts(p: Mapping[str, Any]) -> PositionFacts | None:

@@ -170,10 +170,11 @@ def test_binance_isolated_margin_is_the_wallet_not_the_margin_with_pnl() -> None
     assert facts(moved).isolated_margin == 6700.0
 
 
-def test_bybit_isolated_margin_is_the_position_balance_not_the_collateral_with_pnl() -> None:
-    row = leg(SIM["bybit"]["positions_one_way"], BTC, "long")
-    losing = {**row, "collateral": 6600.0, "info": {**row["info"], "unrealisedPnl": "-100"}}  # PnL -100
-    assert facts(losing).isolated_margin == 6700.0
+@pytest.mark.parametrize("exchange", ["bybit", "okx"])
+def test_isolated_margin_is_the_position_margin_not_the_collateral_with_pnl(exchange: str) -> None:
+    row = leg(SIM[exchange]["positions_one_way"], BTC, "long")
+    losing = {**row, "collateral": row["positionMargin"] - 100.0}  # unrealised PnL -100
+    assert facts(losing).isolated_margin == row["positionMargin"]
 
 
 def test_cross_legs_carry_no_isolated_margin() -> None:
