@@ -1,0 +1,149 @@
+"""`marginguard run` watching the slow bleed on Binance, Bybit and OKX, with top-up on and four sinks.
+
+Each run goes the whole way: warning, critical, one add-margin, the all-clear, the position alive at the end of
+the path. The same run is then stopped with SIGTERM: it must exit 0 within 10 s with nothing left in its outbox,
+and its output must not contain any of the secrets in its configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.notify.receiver import PLATFORMS, Receiver
+from daemon.sim.server import DEFAULT_PASSPHRASE, DEFAULT_SECRET, SimServer
+from daemon.store import Journal
+from tests.e2e.support import (
+    DISCORD_TOKEN,
+    HMAC_SECRET,
+    MARGIN_STEPS,
+    SLACK_TOKEN,
+    TELEGRAM_BOT_TOKEN,
+    UNIFIED_SYMBOL,
+    WEBHOOK_TOKEN,
+    Bleed,
+    DaemonProcess,
+    account_for,
+    all_sinks,
+    config_document,
+    eventually,
+    first,
+    free_port,
+    index_of,
+    stated_amount,
+    visible_text,
+    webhook_alerts,
+    write_config,
+)
+
+SPEED = 3.0  # the 40 s bleed in about 13 s
+LOWEST_MARK, HIGHEST_MARK = 63600.0, 67000.0
+SECRETS = (
+    DEFAULT_SECRET,  # the exchange API secret
+    DEFAULT_PASSPHRASE,  # OKX's API passphrase
+    SLACK_TOKEN,
+    DISCORD_TOKEN,
+    WEBHOOK_TOKEN,
+    TELEGRAM_BOT_TOKEN,
+    TELEGRAM_BOT_TOKEN.split(":")[1],
+    HMAC_SECRET,
+)
+
+
+def check_figures(alert: dict[str, Any], liquidation_price: float) -> None:
+    """The alert's liquidation price is the exchange's own, and its distance is the one its mark gives."""
+    assert alert["symbol"] == UNIFIED_SYMBOL and alert["side"] == "long"
+    lp, mark, distance = alert["liquidation_price"], alert["mark_price"], alert["distance"]
+    assert isinstance(lp, float) and isinstance(mark, float) and isinstance(distance, float), alert
+    assert math.isclose(lp, liquidation_price, rel_tol=1e-6), (alert["summary"], liquidation_price)
+    assert LOWEST_MARK <= mark <= HIGHEST_MARK, alert["summary"]
+    assert math.isclose(distance, (mark - lp) / mark, rel_tol=1e-6, abs_tol=1e-9), alert["summary"]
+
+
+@pytest.mark.parametrize("dialect", ["binance", "bybit", "okx"])
+async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolved(
+    tmp_path: Path, dialect: str
+) -> None:
+    account = f"{dialect}-main"
+    async with contextlib.AsyncExitStack() as stack:
+        sim = await stack.enter_async_context(SimServer(dialect))
+        receiver = await stack.enter_async_context(Receiver())
+        bleed = Bleed(sim, SPEED)
+        bleed.setup()
+        stack.push_async_callback(bleed.stop)
+        lp_before, margin_before = bleed.liquidation_price(), bleed.isolated_margin()
+        assert lp_before is not None and margin_before is not None
+
+        port = free_port()
+        document = config_document(
+            tmp_path, port, [account_for(account, sim)], all_sinks(receiver.url), topup=True
+        )
+        daemon = await stack.enter_async_context(
+            DaemonProcess(write_config(tmp_path / "marginguard.toml", document), port)
+        )
+        await daemon.wait_ready()
+        bleed.play()
+
+        def resolved_alert() -> dict[str, Any] | None:
+            return first(webhook_alerts(receiver, account), "liquidation_risk", resolved=True)
+
+        await eventually(resolved_alert, 40, "the liquidation risk to resolve", daemon)
+        await eventually(lambda: bleed.task is not None and bleed.task.done(), 20, "the price path to end")
+
+        alerts = webhook_alerts(receiver, account)
+        warning = first(alerts, "liquidation_risk", "warning")
+        critical = first(alerts, "liquidation_risk", "critical")
+        done = first(alerts, "topup_done")
+        resolved = resolved_alert()
+        assert warning and critical and done and resolved, [a["summary"] for a in alerts]
+        assert index_of(alerts, warning) < index_of(alerts, critical) < index_of(alerts, done)
+        assert index_of(alerts, done) < index_of(alerts, resolved)
+
+        # Before the top-up: the exchange's liquidation price, and the distance at the alert's mark.
+        check_figures(warning, lp_before)
+        check_figures(critical, lp_before)
+        assert 0.02 < warning["distance"] <= 0.035
+        assert critical["distance"] <= 0.02
+
+        # Exactly the one planned add-margin reached the exchange, for the amount the alert told, rounded down.
+        requests = bleed.add_margin_requests()
+        assert len(requests) == 1, requests
+        assert requests[0]["status"] == 200
+        margin_after = bleed.isolated_margin()
+        assert margin_after is not None, "the position is gone"
+        sent, stated = margin_after - margin_before, stated_amount(done["action"])
+        assert 0 < sent <= stated * (1 + 1e-7), (sent, done["action"])
+        assert stated - sent < MARGIN_STEPS[dialect], (sent, done["action"])
+
+        # The position survived the whole bleed; the all-clear carries the new liquidation price.
+        assert sim.engine.liquidations == []
+        assert first(alerts, "liquidated") is None
+        lp_after = bleed.liquidation_price()
+        assert lp_after is not None and lp_after < lp_before
+        check_figures(resolved, lp_after)
+        assert resolved["distance"] > 0.035 + 0.005
+
+        # Every platform showed every alert, in the order the webhook got them.
+        hook = receiver.received("webhook")
+        for platform in PLATFORMS:
+            texts = [visible_text(r) for r in receiver.received(platform)]
+            assert len(texts) == len(hook), platform
+            for text, message in zip(texts, hook, strict=True):
+                assert message.json["summary"] in text, (platform, text)
+
+        # SIGTERM: a prompt, clean exit with the outbox flushed.
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(10) == 0, daemon.tail()
+        with Journal(tmp_path / "journal.sqlite") as journal:
+            assert journal.pending_deliveries() == 0
+
+        # The daemon told what it did, and none of it was a secret.
+        output = daemon.output
+        assert "marginguard running" in output and "top-up" in output
+        for secret in SECRETS:
+            assert secret not in output, f"{secret!r} leaked into the daemon's output"
