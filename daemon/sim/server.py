@@ -213,6 +213,9 @@ class SimServer:
             hold_s = self.faults.take_http_timeout(request.path)
             if hold_s is not None:
                 entry["fault"] = "http_timeout"
+                # The request arrived in full: once released it is served even if its client has gone, as an
+                # exchange executes what it received whether or not anyone is left to read the answer.
+                await request.read()
                 await self.faults.hold(hold_s)
             status = self.faults.take_http_status(request.path)
             if status is not None:

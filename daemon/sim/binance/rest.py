@@ -113,7 +113,7 @@ class BinanceRest:
             signed = auth.SignedRequest(
                 api_key=request.headers.get("X-MBX-APIKEY"),
                 raw_query=request.rel_url.raw_query_string,
-                raw_body=await request.text() if request.can_read_body else "",
+                raw_body=await request.text() if request.body_exists else "",
             )
             if not signed.api_key:
                 return self._refuse(wire.API_KEY_FORMAT, weight)
