@@ -153,6 +153,9 @@ class AccountRunner:
             if s.account == self.account_id
         ]
         before = self._memory
+        if state.last_snapshot_ms is not None and not self._reconciled:
+            # First, so that a top-up made before a crash is told before the all-clear it brought.
+            self._reconcile_intents(state, view, silences, now)
         self._memory, alerts = decide(
             view,
             state.health,
@@ -165,8 +168,6 @@ class AccountRunner:
             positions_known=state.last_snapshot_ms is not None,
         )
         self._emit(alerts, now)
-        if state.last_snapshot_ms is not None and not self._reconciled:
-            self._reconcile_intents(state, now)
         if self.config.limits is not None and self._reconciled:
             for leg in view.legs:
                 await self._consider_topup(actuator, leg, state, view, silences)
@@ -201,8 +202,13 @@ class AccountRunner:
 
     # ---- top-ups ----
 
-    def _reconcile_intents(self, state: AccountState, now: float) -> None:
-        """Settle intents left unsettled by a crash, from the exchange's own snapshot, before anything new."""
+    def _reconcile_intents(
+        self, state: AccountState, view: AccountView, silences: list[Silence], now: float
+    ) -> None:
+        """Settle intents left unsettled by a crash, from the exchange's own snapshot, before anything new.
+
+        The outcome is told like any other top-up's: the process that sent the request died before it could.
+        """
         for record in self.journal.unsettled_intents(self.account_id):
             status, detail = self._outcome_from_snapshot(record, state)
             self.journal.settle_intent(record.intent_key, status, detail, now)
@@ -214,6 +220,11 @@ class AccountRunner:
                 status=status,
                 detail=detail,
             )
+            leg = view.leg(record.symbol, record.side)
+            if leg is not None and status in ("done", "failed"):
+                topup = _topup_of(record, self.config.limits)
+                outcome = TopUpExecuted(topup) if status == "done" else TopUpFailed(topup, detail)
+                self._announce(leg, outcome, silences)
         self._reconciled = True
 
     def _outcome_from_snapshot(self, record: IntentRecord, state: AccountState) -> tuple[str, str]:
@@ -390,3 +401,21 @@ class AccountRunner:
 
 def _with_status(record: IntentRecord, status: str) -> IntentRecord:
     return replace(record, status=status)
+
+
+def _topup_of(record: IntentRecord, limits: TopUpLimits | None) -> TopUp:
+    """The journaled decision as a top-up, to tell its reconciled outcome (the target comes from the limits)."""
+    return TopUp(
+        amount=record.amount,
+        symbol=record.symbol,
+        side=record.side,
+        target=limits.target_distance if limits is not None else 0.0,
+        intent_key=record.intent_key,
+        method=TopUpMethod(record.action),
+        source=limits.cross_transfer_from if limits is not None else None,
+        needed=record.amount,
+        capped_by=None,
+        distance_after=None,
+        episode=record.episode,
+        attempt=0,
+    )
