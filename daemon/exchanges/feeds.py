@@ -48,7 +48,7 @@ from daemon.exchanges.errors import (
     translate,
 )
 from daemon.exchanges.marketdata import MarketHub, MarkEvent
-from daemon.exchanges.parse import facts_from_positions, margin_mode_of, wallet_balance
+from daemon.exchanges.parse import facts_from_positions, margin_mode_of, number, wallet_balance
 from daemon.exchanges.quirks import Quirks
 from daemon.exchanges.streams import StreamClock, cancelled_by_us, force_reconnect, now_ms
 
@@ -250,7 +250,21 @@ class AccountFeed:
                 self.request_reconcile(after_s=_wait(error, self.settings.backoff.initial * 4))
                 continue
             self._rules_sent.add(symbol)
-            self._emit(rules)
+            self._emit(await self._with_account_fee(rules))
+
+    async def _with_account_fee(self, rules: MarketRules) -> MarketRules:
+        """The rules with the taker fee this account pays, where the market list only has ccxt's guess."""
+        if not self.quirks.account_fee_rates:
+            return rules
+        try:
+            fee = await self.client.fetch_trading_fee(rules.symbol)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # ccxt's guess is close (a few 1e-4 of the liquidation price): keep it
+            log.warning("account fee rate unavailable", symbol=rules.symbol, error=str(translate(exc)))
+            return rules
+        taker = number(fee.get("taker"))
+        return rules if taker is None else replace(rules, taker_fee_rate=taker)
 
     async def _reconcile_loop(self) -> None:
         delays = None

@@ -77,6 +77,9 @@ class Quirks:
     margin_mode_in_positions: positions state their margin mode; when False (Bybit unified accounts, where
         the mode is account-wide) ask ccxt's `fetch_margin_mode` and fill it in (`parse.margin_mode_of`).
     tiers_call: `fetch_leverage_tiers` (all symbols in one call) or `fetch_market_leverage_tiers` (per symbol).
+    account_fee_rates: the market list does not carry the taker fee the exchange charges (ccxt guesses one),
+        and the exchange's maintenance margin includes the fee to close: ask ccxt's `fetch_trading_fee` for the
+        account's own rate once per symbol.
     default_options: ccxt options that keep the client on the exchange's own hosts and on swap markets.
     add_margin: how isolated margin is added (see `AddMarginStyle`).
     margin_amount_uses_market_precision: ccxt rounds the add-margin amount with the market's AMOUNT precision
@@ -98,6 +101,7 @@ class Quirks:
     add_margin: AddMarginStyle
     margin_amount_uses_market_precision: bool = False
     margin_mode_in_positions: bool = True
+    account_fee_rates: bool = False
     margin_decimals: int = 8
     leg_param: LegParam | None = None
     transfer: TransferRoute | None = None

@@ -25,6 +25,8 @@ QUIRKS = Quirks(
     margin_decimals=4,
     # Unified accounts set the margin mode account-wide; position rows always say tradeMode 0.
     margin_mode_in_positions=False,
+    # instruments-info has no fee rates (ccxt assumes 0.06 %); /v5/account/fee-rate gives the account's own.
+    account_fee_rates=True,
     transfer=TransferRoute(from_account="funding", to_account="unified", client_id_param="transferId"),
     modes=frozen({"demo": ModeSettings(demo_trading=True), "testnet": ModeSettings(sandbox=True)}),
 )
