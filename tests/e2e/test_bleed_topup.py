@@ -80,8 +80,14 @@ async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolv
         assert lp_before is not None and margin_before is not None
 
         port = free_port()
+        # Debug logging: the most the daemon ever says, and so the likeliest place for a secret to slip out.
         document = config_document(
-            tmp_path, port, [account_for(account, sim)], all_sinks(receiver.url), topup=True
+            tmp_path,
+            port,
+            [account_for(account, sim)],
+            all_sinks(receiver.url),
+            topup=True,
+            log_level="debug",
         )
         daemon = await stack.enter_async_context(
             DaemonProcess(write_config(tmp_path / "marginguard.toml", document), port)
