@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from daemon.notify.receiver import PLATFORMS, Receiver
+from daemon.notify.webhook import verify_signature
 from daemon.sim.server import DEFAULT_PASSPHRASE, DEFAULT_SECRET, SimServer
 from daemon.store import Journal
 from tests.e2e.support import (
@@ -134,8 +135,12 @@ async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolv
         check_figures(resolved, lp_after)
         assert resolved["distance"] > 0.035 + 0.005
 
-        # Every platform showed every alert, in the order the webhook got them.
+        # Every platform showed every alert, in the order the webhook got them; the webhook's are signed.
         hook = receiver.received("webhook")
+        for message in hook:
+            signature = message.headers.get("X-Marginguard-Signature")
+            assert verify_signature(HMAC_SECRET, message.body, signature), message.json["summary"]
+            assert message.headers.get("Idempotency-Key") == message.json["idempotency_key"]
         for platform in PLATFORMS:
             texts = [visible_text(r) for r in receiver.received(platform)]
             assert len(texts) == len(hook), platform
