@@ -93,8 +93,9 @@ async def run(symbols: int, args: argparse.Namespace) -> dict[str, Any]:
         await client.load_markets()
 
         def on_update(update: ConnectorUpdate) -> None:
-            if isinstance(update.event, MarkPrice):
-                connected.record(update.event.price)
+            for event in update.folded:
+                if isinstance(event, MarkPrice):
+                    connected.record(event.price)
 
         settings = FeedSettings(reconcile_every_s=3600.0)
         first = account_of(sim.config, sim.api_keys[0], 0)

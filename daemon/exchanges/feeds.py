@@ -130,6 +130,10 @@ class AccountFeed:
         # would only repeat one (a second request per account) and outlive a closed client.
         watch_options = self.client.options.setdefault("watchPositions", {})
         watch_options.setdefault("fetchPositionsSnapshot", False)
+        # Private streams carry little traffic, and a permessage-deflate context costs ~300 KB per socket:
+        # with hundreds of accounts that is most of their memory.
+        ws_options = self.client.options.setdefault("ws", {})
+        ws_options.setdefault("compress", 0)
         try:
             await self._first_snapshot()
             async with asyncio.TaskGroup() as group:

@@ -65,6 +65,9 @@ class MarketHub:
 
     def __init__(self, client: Any, quirks: Quirks, settings: HubSettings | None = None) -> None:
         self.client = client
+        # Without permessage-deflate: aiohttp keeps a ~110 KB zlib context per message sent (a subscription
+        # each), and the exchanges' mark frames are small.
+        client.options.setdefault("ws", {}).setdefault("compress", 0)
         self.quirks = quirks
         self.settings = settings or HubSettings()
         self._listeners: dict[str, list[MarkListener]] = {}
@@ -181,13 +184,14 @@ class MarketHub:
             self._share_caches(client)
             yield
             for key in SHARED_OPTION_CACHES:
-                if key in client.options and key not in self._caches:
+                if client.options.get(key) is not None and key not in self._caches:
                     self._caches[key] = client.options[key]
             self._caches_learned = True
 
     def _share_caches(self, client: Any) -> None:
         for key, table in self._caches.items():
-            client.options.setdefault(key, table)
+            if client.options.get(key) is None:  # ccxt declares some of them as None until loaded
+                client.options[key] = table
 
     # ---- mark prices, one stream per symbol ----
 
