@@ -56,9 +56,18 @@ class AccountState:
     last_event_ms: int | None = None
 
 
+# What the exchange's liquidation price follows from: news that changes one of them without a new price makes
+# the known price stale (Binance's ACCOUNT_UPDATE carries the new isolated wallet after a top-up, not the price).
+_LIQUIDATION_INPUTS = ("contracts", "entry_price", "margin_mode", "leverage", "isolated_margin")
+
+
 def merge_facts(known: PositionFacts, news: PositionFacts) -> PositionFacts:
-    """`news` over `known`, field by field, except where `news` says None."""
+    """`news` over `known`, field by field, except where `news` says None; the exchange's liquidation price
+    becomes unknown when its inputs moved and `news` does not say the new one."""
     updates = {f.name: getattr(news, f.name) for f in fields(news) if getattr(news, f.name) is not None}
+    moved = any(name in updates and updates[name] != getattr(known, name) for name in _LIQUIDATION_INPUTS)
+    if moved and news.exchange_liquidation_price is None:
+        updates["exchange_liquidation_price"] = None
     return replace(known, **updates)
 
 

@@ -49,6 +49,26 @@ def test_a_thin_push_never_replaces_known_fields_with_none():
     assert (leg.entry_price, leg.margin_mode, leg.isolated_margin) == (100.0, MarginMode.ISOLATED, 10.0)
 
 
+def test_a_push_that_moves_the_margin_without_a_price_makes_the_exchanges_price_unknown() -> None:
+    # Binance ACCOUNT_UPDATE after adding margin: the new isolated wallet, no liquidation price.
+    snapshot = PositionSnapshot((_full(exchange_liquidation_price=91.0),), 1)
+    topped_up = _state(
+        RULES, snapshot, PositionUpdate((PositionFacts(BTC, Side.LONG, 1.0, isolated_margin=15.0),), 2)
+    )
+    assert topped_up.legs[(BTC, Side.LONG)].exchange_liquidation_price is None
+    same = _state(
+        RULES, snapshot, PositionUpdate((PositionFacts(BTC, Side.LONG, 1.0, isolated_margin=10.0),), 2)
+    )
+    assert same.legs[(BTC, Side.LONG)].exchange_liquidation_price == 91.0
+    priced = PositionFacts(BTC, Side.LONG, 1.0, isolated_margin=15.0, exchange_liquidation_price=86.0)
+    assert (
+        _state(RULES, snapshot, PositionUpdate((priced,), 2))
+        .legs[(BTC, Side.LONG)]
+        .exchange_liquidation_price
+        == 86.0
+    )
+
+
 def test_a_leg_missing_from_a_snapshot_is_reported_as_vanished():
     state = _state(PositionSnapshot((_full(), _full(ETH)), 1))
     state, changes = apply(state, PositionSnapshot((_full(),), 2))
