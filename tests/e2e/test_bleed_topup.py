@@ -130,6 +130,8 @@ async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolv
         # The position survived the whole bleed; the all-clear carries the new liquidation price.
         assert sim.engine.liquidations == []
         assert first(alerts, "liquidated") is None
+        # Nor did the model part from the exchange's own figures (before, during or after the top-up).
+        assert first(alerts, "divergence") is None, first(alerts, "divergence")
         lp_after = bleed.liquidation_price()
         assert lp_after is not None and lp_after < lp_before
         check_figures(resolved, lp_after)
