@@ -27,9 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.connector_sim import SimulatorProcess, pin_to, tick_of
+from bench.connector_sim import SimulatorProcess, account_of, pin_to, tick_of
 from daemon.core.events import MarkPrice
-from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
 from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.marketdata import HubSettings, hub_for
@@ -56,12 +55,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
-
-
-def account_of(config: dict[str, Any], api_key: str, number: int) -> ExchangeAccount:
-    rest = {k: v for k, v in config.items() if k not in ("apiKey", "secret")}
-    secret = config["secret"] if number == 0 else f"bench-secret-{number}"
-    return ExchangeAccount(f"bench-{number}", "binanceusdm", "demo", api_key, secret, ccxt_config=rest)
 
 
 async def until(condition: Any, within_s: float, what: str) -> None:

@@ -32,6 +32,30 @@ def tick_of(price: float) -> int:
     return round((price - BASE) / STEP)
 
 
+# ccxt spaces a Binance client's subscription messages 250 ms apart (5 per second, the exchange's limit): 500
+# per-symbol subscriptions take two minutes to send. The simulator has no such limit, and the benchmarks
+# measure the steady state, so they lift it; a daemon pays it once, at start-up.
+UNTHROTTLED_SUBSCRIPTIONS = {"ws": {"cost": 0}}
+
+
+def client_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The simulator's ccxt config without credentials, with subscriptions unthrottled."""
+    public = {k: v for k, v in config.items() if k not in ("apiKey", "secret")}
+    public["options"] = {**public.get("options", {}), **UNTHROTTLED_SUBSCRIPTIONS}
+    public["timeout_on_exit"] = 0  # ccxt sleeps this long in every close() for TLS; loopback has none
+    return public
+
+
+def account_of(config: dict[str, Any], api_key: str, number: int) -> Any:
+    """Account `number` of the simulator (0 is its default account) as marginguard configures it."""
+    from daemon.exchanges.config import ExchangeAccount
+
+    secret = config["secret"] if number == 0 else f"bench-secret-{number}"
+    return ExchangeAccount(
+        f"bench-{number}", "binanceusdm", "demo", api_key, secret, ccxt_config=client_config(config)
+    )
+
+
 def symbol_names(count: int) -> list[str]:
     return [f"SYN{index:04d}USDT" for index in range(count)]
 

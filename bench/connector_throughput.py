@@ -33,9 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ccxt.pro
 
-from bench.connector_sim import SimulatorProcess, pin_to, symbol_names, tick_of
+from bench.connector_sim import SimulatorProcess, account_of, client_config, pin_to, symbol_names, tick_of
 from daemon.core.events import MarkPrice
-from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
 from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.marketdata import HubSettings, hub_for
@@ -46,9 +45,10 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--symbols", type=int, nargs="+", default=[100, 500], help="symbol counts (100 500)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run (default 10)")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of ticks before measuring")
-    parser.add_argument("--ticks", type=float, default=0.0, help="ticks/s; 0: 4000 frames/s per side")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run (default 8)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of ticks before measuring (2)")
+    parser.add_argument("--frames", type=float, default=1000.0, help="frames/s offered per side (1000)")
+    parser.add_argument("--ticks", type=float, default=0.0, help="ticks/s (overrides --frames)")
     parser.add_argument("--legs", type=int, default=4, help="positions per account (default 4)")
     parser.add_argument(
         "--profile", action="store_true", help="print this process's top functions (cProfile)"
@@ -69,12 +69,6 @@ class Side:
             self.seen.append((tick_of(price), time.time()))
 
 
-def account_of(config: dict[str, Any], api_key: str, number: int) -> ExchangeAccount:
-    rest = {k: v for k, v in config.items() if k not in ("apiKey", "secret")}
-    secret = config["secret"] if number == 0 else f"bench-secret-{number}"
-    return ExchangeAccount(f"bench-{number}", "binanceusdm", "demo", api_key, secret, ccxt_config=rest)
-
-
 async def bare_loop(client: Any, symbol: str, side: Side) -> None:
     while True:
         ticker = await client.watch_mark_price(symbol)
@@ -84,12 +78,11 @@ async def bare_loop(client: Any, symbol: str, side: Side) -> None:
 async def run(symbols: int, args: argparse.Namespace) -> dict[str, Any]:
     accounts = max(1, symbols // args.legs)
     sim = SimulatorProcess(symbols, accounts, args.legs, cpu=0)
-    ticks = args.ticks or 4000.0 / symbols
+    ticks = args.ticks or args.frames / symbols
     bare, connected = Side("bare"), Side("connector")
     try:
         unified = [f"{name[:-4]}/USDT:USDT" for name in symbol_names(symbols)]
-        public = {k: v for k, v in sim.config.items() if k not in ("apiKey", "secret")}
-        client = ccxt.pro.binanceusdm(public)
+        client = ccxt.pro.binanceusdm(client_config(sim.config))
         await client.load_markets()
 
         def on_update(update: ConnectorUpdate) -> None:

@@ -51,7 +51,8 @@ def account_for(sim: SimServer, account_id: str = "acct-1", api_key: str | None 
         api_key=config.pop("apiKey"),
         secret=config.pop("secret"),
         password=config.pop("password", None),
-        ccxt_config=config,
+        # ccxt sleeps this long in every close() so TLS transports can finish; loopback has none.
+        ccxt_config={**config, "timeout_on_exit": 0},
     )
 
 
