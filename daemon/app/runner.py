@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import structlog
 
 from daemon.app.http import Metrics
+from daemon.app.intents import ledger_entry, outcome_from_snapshot, topup_of, with_status
 from daemon.core.alerts import Alert
 from daemon.core.policy import decide, risk_identity
 from daemon.core.policy_memory import PolicyMemory
@@ -25,8 +26,6 @@ from daemon.core.policy_rules import RuleSet, Silence
 from daemon.core.policy_topup import TopUpExecuted, TopUpFailed, announce_topup
 from daemon.core.state import AccountState, Change
 from daemon.core.topup import (
-    EntryStatus,
-    LedgerEntry,
     Refused,
     TopUp,
     TopUpLedger,
@@ -48,17 +47,8 @@ from daemon.store.memory_codec import memory_from_json, memory_to_json
 log = structlog.get_logger("marginguard.runner")
 
 TICK_S = 1.0
-_LEDGER_STATUS = {
-    "pending": EntryStatus.PENDING,
-    "unknown": EntryStatus.PENDING,
-    "done": EntryStatus.EXECUTED,
-    "dry_run": EntryStatus.EXECUTED,
-    "failed": EntryStatus.FAILED,
-}
 # Refusals not worth a message: a cooldown follows marginguard's own top-up (the position's risk alerts go on).
 _QUIET_REFUSALS = frozenset({"cooldown"})
-# An applied top-up shows as at least this share of its amount in the position's margin (fees and rounding).
-_APPLIED_SHARE = 0.99
 
 
 @dataclass(frozen=True)
@@ -69,20 +59,6 @@ class RunnerConfig:
     dry_run: bool
     feed: FeedSettings
     sinks_for: Callable[[Alert], list[str]]  # the routing table: alert -> sink names
-
-
-def _entry(record: IntentRecord) -> LedgerEntry:
-    return LedgerEntry(
-        record.intent_key,
-        record.account,
-        record.symbol,
-        record.side,
-        record.amount,
-        record.created,
-        _LEDGER_STATUS.get(record.status, EntryStatus.PENDING),
-        record.episode,
-        TopUpMethod(record.action),
-    )
 
 
 class AccountRunner:
@@ -106,7 +82,7 @@ class AccountRunner:
         self._changes: list[Change] = []
         self._woken = asyncio.Event()
         self._memory = self._load_memory()
-        self._ledger = TopUpLedger(tuple(_entry(r) for r in journal.intents(self.account_id)))
+        self._ledger = TopUpLedger(tuple(ledger_entry(r) for r in journal.intents(self.account_id)))
         self._reconciled = False
 
     # ---- state the supervisor reads ----
@@ -210,9 +186,9 @@ class AccountRunner:
         The outcome is told like any other top-up's: the process that sent the request died before it could.
         """
         for record in self.journal.unsettled_intents(self.account_id):
-            status, detail = self._outcome_from_snapshot(record, state)
+            status, detail = outcome_from_snapshot(record, state)
             self.journal.settle_intent(record.intent_key, status, detail, now)
-            self._ledger = self._ledger.record(_entry(_with_status(record, status)))
+            self._ledger = self._ledger.record(ledger_entry(with_status(record, status)))
             log.info(
                 "top-up reconciled",
                 account=self.account_id,
@@ -222,25 +198,10 @@ class AccountRunner:
             )
             leg = view.leg(record.symbol, record.side)
             if leg is not None and status in ("done", "failed"):
-                topup = _topup_of(record, self.config.limits)
+                topup = topup_of(record, self.config.limits)
                 outcome = TopUpExecuted(topup) if status == "done" else TopUpFailed(topup, detail)
                 self._announce(leg, outcome, silences)
         self._reconciled = True
-
-    def _outcome_from_snapshot(self, record: IntentRecord, state: AccountState) -> tuple[str, str]:
-        if record.action == TopUpMethod.TRANSFER.value:
-            now_value, what = state.wallet_balance, "wallet"
-        else:
-            facts = state.legs.get((record.symbol, Side(record.side)))
-            if facts is None:
-                return "failed", "position gone: nothing to reconcile"
-            now_value, what = facts.isolated_margin, "isolated margin"
-        if now_value is None or record.margin_before is None:
-            return "unknown", f"{what} unknown: kept as in flight"
-        grew = now_value - record.margin_before
-        if grew >= record.amount * _APPLIED_SHARE:
-            return "done", f"reconciled: {what} {record.margin_before:g} -> {now_value:g}"
-        return "failed", f"reconciled: not applied ({what} {record.margin_before:g} -> {now_value:g})"
 
     async def _consider_topup(
         self,
@@ -355,7 +316,7 @@ class AccountRunner:
 
     def _settle(self, record: IntentRecord, status: str, detail: str) -> None:
         self.journal.settle_intent(record.intent_key, status, detail, self.clock())
-        self._ledger = self._ledger.record(_entry(_with_status(record, status)))
+        self._ledger = self._ledger.record(ledger_entry(with_status(record, status)))
         if status in ("failed", "unknown"):
             self.metrics.topups.labels(self.account_id, status).inc()
 
@@ -397,25 +358,3 @@ class AccountRunner:
         self.metrics.unknown_legs.labels(account).set(sum(1 for leg in view.legs if leg.risk is None))
         for name, health in state.health.items():
             self.metrics.stream_stale.labels(account, name).set(0 if health.freshness.value == "fresh" else 1)
-
-
-def _with_status(record: IntentRecord, status: str) -> IntentRecord:
-    return replace(record, status=status)
-
-
-def _topup_of(record: IntentRecord, limits: TopUpLimits | None) -> TopUp:
-    """The journaled decision as a top-up, to tell its reconciled outcome (the target comes from the limits)."""
-    return TopUp(
-        amount=record.amount,
-        symbol=record.symbol,
-        side=record.side,
-        target=limits.target_distance if limits is not None else 0.0,
-        intent_key=record.intent_key,
-        method=TopUpMethod(record.action),
-        source=limits.cross_transfer_from if limits is not None else None,
-        needed=record.amount,
-        capped_by=None,
-        distance_after=None,
-        episode=record.episode,
-        attempt=0,
-    )
