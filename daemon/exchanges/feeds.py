@@ -141,7 +141,8 @@ class AccountFeed:
                 if self.settings.watch_balance:
                     group.create_task(self._stream(BALANCE, self._next_balance))
                 group.create_task(self._reconcile_loop())
-                group.create_task(self._watch_freshness())
+                if any(clock.stale_after_s is not None for clock in self._clocks.values()):
+                    group.create_task(self._watch_freshness())
         except* _Stopped as stopped:
             error = stopped.exceptions[0]
             assert isinstance(error, _Stopped)
