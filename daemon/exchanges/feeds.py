@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,7 +38,7 @@ from daemon.core.events import (
     PositionUpdate,
     StreamHealth,
 )
-from daemon.core.types import MarginMode, Side
+from daemon.core.types import MarginMode
 from daemon.exchanges.errors import (
     AuthenticationFailed,
     ExchangeError,
@@ -50,12 +50,12 @@ from daemon.exchanges.errors import (
 from daemon.exchanges.marketdata import MarketHub, MarkEvent
 from daemon.exchanges.parse import facts_from_positions, margin_mode_of, number, wallet_balance
 from daemon.exchanges.quirks import Quirks
+from daemon.exchanges.reconcile import PositionLedger, Verdict
 from daemon.exchanges.streams import StreamClock, cancelled_by_us, force_reconnect, now_ms
 
 log = structlog.get_logger(__name__)
 
 Emit = Callable[[Event], None]
-LegKey = tuple[str, Side]
 
 POSITIONS, BALANCE, ACCOUNT = "positions", "balance", "account"
 
@@ -109,12 +109,8 @@ class AccountFeed:
             POSITIONS: StreamClock(POSITIONS, private_threshold, start),
             BALANCE: StreamClock(BALANCE, private_threshold, start),
         }
-        self._held: dict[LegKey, float] = {}  # contracts per open leg, as the feed has reported them
-        self._heard: dict[LegKey, float] = {}  # the same, as the position stream alone has told it
-        self._suspect = False
-        self._rebaseline = True
+        self._ledger = PositionLedger()
         self._account_margin_mode: MarginMode | None = None
-        self._pushed_until: float = 0.0  # newest position-push timestamp taken from ccxt
         self._subscribed: set[str] = set()
         self._rules_sent: set[str] = set()
         self._buffer: list[Event] | None = None  # private events held back while a snapshot is taken
@@ -195,8 +191,7 @@ class AccountFeed:
                 wallet = wallet_balance(balance, self.quirks.settle)
                 if wallet is not None:
                     self._emit(BalanceUpdate(wallet, now_ms()))
-            truth = {(f.symbol, f.side): f.contracts for f in facts}
-            self._held = dict(truth)
+            self._ledger.snapshot_taken(facts)
             self._emit(PositionSnapshot(facts, now_ms()))
             self.snapshots += 1
         finally:
@@ -204,29 +199,14 @@ class AccountFeed:
             for event in held or ():
                 self._publish(event)
         self._follow_marks()
-        self._judge_position_stream(truth)
-
-    def _judge_position_stream(self, truth: dict[LegKey, float]) -> None:
-        """Compare the snapshot with what the position stream told; a difference twice running means the
-        stream is deaf (a push may merely trail the REST answer, hence the confirmation snapshot)."""
-        differing = sorted(
-            f"{symbol} {side.value}"
-            for symbol, side in truth.keys() | self._heard.keys()
-            if truth.get((symbol, side)) != self._heard.get((symbol, side))
-        )
-        if not differing or self._rebaseline:
-            # First snapshot, or the first after a reconnect: what the stream missed while down is expected.
-            self._heard, self._suspect, self._rebaseline = dict(truth), False, False
-            return
-        if not self._suspect:
-            self._suspect = True
+        verdict = self._ledger.judge()
+        if verdict is Verdict.SUSPECT:
             self.request_reconcile(after_s=self.settings.confirm_after_s)
-            return
-        self._heard, self._suspect = dict(truth), False
-        detail = f"stream missed changes to {', '.join(differing)}"
-        self._clocks[POSITIONS].state = Freshness.STALE
-        self._emit(StreamHealth(POSITIONS, Freshness.STALE, now_ms(), detail))
-        force_reconnect(self.client, f"marginguard: {detail}")
+        elif verdict is Verdict.DEAF:
+            detail = f"stream missed changes to {self._ledger.missed}"
+            self._clocks[POSITIONS].state = Freshness.STALE
+            self._emit(StreamHealth(POSITIONS, Freshness.STALE, now_ms(), detail))
+            force_reconnect(self.client, f"marginguard: {detail}")
 
     async def _with_account_margin_mode(self, facts: tuple[PositionFacts, ...]) -> tuple[PositionFacts, ...]:
         """Where positions do not state their margin mode (Bybit unified: account-wide), ask for it once per
@@ -344,7 +324,7 @@ class AccountFeed:
         watch = asyncio.ensure_future(next_events())
         try:
             await asyncio.wait({watch}, timeout=self.settings.resubscribe_grace_s)
-            self._rebaseline = True
+            self._ledger.rebaseline()
             self.request_reconcile()
             if not watch.done() and self.quirks.positions_quiet_by_nature and _socket_up(self.client):
                 # A stream that pushes only on change has no data to show it is alive: being connected
@@ -359,7 +339,7 @@ class AccountFeed:
 
     async def _next_positions(self) -> list[Event]:
         returned = await self.client.watch_positions()
-        rows = self._with_coalesced(returned)
+        rows = self._ledger.with_coalesced(self.client, returned)
         facts = self._fill_margin_mode(tuple(f for f in facts_from_positions(rows) if self._wanted(f.symbol)))
         if not facts:
             return []
@@ -368,26 +348,6 @@ class AccountFeed:
             self.request_reconcile(after_s=self.settings.reconcile_after_thin_push_s)
         stamps = [int(row["timestamp"]) for row in rows if row.get("timestamp")]
         return [PositionUpdate(facts, max(stamps) if stamps else now_ms())]
-
-    def _with_coalesced(self, returned: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """The rows a watch returned plus those ccxt cached without handing them over.
-
-        ccxt resolves a waiting watch with the first message of a batch read together; the next messages
-        (a second leg liquidated in the same instant) only reach its cache. Cached rows stamped at or after
-        the last row seen are taken too (re-applying one is harmless); older cache entries are not, since
-        the cache is never corrected by the snapshots and may be stale.
-        """
-        rows = [row for row in returned if isinstance(row, Mapping)]
-        taken = {id(row) for row in rows}
-        since = self._pushed_until
-        for row in _cached_position_rows(self.client):
-            stamp = row.get("timestamp")
-            if id(row) not in taken and isinstance(stamp, int | float) and stamp >= since:
-                rows.append(row)
-                taken.add(id(row))
-        stamps = [row["timestamp"] for row in rows if isinstance(row.get("timestamp"), int | float)]
-        self._pushed_until = max([since, *stamps])
-        return rows
 
     async def _next_balance(self) -> list[Event]:
         balance = await self.client.watch_balance()
@@ -421,17 +381,11 @@ class AccountFeed:
             self._buffer.append(event)
             return
         if isinstance(event, PositionUpdate):
-            for legs in (self._held, self._heard):
-                for facts in event.positions:
-                    key = (facts.symbol, facts.side)
-                    if facts.contracts == 0.0:
-                        legs.pop(key, None)
-                    else:
-                        legs[key] = facts.contracts
+            self._ledger.pushed(event.positions)
         self._emit(event)
         if isinstance(event, PositionUpdate):
             self._follow_marks()
-            if {symbol for symbol, _ in self._held} - self._rules_sent:
+            if self._ledger.symbols - self._rules_sent:
                 self.request_reconcile()  # a leg opened on a symbol whose tiers are not known yet
 
     def _emit(self, event: Event) -> None:
@@ -445,7 +399,7 @@ class AccountFeed:
 
     def _follow_marks(self) -> None:
         """Mark subscriptions follow the held symbols."""
-        held = {symbol for symbol, _ in self._held}
+        held = self._ledger.symbols
         for symbol in sorted(held - self._subscribed):
             self._subscribed.add(symbol)
             self.hub.subscribe(symbol, self._on_mark)
@@ -465,13 +419,6 @@ def _wait(error: ExchangeError, backoff_delay: float) -> float:
     if isinstance(error, RateLimited) and error.retry_after is not None:
         return max(backoff_delay, error.retry_after)
     return backoff_delay
-
-
-def _cached_position_rows(client: Any) -> list[Mapping[str, Any]]:
-    """Every row in ccxt's position cache (one cache, or one per market type as Binance keeps them)."""
-    cache = getattr(client, "positions", None)
-    caches = [c for c in cache.values() if isinstance(c, list)] if isinstance(cache, dict) else [cache]
-    return [row for rows in caches if isinstance(rows, list) for row in rows if isinstance(row, Mapping)]
 
 
 def _socket_up(client: Any) -> bool:

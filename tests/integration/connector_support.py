@@ -5,7 +5,6 @@ the connector to reach a state (with a timeout, never a sleep), and comparing it
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,14 +16,10 @@ from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
 from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.marketdata import HubSettings, MarketHub, hub_for
-from daemon.sim.markets import load_markets
 from daemon.sim.server import SimServer
 
 EXCHANGES = ("binance", "bybit", "okx")
 WAIT_S = 10.0
-# ccxt's bybit market says taker 0.0006 when the instrument row names no fee (the real API names none); the
-# model's Bybit bankruptcy price includes the closing fee, so the simulated exchange charges the same.
-CCXT_TAKER_FEE = {"bybit": 0.0006}
 
 
 def unified(sim: SimServer, market_id: str) -> str:
@@ -33,11 +28,7 @@ def unified(sim: SimServer, market_id: str) -> str:
 
 
 def simulator(exchange: str, **options: Any) -> SimServer:
-    markets = load_markets(exchange)
-    fee = CCXT_TAKER_FEE.get(exchange)
-    if fee is not None:
-        markets = {symbol: dataclasses.replace(m, taker_fee=fee) for symbol, m in markets.items()}
-    return SimServer(exchange, markets=markets, **options)
+    return SimServer(exchange, **options)
 
 
 def account_for(sim: SimServer, account_id: str = "acct-1", api_key: str | None = None) -> ExchangeAccount:
