@@ -159,3 +159,29 @@ async def test_a_stalled_mark_stream_is_declared_stale_reconnected_and_fresh_onl
 
 def _new_socket(sim: SimServer, before: int) -> bool:
     return sum(1 for entry in sim.engine.request_log if entry["websocket"]) > before
+
+
+async def test_a_position_stream_that_missed_a_change_is_declared_stale_and_reconnected() -> None:
+    """Binance pushes positions only on change, so silence proves nothing: the reconciliation does. A change
+    the stream never delivered (swallowed by a stall) is found by the snapshot, confirmed by a second one,
+    and the stream is declared STALE and reconnected."""
+    async with simulator("binance", mark_interval_s=0.25) as sim:
+        open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.CROSS, leverage=10)
+        async with connected(sim, feed=RECONCILING_FEED, hub_settings=QUICK_HUB) as (_hub, connector):
+            await until_in_step(sim, connector)
+            sockets_before = sum(1 for entry in sim.engine.request_log if entry["websocket"])
+            deaf = next_update(
+                connector,
+                lambda u: (
+                    isinstance(u.event, StreamHealth)
+                    and u.event.stream == "positions"
+                    and u.event.freshness is Freshness.STALE
+                ),
+            )
+            sim.faults.set("stall")
+            open_leg(sim, ETH, Side.SHORT, 1.0, MarginMode.CROSS, leverage=10)
+            update = await deaf
+            assert isinstance(update.event, StreamHealth) and unified(sim, ETH) in update.event.detail
+            await eventually(lambda: _new_socket(sim, sockets_before))
+            sim.faults.clear("stall")
+            await until_in_step(sim, connector)
