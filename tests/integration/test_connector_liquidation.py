@@ -5,11 +5,13 @@ agree with the simulated exchange's own, and the liquidation is seen. Unmodified
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 
 from daemon.core.state import ChangeKind
 from daemon.core.types import MarginMode, Side
+from daemon.exchanges.connector import Connector
 from tests.integration.connector_support import (
     EXCHANGES,
     connected,
@@ -24,6 +26,10 @@ from tests.integration.connector_support import (
 pytestmark = pytest.mark.integration
 
 BTC, ETH = "BTCUSDT", "ETHUSDT"
+
+
+def _mark_is(symbol: str, price: float) -> Callable[[Connector], bool]:
+    return lambda connector: connector.state.marks[symbol].price == price
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
@@ -43,7 +49,7 @@ async def test_model_liquidation_prices_track_the_exchange_down_to_the_liquidati
             for fraction in (0.0, 0.3, 0.6, 0.9, 0.97):
                 price = round(entry - fraction * (entry - liquidation), 1)
                 sim.engine.set_mark(BTC, price)
-                await until(connector, lambda c, p=price: c.state.marks[btc].price == p)
+                await until(connector, _mark_is(btc, price))
                 for symbol, market_id in ((btc, BTC), (eth, ETH)):
                     leg = connector.view.leg(symbol, "long")
                     assert leg is not None and leg.risk is not None, connector.view.unknown_because
