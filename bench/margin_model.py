@@ -93,7 +93,15 @@ def main() -> None:
         "binance",
         (
             Position(
-                "BTCUSDT", Side.LONG, 0.5, 1.0, 60_000.0, 59_000.0, MarginMode.ISOLATED, leverage=20.0, tiers=TIERS
+                "BTCUSDT",
+                Side.LONG,
+                0.5,
+                1.0,
+                60_000.0,
+                59_000.0,
+                MarginMode.ISOLATED,
+                leverage=20.0,
+                tiers=TIERS,
             ),
         ),
     )
