@@ -291,7 +291,7 @@ class AccountFeed:
         while True:
             try:
                 if recovering:
-                    events = await self._first_after_reconnect(next_events)
+                    events = await self._first_after_reconnect(clock, next_events)
                     recovering = False
                 else:
                     events = await next_events()
@@ -319,20 +319,21 @@ class AccountFeed:
             delays = delays or self.settings.backoff.delays(random.random)
             await asyncio.sleep(_wait(error, next(delays)))
 
-    async def _first_after_reconnect(self, next_events: Callable[[], Awaitable[list[Event]]]) -> list[Event]:
+    async def _first_after_reconnect(
+        self, clock: StreamClock, next_events: Callable[[], Awaitable[list[Event]]]
+    ) -> list[Event]:
         """The first watch after a failure reconnects; reconcile once the new socket had time to subscribe."""
         watch = asyncio.ensure_future(next_events())
         try:
             await asyncio.wait({watch}, timeout=self.settings.resubscribe_grace_s)
             self._ledger.rebaseline()
             self.request_reconcile()
-            if not watch.done() and self.quirks.positions_quiet_by_nature and _socket_up(self.client):
-                # A stream that pushes only on change has no data to show it is alive: being connected
-                # and resubscribed is the evidence there is (the reconciliation covers the gap).
-                for clock in self._clocks.values():
-                    health = clock.seen(time.monotonic())
-                    if health is not None:
-                        self._emit(health)
+            if not watch.done() and clock.stale_after_s is None and _socket_up(self.client):
+                # A stream not judged by silence (it pushes only on change) has no data to show it is alive:
+                # being connected and resubscribed is the evidence there is; the reconciliation covers the gap.
+                health = clock.seen(time.monotonic())
+                if health is not None:
+                    self._emit(health)
             return await watch
         finally:
             watch.cancel()
@@ -422,8 +423,8 @@ def _wait(error: ExchangeError, backoff_delay: float) -> float:
 
 
 def _socket_up(client: Any) -> bool:
-    sockets = list(getattr(client, "clients", {}).values())
-    return bool(sockets) and all(
+    """Some websocket of the client is connected and healthy (a failed one may linger until forgotten)."""
+    return any(
         getattr(ws, "isConnected", False) and not getattr(ws, "error", None) and not ws.closed()
-        for ws in sockets
+        for ws in list(getattr(client, "clients", {}).values())
     )

@@ -100,6 +100,13 @@ async def test_after_each_fault_the_picture_equals_the_exchange(exchange: str) -
                     raise AssertionError(f"after {fault.__name__}: {failure}") from None
                 sim.faults.clear()
                 await until(connector, lambda c: _all_priced(c), within_s=5.0)  # tiers may have met the fault
+                await until(connector, _all_fresh, within_s=5.0)
+
+
+def _all_fresh(connector: Connector) -> bool:
+    """Every stream of the account, private and marks, is fresh again."""
+    streams = ["positions", "balance", *(mark_stream_name(symbol) for symbol, _side in connector.state.legs)]
+    return all(health(connector, stream) is Freshness.FRESH for stream in streams)
 
 
 def _all_priced(connector: Connector) -> bool:
