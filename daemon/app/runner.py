@@ -358,3 +358,11 @@ class AccountRunner:
         self.metrics.unknown_legs.labels(account).set(sum(1 for leg in view.legs if leg.risk is None))
         for name, health in state.health.items():
             self.metrics.stream_stale.labels(account, name).set(0 if health.freshness.value == "fresh" else 1)
+        if self.connector is not None:
+            now = time.monotonic()
+            for name, age in self.connector.feed.stream_ages(now).items():
+                self.metrics.stream_age.labels(account, name).set(age)
+            for symbol in {leg.key[0] for leg in view.legs}:
+                mark_age = self.hub.stream_age(symbol, now)
+                if mark_age is not None:
+                    self.metrics.stream_age.labels(account, f"mark:{symbol}").set(mark_age)

@@ -233,6 +233,11 @@ class MarketHub:
         """Symbol -> number of listeners, for every symbol with a running mark stream."""
         return {symbol: len(listeners) for symbol, listeners in self._listeners.items()}
 
+    def stream_age(self, symbol: str, now: float) -> float | None:
+        """Seconds since `symbol`'s mark stream last carried data (monotonic `now`); None when not watched."""
+        clock = self._clocks.get(symbol)
+        return None if clock is None else max(0.0, now - clock.last_data)
+
     def latest(self, symbol: str) -> MarkPrice | None:
         return self._latest.get(symbol)
 

@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from daemon.notify.receiver import PLATFORMS, Receiver
@@ -148,6 +149,21 @@ async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolv
             assert len(texts) == len(hook), platform
             for text, message in zip(texts, hook, strict=True):
                 assert message.json["summary"] in text, (platform, text)
+
+        # What an operator scrapes and asks: the leg's figures, stream ages and alert counts.
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                metrics = await response.text()
+            async with http.get(f"http://127.0.0.1:{port}/status") as response:
+                status = await response.json()
+        assert f'marginguard_positions{{account="{account}"}} 1.0' in metrics
+        assert f'marginguard_min_distance_to_liquidation{{account="{account}"}}' in metrics
+        assert (
+            f'marginguard_stream_age_seconds{{account="{account}",stream="mark:{UNIFIED_SYMBOL}"}}' in metrics
+        )
+        assert f'marginguard_topups_total{{account="{account}",outcome="done"}} 1.0' in metrics
+        leg = status["accounts"][account]["legs"][0]
+        assert math.isclose(leg["liquidation_price"], lp_after, rel_tol=1e-6), leg
 
         # SIGTERM: a prompt, clean exit with the outbox flushed.
         daemon.signal(signal.SIGTERM)
