@@ -81,10 +81,14 @@ class Freshness(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class StreamHealth:
+    """A stream's freshness changed. `refused` marks the exchange refusing the account's key or its permissions:
+    the feed has stopped for good (retrying would not help) and a person must act."""
+
     stream: str  # e.g. "positions", "balance", "mark:BTC/USDT:USDT"
     freshness: Freshness
     ts_ms: int
     detail: str = ""
+    refused: bool = False
 
 
 Event = PositionSnapshot | PositionUpdate | MarkPrice | BalanceUpdate | MarketRules | StreamHealth

@@ -33,6 +33,7 @@ DIVERGENCE_RULE = "divergence"
 UNKNOWN_RULE = "figures_unknown"
 LIQUIDATED_RULE = "liquidated"
 STALE_RULE_PREFIX = "stale_data:"
+AUTH_RULE = "auth_failure"
 
 _LEG_RULES = (RISK_RULE, DIVERGENCE_RULE, UNKNOWN_RULE)
 _SEVERITY = {Level.WARNING: Severity.WARNING, Level.CRITICAL: Severity.CRITICAL}
@@ -81,8 +82,9 @@ def decide(
             if symbol is not None and side is not None:
                 run.leg_gone(symbol, Side(side), "is not among the exchange's positions")
     run.account(view)
+    refused = any(h.refused and h.freshness is not Freshness.FRESH for h in health.values())
     for stream, stream_health in sorted(health.items()):
-        run.stream(stream, stream_health)
+        run.stream(stream, stream_health, refused)
     return run.memory(), tuple(run.alerts)
 
 
@@ -255,8 +257,22 @@ class _Run:
         account_id = self.account_id
         self._advance(after, th, lambda level: text.account_margin(account_id, level, figures, bool(cross)))
 
-    def stream(self, stream: str, health: StreamHealth) -> None:
+    def stream(self, stream: str, health: StreamHealth, refused: bool = False) -> None:
+        """`refused`: some stream of the account is down because the exchange refused the key."""
         th = self.rules.for_account(self.account_id)
+        if health.refused:
+            self._refused(stream, health, th)
+            return
+        refusal = self.tracks.get(AlertIdentity(self.account_id, None, None, AUTH_RULE).key)
+        if (
+            not refused
+            and refusal is not None
+            and refusal.level is not Level.OK
+            and health.freshness is Freshness.FRESH
+        ):
+            # A stream carries data again: the key works (it was replaced and marginguard restarted).
+            cleared = refusal.step(False, False, self.now, 0.0, Figures())
+            self._advance(cleared, th, lambda _level: text.refused(self.account_id, stream, "", cleared=True))
         identity = AlertIdentity(self.account_id, None, None, STALE_RULE_PREFIX + stream)
         track = self._track(identity, AlertKind.STALE_DATA)
         blind = health.freshness is not Freshness.FRESH
@@ -268,6 +284,14 @@ class _Run:
             th,
             lambda level: text.stale(account_id, stream, level, health.freshness.value, health.detail),
         )
+
+    def _refused(self, stream: str, health: StreamHealth, th: Thresholds) -> None:
+        """The exchange refused the key or its permissions: critical until a restart brings the stream back."""
+        identity = AlertIdentity(self.account_id, None, None, AUTH_RULE)
+        track = self._track(identity, AlertKind.AUTH_FAILURE)
+        after = track.step(True, True, self.now, 0.0, Figures())
+        account_id = self.account_id
+        self._advance(after, th, lambda _level: text.refused(account_id, stream, health.detail))
 
     # -- the conversation --------------------------------------------------------------------------------------
 

@@ -57,6 +57,16 @@ def stale(account: str, stream: str, level: Level, freshness: str, detail: str) 
     return f"{account} {stream} stream is {freshness}{reason}; marginguard may be blind to this account"
 
 
+def refused(account: str, stream: str, detail: str, cleared: bool = False) -> str:
+    if cleared:
+        return f"{account}: the exchange accepts marginguard's API key again; watching resumed"
+    reason = f" ({detail})" if detail else ""
+    return (
+        f"{account}: the exchange refused marginguard's API key or its permissions{reason}; this account is NOT "
+        "being watched until the key is fixed and marginguard restarted"
+    )
+
+
 def divergence(subject: str, level: Level, model: float | None, exchange: float, tolerance: float) -> str:
     if level is Level.OK:
         return f"{subject} model and exchange liquidation prices agree again"

@@ -144,7 +144,9 @@ class AccountFeed:
             assert isinstance(error, _Stopped)
             self.stopped_because = error.error
             log.error("account feed stopped", exchange=self.quirks.exchange_id, error=str(error.error))
-            self.emit(StreamHealth(ACCOUNT, Freshness.DOWN, now_ms(), f"stopped: {error.error}"))
+            self.emit(
+                StreamHealth(ACCOUNT, Freshness.DOWN, now_ms(), f"stopped: {error.error}", refused=True)
+            )
         finally:
             for symbol in list(self._subscribed):
                 self.hub.unsubscribe(symbol, self._on_mark)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon.core.alerts import AlertIdentity, AlertKind, Severity
-from daemon.core.events import Freshness
+from daemon.core.events import Freshness, StreamHealth
 from daemon.core.policy import risk_identity
 from daemon.core.policy_rules import RuleOverride, RuleSet, Silence, Thresholds
 from daemon.core.types import Side
@@ -239,6 +239,24 @@ def test_a_stale_or_down_stream_is_critical_until_it_is_fresh_again() -> None:
     assert [(a.identity.rule, a.resolved, a.sequence) for a in recovered] == [
         ("stale_data:positions", True, 2)
     ]
+
+
+def test_a_refused_key_is_an_authentication_failure_until_a_stream_is_fresh_again() -> None:
+    feed = Feed()
+    feed.step(0, snapshot(0, isolated_long()), mark(0, mark_at(0.3)))
+    refused = StreamHealth(
+        "account", Freshness.DOWN, 1_000, "stopped: AuthenticationFailed: -2015", refused=True
+    )
+    alerts = feed.step(1, refused)
+    assert [(a.kind, a.severity, a.resolved, a.identity.rule) for a in alerts] == [
+        (AlertKind.AUTH_FAILURE, Severity.CRITICAL, False, "auth_failure")
+    ]
+    assert "NOT being watched" in alerts[0].summary and "-2015" in alerts[0].summary
+    # Other streams still reported fresh from before do not clear it while the refusal stands.
+    assert feed.step(2, stream(2, "positions", Freshness.FRESH)) == []
+    # Replaced key, restarted feed: the account stream is fine again, and the refusal clears.
+    cleared = feed.step(3, stream(3, "account", Freshness.FRESH))
+    assert [(a.kind, a.resolved) for a in cleared] == [(AlertKind.AUTH_FAILURE, True)]
 
 
 @pytest.mark.parametrize(
