@@ -134,10 +134,23 @@ class SocketHub:
     def __init__(self) -> None:
         self._channels: dict[str, set[SimSocket]] = {}
         self._by_socket: dict[SimSocket, set[str]] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     def subscribe(self, channel: str, socket: SimSocket) -> None:
         self._channels.setdefault(channel, set()).add(socket)
         self._by_socket.setdefault(socket, set()).add(channel)
+        for waiter in self._waiters.pop(channel, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def until_subscribed(self, channel: str) -> None:
+        """Return once some client listens on `channel`, so a test or scenario moves prices only after the
+        client listens; pair it with a timeout."""
+        if self.has_subscribers(channel):
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(channel, []).append(waiter)
+        await waiter
 
     def unsubscribe(self, channel: str, socket: SimSocket) -> None:
         self._channels.get(channel, set()).discard(socket)

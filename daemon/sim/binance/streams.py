@@ -85,7 +85,6 @@ class BinanceStreams:
         self._outboxes: dict[str, _Outbox] = {}
         self._wallets: dict[str, float] = {}  # last cross wallet seen per account, for "bc"
         self._flush_scheduled = False
-        self._subscription_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.realized = RealizedLedger(engine)
         listen_keys.on_revoke.append(lambda api_key: self._retire_stale_sockets(user_channel(api_key)))
@@ -104,17 +103,10 @@ class BinanceStreams:
     async def until_subscribed(self, channel: str) -> None:
         """Return once some client listens on `channel` (a stream name, or `user_channel(api_key)`), so a
         scenario can move prices only after the client listens; pair it with a timeout."""
-        if self.hub.has_subscribers(channel):
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._subscription_waiters.setdefault(channel, []).append(waiter)
-        await waiter
+        await self.hub.until_subscribed(channel)
 
     def _subscribe(self, channel: str, socket: SimSocket) -> None:
         self.hub.subscribe(channel, socket)
-        for waiter in self._subscription_waiters.pop(channel, []):
-            if not waiter.done():
-                waiter.set_result(None)
 
     # ---- connections ----
 

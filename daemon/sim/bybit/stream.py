@@ -10,7 +10,6 @@ carries deltas of the changed fields; private topics push only on change, with n
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Callable
@@ -58,7 +57,6 @@ class Streams:
         self.hub = hub
         self.session = session
         self.by_wire: dict[str, Market] = {wire_symbol(m): m for m in engine.markets.values()}
-        self._subscription_waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/v5/public/linear", self.public_linear), web.get("/v5/private", self.private)]
@@ -66,17 +64,10 @@ class Streams:
     async def until_subscribed(self, channel: str) -> None:
         """Return once some client has subscribed `channel` (a hub channel such as "position:<api key>"), so a
         scenario can move prices only after the client listens; pair it with a timeout."""
-        if self.hub.has_subscribers(channel):
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._subscription_waiters.setdefault(channel, []).append(waiter)
-        await waiter
+        await self.hub.until_subscribed(channel)
 
     def _subscribe(self, channel: str, socket: SimSocket) -> None:
         self.hub.subscribe(channel, socket)
-        for waiter in self._subscription_waiters.pop(channel, []):
-            if not waiter.done():
-                waiter.set_result(None)
 
     # ---- connections ----
 
