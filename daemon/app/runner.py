@@ -82,6 +82,7 @@ class AccountRunner:
         self._changes: list[Change] = []
         self._woken = asyncio.Event()
         self._memory = self._load_memory()
+        self._saved = _durable(self._memory)
         self._ledger = TopUpLedger(tuple(ledger_entry(r) for r in journal.intents(self.account_id)))
         self._reconciled = False
 
@@ -148,7 +149,7 @@ class AccountRunner:
             for leg in view.legs:
                 await self._consider_topup(actuator, leg, state, view, silences)
         if self._memory is not before:
-            self.journal.save_memory(self.account_id, memory_to_json(self._memory), now)
+            self._save_memory(now)
         self._update_metrics(state, view)
 
     # ---- alerts ----
@@ -171,6 +172,15 @@ class AccountRunner:
             )
         if alerts:
             self.wake_outbox()
+
+    def _save_memory(self, now: float) -> None:
+        """Persist the memory when what a restart needs has changed: message counters, episodes, what receivers
+        were told. Figures and threshold timers move with every mark; writing them each tick would cost an
+        fsync per update per account, and after a restart they are rebuilt within one tick anyway."""
+        durable = _durable(self._memory)
+        if durable != self._saved:
+            self.journal.save_memory(self.account_id, memory_to_json(self._memory), now)
+            self._saved = durable
 
     def _load_memory(self) -> PolicyMemory:
         text = self.journal.load_memory(self.account_id)
@@ -366,3 +376,9 @@ class AccountRunner:
                 mark_age = self.hub.stream_age(symbol, now)
                 if mark_age is not None:
                     self.metrics.stream_age.labels(account, f"mark:{symbol}").set(mark_age)
+
+
+def _durable(memory: PolicyMemory) -> tuple[object, ...]:
+    """The part of the policy's memory a restart must not lose."""
+    told = {key: (track.notified, track.last_sent, track.episode) for key, track in memory.tracks.items()}
+    return (memory.sequences, memory.episodes, memory.notices, told)
