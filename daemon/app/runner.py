@@ -28,6 +28,7 @@ from daemon.core.state import AccountState, Change
 from daemon.core.topup import (
     Refused,
     TopUp,
+    TopUpDecision,
     TopUpLedger,
     TopUpLimits,
     TopUpMethod,
@@ -223,29 +224,24 @@ class AccountRunner:
     ) -> None:
         assert self.config.limits is not None
         episode = self._memory.episode(risk_identity(self.account_id, leg.key[0], leg.key[1]))
-        decision = decide_topup(
-            leg,
-            view,
-            self.config.limits,
-            self._ledger,
-            self.clock(),
-            state=state,
-            available_balance=None,
-            episode=episode,
-        )
-        if isinstance(decision, Refused) and decision.code == "balance_unknown":
-            # Every other rule passed: only now is the balance worth a REST call.
-            available = await self._available_balance(actuator, leg)
-            decision = decide_topup(
+        limits = self.config.limits
+
+        def decide_with(available: float | None) -> TopUpDecision:
+            return decide_topup(
                 leg,
                 view,
-                self.config.limits,
+                limits,
                 self._ledger,
                 self.clock(),
                 state=state,
                 available_balance=available,
                 episode=episode,
             )
+
+        decision = decide_with(None)
+        if isinstance(decision, Refused) and decision.code == "balance_unknown":
+            # Every other rule passed: only now is the balance worth a REST call.
+            decision = decide_with(await self._available_balance(actuator, leg))
         if isinstance(decision, TopUp):
             outcome = await self._execute(actuator, decision, leg, state)
             self._announce(leg, outcome, silences)
