@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,8 @@ class AccountRunner:
         self._woken = asyncio.Event()
         self._memory = self._load_memory()
         self._saved = _durable(self._memory)
+        self._silences: list[Silence] = []
+        self._silences_read_at = -math.inf
         self._ledger = TopUpLedger(tuple(ledger_entry(r) for r in journal.intents(self.account_id)))
         self._reconciled = False
 
@@ -125,11 +128,7 @@ class AccountRunner:
         state, view = self.connector.state, self.connector.view
         changes, self._changes = self._changes, []
         now = self.clock()
-        silences = [
-            Silence(s.account, s.symbol, s.until)
-            for s in self.journal.active_silences(now)
-            if s.account == self.account_id
-        ]
+        silences = self._active_silences(now)
         before = self._memory
         if state.last_snapshot_ms is not None and not self._reconciled:
             # First, so that a top-up made before a crash is told before the all-clear it brought.
@@ -173,6 +172,18 @@ class AccountRunner:
             )
         if alerts:
             self.wake_outbox()
+
+    def _active_silences(self, now: float) -> list[Silence]:
+        """The account's silences, read from the journal at most once a tick: steps follow every burst of marks,
+        and a silence set from the CLI may take a second to apply."""
+        if now >= self._silences_read_at + TICK_S:
+            self._silences = [
+                Silence(s.account, s.symbol, s.until)
+                for s in self.journal.active_silences(now)
+                if s.account == self.account_id
+            ]
+            self._silences_read_at = now
+        return [s for s in self._silences if s.until > now]
 
     def _save_memory(self, now: float) -> None:
         """Persist the memory when what a restart needs has changed: message counters, episodes, what receivers
