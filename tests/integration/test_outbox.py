@@ -48,7 +48,7 @@ def alert(sequence: int, symbol: str = "BTC/USDT:USDT") -> Alert:
 
 
 def sequences(records: list[Received]) -> list[int]:
-    return [int(r.json["idempotency_key"].rsplit("#", 1)[1]) for r in records]
+    return [int(r.json["sequence"]) for r in records]
 
 
 @pytest.fixture

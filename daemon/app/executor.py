@@ -1,0 +1,264 @@
+"""One account's top-up executor: journals a decision, sends it, and settles what it did from the exchange's books.
+
+The pure policy decides (with the ledger as input); this shell makes the decision happen at most once:
+
+- before sending, the leg's margin is read fresh from the exchange (the baseline a lost answer is judged against)
+  and the intent is journaled; a journal that cannot be written starts no top-up;
+- an answer that says "done" counts from that moment (the ledger entry's cooldown starts when it landed) and
+  holds the leg until the account's picture shows the new margin;
+- an answer that never came (timeout, dropped connection, 5xx) leaves the outcome unknown: the exchange's own
+  records (`AccountRecords`) settle it before anything else is decided for that leg. While they cannot be read,
+  the user is told once that the outcome is unknown; a top-up that landed is never told as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import structlog
+
+from daemon.app.http import Metrics
+from daemon.app.intents import (
+    Judgement,
+    expected_after,
+    judge_by_changes,
+    judge_by_margin,
+    judge_by_snapshot,
+    ledger_entry,
+    topup_of,
+    with_status,
+)
+from daemon.core.policy_topup import TopUpExecuted, TopUpFailed, TopUpOutcome, TopUpUnknown
+from daemon.core.state import AccountState
+from daemon.core.topup import Refused, TopUp, TopUpLedger, TopUpLimits, TopUpMethod
+from daemon.core.types import Side
+from daemon.exchanges.actuator import Actuator
+from daemon.exchanges.errors import ExchangeError, TransientError
+from daemon.exchanges.records import AccountRecords
+from daemon.store import IntentRecord, Journal, JournalUnavailable
+
+log = structlog.get_logger("marginguard.topup")
+
+# A read of the exchange's records that takes longer than this is given up for this tick (alerts wait on it).
+READ_TIMEOUT_S = 5.0
+# While an unknown outcome cannot be settled, the records are asked again after 2, 4, 8 ... at most 30 s.
+_RECHECK_S, _RECHECK_MAX_S = 2.0, 30.0
+
+
+@dataclass
+class _Open:
+    """An intent whose outcome is not known yet, and when to ask the exchange's records about it next."""
+
+    record: IntentRecord
+    next_check: float = -math.inf
+    failures: int = 0
+    told_unknown: bool = False
+
+
+class TopUpExecutor:
+    def __init__(
+        self,
+        account_id: str,
+        journal: Journal,
+        metrics: Metrics,
+        limits: TopUpLimits | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.account_id = account_id
+        self.journal = journal
+        self.metrics = metrics
+        self.limits = limits
+        self.clock = clock
+        self.ledger = TopUpLedger(tuple(ledger_entry(r) for r in journal.intents(account_id)))
+        self._open = {r.intent_key: _Open(r) for r in journal.unsettled_intents(account_id)}
+
+    @property
+    def unsettled(self) -> list[IntentRecord]:
+        return [item.record for item in self._open.values()]
+
+    # ---- settling unknown outcomes ----
+
+    async def settle_open(
+        self, records: AccountRecords, state: AccountState
+    ) -> list[tuple[IntentRecord, TopUpOutcome]]:
+        """Ask the exchange's records about every intent whose outcome is unknown and due for a look; the
+        outcomes to tell, in journal order."""
+        told: list[tuple[IntentRecord, TopUpOutcome]] = []
+        for item in list(self._open.values()):
+            if self.clock() < item.next_check:
+                continue
+            outcome = await self._settle(records, state, item)
+            if outcome is not None:
+                told.append((item.record, outcome))
+        return told
+
+    async def _settle(self, records: AccountRecords, state: AccountState, item: _Open) -> TopUpOutcome | None:
+        record = item.record
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                judgement = await self._judge(records, state, record)
+        except (ExchangeError, TimeoutError) as exc:
+            item.failures += 1
+            item.next_check = self.clock() + min(_RECHECK_S * 2 ** (item.failures - 1), _RECHECK_MAX_S)
+            reason = f"the exchange's records cannot be read ({_said(exc)}); nothing more is done for this position until they can"
+            log.warning(
+                "top-up outcome unknown", account=self.account_id, intent=record.intent_key, error=_said(exc)
+            )
+            return self._tell_unknown(item, reason)
+        log.info(
+            "top-up settled from the exchange's records",
+            account=self.account_id,
+            intent=record.intent_key,
+            verdict=judgement.verdict,
+            detail=judgement.detail,
+        )
+        topup = topup_of(record, self.limits)
+        if judgement.verdict == "done":
+            self._landed(record, record.amount, judgement.detail)
+            return TopUpExecuted(topup)
+        if judgement.verdict == "failed":
+            self._finish(record, "failed", judgement.detail)
+            return TopUpFailed(topup, judgement.detail)
+        if judgement.verdict == "gone":
+            # Counted against the limits as if it landed: the money may be gone with the position.
+            self._finish(record, "unconfirmed", judgement.detail)
+            return self._tell_unknown(item, judgement.detail)
+        item.next_check = self.clock() + _RECHECK_S
+        return None
+
+    async def _judge(self, records: AccountRecords, state: AccountState, record: IntentRecord) -> Judgement:
+        since_ms = int(record.created * 1000) - 60_000
+        changes = await records.margin_changes(since_ms)
+        if changes is not None:
+            return judge_by_changes(record, changes, self.clock())
+        if record.action == TopUpMethod.TRANSFER.value:
+            return judge_by_snapshot(record, state, self.clock())
+        side = Side(record.side)
+        margin = await records.position_margin(record.symbol, side)
+        if margin is None and (record.symbol, side) in state.legs:
+            return Judgement("open", "the exchange did not give the position's margin")
+        return judge_by_margin(record, margin, self.clock())
+
+    def _tell_unknown(self, item: _Open, reason: str) -> TopUpOutcome | None:
+        if item.told_unknown:
+            return None
+        item.told_unknown = True
+        if item.record.intent_key in self._open:
+            self.journal.settle_intent(item.record.intent_key, "unknown", reason, self.clock())
+        return TopUpUnknown(topup_of(item.record, self.limits), reason)
+
+    # ---- executing a decision ----
+
+    async def execute(
+        self, actuator: Actuator, records: AccountRecords, topup: TopUp, state: AccountState, settle: str
+    ) -> TopUpOutcome | None:
+        """Journal, send and settle one decision; the outcome to tell (None: nothing to tell yet)."""
+        failure = self.journal.write_failure
+        if failure is not None:
+            return Refused(
+                "journal", f"the journal cannot be written ({failure}): no top-up is started until it can"
+            )
+        cross = topup.method is TopUpMethod.TRANSFER
+        if cross:
+            before = state.wallet_balance
+        else:
+            try:
+                async with asyncio.timeout(READ_TIMEOUT_S):
+                    before = await records.position_margin(topup.symbol, Side(topup.side))
+            except (ExchangeError, TimeoutError) as exc:
+                return Refused("margin_unknown", f"the position's margin could not be read: {_said(exc)}")
+            if before is None:
+                return Refused("margin_unknown", "the exchange gives no margin for this position")
+        now = self.clock()
+        record = IntentRecord(
+            topup.intent_key,
+            self.account_id,
+            topup.symbol,
+            topup.side,
+            topup.method.value,
+            settle,
+            topup.amount,
+            "pending",
+            before,
+            "",
+            now,
+            now,
+            topup.episode,
+        )
+        try:
+            fresh = self.journal.begin_intent(record)
+        except JournalUnavailable as exc:
+            return Refused(
+                "journal", f"the journal cannot be written ({exc}): no top-up is started until it can"
+            )
+        if not fresh:
+            log.warning("top-up intent already journaled: not sent again", intent=topup.intent_key)
+            return None
+        self.ledger = self.ledger.record(topup.pending(self.account_id, now))
+        log.info(
+            "top-up",
+            account=self.account_id,
+            intent=topup.intent_key,
+            amount=topup.amount,
+            method=topup.method.value,
+        )
+        try:
+            if cross:
+                result = await actuator.transfer_to_futures(settle, topup.amount, topup.intent_key)
+            else:
+                result = await actuator.add_isolated_margin(
+                    topup.symbol, Side(topup.side), topup.amount, topup.intent_key
+                )
+        except TransientError as exc:
+            # The request may have landed: the exchange's records say, before anything else is decided.
+            log.warning(
+                "top-up answer lost", account=self.account_id, intent=topup.intent_key, error=_said(exc)
+            )
+            self.journal.settle_intent(
+                record.intent_key, "unknown", f"answer lost: {_said(exc)}", self.clock()
+            )
+            item = self._open[record.intent_key] = _Open(with_status(record, "unknown"))
+            return await self._settle(records, state, item)
+        except ExchangeError as exc:
+            self._finish(record, "failed", _said(exc))
+            return TopUpFailed(topup, _said(exc))
+        if result.refused:
+            self._finish(record, "failed", result.refused)
+            return TopUpFailed(topup, result.refused)
+        if result.dry_run:
+            self._finish(record, "dry_run", f"would send {result.amount}")
+            return TopUpExecuted(topup, dry_run=True)
+        self._landed(
+            record, result.amount if result.amount is not None else topup.amount, f"sent {result.amount}"
+        )
+        return TopUpExecuted(topup)
+
+    # ---- outcomes ----
+
+    def _landed(self, record: IntentRecord, sent: float, detail: str) -> None:
+        """On the exchange's books now: counted from this moment, and its leg held until the picture shows it."""
+        now = self.clock()
+        self._open.pop(record.intent_key, None)
+        self.journal.settle_intent(record.intent_key, "done", detail, now)
+        entry = replace(
+            ledger_entry(with_status(record, "done")),
+            ts=now,
+            expected=expected_after(record, sent),
+            landed_ms=int(now * 1000),
+        )
+        self.ledger = self.ledger.record(entry)
+        self.metrics.topups.labels(self.account_id, "done").inc()
+
+    def _finish(self, record: IntentRecord, status: str, detail: str) -> None:
+        now = self.clock()
+        self._open.pop(record.intent_key, None)
+        self.journal.settle_intent(record.intent_key, status, detail, now)
+        self.ledger = self.ledger.record(replace(ledger_entry(with_status(record, status)), ts=now))
+        self.metrics.topups.labels(self.account_id, status).inc()
+
+
+def _said(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,133 @@
+"""The journal's top-up intents, silences and per-account markers (a part of `Journal`, kept in its own module).
+
+An intent is journaled before its request is sent and refused when the journal cannot be written; its outcome,
+when it cannot be written, is held in memory and read back from there until it can.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from daemon.store.schema import UNSETTLED, IntentRecord, JournalUnavailable, SilenceRecord
+from daemon.store.spill import Spill
+
+_INSERT_INTENT = (
+    "INSERT OR IGNORE INTO topup_intents (intent_key, account, symbol, side, action, asset, amount,"
+    " status, margin_before, detail, created, updated, episode) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+class JournalRecords:
+    _db: sqlite3.Connection
+    _spill: Spill
+    created: float
+
+    def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[sqlite3.Cursor]:
+        raise NotImplementedError
+
+    def _transaction(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[sqlite3.Cursor]:
+        raise NotImplementedError
+
+    # -- top-up intents -----------------------------------------------------------------------------------------
+
+    def begin_intent(self, record: IntentRecord) -> bool:
+        """Journal a top-up intent before it is sent. False if this intent key was ever journaled: don't send.
+        Raises `JournalUnavailable` when it cannot be written: don't send either."""
+        cursor = self._write([(_INSERT_INTENT, _intent_params(record))])[0]
+        return cursor.rowcount == 1
+
+    def settle_intent(self, intent_key: str, status: str, detail: str, now: float) -> None:
+        """Record an intent's outcome (held in memory, and read back from there, while it cannot be written)."""
+        statement = (
+            "UPDATE topup_intents SET status=?, detail=?, updated=? WHERE intent_key=?",
+            (status, detail, now, intent_key),
+        )
+        try:
+            self._write([statement])
+        except JournalUnavailable:
+            self._spill.intent_updates[intent_key] = (status, detail, now)
+
+    def intents(
+        self, account: str | None = None, statuses: Sequence[str] | None = None
+    ) -> list[IntentRecord]:
+        sql, params = "SELECT * FROM topup_intents WHERE 1=1", []
+        if account is not None:
+            sql += " AND account = ?"
+            params.append(account)
+        rows = self._db.execute(sql + " ORDER BY created", params).fetchall()
+        records = []
+        for row in rows:
+            record = IntentRecord(**dict(row))
+            held = self._spill.intent_updates.get(record.intent_key)
+            if held is not None:
+                record = replace(record, status=held[0], detail=held[1], updated=held[2])
+            if not statuses or record.status in statuses:
+                records.append(record)
+        return records
+
+    def unsettled_intents(self, account: str | None = None) -> list[IntentRecord]:
+        return self.intents(account, UNSETTLED)
+
+    # -- a new journal's account: the exchange's recent history, counted once ----------------------------------
+
+    def is_new_for(self, account: str) -> bool:
+        """Whether this journal knows nothing of `account`'s past: no top-up, no memory, no history read yet."""
+        for sql in (
+            "SELECT 1 FROM meta WHERE key = 'seeded:' || ?",
+            "SELECT 1 FROM topup_intents WHERE account = ? LIMIT 1",
+            "SELECT 1 FROM policy_memory WHERE account = ?",
+        ):
+            if self._db.execute(sql, (account,)).fetchone() is not None:
+                return False
+        return True
+
+    def record_seed(self, account: str, spent: Sequence[IntentRecord], note: str) -> None:
+        """Count the exchange's recent top-ups of `account` (read from its history) and mark the account known,
+        in one transaction. Raises `JournalUnavailable` when it cannot be written."""
+        statements: list[tuple[str, Sequence[Any]]] = [
+            (_INSERT_INTENT, _intent_params(record)) for record in spent
+        ]
+        statements.append(
+            ("INSERT OR REPLACE INTO meta (key, value) VALUES ('seeded:' || ?, ?)", (account, note))
+        )
+        self._write(statements)
+
+    # -- silences -----------------------------------------------------------------------------------------------
+
+    def add_silence(self, account: str, symbol: str | None, until: float, reason: str, now: float) -> int:
+        cursor = self._transaction(
+            [
+                (
+                    "INSERT INTO silences (account, symbol, until, reason, created) VALUES (?,?,?,?,?)",
+                    (account, symbol, until, reason, now),
+                )
+            ]
+        )[0]
+        return int(cursor.lastrowid or 0)
+
+    def active_silences(self, now: float) -> list[SilenceRecord]:
+        rows = self._db.execute(
+            "SELECT id, account, symbol, until, reason FROM silences WHERE until > ? ORDER BY id", (now,)
+        ).fetchall()
+        return [SilenceRecord(**dict(row)) for row in rows]
+
+
+def _intent_params(record: IntentRecord) -> tuple[Any, ...]:
+    return (
+        record.intent_key,
+        record.account,
+        record.symbol,
+        record.side,
+        record.action,
+        record.asset,
+        record.amount,
+        record.status,
+        record.margin_before,
+        record.detail,
+        record.created,
+        record.updated,
+        record.episode,
+    )
