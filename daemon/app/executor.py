@@ -8,14 +8,19 @@ The pure policy decides (with the ledger as input); this shell makes the decisio
   holds the leg until the account's picture shows the new margin;
 - an answer that never came (timeout, dropped connection, 5xx) leaves the outcome unknown: the exchange's own
   records (`AccountRecords`) settle it before anything else is decided for that leg. While they cannot be read,
-  the user is told once that the outcome is unknown; a top-up that landed is never told as failed.
+  the user is told once that the outcome is unknown; a top-up that landed is never told as failed;
+- a journal that is new for the account (first start, or the journal was lost) knows nothing of the last day's
+  top-ups: no top-up runs until the exchange's margin history of the last 24 h is counted against the daily
+  limits. Where the venue keeps none that marginguard can read, what the open isolated legs hold beyond their
+  opening margin is counted instead (a top-up to a leg closed since cannot be seen), and transfers, which no
+  picture shows, wait until the journal is a day old.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import structlog
@@ -33,12 +38,21 @@ from daemon.app.intents import (
 )
 from daemon.core.policy_topup import TopUpExecuted, TopUpFailed, TopUpOutcome, TopUpUnknown
 from daemon.core.state import AccountState
-from daemon.core.topup import Refused, TopUp, TopUpLedger, TopUpLimits, TopUpMethod
+from daemon.core.topup import (
+    DAY_S,
+    Refused,
+    TopUp,
+    TopUpLedger,
+    TopUpLimits,
+    TopUpMethod,
+    margin_added_while_open,
+)
 from daemon.core.types import Side
 from daemon.exchanges.actuator import Actuator
 from daemon.exchanges.errors import ExchangeError, TransientError
-from daemon.exchanges.records import AccountRecords
+from daemon.exchanges.records import AccountRecords, MarginChange
 from daemon.store import IntentRecord, Journal, JournalUnavailable
+from daemon.store.journal_records import SEEDED_PREFIX
 
 log = structlog.get_logger("marginguard.topup")
 
@@ -46,6 +60,9 @@ log = structlog.get_logger("marginguard.topup")
 READ_TIMEOUT_S = 5.0
 # While an unknown outcome cannot be settled, the records are asked again after 2, 4, 8 ... at most 30 s.
 _RECHECK_S, _RECHECK_MAX_S = 2.0, 30.0
+# How a new journal counted the account's last day of top-ups (kept in the journal).
+SEED_HISTORY = "the exchange's margin history"
+SEED_OPEN_LEGS = "the open legs' margin above their opening margin (no margin history)"
 
 
 @dataclass
@@ -72,8 +89,12 @@ class TopUpExecutor:
         self.metrics = metrics
         self.limits = limits
         self.clock = clock
-        self.ledger = TopUpLedger(tuple(ledger_entry(r) for r in journal.intents(account_id)))
+        self.ledger = TopUpLedger(tuple(ledger_entry(r) for r in journal.intents(account_id, seeded=True)))
         self._open = {r.intent_key: _Open(r) for r in journal.unsettled_intents(account_id)}
+        self._seed_note = journal.seed_note(account_id)
+        self._seed_retry_at = -math.inf
+        self._seed_failures = 0
+        self._seed_problem = ""
 
     @property
     def unsettled(self) -> list[IntentRecord]:
@@ -150,12 +171,111 @@ class TopUpExecutor:
             self.journal.settle_intent(item.record.intent_key, "unknown", reason, self.clock())
         return TopUpUnknown(topup_of(item.record, self.limits), reason)
 
+    # ---- a new journal: the last day's top-ups, from the exchange ----
+
+    async def ensure_seeded(self, records: AccountRecords, state: AccountState) -> None:
+        """Count the account's top-ups of the last 24 h, once per journal, before the first top-up."""
+        now = self.clock()
+        if self._seed_note is not None or now < self._seed_retry_at:
+            return
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                changes = await records.margin_changes(int((now - DAY_S) * 1000))
+        except (ExchangeError, TimeoutError) as exc:
+            return self._seed_later(f"its margin history cannot be read: {_said(exc)}")
+        if changes is not None:
+            spent, note = self._from_history(changes, state, now), SEED_HISTORY
+        else:
+            added = margin_added_while_open(state)
+            if added is None:
+                return self._seed_later("the open positions' margins are not known yet")
+            ordered = sorted(added.items(), key=lambda kv: (kv[0][0], kv[0][1].value))
+            spent = [
+                self._seed_record(
+                    sym, side.value, TopUpMethod.ADD_MARGIN, amount, state.settle_currency, now, i
+                )
+                for i, ((sym, side), amount) in enumerate(ordered)
+            ]
+            note = SEED_OPEN_LEGS
+        try:
+            self.journal.record_seed(self.account_id, spent, note)
+        except JournalUnavailable as exc:
+            return self._seed_later(f"the journal cannot be written ({exc})")
+        for record in spent:
+            self.ledger = self.ledger.record(ledger_entry(record))
+        self._seed_note = note
+        log.info(
+            "the last day's top-ups counted",
+            account=self.account_id,
+            source=note,
+            amount=round(sum(r.amount for r in spent), 8),
+        )
+
+    def _seed_later(self, problem: str) -> None:
+        self._seed_failures += 1
+        self._seed_retry_at = self.clock() + min(_RECHECK_S * 2 ** (self._seed_failures - 1), _RECHECK_MAX_S)
+        self._seed_problem = problem
+        log.warning("the last day's top-ups cannot be counted yet", account=self.account_id, problem=problem)
+
+    def _from_history(
+        self, changes: Sequence[MarginChange], state: AccountState, now: float
+    ) -> list[IntentRecord]:
+        spent = []
+        for i, change in enumerate(changes):
+            if change.amount <= 0.0 or change.kind not in ("add", "transfer_in"):
+                continue
+            if change.kind == "transfer_in":
+                symbol, side, method = "*", "-", TopUpMethod.TRANSFER
+            else:
+                symbol, method = change.symbol or "*", TopUpMethod.ADD_MARGIN
+                sides = [s for (sym, s) in state.legs if sym == change.symbol]
+                # A one-way venue does not say the side: the leg open on the symbol is the one it fed.
+                side = change.side.value if change.side else (sides[0].value if len(sides) == 1 else "-")
+            ts = min(change.ts_ms / 1000.0, now)
+            spent.append(self._seed_record(symbol, side, method, change.amount, change.asset, ts, i))
+        return spent
+
+    def _seed_record(
+        self, symbol: str, side: str, method: TopUpMethod, amount: float, asset: str, ts: float, index: int
+    ) -> IntentRecord:
+        key = f"{SEEDED_PREFIX}{self.account_id}|{symbol}|{side}|{int(ts * 1000)}|{index}"
+        action = method.value
+        return IntentRecord(
+            key, self.account_id, symbol, side, action, asset, amount, "done", None, "", ts, ts, -1
+        )
+
+    def _not_yet(self, topup: TopUp) -> Refused | None:
+        """Why a new journal may not start this top-up yet (None: it may)."""
+        if self._seed_note is None:
+            why = f" ({self._seed_problem})" if self._seed_problem else ""
+            return Refused(
+                "history",
+                "the journal is new for this account: no top-up until the exchange's record of the last 24 h of "
+                f"top-ups is counted against the daily limits{why}",
+            )
+        resume = self.journal.created + DAY_S
+        if (
+            self._seed_note == SEED_OPEN_LEGS
+            and topup.method is TopUpMethod.TRANSFER
+            and self.clock() < resume
+        ):
+            return Refused(
+                "history",
+                "the journal is new and the exchange keeps no margin history marginguard can read: transfers of "
+                "the last 24 h cannot be counted, so transfers start 24 h after the journal was created",
+                retry_at=resume,
+            )
+        return None
+
     # ---- executing a decision ----
 
     async def execute(
         self, actuator: Actuator, records: AccountRecords, topup: TopUp, state: AccountState, settle: str
     ) -> TopUpOutcome | None:
         """Journal, send and settle one decision; the outcome to tell (None: nothing to tell yet)."""
+        not_yet = self._not_yet(topup)
+        if not_yet is not None:
+            return not_yet
         failure = self.journal.write_failure
         if failure is not None:
             return Refused(

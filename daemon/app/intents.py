@@ -18,6 +18,7 @@ from daemon.core.topup import EntryStatus, LedgerEntry, TopUp, TopUpLimits, TopU
 from daemon.core.types import Side
 from daemon.exchanges.records import MarginChange
 from daemon.store import IntentRecord
+from daemon.store.journal_records import SEEDED_PREFIX
 
 _LEDGER_STATUS = {
     "pending": EntryStatus.PENDING,
@@ -63,9 +64,6 @@ def ledger_entry(record: IntentRecord) -> LedgerEntry:
         TopUpMethod(record.action),
         seeded=record.intent_key.startswith(SEEDED_PREFIX),
     )
-
-
-SEEDED_PREFIX = "history|"
 
 
 def expected_after(record: IntentRecord, sent: float) -> float | None:

@@ -143,6 +143,7 @@ class AccountRunner:
         )
         self._emit(alerts, now)
         if self.config.limits is not None and state.last_snapshot_ms is not None:
+            await self.executor.ensure_seeded(self._records(), state)
             for leg in view.legs:
                 await self._consider_topup(actuator, leg, state, view, silences)
         if self._memory is not before:

@@ -337,3 +337,28 @@ def _model_for(state: AccountState, key: LegKey, cross: bool) -> tuple[Account |
         settle_currency=state.settle_currency,
     )
     return account, keys.index(key)
+
+
+def margin_added_while_open(state: AccountState) -> dict[LegKey, float] | None:
+    """What each open isolated leg holds beyond what opening it required, for a journal that is new (or lost) on
+    a venue whose margin history cannot be read: what top-ups, anyone's, may have added to it in the last day.
+
+    The margin above size x entry / leverage, or the whole margin where the leverage is not known (counting too
+    much only leaves less room). None while a leg's margin is unknown: ask again with a fuller picture.
+    Top-ups to legs closed since are beyond what any picture shows; the caller says so.
+    """
+    added: dict[LegKey, float] = {}
+    for key, facts in state.legs.items():
+        if facts.margin_mode is not MarginMode.ISOLATED:
+            continue
+        margin = facts.isolated_margin
+        if margin is None:
+            return None
+        rules = state.rules.get(key[0])
+        size = facts.contract_size if facts.contract_size is not None else rules and rules.contract_size
+        if facts.leverage and facts.entry_price and size:
+            opening = abs(facts.contracts) * size * facts.entry_price / facts.leverage
+            added[key] = max(0.0, margin - opening)
+        else:
+            added[key] = margin
+    return {key: amount for key, amount in added.items() if amount > 0.0}

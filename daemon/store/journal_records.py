@@ -14,6 +14,7 @@ from typing import Any
 from daemon.store.schema import UNSETTLED, IntentRecord, JournalUnavailable, SilenceRecord
 from daemon.store.spill import Spill
 
+SEEDED_PREFIX = "history|"  # the intent key of a top-up read from the exchange's history by a new journal
 _INSERT_INTENT = (
     "INSERT OR IGNORE INTO topup_intents (intent_key, account, symbol, side, action, asset, amount,"
     " status, margin_before, detail, created, updated, episode) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -51,12 +52,17 @@ class JournalRecords:
             self._spill.intent_updates[intent_key] = (status, detail, now)
 
     def intents(
-        self, account: str | None = None, statuses: Sequence[str] | None = None
+        self, account: str | None = None, statuses: Sequence[str] | None = None, *, seeded: bool = False
     ) -> list[IntentRecord]:
+        """marginguard's own top-up intents, oldest first; with `seeded`, also the top-ups a new journal read
+        from the exchange's history (they count against the daily limits)."""
         sql, params = "SELECT * FROM topup_intents WHERE 1=1", []
         if account is not None:
             sql += " AND account = ?"
             params.append(account)
+        if not seeded:
+            sql += " AND intent_key NOT LIKE ?"
+            params.append(SEEDED_PREFIX + "%")
         rows = self._db.execute(sql + " ORDER BY created", params).fetchall()
         records = []
         for row in rows:
@@ -73,16 +79,11 @@ class JournalRecords:
 
     # -- a new journal's account: the exchange's recent history, counted once ----------------------------------
 
-    def is_new_for(self, account: str) -> bool:
-        """Whether this journal knows nothing of `account`'s past: no top-up, no memory, no history read yet."""
-        for sql in (
-            "SELECT 1 FROM meta WHERE key = 'seeded:' || ?",
-            "SELECT 1 FROM topup_intents WHERE account = ? LIMIT 1",
-            "SELECT 1 FROM policy_memory WHERE account = ?",
-        ):
-            if self._db.execute(sql, (account,)).fetchone() is not None:
-                return False
-        return True
+    def seed_note(self, account: str) -> str | None:
+        """How `account`'s recent top-ups were counted when this journal first met it (None: not yet, so the
+        journal is new for it, or was lost: nothing may be topped up before they are)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'seeded:' || ?", (account,)).fetchone()
+        return None if row is None else str(row[0])
 
     def record_seed(self, account: str, spent: Sequence[IntentRecord], note: str) -> None:
         """Count the exchange's recent top-ups of `account` (read from its history) and mark the account known,
