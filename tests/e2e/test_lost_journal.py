@@ -12,6 +12,7 @@ import contextlib
 import signal
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from daemon.notify.receiver import Receiver
 from daemon.sim.server import SimServer
@@ -79,21 +80,16 @@ async def test_a_lost_journal_keeps_the_daily_limit_and_never_reuses_an_idempote
         second_run = await stack.enter_async_context(DaemonProcess(config, port))
         await second_run.wait_ready()
 
-        def second_critical() -> object:
-            return first(webhook_alerts(receiver)[seen_first:], "liquidation_risk", "critical")
+        def second_outcome() -> dict[str, Any] | None:
+            later = webhook_alerts(receiver)[seen_first:]
+            return first(later, "topup_refused") or first(later, "topup_done")
 
-        await eventually(second_critical, 30, "the second run's critical alert", second_run)
-        refused = await eventually(
-            lambda: first(webhook_alerts(receiver)[seen_first:], "topup_refused"),
-            30,
-            "the top-up refused",
-            second_run,
-        )
-        assert "max_per_" in refused["summary"], refused["summary"]
+        outcome = await eventually(second_outcome, 30, "the second run's top-up decision", second_run)
+        added = (bleed.isolated_margin() or 0.0) - margin_before
+        assert added <= DAILY_LIMIT * (1 + 1e-9), f"{added} added against a daily limit of {DAILY_LIMIT}"
+        assert outcome["kind"] == "topup_refused" and "max_per_" in outcome["summary"], outcome["summary"]
 
         second_run.signal(signal.SIGTERM)
         assert await second_run.wait(15) == 0, second_run.tail()
-        added = (bleed.isolated_margin() or 0.0) - margin_before
-        assert added <= DAILY_LIMIT * (1 + 1e-9), f"{added} added against a daily limit of {DAILY_LIMIT}"
         keys = Counter(a["idempotency_key"] for a in webhook_alerts(receiver))
         assert [k for k, n in keys.items() if n > 1] == [], "a new message reused an idempotency key"
