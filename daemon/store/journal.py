@@ -71,6 +71,13 @@ class Journal(JournalRecords):
         self.write_failure: str | None = None
         self._spill = Spill()
 
+    def limit_size(self, max_bytes: int | None) -> None:
+        """Cap the database at `max_bytes` (None: SQLite's own ceiling). Writes beyond it fail as on a full
+        disk ("database or disk is full"), and are then handled like one."""
+        page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        pages = 4_294_967_294 if max_bytes is None else max(1, max_bytes // page_size)
+        self._db.execute(f"PRAGMA max_page_count = {int(pages)}")
+
     def close(self) -> None:
         self._db.close()
 
@@ -89,7 +96,7 @@ class Journal(JournalRecords):
             for sql, params in statements:
                 cursors.append(self._db.execute(sql, params))
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         self._db.execute("COMMIT")
         return cursors
@@ -106,9 +113,13 @@ class Journal(JournalRecords):
         self._recovered()
         return cursors
 
-    def _failed(self, exc: sqlite3.OperationalError) -> JournalUnavailable:
+    def _rollback(self) -> None:
+        # SQLite rolls some failures (a full disk) back by itself; a second ROLLBACK would mask the reason.
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+
+    def _failed(self, exc: sqlite3.OperationalError) -> JournalUnavailable:
+        self._rollback()
         if self.write_failure is None:
             log.error("journal write failed: alerts are held in memory", path=str(self.path), error=str(exc))
         self.write_failure = str(exc)
@@ -165,7 +176,7 @@ class Journal(JournalRecords):
                 if stored is not None:
                     moved.update(zip((d.id for d in held), stored[1], strict=True))
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         self._db.execute("COMMIT")
         log.info("journal wrote what memory held", alerts=len(spill.alerts))
@@ -194,7 +205,7 @@ class Journal(JournalRecords):
                 if memory is not None:
                     self._db.execute(*_save_memory_statement(memory[0], memory[1], now))
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._db.execute("COMMIT")
         except sqlite3.OperationalError as exc:
