@@ -31,7 +31,7 @@ import structlog
 
 from daemon.core.alerts import Alert
 from daemon.store.codec import alert_from_json, alert_to_dict, alert_to_json
-from daemon.store.journal_records import JournalRecords
+from daemon.store.journal_records import JournalRecords, save_memory_statement
 from daemon.store.schema import SCHEMA, Delivery, JournalUnavailable
 from daemon.store.spill import Spill, SpilledDelivery
 
@@ -203,7 +203,7 @@ class Journal(JournalRecords):
             try:
                 stored = self._insert_alert(alert, [_Row(sink, now) for sink in sinks], now)
                 if memory is not None:
-                    self._db.execute(*_save_memory_statement(memory[0], memory[1], now))
+                    self._db.execute(*save_memory_statement(memory[0], memory[1], now))
             except BaseException:
                 self._rollback()
                 raise
@@ -367,63 +367,6 @@ class Journal(JournalRecords):
     def pending_deliveries(self) -> int:
         return len(self._pending())
 
-    def latest_alerts(self, account: str | None = None) -> list[Alert]:
-        """The last message of every identity (for seeding the policy's memory after a restart)."""
-        sql = (
-            "SELECT payload FROM alerts WHERE id IN (SELECT MAX(id) FROM alerts"
-            + (" WHERE account = ?" if account is not None else "")
-            + " GROUP BY key) ORDER BY id"
-        )
-        params: tuple[Any, ...] = (account,) if account is not None else ()
-        return [alert_from_json(row[0]) for row in self._db.execute(sql, params)]
-
-    def max_sequences(self, account: str | None = None) -> dict[str, int]:
-        """The highest sequence journaled (or held in memory) per identity key: a floor for the next message."""
-        sql = (
-            "SELECT key, MAX(sequence) FROM alerts"
-            + (" WHERE account = ?" if account else "")
-            + " GROUP BY key"
-        )
-        found = {str(k): int(v) for k, v in self._db.execute(sql, (account,) if account else ())}
-        for alert, _now in self._spill.alerts:
-            if account is None or alert.account == account:
-                found[alert.identity.key] = max(found.get(alert.identity.key, 0), alert.sequence)
-        return found
-
-    def history(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Latest alerts first, each with its deliveries' status per sink."""
-        alerts = self._db.execute(
-            "SELECT id, payload FROM alerts ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
-        result = []
-        for row in alerts:
-            deliveries = self._db.execute(
-                "SELECT sink, status, attempts, last_error FROM deliveries WHERE alert_id=? ORDER BY id",
-                (row["id"],),
-            ).fetchall()
-            entry = json.loads(row["payload"])
-            entry["deliveries"] = [dict(d) for d in deliveries]
-            result.append(entry)
-        return result
-
-    # -- the policy's memory -------------------------------------------------------------------------------------
-
-    def save_memory(self, account: str, payload: str, now: float) -> bool:
-        """Save the policy memory; False when the journal cannot be written (try again with the next change)."""
-        try:
-            self._write([_save_memory_statement(account, payload, now)])
-        except JournalUnavailable:
-            return False
-        return True
-
-    def load_memory(self, account: str) -> str | None:
-        row = self._db.execute("SELECT payload FROM policy_memory WHERE account = ?", (account,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def _meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
 
 _INSERT_ALERT = (
     "INSERT OR IGNORE INTO alerts (key, sequence, ts, account, kind, severity, resolved, payload)"
@@ -451,11 +394,3 @@ def _same_message(payload: str, alert: Alert) -> bool:
     mine = alert_to_dict(alert)
     mine.pop("origin", None)
     return bool(stored == json.loads(json.dumps(mine)))
-
-
-def _save_memory_statement(account: str, payload: str, now: float) -> tuple[str, tuple[Any, ...]]:
-    return (
-        "INSERT INTO policy_memory (account, payload, updated) VALUES (?, ?, ?)"
-        " ON CONFLICT (account) DO UPDATE SET payload = excluded.payload, updated = excluded.updated",
-        (account, payload, now),
-    )

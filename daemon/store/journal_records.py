@@ -1,4 +1,5 @@
-"""The journal's top-up intents, silences and per-account markers (a part of `Journal`, kept in its own module).
+"""The journal's reads, top-up intents, the policy's memory, silences and per-account markers (a part of
+`Journal`, kept in its own module).
 
 An intent is journaled before its request is sent and refused when the journal cannot be written; its outcome,
 when it cannot be written, is held in memory and read back from there until it can.
@@ -6,11 +7,14 @@ when it cannot be written, is held in memory and read back from there until it c
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from daemon.core.alerts import Alert
+from daemon.store.codec import alert_from_json
 from daemon.store.schema import UNSETTLED, IntentRecord, JournalUnavailable, SilenceRecord
 from daemon.store.spill import Spill
 
@@ -96,6 +100,63 @@ class JournalRecords:
         )
         self._write(statements)
 
+    def latest_alerts(self, account: str | None = None) -> list[Alert]:
+        """The last message of every identity (for seeding the policy's memory after a restart)."""
+        sql = (
+            "SELECT payload FROM alerts WHERE id IN (SELECT MAX(id) FROM alerts"
+            + (" WHERE account = ?" if account is not None else "")
+            + " GROUP BY key) ORDER BY id"
+        )
+        params: tuple[Any, ...] = (account,) if account is not None else ()
+        return [alert_from_json(row[0]) for row in self._db.execute(sql, params)]
+
+    def max_sequences(self, account: str | None = None) -> dict[str, int]:
+        """The highest sequence journaled (or held in memory) per identity key: a floor for the next message."""
+        sql = (
+            "SELECT key, MAX(sequence) FROM alerts"
+            + (" WHERE account = ?" if account else "")
+            + " GROUP BY key"
+        )
+        found = {str(k): int(v) for k, v in self._db.execute(sql, (account,) if account else ())}
+        for alert, _now in self._spill.alerts:
+            if account is None or alert.account == account:
+                found[alert.identity.key] = max(found.get(alert.identity.key, 0), alert.sequence)
+        return found
+
+    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Latest alerts first, each with its deliveries' status per sink."""
+        alerts = self._db.execute(
+            "SELECT id, payload FROM alerts ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        result = []
+        for row in alerts:
+            deliveries = self._db.execute(
+                "SELECT sink, status, attempts, last_error FROM deliveries WHERE alert_id=? ORDER BY id",
+                (row["id"],),
+            ).fetchall()
+            entry = json.loads(row["payload"])
+            entry["deliveries"] = [dict(d) for d in deliveries]
+            result.append(entry)
+        return result
+
+    # -- the policy's memory -------------------------------------------------------------------------------------
+
+    def save_memory(self, account: str, payload: str, now: float) -> bool:
+        """Save the policy memory; False when the journal cannot be written (try again with the next change)."""
+        try:
+            self._write([save_memory_statement(account, payload, now)])
+        except JournalUnavailable:
+            return False
+        return True
+
+    def load_memory(self, account: str) -> str | None:
+        row = self._db.execute("SELECT payload FROM policy_memory WHERE account = ?", (account,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
     # -- silences -----------------------------------------------------------------------------------------------
 
     def add_silence(self, account: str, symbol: str | None, until: float, reason: str, now: float) -> int:
@@ -131,4 +192,12 @@ def _intent_params(record: IntentRecord) -> tuple[Any, ...]:
         record.created,
         record.updated,
         record.episode,
+    )
+
+
+def save_memory_statement(account: str, payload: str, now: float) -> tuple[str, tuple[Any, ...]]:
+    return (
+        "INSERT INTO policy_memory (account, payload, updated) VALUES (?, ?, ?)"
+        " ON CONFLICT (account) DO UPDATE SET payload = excluded.payload, updated = excluded.updated",
+        (account, payload, now),
     )
