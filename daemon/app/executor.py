@@ -151,17 +151,26 @@ class TopUpExecutor:
         return None
 
     async def _judge(self, records: AccountRecords, state: AccountState, record: IntentRecord) -> Judgement:
-        since_ms = int(record.created * 1000) - 60_000
-        changes = await records.margin_changes(since_ms)
-        if changes is not None:
-            return judge_by_changes(record, changes, self.clock())
+        """The margin history where the venue keeps one, and the leg's fresh margin: either showing the top-up
+        landed settles it (a history can lag; a margin can have moved for other reasons); a closed leg is
+        settled by the history alone."""
+        now = self.clock()
+        changes = await records.margin_changes(int(record.created * 1000) - 60_000)
+        by_history = None if changes is None else judge_by_changes(record, changes, now)
+        if by_history is not None and (
+            by_history.verdict == "done" or record.action == TopUpMethod.TRANSFER.value
+        ):
+            return by_history
         if record.action == TopUpMethod.TRANSFER.value:
-            return judge_by_snapshot(record, state, self.clock())
+            return judge_by_snapshot(record, state, now)
         side = Side(record.side)
         margin = await records.position_margin(record.symbol, side)
         if margin is None and (record.symbol, side) in state.legs:
-            return Judgement("open", "the exchange did not give the position's margin")
-        return judge_by_margin(record, margin, self.clock())
+            return by_history or Judgement("open", "the exchange did not give the position's margin")
+        by_margin = judge_by_margin(record, margin, now)
+        if by_history is not None and by_margin.verdict in ("gone", "open"):
+            return by_history
+        return by_margin
 
     def _tell_unknown(self, item: _Open, reason: str) -> TopUpOutcome | None:
         if item.told_unknown:
