@@ -18,6 +18,7 @@ idempotency key: a journal that was lost cannot make a new message look like an 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -63,10 +64,11 @@ class Journal(JournalRecords):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('created', ?)", (repr(time.time()),)
-        )
-        self.created = float(self._meta("created") or 0.0)
+        with contextlib.suppress(sqlite3.OperationalError):  # a full disk must not stop `history` reading it
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('created', ?)", (repr(time.time()),)
+            )
+        self.created = float(self._meta("created") or time.time())
         self.instance = secrets.token_hex(4)
         self.write_failure: str | None = None
         self._spill = Spill()
