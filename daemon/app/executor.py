@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -56,8 +57,9 @@ from daemon.store.journal_records import SEEDED_PREFIX
 
 log = structlog.get_logger("marginguard.topup")
 
-# A read of the exchange's records that takes longer than this is given up for this tick (alerts wait on it).
-READ_TIMEOUT_S = 5.0
+# A read of the exchange's records that takes longer than this is given up for this tick (alerts wait on it);
+# just above ccxt's own request timeout (10 s by default), so a slow exchange's answer is still taken.
+READ_TIMEOUT_S = 12.0
 # While an unknown outcome cannot be settled, the records are asked again after 2, 4, 8 ... at most 30 s.
 _RECHECK_S, _RECHECK_MAX_S = 2.0, 30.0
 # How a new journal counted the account's last day of top-ups (kept in the journal).
@@ -390,4 +392,8 @@ class TopUpExecutor:
 
 
 def _said(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    """The error in words, for logs and alerts: a request's query string (timestamps, signatures) left out."""
+    return _QUERY.sub("", str(exc)) or type(exc).__name__
+
+
+_QUERY = re.compile(r"\?[^\s\"']*")
