@@ -1,7 +1,8 @@
 """The daemon's HTTP face: /healthz, /readyz and /metrics (Prometheus), on 127.0.0.1 by default.
 
 /status gives each account's legs with the model's figures (what `marginguard status` prints).
-/healthz answers 200 while the process serves requests. /readyz answers 200 only when every account has had its
+/healthz answers 200 while the process serves requests and can keep its promises, and 503 with the reason when it
+cannot (its journal cannot be written: alerts are not durable and no top-up starts). /readyz answers 200 only when every account has had its
 first snapshot and all of its streams are fresh, and 503 with the reasons otherwise — so an orchestrator (or a
 person) can tell "running" from "seeing". Metrics come from prometheus_client, the reference client, rather
 than hand-written exposition text.
@@ -52,10 +53,16 @@ class Metrics:
         self.outbox_pending = Gauge(
             "marginguard_outbox_pending", "Deliveries waiting in the outbox", registry=r
         )
+        self.journal_writable = Gauge(
+            "marginguard_journal_writable",
+            "1 while the journal can be written; 0 while alerts are held in memory and top-ups are paused",
+            registry=r,
+        )
 
 
 Readiness = Callable[[], tuple[bool, dict[str, str]]]
 Status = Callable[[], dict[str, Any]]
+Health = Callable[[], list[str]]  # what keeps the daemon from keeping its promises (empty: healthy)
 
 
 def build_app(
@@ -63,11 +70,15 @@ def build_app(
     readiness: Readiness,
     status: Status | None = None,
     before_scrape: Callable[[], None] | None = None,
+    health: Health | None = None,
 ) -> web.Application:
     """The app; `status` serves /status (the accounts' legs, for `marginguard status`), `before_scrape`
-    refreshes gauges that are cheaper to read on demand than to keep current."""
+    refreshes gauges that are cheaper to read on demand than to keep current, `health` says what is broken."""
 
     async def healthz(_request: web.Request) -> web.Response:
+        problems = health() if health is not None else []
+        if problems:
+            return web.json_response({"status": "failing", "reasons": problems}, status=503)
         return web.json_response({"status": "ok"})
 
     async def readyz(_request: web.Request) -> web.Response:

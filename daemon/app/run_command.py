@@ -1,6 +1,7 @@
 """`marginguard run --config FILE`: the daemon, until SIGTERM or SIGINT.
 
-A bad configuration prints one line naming the field and exits 2, before anything connects. Every secret in
+A bad configuration prints one line naming the field and exits 2, before anything connects; so does a journal
+(`daemon.storage_path`) that another daemon holds. Every secret in
 the settings is registered with the log redactor before the first log line is written.
 """
 
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from daemon.app.logging import configure_logging, register_secrets
     from daemon.app.settings import SettingsError, load_settings
     from daemon.app.settings_view import secret_values
+    from daemon.store.lock import JournalLock, JournalLocked
 
     try:
         settings = load_settings(args.config, secrets_dir=args.secrets_dir)
@@ -42,7 +44,19 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     register_secrets(secret_values(settings))
     configure_logging(settings.daemon.log_format, settings.daemon.log_level)
-    asyncio.run(serve(settings))
+    lock = JournalLock(settings.daemon.storage_path)
+    try:
+        lock.acquire()
+    except JournalLocked as error:
+        print(f"marginguard run: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except OSError as error:
+        print(f"marginguard run: daemon.storage_path: cannot lock {lock.path}: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        lock.release()
     return EXIT_OK
 
 

@@ -2,9 +2,10 @@
 
 After every update (and on a one-second tick, so minimum durations and repeats are judged while nothing moves)
 the runner asks the pure policy what to say and the pure top-up policy what to do. Every alert is journaled with
-its deliveries before the outbox sends it; every top-up intent is journaled before the exchange is called and
-its outcome after. On start, an intent whose outcome is unknown (a crash mid-call) is reconciled against the
-exchange's own positions before any new top-up is considered: a top-up never runs twice for one decision.
+its deliveries, together with the memory that numbered it, before the outbox sends it (held in memory and sent
+from there when the journal cannot be written). Top-ups go through the account's `TopUpExecutor`: journaled
+before the exchange is called, settled from the exchange's own records when their answer is lost — and such an
+unknown outcome is settled before anything else is decided for its position, on start-up included.
 """
 
 from __future__ import annotations
@@ -18,32 +19,25 @@ from dataclasses import dataclass
 
 import structlog
 
+from daemon.app.executor import TopUpExecutor
 from daemon.app.http import Metrics
-from daemon.app.intents import ledger_entry, outcome_from_snapshot, topup_of, with_status
 from daemon.core.alerts import Alert
 from daemon.core.policy import decide, risk_identity
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
-from daemon.core.policy_topup import TopUpExecuted, TopUpFailed, announce_topup
+from daemon.core.policy_topup import TopUpOutcome, announce_topup
 from daemon.core.state import AccountState, Change
-from daemon.core.topup import (
-    Refused,
-    TopUp,
-    TopUpDecision,
-    TopUpLedger,
-    TopUpLimits,
-    TopUpMethod,
-    decide_topup,
-)
-from daemon.core.types import MarginMode, Side
+from daemon.core.topup import Refused, TopUp, TopUpDecision, TopUpLimits, decide_topup
+from daemon.core.types import MarginMode
 from daemon.core.view import AccountView, LegView
 from daemon.exchanges.actuator import Actuator
+from daemon.exchanges.client_records import ClientRecords
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
-from daemon.exchanges.errors import ExchangeError, TransientError
 from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.marketdata import MarketHub
-from daemon.store import IntentRecord, Journal
+from daemon.exchanges.records import AccountRecords
+from daemon.store import Journal
 from daemon.store.memory_codec import memory_from_json, memory_to_json
 
 log = structlog.get_logger("marginguard.runner")
@@ -81,14 +75,15 @@ class AccountRunner:
         self.wake_outbox = wake_outbox
         self.clock = clock
         self.connector: Connector | None = None
+        # The exchange's own records of the account; None: read through the connector's ccxt client.
+        self.records: AccountRecords | None = None
         self._changes: list[Change] = []
         self._woken = asyncio.Event()
         self._memory = self._load_memory()
         self._saved = _durable(self._memory)
         self._silences: list[Silence] = []
         self._silences_read_at = -math.inf
-        self._ledger = TopUpLedger(tuple(ledger_entry(r) for r in journal.intents(self.account_id)))
-        self._reconciled = False
+        self.executor = TopUpExecutor(self.account_id, journal, metrics, config.limits, clock)
 
     # ---- state the supervisor reads ----
 
@@ -127,12 +122,14 @@ class AccountRunner:
         assert self.connector is not None
         state, view = self.connector.state, self.connector.view
         changes, self._changes = self._changes, []
-        now = self.clock()
-        silences = self._active_silences(now)
+        silences = self._active_silences(self.clock())
         before = self._memory
-        if state.last_snapshot_ms is not None and not self._reconciled:
-            # First, so that a top-up made before a crash is told before the all-clear it brought.
-            self._reconcile_intents(state, view, silences, now)
+        if state.last_snapshot_ms is not None and self.executor.unsettled:
+            # First: a top-up whose outcome is unknown is settled (and told) before anything else is decided,
+            # so that a top-up made before a crash is told before the all-clear it brought.
+            for record, outcome in await self.executor.settle_open(self._records(), state):
+                self._announce(view.leg(record.symbol, record.side), outcome, silences)
+        now = self.clock()
         self._memory, alerts = decide(
             view,
             state.health,
@@ -145,20 +142,37 @@ class AccountRunner:
             positions_known=state.last_snapshot_ms is not None,
         )
         self._emit(alerts, now)
-        if self.config.limits is not None and self._reconciled:
+        if self.config.limits is not None and state.last_snapshot_ms is not None:
+            await self.executor.ensure_seeded(self._records(), state)
             for leg in view.legs:
                 await self._consider_topup(actuator, leg, state, view, silences)
         if self._memory is not before:
-            self._save_memory(now)
+            self._save_memory(self.clock())
         self._update_metrics(state, view)
+
+    def _records(self) -> AccountRecords:
+        if self.records is None:
+            assert self.connector is not None
+            self.records = ClientRecords(self.connector.client)
+        return self.records
 
     # ---- alerts ----
 
     def _emit(self, alerts: Sequence[Alert], now: float) -> None:
+        """Journal each alert together with the memory that numbered it (one transaction: no crash can leave a
+        sent message whose number a later one reuses), then wake the outbox."""
+        if not alerts:
+            return
+        memory = (self.account_id, memory_to_json(self._memory))
         for alert in alerts:
             sinks = self.config.sinks_for(alert)
-            if self.journal.record_alert(alert, sinks, now) is None:
+            stored = self.journal.record_alert(alert, sinks, now, memory)
+            if stored is None:
                 continue
+            if (
+                stored.sequence != alert.sequence
+            ):  # renumbered: its number was taken (the journal said so, loudly)
+                self._memory = self._memory.numbered_at_least({stored.identity.key: stored.sequence})
             state = "resolved" if alert.resolved else "firing"
             self.metrics.alerts.labels(self.account_id, alert.kind.value, alert.severity.value, state).inc()
             log.info(
@@ -170,8 +184,9 @@ class AccountRunner:
                 summary=alert.summary,
                 sinks=sinks,
             )
-        if alerts:
-            self.wake_outbox()
+        if self.journal.write_failure is None:
+            self._saved = _durable(self._memory)
+        self.wake_outbox()
 
     def _active_silences(self, now: float) -> list[Silence]:
         """The account's silences, read from the journal at most once a tick: steps follow every burst of marks,
@@ -190,40 +205,19 @@ class AccountRunner:
         were told. Figures and threshold timers move with every mark; writing them each tick would cost an
         fsync per update per account, and after a restart they are rebuilt within one tick anyway."""
         durable = _durable(self._memory)
-        if durable != self._saved:
-            self.journal.save_memory(self.account_id, memory_to_json(self._memory), now)
+        if durable != self._saved and self.journal.save_memory(
+            self.account_id, memory_to_json(self._memory), now
+        ):
             self._saved = durable
 
     def _load_memory(self) -> PolicyMemory:
+        """The saved memory, its message counters raised to what the journal holds (a memory saved before its
+        last messages, or lost with a journal, must not number a new message like an old one)."""
         text = self.journal.load_memory(self.account_id)
-        return PolicyMemory() if text is None else memory_from_json(text)
+        memory = PolicyMemory() if text is None else memory_from_json(text)
+        return memory.numbered_at_least(self.journal.max_sequences(self.account_id))
 
     # ---- top-ups ----
-
-    def _reconcile_intents(
-        self, state: AccountState, view: AccountView, silences: list[Silence], now: float
-    ) -> None:
-        """Settle intents left unsettled by a crash, from the exchange's own snapshot, before anything new.
-
-        The outcome is told like any other top-up's: the process that sent the request died before it could.
-        """
-        for record in self.journal.unsettled_intents(self.account_id):
-            status, detail = outcome_from_snapshot(record, state)
-            self.journal.settle_intent(record.intent_key, status, detail, now)
-            self._ledger = self._ledger.record(ledger_entry(with_status(record, status)))
-            log.info(
-                "top-up reconciled",
-                account=self.account_id,
-                intent=record.intent_key,
-                status=status,
-                detail=detail,
-            )
-            leg = view.leg(record.symbol, record.side)
-            if leg is not None and status in ("done", "failed"):
-                topup = topup_of(record, self.config.limits)
-                outcome = TopUpExecuted(topup) if status == "done" else TopUpFailed(topup, detail)
-                self._announce(leg, outcome, silences)
-        self._reconciled = True
 
     async def _consider_topup(
         self,
@@ -242,7 +236,7 @@ class AccountRunner:
                 leg,
                 view,
                 limits,
-                self._ledger,
+                self.executor.ledger,
                 self.clock(),
                 state=state,
                 available_balance=available,
@@ -254,7 +248,8 @@ class AccountRunner:
             # Every other rule passed: only now is the balance worth a REST call.
             decision = decide_with(await self._available_balance(actuator, leg))
         if isinstance(decision, TopUp):
-            outcome = await self._execute(actuator, decision, leg, state)
+            settle = self.connector.quirks.settle if self.connector else "USDT"
+            outcome = await self.executor.execute(actuator, self._records(), decision, state, settle)
             self._announce(leg, outcome, silences)
         elif isinstance(decision, Refused) and decision.code not in _QUIET_REFUSALS:
             self._announce(leg, decision, silences)
@@ -276,71 +271,8 @@ class AccountRunner:
         free = (balance.get("free") or {}).get(settle)
         return float(free) if free is not None else None
 
-    async def _execute(
-        self, actuator: Actuator, topup: TopUp, leg: LegView, state: AccountState
-    ) -> TopUpExecuted | TopUpFailed | None:
-        now = self.clock()
-        cross = topup.method is TopUpMethod.TRANSFER
-        before = state.wallet_balance if cross else leg.facts.isolated_margin
-        settle = self.connector.quirks.settle if self.connector else "USDT"
-        record = IntentRecord(
-            topup.intent_key,
-            self.account_id,
-            topup.symbol,
-            topup.side,
-            topup.method.value,
-            settle,
-            topup.amount,
-            "pending",
-            before,
-            "",
-            now,
-            now,
-            topup.episode,
-        )
-        if not self.journal.begin_intent(record):
-            log.warning("top-up intent already journaled: not sent again", intent=topup.intent_key)
-            return None
-        self._ledger = self._ledger.record(topup.pending(self.account_id, now))
-        log.info(
-            "top-up",
-            account=self.account_id,
-            intent=topup.intent_key,
-            amount=topup.amount,
-            method=topup.method.value,
-        )
-        try:
-            if cross:
-                result = await actuator.transfer_to_futures(settle, topup.amount, topup.intent_key)
-            else:
-                result = await actuator.add_isolated_margin(
-                    topup.symbol, Side(topup.side), topup.amount, topup.intent_key
-                )
-        except TransientError as exc:
-            # The request may have landed: keep it in flight until a snapshot settles it.
-            self._settle(record, "unknown", f"outcome unknown: {exc}")
-            self._reconciled = False
-            return TopUpFailed(topup, f"outcome unknown, reconciling: {exc}")
-        except ExchangeError as exc:
-            self._settle(record, "failed", str(exc))
-            return TopUpFailed(topup, str(exc))
-        if result.refused:
-            self._settle(record, "failed", result.refused)
-            return TopUpFailed(topup, result.refused)
-        self._settle(record, "dry_run" if result.dry_run else "done", f"sent {result.amount}")
-        self.metrics.topups.labels(self.account_id, "dry_run" if result.dry_run else "done").inc()
-        return TopUpExecuted(topup, dry_run=result.dry_run)
-
-    def _settle(self, record: IntentRecord, status: str, detail: str) -> None:
-        self.journal.settle_intent(record.intent_key, status, detail, self.clock())
-        self._ledger = self._ledger.record(ledger_entry(with_status(record, status)))
-        if status in ("failed", "unknown"):
-            self.metrics.topups.labels(self.account_id, status).inc()
-
-    def _announce(
-        self, leg: LegView, outcome: TopUpExecuted | TopUpFailed | Refused | None, silences: list[Silence]
-    ) -> None:
-        if outcome is None:
+    def _announce(self, leg: LegView | None, outcome: TopUpOutcome | None, silences: list[Silence]) -> None:
+        if outcome is None or leg is None:  # a gone leg: its liquidation or close is told by the policy
             return
         now = self.clock()
         self._memory, alert = announce_topup(

@@ -112,7 +112,7 @@ class Daemon:
         return {"accounts": accounts, "outbox_pending": self.journal.pending_deliveries()}
 
     async def run(self, stop: asyncio.Event) -> None:
-        app = build_app(self.metrics, self.readiness, self.status, self._refresh_gauges)
+        app = build_app(self.metrics, self.readiness, self.status, self._refresh_gauges, self.health)
         http = await start_http(app, self.settings.daemon.http_bind)
         tasks: list[asyncio.Task[None]] = []
         stopped_at = time.monotonic()
@@ -175,5 +175,11 @@ class Daemon:
             systemd.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
 
+    def health(self) -> list[str]:
+        """What keeps the daemon from keeping its promises (for /healthz)."""
+        failure = self.journal.write_failure
+        return [] if failure is None else [f"journal {self.journal.path} cannot be written: {failure}"]
+
     def _refresh_gauges(self) -> None:
         self.metrics.outbox_pending.set(self.journal.pending_deliveries())
+        self.metrics.journal_writable.set(0 if self.journal.write_failure else 1)

@@ -26,7 +26,13 @@ class AlertKind(enum.Enum):
     TOPUP_DONE = "topup_done"
     TOPUP_FAILED = "topup_failed"
     TOPUP_REFUSED = "topup_refused"
+    TOPUP_UNKNOWN = (
+        "topup_unknown"  # a top-up's outcome cannot be told yet: nothing more is done for that position
+    )
     AUTH_FAILURE = "auth_failure"
+    JOURNAL_FAILURE = (
+        "journal_failure"  # the journal cannot be written: alerts go out from memory, no top-ups
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,9 @@ class Alert:
     `distance` is the fraction of the mark price the market must move against the position to reach its
     liquidation price. `action` says what marginguard did ("added 120.5 USDT margin", "dry run: would add ...",
     "alert only"), None when nothing was attempted. `sequence` grows by one per message of the same identity.
+    `origin` names the journal instance that numbered the message (set when it is journaled): a message is
+    `(identity.key, sequence, origin)`, so a journal that was lost, or a memory that did not survive a crash,
+    can never make a new message look like one a receiver has already seen.
     """
 
     identity: AlertIdentity
@@ -78,3 +87,39 @@ class Alert:
     action: str | None
     summary: str
     sequence: int
+    origin: str = ""
+
+
+JOURNAL_IDENTITY = AlertIdentity("*", None, None, "journal_failure")
+
+
+def journal_failure_alert(reason: str | None, sequence: int, now: float) -> Alert:
+    """The daemon-wide alert that its journal cannot be written (`reason`), or its all-clear (`reason` None)."""
+    if reason is None:
+        summary = "marginguard's journal can be written again: alerts are durable and top-ups may start again"
+        severity, action = Severity.INFO, None
+    else:
+        summary = (
+            f"marginguard's journal cannot be written ({reason}): alerts go out from memory and are lost if the "
+            "daemon stops; no top-up is started until it can be written"
+        )
+        severity, action = Severity.CRITICAL, "top-ups paused"
+    return Alert(
+        identity=JOURNAL_IDENTITY,
+        kind=AlertKind.JOURNAL_FAILURE,
+        severity=severity,
+        resolved=reason is None,
+        ts=now,
+        account="*",
+        exchange="-",
+        symbol=None,
+        side=None,
+        contracts=None,
+        mark_price=None,
+        liquidation_price=None,
+        distance=None,
+        margin_ratio=None,
+        action=action,
+        summary=summary,
+        sequence=sequence,
+    )

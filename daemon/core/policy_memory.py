@@ -7,6 +7,7 @@ The memory is a value: `decide` returns a new one. The shell keeps it (and may p
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from daemon.core.alerts import AlertIdentity, AlertKind
@@ -116,3 +117,11 @@ class PolicyMemory:
     def episode(self, identity: AlertIdentity) -> int:
         """The identity's current (or last) firing episode number; 0 when it never fired."""
         return self.episodes.get(identity.key, 0)
+
+    def numbered_at_least(self, floors: Mapping[str, int]) -> PolicyMemory:
+        """The memory with every identity's message counter at least `floors[key]` (what the journal holds): a
+        memory saved before its last messages, or lost, never numbers a new message like an old one."""
+        raised = {key: n for key, n in floors.items() if n > self.sequences.get(key, 0)}
+        if not raised:
+            return self
+        return replace(self, sequences={**self.sequences, **raised})

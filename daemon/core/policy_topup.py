@@ -1,7 +1,8 @@
-"""Top-up outcomes as alerts: done, failed or refused, numbered in the same memory as every other alert.
+"""Top-up outcomes as alerts: done, failed, unknown or refused, numbered in the same memory as every other alert.
 
 A refusal that has not changed is not re-sent until the repeat interval has passed (a leg under its trigger
-would otherwise be refused on every tick); a done or failed top-up is always told.
+would otherwise be refused on every tick); a done or failed top-up is always told. An unknown outcome is told
+once per intent: marginguard is asking the exchange's records, and a top-up that landed is never told failed.
 """
 
 from __future__ import annotations
@@ -28,11 +29,22 @@ class TopUpExecuted:
 
 @dataclass(frozen=True, slots=True)
 class TopUpFailed:
+    """The exchange refused the top-up, or its records show it never landed and no longer can."""
+
     topup: TopUp
     error: str
 
 
-TopUpOutcome = TopUpExecuted | TopUpFailed | Refused
+@dataclass(frozen=True, slots=True)
+class TopUpUnknown:
+    """Whether the top-up landed cannot be told yet (its answer was lost and the exchange's records cannot be
+    read), or ever (its position closed first). Nothing more is decided for the position until it is known."""
+
+    topup: TopUp
+    reason: str
+
+
+TopUpOutcome = TopUpExecuted | TopUpFailed | TopUpUnknown | Refused
 
 
 def describe(topup: TopUp, currency: str) -> str:
@@ -72,6 +84,11 @@ def announce_topup(
         move = describe(outcome.topup, currency)
         action = f"failed to {move}: {outcome.error}"
         summary = f"{subject}: top-up failed ({move}): {outcome.error}"
+    elif isinstance(outcome, TopUpUnknown):
+        kind, severity = AlertKind.TOPUP_UNKNOWN, Severity.CRITICAL
+        move = describe(outcome.topup, currency)
+        action = f"outcome unknown: {move}"
+        summary = f"{subject}: top-up outcome unknown ({move}): {outcome.reason}"
     else:
         kind, severity = AlertKind.TOPUP_DONE, Severity.INFO
         move = describe(outcome.topup, currency)
@@ -84,6 +101,11 @@ def announce_topup(
     # Refusals are told again only when their rule changes or the repeat interval has passed; the text alone
     # would differ on every tick as the figures in it move.
     topic = outcome.code if isinstance(outcome, Refused) else summary
+    if isinstance(outcome, TopUpUnknown):
+        topic = f"unknown:{outcome.topup.intent_key}"
+        last = memory.notices.get(key)
+        if last is not None and last.topic == topic:
+            return memory, None
     if isinstance(outcome, Refused):
         repeat = rules.for_symbol(account, symbol).repeat_interval_s
         last = memory.notices.get(key)

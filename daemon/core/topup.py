@@ -7,6 +7,10 @@ the futures wallet, and only when a source wallet is configured (otherwise margi
 The intent key names the decision, not the moment: account, symbol, side, the leg's firing episode and the
 attempt within it. A restart that recomputes the same decision gets the same key, so the journal can refuse a
 second intent; an intent still pending in the ledger is never decided again.
+
+A top-up counts from the moment it is known to have landed (its cooldown starts then), and nothing more is
+decided for its leg until the account's picture shows it: a slow exchange whose pushes lag behind its answers
+would otherwise have the same margin added again on the old figures.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from dataclasses import dataclass
 from daemon.core.planner import distance_after_adding, plan_top_up
 from daemon.core.policy_text import number, percent
 from daemon.core.state import AccountState, LegKey
-from daemon.core.types import Account, MarginMode, Position
+from daemon.core.types import Account, MarginMode, Position, Side
 
 # `model_position` is the view's own translation from facts to a model position: reusing it plans a top-up on exactly
 # the figures the alert policy judged.
 from daemon.core.view import AccountView, LegView, model_position
 
 DAY_S = 86_400.0
+# A REST snapshot finished this long after a top-up landed was asked after it (its reads are each bounded by the
+# client's timeout), so it shows the top-up whatever its figures say.
+SNAPSHOT_AFTER_LANDING_MS = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +71,22 @@ class TopUpMethod(enum.Enum):
 
 
 class EntryStatus(enum.Enum):
-    PENDING = "pending"  # journaled, not known to have reached the exchange's books
+    PENDING = "pending"  # journaled, not known to have reached the exchange's books (or not known not to)
     EXECUTED = "executed"
     FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
+    """One top-up intent and its outcome.
+
+    `ts` is when the decision was taken while it is pending, and when it was known to have landed once executed
+    (the cooldown counts from there). `expected` is the leg's isolated margin (the futures wallet, for a transfer)
+    at or above which the account's picture shows this top-up; None when there is nothing to wait for. `landed_ms`
+    is when it was known to have landed. A `seeded` entry was read from the exchange's own history (a new journal):
+    it counts against the daily limits only, never as an attempt or a cooldown of marginguard's.
+    """
+
     intent_key: str
     account: str
     symbol: str
@@ -80,9 +96,29 @@ class LedgerEntry:
     status: EntryStatus
     episode: int
     method: TopUpMethod = TopUpMethod.ADD_MARGIN
+    expected: float | None = None
+    landed_ms: int | None = None
+    seeded: bool = False
 
     def is_leg(self, account: str, symbol: str, side: str) -> bool:
         return (self.account, self.symbol, self.side) == (account, symbol, side)
+
+    def shown_by(self, state: AccountState) -> bool:
+        """Whether the account's picture shows this executed top-up (True when there is nothing to show)."""
+        if self.status is not EntryStatus.EXECUTED or self.expected is None:
+            return True
+        snapshot, landed = state.last_snapshot_ms, self.landed_ms
+        if landed is not None and snapshot is not None and snapshot >= landed + SNAPSHOT_AFTER_LANDING_MS:
+            return True
+        if self.method is TopUpMethod.TRANSFER:
+            value = state.wallet_balance
+        else:
+            facts = state.legs.get((self.symbol, Side(self.side)))
+            if facts is None:
+                return True  # the leg is gone: nothing is decided for it anyway
+            value = facts.isolated_margin
+        # The expected figure is a float sum: its last bits are noise.
+        return value is not None and value >= self.expected - 1e-9 * max(1.0, abs(self.expected))
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,18 +237,22 @@ def decide_topup(
             "alert only: a cross position needs a source wallet (cross_transfer_from) to transfer from",
         )
 
-    own = [e for e in ledger.entries if e.is_leg(account_id, symbol, side)]
+    ours = [e for e in ledger.entries if not e.seeded]
+    own = [e for e in ours if e.is_leg(account_id, symbol, side)]
     # A transfer feeds every cross leg of the account at once: for a cross leg, any transfer of the account is in
     # flight for it and starts its cooldown, so two legs cannot each send one while the wallet update is on its way.
     shared = [
         e
-        for e in ledger.entries
+        for e in ours
         if e.is_leg(account_id, symbol, side)
         or (cross and e.account == account_id and e.method is TopUpMethod.TRANSFER)
     ]
     in_flight = next((e for e in shared if e.status is EntryStatus.PENDING), None)
     if in_flight is not None:
         return NotNeeded(f"a top-up is in flight: {in_flight.intent_key}")
+    unseen = next((e for e in shared if not e.shown_by(state)), None)
+    if unseen is not None:
+        return NotNeeded(f"waiting for the exchange's picture to show {unseen.intent_key}")
     settled = [e for e in own if e.episode == episode]
     if len(settled) >= limits.max_attempts:
         return Refused("attempts", f"{len(settled)} of {limits.max_attempts} attempts used in this episode")
@@ -297,3 +337,28 @@ def _model_for(state: AccountState, key: LegKey, cross: bool) -> tuple[Account |
         settle_currency=state.settle_currency,
     )
     return account, keys.index(key)
+
+
+def margin_added_while_open(state: AccountState) -> dict[LegKey, float] | None:
+    """What each open isolated leg holds beyond what opening it required, for a journal that is new (or lost) on
+    a venue whose margin history cannot be read: what top-ups, anyone's, may have added to it in the last day.
+
+    The margin above size x entry / leverage, or the whole margin where the leverage is not known (counting too
+    much only leaves less room). None while a leg's margin is unknown: ask again with a fuller picture.
+    Top-ups to legs closed since are beyond what any picture shows; the caller says so.
+    """
+    added: dict[LegKey, float] = {}
+    for key, facts in state.legs.items():
+        if facts.margin_mode is not MarginMode.ISOLATED:
+            continue
+        margin = facts.isolated_margin
+        if margin is None:
+            return None
+        rules = state.rules.get(key[0])
+        size = facts.contract_size if facts.contract_size is not None else rules and rules.contract_size
+        if facts.leverage and facts.entry_price and size:
+            opening = abs(facts.contracts) * size * facts.entry_price / facts.leverage
+            added[key] = max(0.0, margin - opening)
+        else:
+            added[key] = margin
+    return {key: amount for key, amount in added.items() if amount > 0.0}

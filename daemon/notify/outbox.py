@@ -5,6 +5,10 @@ a delivery is marked sent right after its receiver accepted it. A crash between 
 message after the restart, with the same idempotency key, so the receiver can drop the repeat; nothing is lost,
 because pending rows are simply read again.
 
+When the journal cannot be written (a full disk), alerts are held in memory and sent from there; the outbox tells
+every sink once (a critical journal_failure alert), tries the journal again every few seconds, and sends the
+all-clear once it can be written.
+
 Per sink strictly in order: when a sink answers "rate limited" or is unreachable, its delivery is re-scheduled
 (honouring the receiver's retry_after, otherwise a capped, jittered backoff by attempt count) and its later
 alerts wait behind it — the journal holds them back. A permanent refusal is recorded as failed and the next
@@ -22,13 +26,14 @@ from typing import Any, Protocol
 
 import structlog
 
-from daemon.core.alerts import Alert
+from daemon.core.alerts import JOURNAL_IDENTITY, Alert, journal_failure_alert
 from daemon.core.backoff import Backoff
 from daemon.notify.sink import Failed, Outcome, RetryAfter, Sent, Sink, Transient
 
 # A receiver asking for a longer pause than this is retried after this long anyway (and asked again).
 MAX_RETRY_AFTER = 3600.0
 BATCH = 100  # deliveries read from the journal per pass
+JOURNAL_PROBE_S = 5.0  # while the journal cannot be written, try it again this often
 
 DEFAULT_BACKOFF = Backoff(initial=2.0, factor=2.0, cap=300.0, floor=0.5)
 
@@ -64,6 +69,15 @@ class OutboxJournal(Protocol):
 
     def pending_deliveries(self) -> int: ...
 
+    @property
+    def write_failure(self) -> str | None: ...
+
+    def probe(self) -> bool: ...
+
+    def record_alert(self, alert: Alert, sinks: Sequence[str], now: float) -> Alert | None: ...
+
+    def max_sequences(self, account: str | None = None) -> dict[str, int]: ...
+
 
 class Outbox:
     """Delivers journaled alerts. `clock` is the journal's time (unix seconds); waits are in real seconds."""
@@ -84,6 +98,8 @@ class Outbox:
         self._wake = asyncio.Event()
         # One pass at a time: `flush` at shutdown must not send what a still-running pass is sending.
         self._pass_lock = asyncio.Lock()
+        self._told_failure: str | None = None  # the journal failure the sinks were told about
+        self._journal_sequence = journal.max_sequences().get(JOURNAL_IDENTITY.key, 0)
 
     def notify(self) -> None:
         """A new alert was journaled: send it now rather than at the next scheduled wake-up."""
@@ -93,10 +109,13 @@ class Outbox:
         """Deliver until cancelled: each pass sends what is due, then sleeps until the next due time or notify()."""
         while True:
             self._wake.clear()
+            self.watch_journal()
             handled = await self.send_due()
             delay = self._seconds_until_next()
             if delay is not None and delay <= 0 and handled == 0:
                 delay = self.backoff.floor  # something is due yet nothing could be tried: never spin
+            if self.journal.write_failure is not None:
+                delay = JOURNAL_PROBE_S if delay is None else min(delay, JOURNAL_PROBE_S)
             if delay is None:
                 await self._wake.wait()
             elif delay > 0:
@@ -119,6 +138,22 @@ class Outbox:
         if pending:
             log.info("alerts left for the next start", pending=pending)
         return pending
+
+    def watch_journal(self) -> None:
+        """Tell every sink when the journal stops (and starts again) being writable; while it is not, try it."""
+        if self.journal.write_failure is not None:
+            self.journal.probe()
+        failure = self.journal.write_failure
+        if (failure is None) == (self._told_failure is None):
+            return
+        self._journal_sequence += 1
+        alert = journal_failure_alert(failure, self._journal_sequence, self.clock())
+        self.journal.record_alert(alert, list(self.sinks), self.clock())
+        self._told_failure = failure
+        if failure is not None:
+            log.error("journal cannot be written: sinks told", reason=failure)
+        else:
+            log.info("journal writable again: sinks told")
 
     async def send_due(self) -> int:
         """One pass: every sink sends its due deliveries in order until one must wait.

@@ -38,7 +38,9 @@ KIND_LABEL = {
     AlertKind.TOPUP_DONE: "Top-up done",
     AlertKind.TOPUP_FAILED: "Top-up failed",
     AlertKind.TOPUP_REFUSED: "Top-up refused",
+    AlertKind.TOPUP_UNKNOWN: "Top-up outcome unknown",
     AlertKind.AUTH_FAILURE: "Authentication failure",
+    AlertKind.JOURNAL_FAILURE: "Journal failure",
 }
 
 # Platform limits (characters): Slack header text and section field, Discord embed parts, Telegram message.
@@ -70,11 +72,13 @@ def iso_time(ts: float) -> str:
 
 
 def idempotency_key(alert: Alert) -> str:
-    """The identity key and the sequence: the same message always carries the same key, retries included.
+    """The identity key, the sequence and the journal instance that numbered it (`key#sequence@origin`): the
+    same message always carries the same key, retries and restarts included, and no other message ever does.
 
     Characters outside printable ASCII are percent-encoded (UTF-8) so the key also fits an HTTP header.
     """
-    return quote(f"{alert.identity.key}#{alert.sequence}", safe="|#:/-_.@ +=,;~!*'()$")
+    origin = f"@{alert.origin}" if alert.origin else ""
+    return quote(f"{alert.identity.key}#{alert.sequence}{origin}", safe="|#:/-_.@ +=,;~!*'()$")
 
 
 def _clip(text: str, limit: int) -> str:
@@ -233,6 +237,7 @@ def render_webhook(alert: Alert) -> dict[str, Any]:
         "idempotency_key": idempotency_key(alert),
         "key": identity.key,
         "sequence": alert.sequence,
+        "origin": alert.origin,
         "identity": {
             "account": identity.account,
             "symbol": identity.symbol,

@@ -1,129 +1,84 @@
-"""The SQLite journal: every alert with its deliveries (the durable outbox), top-up intents, silences.
+"""The SQLite journal: every alert with its deliveries (the durable outbox), top-up intents, the policy's memory,
+silences.
 
-Write-ahead: an alert and one delivery row per sink are written in ONE transaction before anything is sent, and a
-top-up intent is written before the exchange is called, so a crash at any point leaves a record of what was
-decided. A top-up intent key is unique: the same decision can never be journaled — and so never executed —
-twice. The database runs in WAL mode with `synchronous=FULL`: a committed row survives a power cut.
+Write-ahead: an alert, one delivery row per sink and the policy memory that numbered it are written in ONE
+transaction before anything is sent, and a top-up intent is written before the exchange is called, so a crash at
+any point leaves a record of what was decided and no later message can reuse its number. A top-up intent key is
+unique: the same decision can never be journaled — and so never executed — twice. The database runs in WAL mode
+with `synchronous=FULL`: a committed row survives a power cut.
 
-Calls are synchronous and short (one small transaction each); the daemon makes a handful per second at most.
+When a write fails (disk full, read-only file system, I/O error) the journal does not take marginguard down with
+it: `write_failure` says why, alerts and delivery outcomes are held in memory (`Spill`) and sent from there, a top-up
+intent is refused (`JournalUnavailable`: no top-up starts without its record), and the first write that works
+again writes everything held, in order.
+
+Every message is stamped with this journal instance's `origin` (random, per open), which is part of its
+idempotency key: a journal that was lost cannot make a new message look like an old one to a receiver.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from daemon.core.alerts import Alert
-from daemon.store.codec import alert_from_json, alert_to_json
+from daemon.store.codec import alert_from_json, alert_to_dict, alert_to_json
+from daemon.store.journal_records import JournalRecords, save_memory_statement
+from daemon.store.schema import SCHEMA, Delivery, JournalUnavailable
+from daemon.store.spill import Spill, SpilledDelivery
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    ts REAL NOT NULL,
-    account TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    resolved INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    UNIQUE (key, sequence)
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY,
-    alert_id INTEGER NOT NULL REFERENCES alerts(id),
-    sink TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',   -- pending | sent | failed
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    last_error TEXT,
-    sent_at REAL,
-    UNIQUE (alert_id, sink)
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
-CREATE TABLE IF NOT EXISTS topup_intents (
-    intent_key TEXT PRIMARY KEY,
-    account TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    side TEXT NOT NULL,
-    action TEXT NOT NULL,                     -- add_margin | transfer
-    asset TEXT NOT NULL,
-    amount REAL NOT NULL,
-    status TEXT NOT NULL,                     -- pending | done | failed | unknown | dry_run
-    margin_before REAL,
-    detail TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    episode INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS policy_memory (
-    account TEXT PRIMARY KEY,
-    payload TEXT NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS silences (
-    id INTEGER PRIMARY KEY,
-    account TEXT NOT NULL,
-    symbol TEXT,
-    until REAL NOT NULL,
-    reason TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL
-);
-"""
+log = structlog.get_logger("marginguard.journal")
 
-# Intent statuses whose outcome is not known: on start-up they are reconciled against the exchange before any
-# new top-up for the same position.
-UNSETTLED = ("pending", "unknown")
+BUSY_TIMEOUT_S = 5.0  # another process (a CLI command) holding the write lock briefly
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    id: int
-    alert_id: int
+class _Row:
+    """A delivery row to write: fresh (pending, never tried) or carried over from memory with its history."""
+
     sink: str
-    attempts: int
-    alert: Alert
+    next_attempt_at: float
+    status: str = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    sent_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IntentRecord:
-    intent_key: str
-    account: str
-    symbol: str
-    side: str
-    action: str
-    asset: str
-    amount: float
-    status: str
-    margin_before: float | None
-    detail: str
-    created: float
-    updated: float
-    episode: int = 0  # the firing episode the decision belongs to (limits count attempts per episode)
-
-
-@dataclass(frozen=True, slots=True)
-class SilenceRecord:
-    id: int
-    account: str
-    symbol: str | None
-    until: float
-    reason: str
-
-
-class Journal:
+class Journal(JournalRecords):
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        with contextlib.suppress(sqlite3.OperationalError):  # a full disk must not stop `history` reading it
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('created', ?)", (repr(time.time()),)
+            )
+        self.created = float(self._meta("created") or time.time())
+        self.instance = secrets.token_hex(4)
+        self.write_failure: str | None = None
+        self._spill = Spill()
+
+    def limit_size(self, max_bytes: int | None) -> None:
+        """Cap the database at `max_bytes` (None: SQLite's own ceiling). Writes beyond it fail as on a full
+        disk ("database or disk is full"), and are then handled like one."""
+        page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        pages = 4_294_967_294 if max_bytes is None else max(1, max_bytes // page_size)
+        self._db.execute(f"PRAGMA max_page_count = {int(pages)}")
 
     def close(self) -> None:
         self._db.close()
@@ -134,6 +89,8 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- writing, and what happens when it fails ---------------------------------------------------------------
+
     def _transaction(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[sqlite3.Cursor]:
         cursors = []
         self._db.execute("BEGIN IMMEDIATE")
@@ -141,45 +98,190 @@ class Journal:
             for sql, params in statements:
                 cursors.append(self._db.execute(sql, params))
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         self._db.execute("COMMIT")
         return cursors
 
-    # -- alerts and their deliveries (the outbox) ------------------------------------------------------------
-
-    def record_alert(self, alert: Alert, sinks: Sequence[str], now: float) -> int | None:
-        """Journal an alert and queue it for each sink, atomically. None if this (identity, sequence) exists."""
-        self._db.execute("BEGIN IMMEDIATE")
+    def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[sqlite3.Cursor]:
+        """One transaction, after whatever memory holds (so the journal keeps the order things happened in).
+        Raises `JournalUnavailable` when the database cannot be written."""
         try:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO alerts (key, sequence, ts, account, kind, severity, resolved, payload)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    alert.identity.key,
-                    alert.sequence,
-                    alert.ts,
-                    alert.account,
-                    alert.kind.value,
-                    alert.severity.value,
-                    int(alert.resolved),
-                    alert_to_json(alert),
-                ),
-            )
-            if cursor.rowcount == 0:
-                self._db.execute("ROLLBACK")
-                return None
-            alert_id = int(cursor.lastrowid or 0)
-            for sink in sinks:
-                self._db.execute(
-                    "INSERT INTO deliveries (alert_id, sink, next_attempt_at) VALUES (?, ?, ?)",
-                    (alert_id, sink, now),
-                )
-        except BaseException:
+            if self._spill:
+                self._flush()
+            cursors = self._transaction(statements)
+        except sqlite3.OperationalError as exc:
+            raise self._failed(exc) from exc
+        self._recovered()
+        return cursors
+
+    def _rollback(self) -> None:
+        # SQLite rolls some failures (a full disk) back by itself; a second ROLLBACK would mask the reason.
+        if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+
+    def _failed(self, exc: sqlite3.OperationalError) -> JournalUnavailable:
+        self._rollback()
+        if self.write_failure is None:
+            log.error("journal write failed: alerts are held in memory", path=str(self.path), error=str(exc))
+        self.write_failure = str(exc)
+        return JournalUnavailable(str(exc))
+
+    def _recovered(self) -> None:
+        if self.write_failure is not None:
+            log.warning("journal writable again", path=str(self.path))
+        self.write_failure = None
+
+    def probe(self) -> bool:
+        """While writes fail, try again: write what memory holds (or a tiny probe). True once writes work."""
+        if self.write_failure is None and not self._spill:
+            return True
+        try:
+            self._write(
+                [("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?)", (repr(time.time()),))]
+            )
+        except JournalUnavailable:
+            return False
+        return True
+
+    def _flush(self) -> None:
+        """Write everything held in memory, in one transaction (sqlite3.OperationalError when it cannot)."""
+        spill = self._spill
+        self._db.execute("BEGIN IMMEDIATE")
+        moved: dict[int, int] = {}
+        try:
+            for delivery_id, update in spill.delivery_updates.items():
+                self._db.execute(
+                    "UPDATE deliveries SET status=?, attempts=attempts+?, next_attempt_at=COALESCE(?, next_attempt_at),"
+                    " last_error=COALESCE(?, last_error), sent_at=COALESCE(?, sent_at) WHERE id=?",
+                    (
+                        update.status,
+                        update.attempts_added,
+                        update.next_attempt_at,
+                        update.last_error,
+                        update.sent_at,
+                        delivery_id,
+                    ),
+                )
+            for key, (status, detail, ts) in spill.intent_updates.items():
+                self._db.execute(
+                    "UPDATE topup_intents SET status=?, detail=?, updated=? WHERE intent_key=?",
+                    (status, detail, ts, key),
+                )
+            for index, (alert, now) in enumerate(spill.alerts):
+                held = [d for d in spill.deliveries.values() if d.alert_index == index]
+                rows = [
+                    _Row(d.sink, d.next_attempt_at, d.status, d.attempts, d.last_error, d.sent_at)
+                    for d in held
+                ]
+                stored = self._insert_alert(alert, rows, now)
+                if stored is not None:
+                    moved.update(zip((d.id for d in held), stored[1], strict=True))
+        except BaseException:
+            self._rollback()
             raise
         self._db.execute("COMMIT")
-        return alert_id
+        log.info("journal wrote what memory held", alerts=len(spill.alerts))
+        spill.clear()
+        spill.moved.update(moved)
+
+    # -- alerts and their deliveries (the outbox) ------------------------------------------------------------
+
+    def record_alert(
+        self, alert: Alert, sinks: Sequence[str], now: float, memory: tuple[str, str] | None = None
+    ) -> Alert | None:
+        """Journal an alert, queue it for each sink and save `memory` (account, payload), atomically.
+
+        Returns the alert as journaled (stamped with this journal's origin; renumbered, loudly, if its sequence
+        was already taken by a different message), or None if this very message is already journaled. When the
+        journal cannot be written the alert is held in memory and sent from there (see `write_failure`).
+        """
+        if not alert.origin:
+            alert = replace(alert, origin=self.instance)
+        try:
+            if self._spill:
+                self._flush()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                stored = self._insert_alert(alert, [_Row(sink, now) for sink in sinks], now)
+                if memory is not None:
+                    self._db.execute(*save_memory_statement(memory[0], memory[1], now))
+            except BaseException:
+                self._rollback()
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._failed(exc)
+            self._spill.add_alert(alert, list(sinks), now)
+            return alert
+        self._recovered()
+        return None if stored is None else stored[0]
+
+    def _insert_alert(self, alert: Alert, rows: Sequence[_Row], now: float) -> tuple[Alert, list[int]] | None:
+        """Insert inside the caller's transaction; the alert as stored and its delivery ids."""
+        cursor = self._db.execute(_INSERT_ALERT, _alert_params(alert))
+        if cursor.rowcount == 0:
+            existing = self._db.execute(
+                "SELECT payload FROM alerts WHERE key=? AND sequence=?", (alert.identity.key, alert.sequence)
+            ).fetchone()
+            if existing is not None and _same_message(existing[0], alert):
+                return None
+            top = self._db.execute("SELECT MAX(sequence) FROM alerts WHERE key=?", (alert.identity.key,))
+            renumbered = replace(alert, sequence=int(top.fetchone()[0] or 0) + 1)
+            log.error(
+                "alert sequence already taken by another message: renumbered",
+                key=alert.identity.key,
+                sequence=alert.sequence,
+                renumbered=renumbered.sequence,
+            )
+            alert = renumbered
+            cursor = self._db.execute(_INSERT_ALERT, _alert_params(alert))
+        alert_id = int(cursor.lastrowid or 0)
+        ids = []
+        for row in rows:
+            delivery = self._db.execute(
+                "INSERT INTO deliveries (alert_id, sink, status, attempts, next_attempt_at, last_error, sent_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    alert_id,
+                    row.sink,
+                    row.status,
+                    row.attempts,
+                    row.next_attempt_at,
+                    row.last_error,
+                    row.sent_at,
+                ),
+            )
+            ids.append(int(delivery.lastrowid or 0))
+        return alert, ids
+
+    def _pending(self) -> list[tuple[str, float, int, int, int, str | Alert]]:
+        """Every pending delivery, oldest alert first: (sink, next attempt, id, alert id, attempts, alert)."""
+        rows = self._db.execute(
+            "SELECT d.id, d.alert_id, d.sink, d.attempts, d.next_attempt_at, a.payload FROM deliveries d"
+            " JOIN alerts a ON a.id = d.alert_id WHERE d.status = 'pending' ORDER BY d.alert_id, d.id",
+        ).fetchall()
+        pending: list[tuple[str, float, int, int, int, str | Alert]] = []
+        updates = self._spill.delivery_updates
+        for row in rows:
+            update = updates.get(row["id"])
+            if update is not None and update.status != "pending":
+                continue
+            attempts = row["attempts"] + (update.attempts_added if update else 0)
+            due = (
+                update.next_attempt_at
+                if update and update.next_attempt_at is not None
+                else row["next_attempt_at"]
+            )
+            pending.append((row["sink"], due, row["id"], row["alert_id"], attempts, row["payload"]))
+        spilled: list[SpilledDelivery] = sorted(self._spill.deliveries.values(), key=lambda d: -d.id)
+        for held in spilled:
+            if held.status == "pending":
+                alert = self._spill.alerts[held.alert_index][0]
+                pending.append(
+                    (held.sink, held.next_attempt_at, held.id, -1 - held.alert_index, held.attempts, alert)
+                )
+        return pending
 
     def due_deliveries(self, now: float, limit: int = 100) -> list[Delivery]:
         """Pending deliveries whose time has come, oldest alert first.
@@ -187,181 +289,110 @@ class Journal:
         A sink's deliveries are handed out in alert order and a sink with an earlier delivery still waiting is
         held back, so a receiver that was down gets its alerts later, in order.
         """
-        rows = self._db.execute(
-            "SELECT d.id, d.alert_id, d.sink, d.attempts, d.next_attempt_at, a.payload FROM deliveries d"
-            " JOIN alerts a ON a.id = d.alert_id WHERE d.status = 'pending' ORDER BY d.alert_id, d.id",
-        ).fetchall()
         due: list[Delivery] = []
         blocked: set[str] = set()
-        for row in rows:
-            if row["sink"] in blocked:
+        for sink, when, delivery_id, alert_id, attempts, payload in self._pending():
+            if sink in blocked:
                 continue
-            if row["next_attempt_at"] > now:
-                blocked.add(row["sink"])
+            if when > now:
+                blocked.add(sink)
                 continue
-            due.append(
-                Delivery(
-                    row["id"], row["alert_id"], row["sink"], row["attempts"], alert_from_json(row["payload"])
-                )
-            )
+            alert = alert_from_json(payload) if isinstance(payload, str) else payload
+            due.append(Delivery(delivery_id, alert_id, sink, attempts, alert))
             if len(due) >= limit:
                 break
         return due
 
     def next_delivery_time(self) -> float | None:
         """When the outbox next has something to send: the earliest time among each sink's oldest pending row."""
-        row = self._db.execute(
-            "SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.status = 'pending' AND d.alert_id = ("
-            " SELECT MIN(e.alert_id) FROM deliveries e WHERE e.sink = d.sink AND e.status = 'pending')"
-        ).fetchone()
-        return None if row[0] is None else float(row[0])
+        first: dict[str, float] = {}
+        for sink, when, *_rest in self._pending():
+            first.setdefault(sink, when)
+        return min(first.values(), default=None)
 
     def mark_sent(self, delivery_id: int, now: float) -> None:
-        self._transaction(
-            [
-                (
-                    "UPDATE deliveries SET status='sent', sent_at=?, attempts=attempts+1 WHERE id=?",
-                    (now, delivery_id),
-                )
-            ]
+        self._update_delivery(
+            delivery_id,
+            (
+                "UPDATE deliveries SET status='sent', sent_at=?, attempts=attempts+1 WHERE id=?",
+                (now, delivery_id),
+            ),
+            status="sent",
+            sent_at=now,
         )
 
     def mark_retry(self, delivery_id: int, next_attempt_at: float, error: str) -> None:
-        self._transaction(
-            [
-                (
-                    "UPDATE deliveries SET attempts=attempts+1, next_attempt_at=?, last_error=? WHERE id=?",
-                    (next_attempt_at, error[:500], delivery_id),
-                )
-            ]
+        self._update_delivery(
+            delivery_id,
+            (
+                "UPDATE deliveries SET attempts=attempts+1, next_attempt_at=?, last_error=? WHERE id=?",
+                (next_attempt_at, error[:500], delivery_id),
+            ),
+            status="pending",
+            next_attempt_at=next_attempt_at,
+            error=error[:500],
         )
 
     def mark_failed(self, delivery_id: int, error: str) -> None:
-        self._transaction(
-            [
-                (
-                    "UPDATE deliveries SET status='failed', attempts=attempts+1, last_error=? WHERE id=?",
-                    (error[:500], delivery_id),
-                )
-            ]
+        self._update_delivery(
+            delivery_id,
+            (
+                "UPDATE deliveries SET status='failed', attempts=attempts+1, last_error=? WHERE id=?",
+                (error[:500], delivery_id),
+            ),
+            status="failed",
+            error=error[:500],
         )
+
+    def _update_delivery(
+        self,
+        delivery_id: int,
+        statement: tuple[str, Sequence[Any]],
+        *,
+        status: str,
+        next_attempt_at: float | None = None,
+        error: str | None = None,
+        sent_at: float | None = None,
+    ) -> None:
+        """A delivery's outcome: written when the journal can be, else held in memory with the delivery."""
+        moved = self._spill.moved.get(delivery_id)
+        if moved is not None:
+            delivery_id, statement = moved, (statement[0], (*statement[1][:-1], moved))
+        if delivery_id >= 0:
+            try:
+                self._write([statement])
+                return
+            except JournalUnavailable:
+                pass
+        self._spill.update_delivery(delivery_id, status, next_attempt_at, error, sent_at)
 
     def pending_deliveries(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM deliveries WHERE status='pending'").fetchone()[0])
+        return len(self._pending())
 
-    def latest_alerts(self, account: str | None = None) -> list[Alert]:
-        """The last message of every identity (for seeding the policy's memory after a restart)."""
-        sql = (
-            "SELECT payload FROM alerts WHERE id IN (SELECT MAX(id) FROM alerts"
-            + (" WHERE account = ?" if account is not None else "")
-            + " GROUP BY key) ORDER BY id"
-        )
-        params: tuple[Any, ...] = (account,) if account is not None else ()
-        return [alert_from_json(row[0]) for row in self._db.execute(sql, params)]
 
-    def history(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Latest alerts first, each with its deliveries' status per sink."""
-        alerts = self._db.execute(
-            "SELECT id, payload FROM alerts ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
-        result = []
-        for row in alerts:
-            deliveries = self._db.execute(
-                "SELECT sink, status, attempts, last_error FROM deliveries WHERE alert_id=? ORDER BY id",
-                (row["id"],),
-            ).fetchall()
-            entry = json.loads(row["payload"])
-            entry["deliveries"] = [dict(d) for d in deliveries]
-            result.append(entry)
-        return result
+_INSERT_ALERT = (
+    "INSERT OR IGNORE INTO alerts (key, sequence, ts, account, kind, severity, resolved, payload)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
-    # -- top-up intents -----------------------------------------------------------------------------------------
 
-    def begin_intent(self, record: IntentRecord) -> bool:
-        """Journal a top-up intent before it is sent. False if this intent key was ever journaled: don't send."""
-        cursor = self._transaction(
-            [
-                (
-                    "INSERT OR IGNORE INTO topup_intents (intent_key, account, symbol, side, action, asset, amount,"
-                    " status, margin_before, detail, created, updated, episode) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        record.intent_key,
-                        record.account,
-                        record.symbol,
-                        record.side,
-                        record.action,
-                        record.asset,
-                        record.amount,
-                        record.status,
-                        record.margin_before,
-                        record.detail,
-                        record.created,
-                        record.updated,
-                        record.episode,
-                    ),
-                )
-            ]
-        )[0]
-        return cursor.rowcount == 1
+def _alert_params(alert: Alert) -> tuple[Any, ...]:
+    return (
+        alert.identity.key,
+        alert.sequence,
+        alert.ts,
+        alert.account,
+        alert.kind.value,
+        alert.severity.value,
+        int(alert.resolved),
+        alert_to_json(alert),
+    )
 
-    def settle_intent(self, intent_key: str, status: str, detail: str, now: float) -> None:
-        self._transaction(
-            [
-                (
-                    "UPDATE topup_intents SET status=?, detail=?, updated=? WHERE intent_key=?",
-                    (status, detail, now, intent_key),
-                )
-            ]
-        )
 
-    def intents(
-        self, account: str | None = None, statuses: Sequence[str] | None = None
-    ) -> list[IntentRecord]:
-        sql, params = "SELECT * FROM topup_intents WHERE 1=1", []
-        if account is not None:
-            sql += " AND account = ?"
-            params.append(account)
-        if statuses:
-            sql += f" AND status IN ({','.join('?' * len(statuses))})"
-            params.extend(statuses)
-        rows = self._db.execute(sql + " ORDER BY created", params).fetchall()
-        return [IntentRecord(**dict(row)) for row in rows]
-
-    def unsettled_intents(self, account: str | None = None) -> list[IntentRecord]:
-        return self.intents(account, UNSETTLED)
-
-    # -- the policy's memory -------------------------------------------------------------------------------------
-
-    def save_memory(self, account: str, payload: str, now: float) -> None:
-        self._transaction(
-            [
-                (
-                    "INSERT INTO policy_memory (account, payload, updated) VALUES (?, ?, ?)"
-                    " ON CONFLICT (account) DO UPDATE SET payload = excluded.payload, updated = excluded.updated",
-                    (account, payload, now),
-                )
-            ]
-        )
-
-    def load_memory(self, account: str) -> str | None:
-        row = self._db.execute("SELECT payload FROM policy_memory WHERE account = ?", (account,)).fetchone()
-        return None if row is None else str(row[0])
-
-    # -- silences -----------------------------------------------------------------------------------------------
-
-    def add_silence(self, account: str, symbol: str | None, until: float, reason: str, now: float) -> int:
-        cursor = self._transaction(
-            [
-                (
-                    "INSERT INTO silences (account, symbol, until, reason, created) VALUES (?,?,?,?,?)",
-                    (account, symbol, until, reason, now),
-                )
-            ]
-        )[0]
-        return int(cursor.lastrowid or 0)
-
-    def active_silences(self, now: float) -> list[SilenceRecord]:
-        rows = self._db.execute(
-            "SELECT id, account, symbol, until, reason FROM silences WHERE until > ? ORDER BY id", (now,)
-        ).fetchall()
-        return [SilenceRecord(**dict(row)) for row in rows]
+def _same_message(payload: str, alert: Alert) -> bool:
+    """Whether a journaled payload is this alert (whichever journal instance numbered it)."""
+    stored = json.loads(payload)
+    stored.pop("origin", None)
+    mine = alert_to_dict(alert)
+    mine.pop("origin", None)
+    return bool(stored == json.loads(json.dumps(mine)))

@@ -48,7 +48,7 @@ def alert(sequence: int, symbol: str = "BTC/USDT:USDT") -> Alert:
 
 
 def sequences(records: list[Received]) -> list[int]:
-    return [int(r.json["idempotency_key"].rsplit("#", 1)[1]) for r in records]
+    return [int(r.json["sequence"]) for r in records]
 
 
 @pytest.fixture
@@ -279,3 +279,34 @@ async def test_logs_name_sinks_but_never_their_urls_or_tokens(journal: Journal, 
     assert {entry["sink"] for entry in logs} == {"pager", "ops"}
     assert "Too Many Requests" in text and "HTTP 403" in text
     assert TOKEN not in text and "SLACKSECRET" not in text
+
+
+async def test_a_full_journal_still_delivers_says_so_once_and_gives_the_all_clear_when_it_can_write(
+    journal: Journal, receiver: Receiver
+) -> None:
+    """SQLite's own "database or disk is full" (the journal capped at its size): alerts go out from memory, every
+    sink hears of the failure once, and of its end once the journal can be written again."""
+    sinks: dict[str, Sink] = {"audit": webhook(receiver), "other": webhook(receiver, "other")}
+    journal.limit_size(journal.path.stat().st_size)
+    filler = 0
+    while journal.write_failure is None:
+        filler += 1
+        journal.record_alert(alert(filler, symbol=f"FILL{filler}/USDT:USDT"), [], now=0.0)
+    async with running(Outbox(journal, sinks, backoff=QUICK)) as outbox:
+        journal.record_alert(alert(1), ["audit"], now=outbox.clock())
+        outbox.notify()
+        async with asyncio.timeout(WAIT):
+            await receiver.wait_for(3)  # the alert, and the failure told to both sinks
+        journal.limit_size(None)
+        outbox.notify()
+        async with asyncio.timeout(WAIT):
+            await receiver.wait_for(5)  # the all-clear, to both sinks
+    docs = [r.json for r in receiver.received("webhook")]
+    kinds = [(d["kind"], d["resolved"]) for d in docs]
+    assert kinds.count(("journal_failure", False)) == 2 and kinds.count(("journal_failure", True)) == 2
+    assert ("liquidation_risk", False) in kinds
+    failure = next(d for d in docs if d["kind"] == "journal_failure" and not d["resolved"])
+    assert failure["severity"] == "critical" and "disk is full" in failure["summary"]
+    per_sink = [(r.path, r.json["idempotency_key"]) for r in receiver.received("webhook")]
+    assert len(per_sink) == len(set(per_sink)) == 5, "a message reached a sink twice"
+    assert journal.write_failure is None and journal.pending_deliveries() == 0

@@ -1,59 +1,105 @@
-"""Settling a top-up intent left unsettled by a crash, from the exchange's own snapshot."""
+"""Settling a top-up intent whose outcome is unknown, from the exchange's own records (pure)."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from daemon.app.intents import ledger_entry, outcome_from_snapshot
+from daemon.app.intents import (
+    APPLIED_SHARE,
+    LANDING_WINDOW_S,
+    judge_by_changes,
+    judge_by_margin,
+    judge_by_snapshot,
+    ledger_entry,
+)
 from daemon.core.events import BalanceUpdate, PositionFacts, PositionSnapshot
 from daemon.core.state import AccountState, apply
 from daemon.core.topup import EntryStatus, TopUpMethod
 from daemon.core.types import MarginMode, Side
+from daemon.exchanges.records import MarginChange
 from daemon.store import IntentRecord
 
 BTC = "BTC/USDT:USDT"
+SENT = 1_000.0  # when the request was signed and sent
+SOON = SENT + 1.0  # inside the landing window
+LATE = SENT + LANDING_WINDOW_S  # the request can no longer land
 
 
 def _record(
-    action: str = "add_margin", amount: float = 100.0, before: float | None = 300.0, status: str = "pending"
+    action: str = "add_margin", amount: float = 100.0, before: float | None = 300.0, status: str = "unknown"
 ) -> IntentRecord:
-    return IntentRecord("k", "acct", BTC, "long", action, "USDT", amount, status, before, "", 1.0, 1.0, 2)
+    return IntentRecord("k", "acct", BTC, "long", action, "USDT", amount, status, before, "", SENT, SENT, 2)
 
 
-def _state(isolated_margin: float | None, wallet: float = 1_000.0) -> AccountState:
-    facts = PositionFacts(
-        BTC, Side.LONG, 1.0, 60_000.0, margin_mode=MarginMode.ISOLATED, isolated_margin=isolated_margin
-    )
-    state, _ = apply(AccountState("acct", "binance"), PositionSnapshot((facts,), 1))
-    state, _ = apply(state, BalanceUpdate(wallet, 2))
-    return state
+def _change(amount: float, ts: float = SENT + 0.2, symbol: str = BTC, kind: str = "add") -> MarginChange:
+    return MarginChange(symbol, Side.LONG, amount, "USDT", int(ts * 1000), kind)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    ("margin_now", "expected"),
+    ("margin_now", "now", "verdict"),
     [
-        (400.0, "done"),  # 300 + 100: it landed
-        (399.5, "done"),  # within the 1 % allowed for rounding down and fees
-        (300.0, "failed"),  # unchanged: it never landed, a new decision may follow
-        (None, "unknown"),  # the snapshot does not say: stays in flight, no new top-up for this leg
+        (400.0, SOON, "done"),  # 300 + 100: it landed
+        (399.5, SOON, "done"),  # within the 1 % allowed for rounding down and fees
+        (300.0, SOON, "open"),  # not yet: the request may still land, ask again
+        (300.0, LATE, "failed"),  # not there once it can no longer land: a new decision may follow
+        (None, SOON, "gone"),  # the position is closed: whether it landed can never be told
     ],
 )
-def test_an_add_margin_intent_is_settled_by_whether_the_margin_grew(
-    margin_now: float | None, expected: str
+def test_an_add_margin_is_judged_by_the_fresh_margin_and_the_landing_window(
+    margin_now: float | None, now: float, verdict: str
 ) -> None:
-    status, detail = outcome_from_snapshot(_record(), _state(margin_now))
-    assert status == expected, detail
+    assert judge_by_margin(_record(), margin_now, now).verdict == verdict
 
 
-def test_an_intent_for_a_position_that_is_gone_failed() -> None:
-    state, _ = apply(AccountState("acct", "binance"), PositionSnapshot((), 1))
-    assert outcome_from_snapshot(_record(), state)[0] == "failed"
+@given(
+    amount=st.floats(1.0, 1e6),
+    before=st.floats(0.0, 1e6),
+    landed=st.floats(APPLIED_SHARE, 1.0),
+    elsewhere=st.floats(-1e3, 1e3),
+    now=st.floats(SENT, SENT + 3 * LANDING_WINDOW_S),
+)
+def test_a_top_up_that_landed_is_never_judged_failed(
+    amount: float, before: float, landed: float, elsewhere: float, now: float
+) -> None:
+    """Whatever else moved the margin by less than the top-up's own rounding, a landed top-up is done."""
+    record = _record(amount=amount, before=before)
+    margin_now = before + amount * landed + abs(elsewhere) * 1e-9
+    assert judge_by_margin(record, margin_now, now).verdict == "done"
+    history = [_change(amount * landed, ts=SENT + 0.1)]
+    assert judge_by_changes(record, history, now).verdict == "done"
 
 
-def test_a_transfer_intent_is_settled_from_the_wallet() -> None:
+def test_the_margin_history_settles_by_an_addition_of_the_amount_to_the_leg_after_the_decision() -> None:
+    record = _record()
+    assert judge_by_changes(record, [_change(100.0)], SOON).verdict == "done"
+    assert judge_by_changes(record, [_change(99.5)], SOON).verdict == "done"  # rounded down
+    # Someone else's change: another amount, another leg, another direction, or long before the decision.
+    others = [
+        _change(40.0),
+        _change(100.0, symbol="ETH/USDT:USDT"),
+        _change(100.0, kind="reduce"),
+        _change(100.0, ts=SENT - 3_600),
+    ]
+    assert judge_by_changes(record, others, SOON).verdict == "open"
+    assert judge_by_changes(record, others, LATE).verdict == "failed"
+
+
+def test_a_transfer_without_history_waits_for_a_snapshot_taken_after_it_could_land() -> None:
     record = _record("transfer", amount=50.0, before=1_000.0)
-    assert outcome_from_snapshot(record, _state(300.0, wallet=1_050.0))[0] == "done"
-    assert outcome_from_snapshot(record, _state(300.0, wallet=1_000.0))[0] == "failed"
+    assert judge_by_snapshot(record, _state(None, wallet=1_050.0, at=SOON), SOON).verdict == "done"
+    assert judge_by_snapshot(record, _state(None, wallet=1_000.0, at=SOON), SOON).verdict == "open"
+    assert judge_by_snapshot(record, _state(None, wallet=1_000.0, at=LATE), LATE).verdict == "failed"
+
+
+def _state(isolated_margin: float | None, wallet: float = 1_000.0, at: float = SOON) -> AccountState:
+    facts = PositionFacts(
+        BTC, Side.LONG, 1.0, 60_000.0, margin_mode=MarginMode.ISOLATED, isolated_margin=isolated_margin
+    )
+    state, _ = apply(AccountState("acct", "binance"), PositionSnapshot((facts,), int(at * 1000)))
+    state, _ = apply(state, BalanceUpdate(wallet, int(at * 1000)))
+    return state
 
 
 @pytest.mark.parametrize(
@@ -63,6 +109,7 @@ def test_a_transfer_intent_is_settled_from_the_wallet() -> None:
         ("unknown", EntryStatus.PENDING),
         ("done", EntryStatus.EXECUTED),
         ("dry_run", EntryStatus.EXECUTED),
+        ("unconfirmed", EntryStatus.EXECUTED),
         ("failed", EntryStatus.FAILED),
     ],
 )

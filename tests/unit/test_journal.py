@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
@@ -40,13 +41,15 @@ def test_an_alert_and_its_deliveries_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     with Journal(path) as journal:
         assert journal.record_alert(_alert(), ["slack", "telegram"], now=10.0) is not None
+        origin = journal.instance
     with Journal(path) as reopened:
         due = reopened.due_deliveries(now=10.0)
         assert [(d.sink, d.alert.summary) for d in due] == [
             ("slack", "BTC long is 3.4% from liquidation"),
             ("telegram", "BTC long is 3.4% from liquidation"),
         ]
-        assert due[0].alert == _alert()
+        # Sent after the restart as the journal that numbered it stamped it: the same idempotency key.
+        assert due[0].alert == replace(_alert(), origin=origin) and reopened.instance != origin
 
 
 def test_the_same_alert_message_is_journaled_once(tmp_path: Path) -> None:

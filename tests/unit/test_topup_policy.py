@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from daemon.core.alerts import Alert, AlertKind, Severity
 from daemon.core.policy import risk_identity
@@ -401,3 +403,80 @@ def test_one_cross_transfer_at_a_time_for_the_whole_account() -> None:
     executed = pending.record(replace(first.pending(ACCOUNT, NOW), status=EntryStatus.EXECUTED))
     waiting = decide_leg(eth, executed, NOW + 1)
     assert isinstance(waiting, Refused) and waiting.code == "cooldown"  # until the wallet update is seen
+
+
+def _on_picture(margin: float, snapshot_at: float = 0.0, distance: float = 0.04) -> tuple[LegView, Feed]:
+    """The reference leg with `margin` as the picture's isolated margin (the snapshot taken at `snapshot_at`)."""
+    feed = Feed()
+    feed.step(snapshot_at, snapshot(snapshot_at, isolated_long(isolated_margin=margin)))
+    feed.step(snapshot_at, mark(snapshot_at, mark_at(distance)))
+    (leg,) = feed.view().legs
+    return leg, feed
+
+
+def _landed(amount: float, at: float, expected: float | None) -> LedgerEntry:
+    return LedgerEntry(
+        "topup|landed",
+        ACCOUNT,
+        BTC,
+        "long",
+        amount,
+        at,
+        EntryStatus.EXECUTED,
+        1,
+        expected=expected,
+        landed_ms=int(at * 1000),
+    )
+
+
+@given(lag=st.floats(0.0, 29.0), cooldown=st.floats(0.0, 10.0))
+def test_nothing_more_is_decided_for_a_leg_until_its_picture_shows_the_top_up_that_landed(
+    lag: float, cooldown: float
+) -> None:
+    """However short the cooldown, a picture that still shows the margin from before the top-up (pushes lagging
+    behind the exchange's answer) never gets a second top-up; once it shows the new margin it is judged again."""
+    landed = NOW
+    ledger = TopUpLedger((_landed(5.0, landed, expected=10.0 + 5.0 * 0.99),))
+    limits = replace(LIMITS, cooldown_s=cooldown)
+    stale, feed = _on_picture(10.0, snapshot_at=landed - 60.0)
+    waiting = decide_topup(
+        stale,
+        feed.view(),
+        limits,
+        ledger,
+        landed + lag + cooldown + 1.0,
+        state=feed.state,
+        available_balance=1000.0,
+        episode=1,
+    )
+    assert isinstance(waiting, NotNeeded) and "waiting for the exchange's picture" in waiting.reason
+    shown, feed = _on_picture(15.0, snapshot_at=landed - 60.0, distance=0.03)
+    judged = decide_topup(
+        shown,
+        feed.view(),
+        limits,
+        ledger,
+        landed + lag + cooldown + 1.0,
+        state=feed.state,
+        available_balance=1000.0,
+        episode=1,
+    )
+    assert not (isinstance(judged, NotNeeded) and "waiting" in judged.reason)
+
+
+def test_a_rest_snapshot_taken_well_after_the_landing_shows_it_whatever_its_figures() -> None:
+    """The margin may have moved since for other reasons (funding, a manual change): a snapshot that was asked
+    after the top-up landed is the exchange's word, and the leg is judged on it."""
+    ledger = TopUpLedger((_landed(5.0, NOW, expected=14.95),))
+    leg, feed = _on_picture(12.0, snapshot_at=NOW + 31.0, distance=0.02)
+    decision = decide_topup(
+        leg, feed.view(), LIMITS, ledger, NOW + 400.0, state=feed.state, available_balance=1000.0, episode=1
+    )
+    assert isinstance(decision, TopUp)
+
+
+def test_the_cooldown_counts_from_when_the_top_up_landed_not_when_it_was_sent() -> None:
+    ledger = TopUpLedger((_landed(2.0, NOW - 100.0, expected=None),))  # sent long before, landed 100 s ago
+    waiting = decide(ledger=ledger)
+    assert isinstance(waiting, Refused) and waiting.code == "cooldown"
+    assert waiting.retry_at == NOW + 200.0

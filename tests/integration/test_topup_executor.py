@@ -1,0 +1,169 @@
+"""The top-up executor against a real journal and a fake of the `AccountRecords` port (the exchange's own
+records): what a new journal counts before its first top-up, and how an unknown outcome is settled."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from daemon.app.executor import SEED_HISTORY, SEED_OPEN_LEGS, TopUpExecutor
+from daemon.app.http import Metrics
+from daemon.core.policy_topup import TopUpExecuted, TopUpUnknown
+from daemon.core.topup import DAY_S, Refused, TopUp, TopUpLimits, decide_topup
+from daemon.core.types import Side
+from daemon.exchanges.errors import TransientError
+from daemon.exchanges.records import LiquidationRecord, MarginChange
+from daemon.store import IntentRecord, Journal
+from tests.unit.account_feed import ACCOUNT, BTC, Feed, isolated_long, mark, mark_at, snapshot
+
+NOW = 1_800_000_000.0
+LIMITS = TopUpLimits(
+    trigger_distance=0.05,
+    target_distance=0.10,
+    max_per_action=100.0,
+    max_per_account_per_day=8.0,
+    cooldown_s=0.0,
+)
+
+
+class Records:
+    """The exchange's books as a test sets them: a margin per leg, a margin history (None: the venue keeps
+    none), or a failure to answer."""
+
+    def __init__(self, margin: float | None = 10.0, history: list[MarginChange] | None = None) -> None:
+        self.margin = margin
+        self.history = history
+        self.failing = False
+
+    async def position_margin(self, symbol: str, side: Side) -> float | None:
+        if self.failing:
+            raise TransientError("RequestTimeout: records unreachable")
+        return self.margin
+
+    async def margin_changes(self, since_ms: int) -> Sequence[MarginChange] | None:
+        if self.failing:
+            raise TransientError("RequestTimeout: records unreachable")
+        return None if self.history is None else [c for c in self.history if c.ts_ms >= since_ms]
+
+    async def liquidations(self, since_ms: int) -> Sequence[LiquidationRecord] | None:
+        return None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _feed(margin: float = 10.0, **extra: object) -> Feed:
+    feed = Feed()
+    feed.step(0, snapshot(0, isolated_long(isolated_margin=margin, **extra)), mark(0, mark_at(0.04)))
+    return feed
+
+
+def _decide(executor: TopUpExecutor, feed: Feed, now: float) -> object:
+    (leg,) = feed.view().legs
+    return decide_topup(
+        leg, feed.view(), LIMITS, executor.ledger, now, state=feed.state, available_balance=1_000.0, episode=1
+    )
+
+
+async def test_a_new_journal_counts_the_last_day_from_the_margin_history_before_any_top_up(
+    tmp_path: Path,
+) -> None:
+    clock, feed = Clock(), _feed()
+    yesterday = MarginChange(BTC, Side.LONG, 3.0, "USDT", int((NOW - DAY_S - 60) * 1000), "add")
+    today = MarginChange(BTC, Side.LONG, 5.0, "USDT", int((NOW - 3_600) * 1000), "add")
+    records = Records(history=[yesterday, today])
+    with Journal(tmp_path / "j.sqlite") as journal:
+        executor = TopUpExecutor(ACCOUNT, journal, Metrics(), LIMITS, clock)
+        topup = _decide(executor, feed, NOW)
+        assert isinstance(topup, TopUp)
+        # Not a cent moves before the history is counted.
+        refused = await executor.execute(None, records, topup, feed.state, "USDT")  # type: ignore[arg-type]
+        assert isinstance(refused, Refused) and refused.code == "history"
+        await executor.ensure_seeded(records, feed.state)
+        capped = _decide(executor, feed, NOW)
+        assert isinstance(capped, TopUp) and capped.amount == pytest.approx(3.0)  # 8 a day, 5 already today
+        assert journal.seed_note(ACCOUNT) == SEED_HISTORY
+    # The count survives a restart, and is not counted twice.
+    with Journal(tmp_path / "j.sqlite") as reopened:
+        again = TopUpExecutor(ACCOUNT, reopened, Metrics(), LIMITS, clock)
+        await again.ensure_seeded(records, feed.state)
+        capped = _decide(again, feed, NOW)
+        assert isinstance(capped, TopUp) and capped.amount == pytest.approx(3.0)
+        assert reopened.intents(ACCOUNT) == []  # marginguard's own intents: none yet
+
+
+async def test_without_history_the_open_legs_margin_above_their_opening_margin_is_counted(
+    tmp_path: Path,
+) -> None:
+    # 1 contract at 100 with 20x leverage opened with 5 of margin; it holds 10: 5 may have been added today.
+    clock, feed, records = Clock(), _feed(leverage=20.0), Records(history=None)
+    with Journal(tmp_path / "j.sqlite") as journal:
+        executor = TopUpExecutor(ACCOUNT, journal, Metrics(), LIMITS, clock)
+        await executor.ensure_seeded(records, feed.state)
+        assert journal.seed_note(ACCOUNT) == SEED_OPEN_LEGS
+        capped = _decide(executor, feed, NOW)
+        assert isinstance(capped, TopUp) and capped.amount == pytest.approx(3.0)
+
+
+async def test_a_new_journal_that_cannot_read_the_history_starts_no_top_up_until_it_can(
+    tmp_path: Path,
+) -> None:
+    clock, feed, records = Clock(), _feed(), Records(history=[])
+    records.failing = True
+    with Journal(tmp_path / "j.sqlite") as journal:
+        executor = TopUpExecutor(ACCOUNT, journal, Metrics(), LIMITS, clock)
+        await executor.ensure_seeded(records, feed.state)
+        topup = _decide(executor, feed, NOW)
+        assert isinstance(topup, TopUp)
+        refused = await executor.execute(None, records, topup, feed.state, "USDT")  # type: ignore[arg-type]
+        assert isinstance(refused, Refused) and "cannot be read" in refused.reason
+        records.failing = False
+        clock.now += 60
+        await executor.ensure_seeded(records, feed.state)
+        assert journal.seed_note(ACCOUNT) == SEED_HISTORY
+
+
+async def test_an_unknown_outcome_is_told_unknown_once_while_unreadable_then_done_once_it_shows(
+    tmp_path: Path,
+) -> None:
+    clock, feed, records = Clock(), _feed(), Records(margin=10.0, history=None)
+    with Journal(tmp_path / "j.sqlite") as journal:
+        journal.record_seed(ACCOUNT, [], SEED_HISTORY)
+        record = IntentRecord(
+            "topup|acct|BTC|long|e1|a1",
+            ACCOUNT,
+            BTC,
+            "long",
+            "add_margin",
+            "USDT",
+            5.0,
+            "unknown",
+            10.0,
+            "",
+            NOW,
+            NOW,
+            1,
+        )
+        journal.begin_intent(record)
+        executor = TopUpExecutor(ACCOUNT, journal, Metrics(), LIMITS, clock)
+        records.failing = True
+        told = [outcome for _r, outcome in await executor.settle_open(records, feed.state)]
+        assert [type(o) for o in told] == [TopUpUnknown]
+        for _ in range(5):  # asked again, with backoff: never told again, never "failed"
+            clock.now += 31
+            assert await executor.settle_open(records, feed.state) == []
+        records.failing, records.margin = False, 15.0  # readable: it had landed
+        clock.now += 31
+        told = [outcome for _r, outcome in await executor.settle_open(records, feed.state)]
+        assert [type(o) for o in told] == [TopUpExecuted]
+        assert [i.status for i in journal.intents(ACCOUNT)] == ["done"]
+        # Its leg waits until the picture shows the new margin.
+        waiting = _decide(executor, feed, clock.now + 1)
+        assert "waiting for the exchange's picture" in getattr(waiting, "reason", "")
