@@ -1,7 +1,7 @@
 """Accounts and their positions: opening, closing, margin moves, leverage and mode changes.
 
 `Book` is the bookkeeping half of the simulated exchange; `daemon.sim.engine.Engine` extends it with mark
-prices, the core margin model and the liquidation engine. Every mutation emits its events after the state
+prices, the margin oracle and the liquidation engine. Every mutation emits its events after the state
 has changed, then calls `after_position_change` (the engine re-checks liquidation there).
 """
 
