@@ -92,8 +92,13 @@ def _price_group(rules: MarginRules, holdings: Holdings, group: _Group) -> None:
         group.fee = group.fee + rules.closing_fee(leg)
     own = holdings.wallet if group.cross else _isolated_margin(legs[0])
     group.u_mark = legs[0].u(legs[0].mark)
-    fee_u = bankruptcy_u(own, group.pnl, group.fee)
-    per_leg = [rules.requirement(leg, group.u_mark if fee_u is None else fee_u) for leg in legs]
+    # The fee to close is priced at the bankruptcy price against the group's own collateral alone (Bybit's
+    # cross page: "Account Balance − Order Margin"); where that price would be at or below zero (the collateral
+    # covers the whole position) the fee there is nil, and a group whose equity does not move with the price
+    # at all (never in practice) is charged at the mark rather than nothing.
+    bankrupt_root = (Line(own) + group.pnl - group.fee).root()
+    fee_u = group.u_mark if bankrupt_root is None else max(bankrupt_root, ZERO)
+    per_leg = [rules.requirement(leg, fee_u) for leg in legs]
     group.pieces = per_leg[0] if len(per_leg) == 1 else sum_pieces(per_leg)
     group.leg_requirements = tuple(piece_at(p, group.u_mark).at(group.u_mark) for p in per_leg)
     group.pnl_mark = group.pnl.at(group.u_mark)

@@ -36,7 +36,7 @@ class Bybit(MarginRules):
     def requirement(self, leg: Leg, fee_u: Decimal) -> Pieces:
         value_at_entry = leg.quantity * leg.u(leg.entry)  # q·EP USDT, or q/EP coin
         bracket = leg.brackets.at(value_at_entry)
-        fee_to_close = leg.taker * leg.quantity * max(fee_u, ZERO)  # q·BP·taker, or q/BP·taker coin
+        fee_to_close = leg.taker * leg.quantity * fee_u  # q·BP·taker, or q/BP·taker coin
         return constant(Line(value_at_entry * bracket.mmr - bracket.deduction + fee_to_close))
 
     def closing_fee(self, leg: Leg) -> Line:
