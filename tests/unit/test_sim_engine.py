@@ -282,6 +282,9 @@ OPERATIONS = st.lists(
             st.just("margin"), st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.floats(-200, 200), st.just(0)
         ),
         st.tuples(st.just("close"), st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.just(0), st.just(0)),
+        st.tuples(
+            st.just("funding"), st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.floats(-0.01, 0.01), st.just(0)
+        ),
     ),
     min_size=15,
     max_size=40,
@@ -308,6 +311,8 @@ def test_no_leg_outlives_its_liquidation_price_and_no_money_appears_or_vanishes(
                 engine.set_mark(symbol, engine.marks[symbol] * (1 + value))
             elif kind == "margin":
                 engine.adjust_isolated_margin(KEY, symbol, None, value)
+            elif kind == "funding":
+                engine.pay_funding(symbol, value)
             else:
                 engine.close_position(KEY, symbol)
 
@@ -320,5 +325,11 @@ def test_no_leg_outlives_its_liquidation_price_and_no_money_appears_or_vanishes(
                     mark > liquidation if pos.side is Side.LONG else mark < liquidation
                 )
         held = account.wallet["USDT"] + sum(p.isolated_margin for p in account.positions)
-        expected = 600.0 + account.realized_pnl - account.fees_paid + account.insurance_covered
+        expected = (
+            600.0
+            + account.realized_pnl
+            - account.fees_paid
+            - account.funding_paid
+            + account.insurance_covered
+        )
         assert held == pytest.approx(expected, abs=1e-6)
