@@ -94,8 +94,12 @@ class Engine(Book):
     def emit(self, event: Event) -> None:
         if isinstance(event, PositionChanged):
             self._bands.pop(event.api_key, None)  # its liquidation prices may have moved
-        elif isinstance(event, BalanceChanged) and self._has_cross_leg(event.api_key):
-            self._bands.pop(event.api_key, None)  # the cross wallet backs the cross legs
+        elif (
+            isinstance(event, BalanceChanged) and event.asset == SETTLE and self._has_cross_leg(event.api_key)
+        ):
+            band = self._bands.get(event.api_key)  # the cross wallet backs the cross legs
+            if band is not None and (band.wallet_floor is None or not event.wallet >= band.wallet_floor):
+                del self._bands[event.api_key]
         super().emit(event)
 
     def funding_rate(self, symbol: str) -> float:

@@ -5,8 +5,8 @@
 - An isolated long safe at its entry is liquidated below it, a short above; bankruptcy lies beyond.
 - More isolated margin moves the liquidation price away from the mark, never towards it.
 - A cross symbol's liquidation price holds the account's other symbols at their marks.
-- The watch intervals the engine caches are sound: any marks inside them leave the account short of both
-  liquidation and the margin-call ratio.
+- The watch intervals the engine caches are sound: any marks inside them, with the cross wallet anywhere at
+  or above its floor, leave the account short of both liquidation and the margin-call ratio.
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ def test_a_cross_symbols_liquidation_price_holds_the_other_symbols_at_their_mark
     wallet=st.floats(100, 500_000),
     where=st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
     threshold=st.floats(0.3, 0.95),
+    withdrawn=st.floats(0.0, 1.0),
 )
 def test_marks_anywhere_inside_the_watch_intervals_reach_neither_liquidation_nor_a_margin_call(
     venue: str,
@@ -164,6 +165,7 @@ def test_marks_anywhere_inside_the_watch_intervals_reach_neither_liquidation_nor
     wallet: float,
     where: list[float],
     threshold: float,
+    withdrawn: float,
 ) -> None:
     rules = rules_for(venue)
     legs = tuple(a_leg(venue, s, side, n, mode, leverage=20) for s, side, n, mode in drawn)
@@ -179,6 +181,8 @@ def test_marks_anywhere_inside_the_watch_intervals_reach_neither_liquidation_nor
         high = high if high is not None else mark * 2
         inside = Decimal("1e-9") + dec(fraction) * (1 - Decimal("2e-9"))  # strictly between low and high
         moved = at_mark(moved, group.symbol, low + (high - low) * inside)
+    if verdict.wallet_floor is not None:  # any withdrawal or funding down to the floor keeps them sound
+        moved = replace(moved, wallet=moved.wallet - (moved.wallet - verdict.wallet_floor) * dec(withdrawn))
     after = evaluate(rules, moved)
     assert all(g.margin_left > 0 for g in after.groups)
     ratios = [p.margin_ratio for p in after.risk.positions]

@@ -18,8 +18,8 @@ from decimal import Decimal, localcontext
 from daemon.core.types import AccountRisk, MarginMode, PositionRisk
 from daemon.sim.oracle.inputs import Holdings, Leg
 from daemon.sim.oracle.numbers import CONTEXT, FLAT, ONE, ZERO, Line
-from daemon.sim.oracle.rules import MarginRules, Pieces, piece_at, sum_pieces
-from daemon.sim.oracle.solve import around, bankruptcy_u, nearest, zeros
+from daemon.sim.oracle.rules import MarginRules, Pieces, constant, sum_pieces
+from daemon.sim.oracle.solve import as_prices, bankruptcy_u, nearest, nearest_zeros
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +46,21 @@ class GroupVerdict:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """`wallet_floor`: the cross groups' watch intervals stay sound for any cross wallet at or above it (half
+    the account's slack is held back for wallet moves); None when there is no cross group, no watch, or the
+    venue's requirement itself moves with the wallet (then any wallet change voids the intervals)."""
+
     risk: AccountRisk
     groups: tuple[GroupVerdict, ...]
+    wallet_floor: Decimal | None = None
+
+
+# Share of a cross account's slack kept back from the symbols' watch intervals, so that transfers and funding
+# smaller than it leave them sound.
+WALLET_RESERVE = Decimal("0.5")
+
+
+NO_REQUIREMENT = constant(FLAT)
 
 
 @dataclass(slots=True)
@@ -57,7 +70,7 @@ class _Group:
     cross: bool
     pnl: Line = FLAT
     fee: Line = FLAT
-    pieces: Pieces = ()
+    pieces: Pieces = NO_REQUIREMENT
     leg_requirements: tuple[Decimal, ...] = ()
     u_mark: Decimal = ZERO
     pnl_mark: Decimal = ZERO
@@ -100,7 +113,7 @@ def _price_group(rules: MarginRules, holdings: Holdings, group: _Group) -> None:
     fee_u = group.u_mark if bankrupt_root is None else max(bankrupt_root, ZERO)
     per_leg = [rules.requirement(leg, fee_u) for leg in legs]
     group.pieces = per_leg[0] if len(per_leg) == 1 else sum_pieces(per_leg)
-    group.leg_requirements = tuple(piece_at(p, group.u_mark).at(group.u_mark) for p in per_leg)
+    group.leg_requirements = tuple(p.at(group.u_mark).at(group.u_mark) for p in per_leg)
     group.pnl_mark = group.pnl.at(group.u_mark)
     group.requirement_mark = sum(group.leg_requirements, ZERO)
 
@@ -112,7 +125,8 @@ def _watch(
     if share <= 0:
         return None
     collateral = share - (group.pnl_mark - k * group.requirement_mark)
-    return around(zeros(collateral, group.pnl, group.pieces, k), first)
+    below, above = nearest_zeros(collateral, group.pnl, group.pieces, k, group.u_mark)
+    return as_prices(first, below, above)
 
 
 def evaluate(rules: MarginRules, holdings: Holdings, watch_ratio: float | None = None) -> Verdict:
@@ -130,8 +144,16 @@ def _evaluate(rules: MarginRules, holdings: Holdings, watch_ratio: float | None)
     cross_requirement = sum((g.requirement_mark for g in cross_groups), ZERO)
     cross_left = holdings.wallet + cross_pnl - cross_requirement
     k = ONE / Decimal(repr(watch_ratio)) if watch_ratio is not None and 0 < watch_ratio < 1 else ONE
-    cross_share = (
-        (holdings.wallet + cross_pnl - k * cross_requirement) / len(cross_groups) if cross_groups else ZERO
+    cross_slack = holdings.wallet + cross_pnl - k * cross_requirement
+    reserve = cross_slack * WALLET_RESERVE if cross_slack > 0 else ZERO
+    cross_share = (cross_slack - reserve) / len(cross_groups) if cross_groups else ZERO
+    wallet_floor = (
+        holdings.wallet - reserve
+        if cross_groups
+        and cross_slack > 0
+        and watch_ratio is not None
+        and not rules.requirement_follows_wallet
+        else None
     )
 
     verdicts: list[GroupVerdict] = []
@@ -153,7 +175,8 @@ def _evaluate(rules: MarginRules, holdings: Holdings, watch_ratio: float | None)
             ratio = rules.margin_ratio(group.requirement_mark, collateral + group.pnl_mark)
             balance_total += collateral + group.pnl_mark
         margin_left = collateral + group.pnl_mark - group.requirement_mark
-        below, above = around(zeros(collateral, group.pnl, group.pieces, ONE), first)
+        roots = nearest_zeros(collateral, group.pnl, group.pieces, ONE, group.u_mark)
+        below, above = as_prices(first, *roots)
         liquidation = nearest(below, above, first.mark)
         watch = _watch(group, share, k, first) if watch_ratio is not None else None
         verdicts.append(
@@ -182,6 +205,7 @@ def _evaluate(rules: MarginRules, holdings: Holdings, watch_ratio: float | None)
             cross_margin_ratio=_float(cross_ratio),
         ),
         groups=tuple(verdicts),
+        wallet_floor=wallet_floor,
     )
 
 

@@ -32,6 +32,7 @@ from daemon.sim.oracle.rules import MarginRules, Pieces, constant
 class Bybit(MarginRules):
     name = "bybit"
     rule = "position value at ENTRY × MMR − deduction + taker fee to close at the bankruptcy price (Bybit help centre)"
+    requirement_follows_wallet = True
 
     def requirement(self, leg: Leg, fee_u: Decimal) -> Pieces:
         value_at_entry = leg.quantity * leg.u(leg.entry)  # q·EP USDT, or q/EP coin

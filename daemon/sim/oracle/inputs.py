@@ -29,9 +29,11 @@ class Bracket:
     deduction: Decimal = ZERO
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Brackets:
-    """A bracket table, sorted by floor; a size below the first floor falls in the first bracket."""
+    """A bracket table, sorted by floor; a size below the first floor falls in the first bracket.
+
+    Compared and hashed by identity: a table is built once per market and shared by its legs."""
 
     rows: tuple[Bracket, ...]
     floors: tuple[Decimal, ...]

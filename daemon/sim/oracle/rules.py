@@ -17,25 +17,42 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from functools import lru_cache
+from itertools import pairwise
 from typing import ClassVar
 
-from daemon.sim.oracle.inputs import Leg
-from daemon.sim.oracle.numbers import FLAT, ZERO, Line
-
-# A piecewise-affine function of u: (start, line) rows sorted by start, the first starting at 0; each line
-# holds from its start (inclusive) to the next row's start.
-Pieces = tuple[tuple[Decimal, Line], ...]
+from daemon.sim.oracle.inputs import Brackets, Leg
+from daemon.sim.oracle.numbers import CONTEXT, FLAT, ZERO, Line
 
 
-def piece_at(pieces: Pieces, u: Decimal) -> Line:
-    """The line in force at u (the piece whose start is the last at or below u)."""
-    index = bisect_right([start for start, _ in pieces], u) - 1
-    return pieces[max(0, index)][1]
+@dataclass(frozen=True, slots=True, eq=False)
+class Pieces:
+    """A piecewise-affine function of u: each line holds from its start (inclusive) to the next one's start;
+    the first starts at 0. `convex`: continuous at every start with slopes that never decrease (the shape of
+    a requirement with chained deductions), which lets the solver rule a whole side out at one look."""
+
+    rows: tuple[tuple[Decimal, Line], ...]
+    starts: tuple[Decimal, ...]
+    convex: bool
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple[Decimal, Line]]) -> Pieces:
+        ordered = tuple(rows)
+        convex = all(
+            right.slope >= left.slope and left.at(start) == right.at(start)
+            for (_, left), (start, right) in pairwise(ordered)
+        )
+        return cls(ordered, tuple(start for start, _ in ordered), convex)
+
+    def at(self, u: Decimal) -> Line:
+        """The line in force at u (the piece whose start is the last at or below u)."""
+        return self.rows[max(0, bisect_right(self.starts, u) - 1)][1]
 
 
 def constant(line: Line) -> Pieces:
-    return ((ZERO, line),)
+    return Pieces(((ZERO, line),), (ZERO,), True)
 
 
 class MarginRules(ABC):
@@ -44,6 +61,9 @@ class MarginRules(ABC):
     name: ClassVar[str]
     rule: ClassVar[str]  # one line: the published rule followed, and where it is published
     brackets_in_contracts: ClassVar[bool] = False
+    # True where the cross wallet enters the requirement itself (Bybit prices its fee to close at a bankruptcy
+    # price measured against the wallet), so a wallet move can bring liquidation nearer by more than it moves.
+    requirement_follows_wallet: ClassVar[bool] = False
 
     @abstractmethod
     def requirement(self, leg: Leg, fee_u: Decimal) -> Pieces:
@@ -79,23 +99,28 @@ def brackets_along_price(leg: Leg, extra_rate: Decimal = ZERO, deductions: bool 
     Notional is q·P for linear contracts and q/P (coin) for inverse ones: q·u either way, so bracket n applies
     from u = floor_n / q; within it the requirement is q·u·(mmr_n + extra_rate) − deduction_n.
     """
-    q = leg.quantity
+    return _along_price(leg.brackets, leg.quantity, extra_rate, deductions)
+
+
+@lru_cache(maxsize=16_384)  # a leg's pieces change only when its size does; tables are shared by identity
+def _along_price(brackets: Brackets, q: Decimal, extra_rate: Decimal, deductions: bool) -> Pieces:
     if q <= 0:
         return constant(FLAT)
-    rows: dict[Decimal, Line] = {}
-    for bracket in leg.brackets.rows:
-        start = max(ZERO, bracket.floor / q)
-        deduction = bracket.deduction if deductions else ZERO
-        rows[start] = Line(-deduction, q * (bracket.mmr + extra_rate))
-    if ZERO not in rows:  # sizes below the first floor fall in the first bracket
-        rows[ZERO] = rows[min(rows)]
-    return tuple(sorted(rows.items()))
+    with localcontext(CONTEXT):
+        rows: dict[Decimal, Line] = {}
+        for bracket in brackets.rows:
+            start = max(ZERO, bracket.floor / q)
+            deduction = bracket.deduction if deductions else ZERO
+            rows[start] = Line(-deduction, q * (bracket.mmr + extra_rate))
+        if ZERO not in rows:  # sizes below the first floor fall in the first bracket
+            rows[ZERO] = rows[min(rows)]
+        return Pieces.of(sorted(rows.items()))
 
 
 def sum_pieces(parts: Sequence[Pieces]) -> Pieces:
     """The sum of several piecewise-affine functions, with a piece wherever any of them changes."""
-    starts = sorted({start for part in parts for start, _ in part})
-    return tuple((start, _sum_lines(piece_at(part, start) for part in parts)) for start in starts)
+    starts = sorted({start for part in parts for start in part.starts})
+    return Pieces.of((start, _sum_lines(part.at(start) for part in parts)) for start in starts)
 
 
 def _sum_lines(lines: Iterable[Line]) -> Line:
