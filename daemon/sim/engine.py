@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from daemon.core.types import AccountRisk, MarginMode, PositionRisk, Side
+from daemon.core.types import AccountRisk, ContractType, MarginMode, PositionRisk, Side
 from daemon.sim.bands import Band, band_from, needs_model
 from daemon.sim.book import Book
 from daemon.sim.markets import Market
@@ -82,6 +82,15 @@ class Engine(Book):
         self._bands: dict[str, Band] = {}  # api key -> where its marks may move unchecked (daemon.sim.bands)
         in_contracts = self.rules.brackets_in_contracts
         self._brackets = {s: Brackets.from_tiers(m.core_tiers(in_contracts)) for s, m in self.markets.items()}
+        self._market_numbers = {
+            s: (
+                dec(m.contract_size),
+                dec(m.taker_fee),
+                dec(m.max_leverage),
+                m.contract_type is ContractType.INVERSE,
+            )
+            for s, m in self.markets.items()
+        }
 
     # ---- markets and prices ----
 
@@ -183,21 +192,21 @@ class Engine(Book):
 
     def leg(self, pos: SimPosition) -> Leg:
         """The oracle's view of one position leg."""
-        market = self.markets[pos.symbol]
+        size, taker, max_leverage, inverse = self._market_numbers[pos.symbol]
         isolated = pos.margin_mode is MarginMode.ISOLATED
         return Leg(
             symbol=pos.symbol,
             side=pos.side,
             contracts=dec(pos.contracts),
-            contract_size=dec(market.contract_size),
+            contract_size=size,
             entry=dec(pos.entry_price),
             mark=dec(self.marks[pos.symbol]),
             mode=pos.margin_mode,
             brackets=self._brackets[pos.symbol],
-            inverse=market.contract_type.value == "inverse",
+            inverse=inverse,
             margin=dec(pos.isolated_margin) if isolated else None,
-            taker=dec(market.taker_fee),
-            max_leverage=dec(market.max_leverage),
+            taker=taker,
+            max_leverage=max_leverage,
         )
 
     def holdings(self, api_key: str) -> Holdings:
