@@ -18,6 +18,7 @@ Conventions:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -154,6 +155,8 @@ class Engine(Book):
         "funding"; then the liquidation engine looks at it, since a payment can take a leg past liquidation.
         """
         self.market(symbol)
+        if not math.isfinite(rate):
+            raise EngineError("invalid", f"funding rate must be a finite number, got {rate}")
         self.funding_rates[symbol] = float(rate)
         ts = self.now_ms()
         paid: dict[str, float] = {}

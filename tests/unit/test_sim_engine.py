@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -144,6 +146,15 @@ def test_margin_below_the_initial_requirement_cannot_be_removed() -> None:
         (lambda e: e.set_hedge_mode(KEY, True), "position_open"),
         (lambda e: e.close_position(KEY, "ETHUSDT"), "no_position"),
         (lambda e: e.transfer(KEY, "USDT", -100_000), "insufficient_balance"),
+        # NaN and infinities are refused before they touch the books (the oracle computes exactly)
+        (lambda e: e.transfer(KEY, "USDT", math.nan), "invalid"),
+        (lambda e: e.transfer(KEY, "USDT", math.inf), "invalid"),
+        (lambda e: e.set_wallet(KEY, "USDT", math.nan), "invalid"),
+        (lambda e: e.adjust_isolated_margin(KEY, "BTCUSDT", Side.LONG, math.nan), "invalid"),
+        (lambda e: e.set_position(KEY, "ETHUSDT", Side.LONG, math.nan), "invalid"),
+        (lambda e: e.set_position(KEY, "ETHUSDT", Side.LONG, 1.0, entry_price=math.inf), "invalid"),
+        (lambda e: e.open_position(KEY, "ETHUSDT", Side.LONG, 0.1, price=math.nan), "invalid"),
+        (lambda e: e.pay_funding("BTCUSDT", math.nan), "invalid"),
     ],
 )
 def test_refusals_carry_the_kind_dialects_translate(action: Callable[[Engine], object], kind: str) -> None:
@@ -151,9 +162,11 @@ def test_refusals_carry_the_kind_dialects_translate(action: Callable[[Engine], o
     open_isolated(engine, "BTCUSDT", Side.LONG, 0.1)
     engine.set_leverage(KEY, "SOLUSDT", 5)
     engine.open_position(KEY, "SOLUSDT", Side.SHORT, 1)  # cross
+    before = (dict(engine.account(KEY).wallet), [replace(p) for p in engine.account(KEY).positions])
     with pytest.raises(EngineError) as refused:
         action(engine)
     assert refused.value.kind == kind
+    assert (engine.account(KEY).wallet, engine.account(KEY).positions) == before  # nothing half-done
 
 
 def test_one_way_mode_flips_a_position_on_a_larger_opposite_fill() -> None:
