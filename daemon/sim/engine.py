@@ -220,6 +220,7 @@ class Engine(Book):
         """The oracle's verdict on the account, memoised on everything it reads."""
         account = self.account(api_key)
         key = (
+            self.margin_call_ratio,
             account.wallet.get(SETTLE, 0.0),
             tuple(
                 (

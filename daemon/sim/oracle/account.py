@@ -162,9 +162,8 @@ def _evaluate(rules: MarginRules, holdings: Holdings, watch_ratio: float | None)
     balance_total = holdings.wallet + cross_pnl
     for group in groups:
         first = holdings.legs[group.legs[0]]
-        if group.cross:
-            others = cross_left - (group.pnl_mark - group.requirement_mark)
-            collateral = others
+        if group.cross:  # the wallet plus every other cross symbol's PnL less its requirement, at the marks
+            collateral = cross_left - (group.pnl_mark - group.requirement_mark)
             bankrupt = bankruptcy_u(holdings.wallet + cross_pnl - group.pnl_mark, group.pnl, group.fee)
             share = cross_share
             ratio = cross_ratio
