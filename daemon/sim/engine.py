@@ -40,7 +40,16 @@ from daemon.sim.model import (
     SimAccount,
     SimPosition,
 )
-from daemon.sim.oracle import Brackets, GroupVerdict, Holdings, Leg, Verdict, evaluate, rules_for
+from daemon.sim.oracle import (
+    Brackets,
+    GroupVerdict,
+    Holdings,
+    Leg,
+    Verdict,
+    evaluate,
+    rules_for,
+    with_wallet,
+)
 from daemon.sim.oracle.numbers import dec
 
 __all__ = [
@@ -219,9 +228,9 @@ class Engine(Book):
     def verdict(self, api_key: str) -> Verdict:
         """The oracle's verdict on the account, memoised on everything it reads."""
         account = self.account(api_key)
-        key = (
+        wallet = account.wallet.get(SETTLE, 0.0)
+        state = (
             self.margin_call_ratio,
-            account.wallet.get(SETTLE, 0.0),
             tuple(
                 (
                     p.symbol,
@@ -235,10 +244,15 @@ class Engine(Book):
                 for p in account.positions
             ),
         )
+        key = (wallet, state)
         cached = self._verdicts.get(api_key)
         if cached is not None and cached[0] == key:
             return cached[1]
-        verdict = evaluate(self.rules, self.holdings(api_key), watch_ratio=self.margin_call_ratio)
+        verdict = None
+        if cached is not None and cached[0][1] == state:  # only the wallet moved: isolated legs ignore it
+            verdict = with_wallet(self.rules, cached[1], dec(wallet))
+        if verdict is None:
+            verdict = evaluate(self.rules, self.holdings(api_key), watch_ratio=self.margin_call_ratio)
         self._verdicts[api_key] = (key, verdict)
         return verdict
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from daemon.core.types import MarginMode, Side
 from daemon.sim.markets import load_markets
-from daemon.sim.oracle import Brackets, Holdings, Leg, evaluate, rules_for
+from daemon.sim.oracle import Brackets, Holdings, Leg, evaluate, rules_for, with_wallet
 from daemon.sim.oracle.numbers import dec
 
 VENUES = ["binance", "bybit", "okx"]
@@ -187,3 +187,26 @@ def test_marks_anywhere_inside_the_watch_intervals_reach_neither_liquidation_nor
     assert all(g.margin_left > 0 for g in after.groups)
     ratios = [p.margin_ratio for p in after.risk.positions]
     assert all(r is not None and r < threshold for r in ratios), ratios
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    venue=st.sampled_from(VENUES),
+    drawn=st.lists(st.tuples(st.sampled_from(SYMBOLS), SIDES, NOTIONALS), min_size=1, max_size=3),
+    wallets=st.tuples(st.floats(0, 100_000), st.floats(0, 100_000)),
+)
+def test_a_wallet_move_on_an_all_isolated_account_changes_only_its_totals(
+    venue: str, drawn: list[tuple[str, Side, float]], wallets: tuple[float, float]
+) -> None:
+    rules = rules_for(venue)
+    legs = tuple(a_leg(venue, s, side, n, MarginMode.ISOLATED) for s, side, n in drawn)
+    before = evaluate(rules, Holdings(legs, dec(wallets[0])), watch_ratio=0.8)
+    moved = with_wallet(rules, before, dec(wallets[1]))
+    assert moved is not None
+    assert moved.risk == evaluate(rules, Holdings(legs, dec(wallets[1])), watch_ratio=0.8).risk
+
+
+def test_a_wallet_move_on_a_cross_account_asks_for_the_whole_account_again() -> None:
+    rules = rules_for("binance")
+    legs = (a_leg("binance", "BTCUSDT", Side.LONG, 10_000, MarginMode.CROSS),)
+    assert with_wallet(rules, evaluate(rules, Holdings(legs, dec(1_000))), dec(900)) is None

@@ -6,7 +6,7 @@ agrees with the simulator compares two implementations written apart. Entry poin
 - `rules_for(name)` / `FAMILIES`: the venues (binance, bybit, okx, gate, hyperliquid), one module each.
 """
 
-from daemon.sim.oracle.account import GroupVerdict, Verdict, evaluate
+from daemon.sim.oracle.account import GroupVerdict, Verdict, evaluate, with_wallet
 from daemon.sim.oracle.inputs import Bracket, Brackets, Holdings, Leg
 from daemon.sim.oracle.registry import FAMILIES, rules_for
 from daemon.sim.oracle.rules import MarginRules
@@ -22,4 +22,5 @@ __all__ = [
     "Verdict",
     "evaluate",
     "rules_for",
+    "with_wallet",
 ]

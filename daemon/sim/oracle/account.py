@@ -12,7 +12,7 @@ does not rely on it to liquidate, it liquidates where that balance is at or belo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
 
 from daemon.core.types import AccountRisk, MarginMode, PositionRisk
@@ -53,6 +53,9 @@ class Verdict:
     risk: AccountRisk
     groups: tuple[GroupVerdict, ...]
     wallet_floor: Decimal | None = None
+    wallet: Decimal = ZERO  # the cross wallet it was computed with
+    balance: Decimal = ZERO  # the account's margin balance and maintenance requirement, exactly
+    requirement: Decimal = ZERO
 
 
 # Share of a cross account's slack kept back from the symbols' watch intervals, so that transfers and funding
@@ -205,7 +208,25 @@ def _evaluate(rules: MarginRules, holdings: Holdings, watch_ratio: float | None)
         ),
         groups=tuple(verdicts),
         wallet_floor=wallet_floor,
+        wallet=holdings.wallet,
+        balance=balance_total,
+        requirement=requirement_total,
     )
+
+
+def with_wallet(rules: MarginRules, verdict: Verdict, wallet: Decimal) -> Verdict | None:
+    """The same verdict for another cross wallet, where no leg depends on it (every leg isolated): only the
+    account's margin balance and ratio move. None when a cross leg would need the whole account solved again."""
+    if any(group.cross for group in verdict.groups):
+        return None
+    with localcontext(CONTEXT):
+        balance = verdict.balance - verdict.wallet + wallet
+        risk = replace(
+            verdict.risk,
+            margin_balance=float(balance),
+            margin_ratio=_float(rules.margin_ratio(verdict.requirement, balance)),
+        )
+        return replace(verdict, risk=risk, wallet=wallet, balance=balance)
 
 
 def _leg_risk(leg: Leg, verdict: GroupVerdict, requirement: Decimal, ratio: Decimal | None) -> PositionRisk:
