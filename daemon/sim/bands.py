@@ -1,59 +1,47 @@
-"""Which accounts need the margin model re-run after a mark move: a cache of liquidation prices per account.
+"""Which accounts need the oracle re-run after a mark move: a cache of safe price intervals per account.
 
-Running the model for every holder of every symbol on every tick costs ~100 µs an account. A leg's
-liquidation price does not depend on its own mark (the model solves for the price), only on the account's
-positions and wallet and, for cross accounts, on the marks of its OTHER cross symbols. So after each run the
-engine keeps a `Band` per account; a later mark move needs the model again only if
-- a cross account with several cross symbols saw any of their marks move, or
-- some leg's mark has come within its watch distance of the cached liquidation price.
-The engine drops the band on every position or balance event of the account.
-
-The watch distance is twice the move that, to first order, takes the margin ratio from the margin-call
-threshold to 1 (liquidation): margin balance − maintenance falls by about `quantity` per unit of price, so
-the ratio reaches `threshold` where that gap equals maintenance·(1/threshold − 1).
+Running the oracle for every holder of every symbol on every tick costs tens of µs an account (it computes
+in Decimal). So after each run the engine keeps a `Band` per account: for each group of legs (an isolated
+leg, or the cross legs of one symbol) the open price interval around its mark within which the group can
+reach neither liquidation nor the margin-call ratio (`GroupVerdict.watch`, solved exactly by the oracle).
+For cross accounts the oracle shares the account's slack between its cross symbols, so every symbol staying
+inside its interval keeps the whole account safe whatever the others do; half of that slack is held back,
+so a transfer or funding payment that leaves the cross wallet at or above `Band.wallet_floor` keeps the band
+(where the venue's requirement does not itself move with the wallet). A later mark move needs the oracle
+again only when some mark has left its interval; the engine drops the band on every position event of the
+account and on wallet moves beyond the floor, and accounts already margin-called are always re-run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from daemon.core.types import AccountRisk, MarginMode, Side
-from daemon.sim.model import SimPosition
+from daemon.sim.oracle import Verdict
 
 
 @dataclass(frozen=True, slots=True)
 class Band:
-    cross_marks: tuple[float, ...]  # marks of the cross symbols, when there are several
-    watch: tuple[tuple[str, Side, float, float], ...]  # (symbol, side, liquidation price, watch distance)
+    watch: tuple[tuple[str, float, float], ...]  # (symbol, low, high): safe while low < mark < high
+    wallet_floor: float | None  # the band survives a cross-wallet move that stays at or above it
 
 
-def cross_marks(positions: Sequence[SimPosition], marks: Mapping[str, float]) -> tuple[float, ...]:
-    symbols = sorted({p.symbol for p in positions if p.margin_mode is MarginMode.CROSS})
-    return tuple(marks[s] for s in symbols) if len(symbols) > 1 else ()
-
-
-def band_from(
-    positions: Sequence[SimPosition],
-    risk: AccountRisk,
-    marks: Mapping[str, float],
-    contract_sizes: Mapping[str, float],
-    threshold: float,
-) -> Band:
-    factor = 2.0 * (1.0 / threshold - 1.0) if 0 < threshold < 1 else float("inf")
+def band_from(verdict: Verdict) -> Band | None:
+    """The account's band, or None when some group has no safe interval (re-run on every move)."""
+    floor = verdict.wallet_floor
+    wallet_floor = None if floor is None else math.nextafter(float(floor), math.inf)
     watch = []
-    for pos, leg in zip(positions, risk.positions, strict=True):
-        if leg.liquidation_price is None:
-            continue
-        quantity = pos.contracts * contract_sizes[pos.symbol]
-        distance = factor * risk.maintenance_margin / quantity if quantity > 0 else float("inf")
-        watch.append((pos.symbol, pos.side, leg.liquidation_price, distance))
-    return Band(cross_marks(positions, marks), tuple(watch))
+    for group in verdict.groups:
+        if group.watch is None:
+            return None
+        low, high = group.watch
+        # Rounded inwards, so a float mark can never sit outside the exact interval and pass as inside.
+        low_f = -math.inf if low is None else math.nextafter(float(low), math.inf)
+        high_f = math.inf if high is None else math.nextafter(float(high), -math.inf)
+        watch.append((group.symbol, low_f, high_f))
+    return Band(tuple(watch), wallet_floor)
 
 
-def needs_model(band: Band, positions: Sequence[SimPosition], marks: Mapping[str, float]) -> bool:
-    if band.cross_marks != cross_marks(positions, marks):
-        return True
-    return any(
-        side.sign * (marks[symbol] - price) <= distance for symbol, side, price, distance in band.watch
-    )
+def needs_model(band: Band, marks: Mapping[str, float]) -> bool:
+    return any(not low < marks[symbol] < high for symbol, low, high in band.watch)

@@ -1,12 +1,13 @@
 """Accounts and their positions: opening, closing, margin moves, leverage and mode changes.
 
 `Book` is the bookkeeping half of the simulated exchange; `daemon.sim.engine.Engine` extends it with mark
-prices, the core margin model and the liquidation engine. Every mutation emits its events after the state
+prices, the margin oracle and the liquidation engine. Every mutation emits its events after the state
 has changed, then calls `after_position_change` (the engine re-checks liquidation there).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -134,6 +135,8 @@ class Book:
         if contracts < market.min_qty:
             raise EngineError("invalid", f"quantity below minimum {market.min_qty}")
         fill = float(price if price is not None else self.marks[symbol])
+        if not (fill > 0 and math.isfinite(fill)):
+            raise EngineError("invalid", f"fill price must be positive, got {fill}")
         position_side = account.position_side_for(side)
         existing = next(
             (p for p in account.positions if p.symbol == symbol and p.position_side == position_side), None
@@ -226,6 +229,14 @@ class Book:
         """
         account = self.account(api_key)
         self.market(symbol)
+        _finite("contracts", contracts)
+        for name, value in (("entry_price", entry_price), ("isolated_margin", isolated_margin)):
+            if value is not None:
+                _finite(name, value)
+        if entry_price is not None and not entry_price > 0:
+            raise EngineError("invalid", "entry_price must be positive")
+        if leverage is not None and not (1 <= leverage < math.inf):
+            raise EngineError("invalid", "leverage must be at least 1")
         if margin_mode is not None:
             account.margin_mode[symbol] = margin_mode
         if leverage is not None:
@@ -296,6 +307,7 @@ class Book:
             raise EngineError("no_position", f"no {symbol} position")
         if pos.margin_mode is not MarginMode.ISOLATED:
             raise EngineError("not_isolated", "margin can only be adjusted on isolated positions")
+        _finite("amount", amount)
         if amount == 0:
             raise EngineError("invalid", "amount must not be zero")
         if amount > 0 and self.available_cross(account) < amount:
@@ -318,6 +330,7 @@ class Book:
     def transfer(self, api_key: str, asset: str, amount: float) -> float:
         """Move `amount` into the futures wallet (negative: out of it); returns the new cross wallet."""
         account = self.account(api_key)
+        _finite("amount", amount)
         if amount == 0:
             raise EngineError("invalid", "amount must not be zero")
         if amount < 0:
@@ -335,6 +348,7 @@ class Book:
 
     def set_wallet(self, api_key: str, asset: str, amount: float) -> None:
         account = self.account(api_key)
+        _finite("amount", amount)
         account.wallet[asset] = float(amount)
         self.emit(BalanceChanged(api_key, asset, account.wallet[asset], "set", self.now_ms()))
         self.after_position_change(api_key)
@@ -363,6 +377,13 @@ class Book:
                 ts_ms=self.now_ms(),
             )
         )
+
+
+def _finite(name: str, value: float) -> None:
+    """Refuse NaN and infinities before they reach the books: the margin oracle would refuse them later,
+    after the state had already changed."""
+    if not math.isfinite(value):
+        raise EngineError("invalid", f"{name} must be a finite number, got {value}")
 
 
 def _other(side: Side) -> Side:

@@ -27,7 +27,7 @@ from daemon.sim.sockets import SocketHub
 
 class Dialect(Protocol):
     ccxt_id: str  # "binanceusdm" | "bybit" | "okx"
-    family: str  # core margin family: "binance" | "bybit" | "okx"
+    family: str  # the oracle venue whose margin rules apply: "binance" | "bybit" | "okx" (daemon.sim.oracle)
 
     def __init__(self, engine: Engine, faults: Faults, hub: SocketHub) -> None: ...
 

@@ -1,11 +1,13 @@
-"""The simulated exchange's state machine: accounts, positions, marks and a liquidation engine.
+"""The simulated exchange's state machine: accounts, positions, marks, funding and a liquidation engine.
 
 Pure Python, no sockets and no asyncio: the server and the dialects drive it and translate its events
 into each exchange's wire format. Its clock is injectable (`Engine(markets, clock=time.time)`).
 
-Liquidation prices come from the same core model the daemon uses (`daemon.core.margin.evaluate_account`),
-built with the dialect's exchange family, so "the exchange" and marginguard agree by construction; the
-scenarios then test the daemon's reaction time, not a formula mismatch.
+Margin figures come from the simulator's own oracle (`daemon.sim.oracle`): each venue's published rules,
+written apart from marginguard's model and computed in Decimal. So a test in which the daemon's liquidation
+price agrees with the simulator's compares two independent implementations. The liquidation engine closes
+a leg (isolated) or the cross legs when the venue's condition holds at the marks: margin balance at or below
+the maintenance requirement.
 
 Conventions:
 - `contracts` counts the dialect's contracts (OKX: ctVal units; Binance/Bybit: base units, size 1).
@@ -16,13 +18,12 @@ Conventions:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from daemon.core.margin import evaluate_account
-from daemon.core.margin.families import TierBasis, family_for
-from daemon.core.types import Account, AccountRisk, MarginMode, Position, PositionRisk, Side
+from daemon.core.types import AccountRisk, ContractType, MarginMode, PositionRisk, Side
 from daemon.sim.bands import Band, band_from, needs_model
 from daemon.sim.book import Book
 from daemon.sim.markets import Market
@@ -39,6 +40,17 @@ from daemon.sim.model import (
     SimAccount,
     SimPosition,
 )
+from daemon.sim.oracle import (
+    Brackets,
+    GroupVerdict,
+    Holdings,
+    Leg,
+    Verdict,
+    evaluate,
+    rules_for,
+    with_wallet,
+)
+from daemon.sim.oracle.numbers import dec
 
 __all__ = [
     "SETTLE",
@@ -68,16 +80,27 @@ class Engine(Book):
     ) -> None:
         super().__init__(markets, clock)
         self.family = family
+        self.rules = rules_for(family)
         self.margin_call_ratio = margin_call_ratio
         self.index_prices: dict[str, float] = {}
         self.funding_rates: dict[str, float] = {}
         self.liquidations: list[dict[str, Any]] = []
+        self.fundings: list[dict[str, Any]] = []
         self.request_log: list[dict[str, Any]] = []
         self._margin_called: set[str] = set()
-        self._risk_cache: dict[str, tuple[tuple[Any, ...], AccountRisk]] = {}
-        self._bands: dict[str, Band] = {}  # api key -> cached liquidation prices (see daemon.sim.bands)
-        in_contracts = family_for(family).tier_basis is TierBasis.CONTRACTS
-        self._core_tiers = {symbol: m.core_tiers(in_contracts) for symbol, m in self.markets.items()}
+        self._verdicts: dict[str, tuple[tuple[Any, ...], Verdict]] = {}
+        self._bands: dict[str, Band] = {}  # api key -> where its marks may move unchecked (daemon.sim.bands)
+        in_contracts = self.rules.brackets_in_contracts
+        self._brackets = {s: Brackets.from_tiers(m.core_tiers(in_contracts)) for s, m in self.markets.items()}
+        self._market_numbers = {
+            s: (
+                dec(m.contract_size),
+                dec(m.taker_fee),
+                dec(m.max_leverage),
+                m.contract_type is ContractType.INVERSE,
+            )
+            for s, m in self.markets.items()
+        }
 
     # ---- markets and prices ----
 
@@ -90,8 +113,12 @@ class Engine(Book):
     def emit(self, event: Event) -> None:
         if isinstance(event, PositionChanged):
             self._bands.pop(event.api_key, None)  # its liquidation prices may have moved
-        elif isinstance(event, BalanceChanged) and self._has_cross_leg(event.api_key):
-            self._bands.pop(event.api_key, None)  # the cross wallet backs the cross legs
+        elif (
+            isinstance(event, BalanceChanged) and event.asset == SETTLE and self._has_cross_leg(event.api_key)
+        ):
+            band = self._bands.get(event.api_key)  # the cross wallet backs the cross legs
+            if band is not None and (band.wallet_floor is None or not event.wallet >= band.wallet_floor):
+                del self._bands[event.api_key]
         super().emit(event)
 
     def funding_rate(self, symbol: str) -> float:
@@ -124,40 +151,86 @@ class Engine(Book):
         for symbol in symbols if symbols is not None else self.marks:
             self.emit(MarkChanged(symbol, self.marks[symbol], self.index_price(symbol), ts))
 
-    # ---- the core model ----
+    # ---- funding ----
 
-    def core_position(self, pos: SimPosition) -> Position:
-        market = self.markets[pos.symbol]
-        return Position(
+    def pay_funding(self, symbol: str, rate: float) -> dict[str, float]:
+        """Settle one funding interval of `symbol` at its mark; returns what each account paid (< 0: received).
+
+        Every holder pays side × notional at the mark × rate (a long pays a positive rate, a short receives
+        it). A cross leg settles in the cross wallet; an isolated leg in its own isolated margin, as Binance
+        settles it (its ACCOUNT_UPDATE for a FUNDING_FEE in an isolated position carries that position:
+        "User Data Streams — Event: Balance and Position Update"); the simulator settles every dialect the same
+        way. Each account gets a BalanceChanged and, per isolated leg, a PositionChanged, both with reason
+        "funding"; then the liquidation engine looks at it, since a payment can take a leg past liquidation.
+        """
+        self.market(symbol)
+        if not math.isfinite(rate):
+            raise EngineError("invalid", f"funding rate must be a finite number, got {rate}")
+        self.funding_rates[symbol] = float(rate)
+        ts = self.now_ms()
+        paid: dict[str, float] = {}
+        for api_key in sorted(self._holders.get(symbol, set())):
+            account = self.accounts[api_key]
+            legs = [p for p in account.positions if p.symbol == symbol]
+            for pos in legs:
+                amount = pos.side.sign * self.notional(pos) * rate
+                paid[api_key] = paid.get(api_key, 0.0) + amount
+                account.funding_paid += amount
+                if pos.margin_mode is MarginMode.ISOLATED:
+                    pos.isolated_margin -= amount
+                else:
+                    account.wallet[SETTLE] = account.wallet.get(SETTLE, 0.0) - amount
+                self.fundings.append(
+                    {
+                        "ts_ms": ts,
+                        "api_key": api_key,
+                        "symbol": symbol,
+                        "side": pos.side.value,
+                        "position_side": pos.position_side,
+                        "margin_mode": pos.margin_mode.value,
+                        "rate": float(rate),
+                        "mark": self.marks[symbol],
+                        "amount": amount,
+                    }
+                )
+            self.emit(BalanceChanged(api_key, SETTLE, account.wallet.get(SETTLE, 0.0), "funding", ts))
+            for pos in legs:
+                if pos.margin_mode is MarginMode.ISOLATED:
+                    self._emit_position(account, pos, pos, "funding")
+            self.check_account(api_key)
+        return paid
+
+    # ---- the oracle ----
+
+    def leg(self, pos: SimPosition) -> Leg:
+        """The oracle's view of one position leg."""
+        size, taker, max_leverage, inverse = self._market_numbers[pos.symbol]
+        isolated = pos.margin_mode is MarginMode.ISOLATED
+        return Leg(
             symbol=pos.symbol,
             side=pos.side,
-            contracts=pos.contracts,
-            contract_size=market.contract_size,
-            entry_price=pos.entry_price,
-            mark_price=self.marks[pos.symbol],
-            margin_mode=pos.margin_mode,
-            contract_type=market.contract_type,
-            leverage=pos.leverage,
-            isolated_margin=pos.isolated_margin if pos.margin_mode is MarginMode.ISOLATED else None,
-            tiers=self._core_tiers[pos.symbol],
-            taker_fee_rate=market.taker_fee,
-            max_leverage=market.max_leverage,
+            contracts=dec(pos.contracts),
+            contract_size=size,
+            entry=dec(pos.entry_price),
+            mark=dec(self.marks[pos.symbol]),
+            mode=pos.margin_mode,
+            brackets=self._brackets[pos.symbol],
+            inverse=inverse,
+            margin=dec(pos.isolated_margin) if isolated else None,
+            taker=taker,
+            max_leverage=max_leverage,
         )
 
-    def core_account(self, api_key: str) -> Account:
+    def holdings(self, api_key: str) -> Holdings:
         account = self.account(api_key)
-        return Account(
-            exchange=self.family,
-            positions=tuple(self.core_position(p) for p in account.positions),
-            wallet_balance=account.wallet.get(SETTLE, 0.0),
-            settle_currency=SETTLE,
-        )
+        return Holdings(tuple(self.leg(p) for p in account.positions), dec(account.wallet.get(SETTLE, 0.0)))
 
-    def risk(self, api_key: str) -> AccountRisk:
-        """The core model's verdict on the account, memoised on everything the model reads."""
+    def verdict(self, api_key: str) -> Verdict:
+        """The oracle's verdict on the account, memoised on everything it reads."""
         account = self.account(api_key)
-        key = (
-            account.wallet.get(SETTLE, 0.0),
+        wallet = account.wallet.get(SETTLE, 0.0)
+        state = (
+            self.margin_call_ratio,
             tuple(
                 (
                     p.symbol,
@@ -165,19 +238,27 @@ class Engine(Book):
                     p.contracts,
                     p.entry_price,
                     p.margin_mode,
-                    p.leverage,
                     p.isolated_margin,
                     self.marks[p.symbol],
                 )
                 for p in account.positions
             ),
         )
-        cached = self._risk_cache.get(api_key)
+        key = (wallet, state)
+        cached = self._verdicts.get(api_key)
         if cached is not None and cached[0] == key:
             return cached[1]
-        risk = evaluate_account(self.core_account(api_key))
-        self._risk_cache[api_key] = (key, risk)
-        return risk
+        verdict = None
+        if cached is not None and cached[0][1] == state:  # only the wallet moved: isolated legs ignore it
+            verdict = with_wallet(self.rules, cached[1], dec(wallet))
+        if verdict is None:
+            verdict = evaluate(self.rules, self.holdings(api_key), watch_ratio=self.margin_call_ratio)
+        self._verdicts[api_key] = (key, verdict)
+        return verdict
+
+    def risk(self, api_key: str) -> AccountRisk:
+        """Every leg's figures (core types), in the account's position order, and the account totals."""
+        return self.verdict(api_key).risk
 
     def position_risk(self, api_key: str, symbol: str, side: Side | None = None) -> PositionRisk | None:
         account = self.account(api_key)
@@ -218,48 +299,42 @@ class Engine(Book):
         return account is not None and any(p.margin_mode is MarginMode.CROSS for p in account.positions)
 
     def check_account(self, api_key: str, only_if_near: bool = False) -> None:
-        """Close every leg whose model liquidation price the mark has crossed, then check margin calls.
+        """Liquidate every group at or below its maintenance requirement, then check margin calls.
 
-        `only_if_near`: skip the model when the account's cached band says no mark is near liquidation.
+        `only_if_near`: skip the oracle while the account's cached band says no mark can have reached
+        liquidation or the margin-call ratio.
         """
         if only_if_near and api_key not in self._margin_called:
             band = self._bands.get(api_key)
-            account = self.accounts.get(api_key)
-            if (
-                band is not None
-                and account is not None
-                and not needs_model(band, account.positions, self.marks)
-            ):
+            if band is not None and not needs_model(band, self.marks):
                 return
-        for _ in range(64):  # each pass closes one isolated leg or the cross group, then looks again
+        for _ in range(64):  # each pass closes one isolated leg or the cross legs, then looks again
             account = self.accounts.get(api_key)
             if account is None or not account.positions:
+                self._margin_called.discard(api_key)
                 break
-            risk = self.risk(api_key)
-            crossed = next(
-                (
-                    (pos, leg)
-                    for pos, leg in zip(account.positions, risk.positions, strict=True)
-                    if _is_crossed(leg, self.marks[pos.symbol])
-                ),
-                None,
-            )
-            if crossed is None:
-                self._check_margin_call(api_key, risk)
-                sizes = {p.symbol: self.markets[p.symbol].contract_size for p in account.positions}
-                self._bands[api_key] = band_from(
-                    account.positions, risk, self.marks, sizes, self.margin_call_ratio
-                )
+            verdict = self.verdict(api_key)
+            failing = next((g for g in verdict.groups if g.margin_left <= 0), None)
+            if failing is None:
+                self._check_margin_call(api_key, verdict.risk)
+                band = band_from(verdict)
+                if band is None:
+                    self._bands.pop(api_key, None)
+                else:
+                    self._bands[api_key] = band
                 return
-            pos, leg = crossed
-            if pos.margin_mode is MarginMode.ISOLATED:
-                self._liquidate_isolated(account, pos, leg)
+            positions = list(account.positions)
+            if failing.cross:
+                self._liquidate_cross(account, positions, verdict, failing)
             else:
-                self._liquidate_cross(account, pos, leg, risk)
+                [index] = failing.legs
+                self._liquidate_isolated(account, positions[index], verdict.risk.positions[index], failing)
 
-    def _liquidate_isolated(self, account: SimAccount, pos: SimPosition, leg: PositionRisk) -> None:
+    def _liquidate_isolated(
+        self, account: SimAccount, pos: SimPosition, leg: PositionRisk, group: GroupVerdict
+    ) -> None:
         """Close the leg at its bankruptcy price: its isolated margin is lost, the wallet is untouched."""
-        price = _bankruptcy_or_mark(leg, self.marks[pos.symbol])
+        price = _bankruptcy_or_mark(group, self.marks[pos.symbol])
         pnl = self.pnl_at(pos, price)
         returned = max(0.0, pos.isolated_margin + pnl)  # a deficit beyond the margin is the insurance fund's
         account.wallet[SETTLE] = account.wallet.get(SETTLE, 0.0) + returned
@@ -271,32 +346,35 @@ class Engine(Book):
         )
 
     def _liquidate_cross(
-        self, account: SimAccount, trigger: SimPosition, leg: PositionRisk, risk: AccountRisk
+        self, account: SimAccount, positions: list[SimPosition], verdict: Verdict, trigger: GroupVerdict
     ) -> None:
-        """Close every cross leg: the one that crossed at its bankruptcy price, the others at their marks.
+        """Close every cross leg: the failing symbol's at its bankruptcy price, the others at their marks.
 
-        The bankruptcy price of a cross leg is where the account's equity (the others at their marks) is
+        The failing symbol's bankruptcy price is where the account's equity (the others at their marks) is
         zero, so this leaves the cross wallet at 0; a gap beyond it is the insurance fund's, never a
         negative wallet. Each record's `loss` is what closing that leg cost (negative for a leg in profit).
         """
-        legs = [
-            (pos, verdict)
-            for pos, verdict in zip(account.positions, risk.positions, strict=True)
-            if pos.margin_mode is MarginMode.CROSS
-        ]
+        legs = [(index, pos) for index, pos in enumerate(positions) if pos.margin_mode is MarginMode.CROSS]
         prices = [
-            _bankruptcy_or_mark(leg, self.marks[pos.symbol]) if pos is trigger else self.marks[pos.symbol]
-            for pos, _ in legs
+            _bankruptcy_or_mark(trigger, self.marks[pos.symbol])
+            if index in trigger.legs
+            else self.marks[pos.symbol]
+            for index, pos in legs
         ]
-        pnls = [self.pnl_at(pos, price) for (pos, _), price in zip(legs, prices, strict=True)]
+        pnls = [self.pnl_at(pos, price) for (_, pos), price in zip(legs, prices, strict=True)]
         wallet = account.wallet.get(SETTLE, 0.0)
         covered = max(0.0, -(wallet + sum(pnls)))  # the insurance fund's share
         account.wallet[SETTLE] = max(0.0, wallet + sum(pnls))
         account.realized_pnl += sum(pnls)
         account.insurance_covered += covered
-        for (pos, verdict), price, pnl in zip(legs, prices, pnls, strict=True):
-            loss = -pnl - (covered if pos is trigger else 0.0)
-            self._close_liquidated(account, pos, price, loss, verdict.liquidation_price)
+        charged = False
+        for (index, pos), price, pnl in zip(legs, prices, pnls, strict=True):
+            loss = -pnl
+            if index in trigger.legs and not charged:  # the insurance fund's share is the trigger's
+                loss -= covered
+                charged = True
+            liquidation = verdict.risk.positions[index].liquidation_price
+            self._close_liquidated(account, pos, price, loss, liquidation)
         self.emit(
             BalanceChanged(account.api_key, SETTLE, account.wallet[SETTLE], "liquidation", self.now_ms())
         )
@@ -344,16 +422,6 @@ class Engine(Book):
             self._margin_called.discard(api_key)
 
 
-def _bankruptcy_or_mark(leg: PositionRisk, mark: float) -> float:
-    return leg.bankruptcy_price if leg.bankruptcy_price is not None and leg.bankruptcy_price > 0 else mark
-
-
-def _is_crossed(leg: PositionRisk, mark: float) -> bool:
-    lp = leg.liquidation_price
-    if lp is None or lp <= 0:
-        return False
-    if leg.distance_to_liquidation is not None:
-        # The model measures the distance in the direction that ruins the leg's margin group: for a cross
-        # symbol held long and short at once (hedge mode) that is the net exposure's, not this leg's side.
-        return leg.distance_to_liquidation <= 0
-    return mark <= lp if leg.side is Side.LONG else mark >= lp
+def _bankruptcy_or_mark(group: GroupVerdict, mark: float) -> float:
+    bankruptcy = group.bankruptcy
+    return float(bankruptcy) if bankruptcy is not None and bankruptcy > 0 else mark

@@ -64,7 +64,7 @@ class Market:
         return chosen
 
     def core_tiers(self, in_contracts: bool = False) -> tuple[Tier, ...]:
-        """The brackets for the core model; `in_contracts` for families that size brackets in contracts.
+        """The brackets as core tiers; `in_contracts` for venues that size brackets in contracts (OKX).
 
         Contract brackets (OKX) are the notional ones converted once at the listed mark and rounded, as
         the OKX dialect publishes them, and carry no maintenance amount (OKX publishes none).

@@ -59,6 +59,7 @@ class SimAccount:
     positions: list[SimPosition] = field(default_factory=list)
     realized_pnl: float = 0.0
     fees_paid: float = 0.0
+    funding_paid: float = 0.0  # funding settled, net: positive paid, negative received
     insurance_covered: float = 0.0  # liquidation deficits the exchange absorbed instead of the account
 
     def leverage_for(self, symbol: str) -> float:
@@ -90,8 +91,8 @@ class PositionChanged:
 
     api_key: str
     position: SimPosition | None
-    # "open" | "increase" | "reduce" | "close" | "set" | "margin" | "leverage" | "liquidation"; a one-way flip
-    # is a "close" followed by an "open".
+    # "open" | "increase" | "reduce" | "close" | "set" | "margin" | "leverage" | "liquidation" | "funding"
+    # (an isolated leg's margin paid or received funding); a one-way flip is a "close" followed by an "open".
     reason: str
     symbol: str
     side: Side
@@ -104,7 +105,8 @@ class BalanceChanged:
     api_key: str
     asset: str
     wallet: float  # cross wallet after the change
-    reason: str  # "deposit" | "withdraw" | "fee" | "realized_pnl" | "isolated_margin" | "liquidation" | "set"
+    # "deposit" | "withdraw" | "fee" | "realized_pnl" | "isolated_margin" | "liquidation" | "set" | "funding"
+    reason: str
     ts_ms: int
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -144,6 +146,15 @@ def test_margin_below_the_initial_requirement_cannot_be_removed() -> None:
         (lambda e: e.set_hedge_mode(KEY, True), "position_open"),
         (lambda e: e.close_position(KEY, "ETHUSDT"), "no_position"),
         (lambda e: e.transfer(KEY, "USDT", -100_000), "insufficient_balance"),
+        # NaN and infinities are refused before they touch the books (the oracle computes exactly)
+        (lambda e: e.transfer(KEY, "USDT", math.nan), "invalid"),
+        (lambda e: e.transfer(KEY, "USDT", math.inf), "invalid"),
+        (lambda e: e.set_wallet(KEY, "USDT", math.nan), "invalid"),
+        (lambda e: e.adjust_isolated_margin(KEY, "BTCUSDT", Side.LONG, math.nan), "invalid"),
+        (lambda e: e.set_position(KEY, "ETHUSDT", Side.LONG, math.nan), "invalid"),
+        (lambda e: e.set_position(KEY, "ETHUSDT", Side.LONG, 1.0, entry_price=math.inf), "invalid"),
+        (lambda e: e.open_position(KEY, "ETHUSDT", Side.LONG, 0.1, price=math.nan), "invalid"),
+        (lambda e: e.pay_funding("BTCUSDT", math.nan), "invalid"),
     ],
 )
 def test_refusals_carry_the_kind_dialects_translate(action: Callable[[Engine], object], kind: str) -> None:
@@ -151,9 +162,11 @@ def test_refusals_carry_the_kind_dialects_translate(action: Callable[[Engine], o
     open_isolated(engine, "BTCUSDT", Side.LONG, 0.1)
     engine.set_leverage(KEY, "SOLUSDT", 5)
     engine.open_position(KEY, "SOLUSDT", Side.SHORT, 1)  # cross
+    before = (dict(engine.account(KEY).wallet), [replace(p) for p in engine.account(KEY).positions])
     with pytest.raises(EngineError) as refused:
         action(engine)
     assert refused.value.kind == kind
+    assert (engine.account(KEY).wallet, engine.account(KEY).positions) == before  # nothing half-done
 
 
 def test_one_way_mode_flips_a_position_on_a_larger_opposite_fill() -> None:
@@ -282,6 +295,10 @@ OPERATIONS = st.lists(
             st.just("margin"), st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.floats(-200, 200), st.just(0)
         ),
         st.tuples(st.just("close"), st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.just(0), st.just(0)),
+        st.tuples(
+            st.just("funding"), st.sampled_from(["BTCUSDT", "ETHUSDT"]), st.floats(-0.01, 0.01), st.just(0)
+        ),
+        st.tuples(st.just("transfer"), st.just("USDT"), st.floats(-300, 300), st.just(0)),
     ),
     min_size=15,
     max_size=40,
@@ -299,6 +316,7 @@ def test_no_leg_outlives_its_liquidation_price_and_no_money_appears_or_vanishes(
     if isolated_btc:
         engine.set_margin_mode(KEY, "BTCUSDT", MarginMode.ISOLATED)
     lots = {"BTCUSDT": 0.01, "ETHUSDT": 0.1}
+    deposited = 0.0
     for kind, symbol, value, lots_count in operations:
         side = Side.LONG if value is True else Side.SHORT
         with contextlib.suppress(EngineError):  # refusals are fine; what matters is the state after
@@ -308,11 +326,21 @@ def test_no_leg_outlives_its_liquidation_price_and_no_money_appears_or_vanishes(
                 engine.set_mark(symbol, engine.marks[symbol] * (1 + value))
             elif kind == "margin":
                 engine.adjust_isolated_margin(KEY, symbol, None, value)
+            elif kind == "funding":
+                engine.pay_funding(symbol, value)
+            elif kind == "transfer":
+                engine.transfer(KEY, symbol, value)
+                deposited += value
             else:
                 engine.close_position(KEY, symbol)
 
         account = engine.account(KEY)
-        assert account.wallet["USDT"] >= 0.0
+        # The cross equity never goes negative (the wallet alone may: a losing leg closed while a winner
+        # stays open realises its loss against the winner's unrealised profit, as on the venues).
+        cross_pnl = sum(
+            engine.unrealized_pnl(p) for p in account.positions if p.margin_mode is MarginMode.CROSS
+        )
+        assert account.wallet["USDT"] + cross_pnl >= -1e-9
         if account.positions:
             for pos, leg in zip(account.positions, engine.risk(KEY).positions, strict=True):
                 mark, liquidation = engine.marks[pos.symbol], leg.liquidation_price
@@ -320,5 +348,12 @@ def test_no_leg_outlives_its_liquidation_price_and_no_money_appears_or_vanishes(
                     mark > liquidation if pos.side is Side.LONG else mark < liquidation
                 )
         held = account.wallet["USDT"] + sum(p.isolated_margin for p in account.positions)
-        expected = 600.0 + account.realized_pnl - account.fees_paid + account.insurance_covered
+        expected = (
+            600.0
+            + deposited
+            + account.realized_pnl
+            - account.fees_paid
+            - account.funding_paid
+            + account.insurance_covered
+        )
         assert held == pytest.approx(expected, abs=1e-6)

@@ -77,7 +77,10 @@ def solve_group(family: MarginFamily, group: Group) -> Boundary:
     """The group's liquidation price: the first root of margin balance − requirement away from the mark."""
     legs = group.legs
     breakpoints = [b for leg in legs for b in bracket_breakpoints(family, leg)]
-    return find_boundary(_gap_terms(family, group), breakpoints, to_u(legs[0], legs[0].mark_price))
+    first = legs[0]
+    return find_boundary(
+        _gap_terms(family, group), breakpoints, to_u(first, first.mark_price), lambda u: from_u(first, u)
+    )
 
 
 def group_gap_at(family: MarginFamily, group: Group, price: float) -> float:

@@ -3,7 +3,7 @@
 Field names, their order and their JSON types follow the exchange's published examples and ccxt's recorded
 real responses (`tests/data/binance_payloads.json`): money and prices are strings, counters and times
 numbers, leverage brackets numbers. Figures the exchange derives (liquidation price, maintenance margin)
-come from the engine's core model so that the simulator and marginguard agree by construction.
+come from the engine's oracle: Binance's published rules, written apart from marginguard's model.
 """
 
 from __future__ import annotations

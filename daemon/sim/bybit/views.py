@@ -1,7 +1,7 @@
 """Reads the engine and turns one account's state into Bybit rows (positions, wallet, tickers).
 
-The liquidation and bankruptcy prices and the maintenance margin are the core model's
-(`engine.risk(api_key)`), so what the simulated Bybit reports is what marginguard computes, rounded to the
+The liquidation and bankruptcy prices and the maintenance margin are the simulator's oracle's
+(`engine.risk(api_key)`, Bybit's published rules written apart from marginguard's model), rounded to the
 instrument's tick as Bybit rounds its `liqPrice`.
 """
 
