@@ -27,17 +27,18 @@ from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDi
 from pydantic_settings.sources import EnvSettingsSource, NestedSecretsSettingsSource, SecretsSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 
+from daemon.app.settings_base import FieldProblem
 from daemon.app.settings_models import (
     ACCOUNT_SECRETS,
     SINK_SECRETS,
     AccountSettings,
     DaemonSettings,
-    FieldProblem,
     RouteSettings,
-    RulesSettings,
     SinkSettings,
     TopUpSettings,
 )
+from daemon.app.settings_rules import RulesSettings, rule_set
+from daemon.core.policy_rules import RuleSet
 from daemon.exchanges.config import ExchangeAccount
 
 ENV_PREFIX = "MARGINGUARD_"
@@ -85,16 +86,14 @@ class Settings(BaseSettings):
             for account_id in route.accounts:
                 if account_id != "*" and account_id not in account_ids:
                     raise FieldProblem(f"routes[{index}].accounts", f"unknown account {account_id!r}")
+        # An account's overrides must still make sense once laid over the global sections.
+        self.rule_set()
         for index, account in enumerate(self.accounts):
-            # An account's overrides must still make sense once laid over the global sections.
-            section = "rules"
             try:
-                self.rules.with_account_overrides(account.rules)
-                section = "topup"
                 self.topup.overridden(account.topup)
             except ValidationError as error:
                 path, message = describe(error.errors()[0])
-                raise FieldProblem(f"accounts[{index}].{section}.{path}", message) from None
+                raise FieldProblem(f"accounts[{index}].topup.{path}", message) from None
         return self
 
     def account(self, account_id: str) -> AccountSettings:
@@ -103,9 +102,9 @@ class Settings(BaseSettings):
                 return account
         raise KeyError(account_id)
 
-    def rules_for(self, account_id: str) -> RulesSettings:
-        """The account's alert rules: global `[rules]` with its `rules` overrides on top."""
-        return self.rules.with_account_overrides(self.account(account_id).rules)
+    def rule_set(self) -> RuleSet:
+        """The alert thresholds of every account and symbol: `rule_set().resolve(account_id, symbol)`."""
+        return rule_set(self.rules, [(account.id, account.rules) for account in self.accounts])
 
     def topup_for(self, account_id: str) -> TopUpSettings:
         """The account's top-up settings: global `[topup]` with its `topup` overrides on top."""

@@ -75,7 +75,7 @@ INVALID_CONFIGS = [
         '[rules.symbols."BTC/USDT:USDT"]\nwarning_distance = 0.04\n',
         'rules.symbols."BTC/USDT:USDT".critical_distance: must be smaller than warning_distance',
     ),
-    ("[rules]\nwarning_distance = 1.5\n", "rules.warning_distance: input should be less than 1"),
+    ("[rules]\nwarning_distance = 1.5\n", "rules.warning_distance: must be less than 1"),
     ("[rules]\nwarning_distance = 'far'\n", "rules.warning_distance: input should be a valid number"),
     ("[topup]\ntarget_distance = 0.04\n", "topup.target_distance: must be larger than trigger_distance"),
     ("[topup]\nenabled = true\n", "topup.max_per_action: required when top-up is enabled"),

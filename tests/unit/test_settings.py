@@ -13,10 +13,10 @@ from daemon.app.settings_models import (
     AccountSettings,
     DaemonSettings,
     RouteSettings,
-    RulesSettings,
     SinkSettings,
     TopUpSettings,
 )
+from daemon.app.settings_rules import RulesSettings
 from daemon.app.settings_view import secret_values
 from tests.unit.settings_samples import (
     API_KEY,
@@ -196,12 +196,14 @@ critical_distance = 0.03
     )
     settings = load_settings(config, env={})
 
-    rules = settings.rules_for("main")
-    assert rules.warning_distance == 0.2 and rules.critical_distance == 0.05
-    eth = rules.for_symbol("ETH/USDT:USDT")
+    rules = settings.rule_set()
+    main = rules.resolve("main", None)
+    assert main.warning_distance == 0.2 and main.critical_distance == 0.05
+    eth = rules.resolve("main", "ETH/USDT:USDT")
     assert (eth.warning_distance, eth.critical_distance) == (0.15, 0.08)
-    assert rules.for_symbol("BTC/USDT:USDT").warning_distance == 0.07
-    assert rules.for_symbol("SOL/USDT:USDT").warning_distance == 0.2
+    assert rules.resolve("main", "BTC/USDT:USDT").warning_distance == 0.07
+    assert rules.resolve("main", "SOL/USDT:USDT").warning_distance == 0.2
+    assert rules.resolve("other", "SOL/USDT:USDT").warning_distance == 0.10
     topup = settings.topup_for("main")
     assert (topup.enabled, topup.max_per_action, topup.target_distance) == (True, 50.0, 0.15)
     assert settings.topup.enabled is False  # the global section is unchanged
