@@ -16,7 +16,7 @@ import copy
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -37,6 +37,7 @@ from daemon.app.settings_models import (
     SinkSettings,
     TopUpSettings,
 )
+from daemon.app.settings_paths import storage_problem
 from daemon.app.settings_rules import RulesSettings, rule_set
 from daemon.core.policy_rules import RuleSet
 from daemon.exchanges.config import ExchangeAccount
@@ -180,11 +181,18 @@ def settings_from_document(
     environ: Mapping[str, str] = os.environ if env is None else env
     base_dir = Path.cwd() if base_dir is None else base_dir
     _refuse_indexed_list_variables(environ)
+    _refuse_unknown_sections((f"environment {name}", name) for name in environ)
     if secrets_dir is None:
         named = environ.get(f"{ENV_PREFIX}SECRETS_DIR") or environ.get("CREDENTIALS_DIRECTORY")
         secrets_dir = Path(named) if named else None
     if secrets_dir is not None and not secrets_dir.is_dir():
         raise SettingsError("secrets_dir", f"{secrets_dir} is not a directory")
+    if secrets_dir is not None:
+        try:
+            files = sorted(secrets_dir.iterdir())
+        except OSError as error:
+            raise SettingsError("secrets_dir", f"cannot read {secrets_dir}: {error.strerror}") from None
+        _refuse_unknown_sections((f"secret file {path}", path.name) for path in files)
     sources = _sources(dict(document), environ, secrets_dir)
     try:
         # pydantic-settings' own way to hand it ready-made sources; its __init__ signature is hidden from mypy.
@@ -200,6 +208,7 @@ def settings_from_document(
             raise SettingsError("environment", str(error)) from None
         variable = f"{ENV_PREFIX}{field.group(1).upper()}"
         raise SettingsError(f"environment {variable}", "not valid JSON for this section") from None
+    _refuse_stray_variables(environ, settings)
     return _resolve_paths(_resolve_secrets(settings, environ, base_dir), environ, base_dir)
 
 
@@ -258,6 +267,48 @@ def _refuse_indexed_list_variables(environ: Mapping[str, str]) -> None:
                 )
 
 
+def _refuse_unknown_sections(names: Iterable[tuple[str, str]]) -> None:
+    """MARGINGUARD_RULEZ__WARNING_DISTANCE would be skipped without a word, leaving the default in force.
+
+    `names` are (where, name) pairs: environment variables, or files in the secrets directory named like them.
+    A misspelt key inside a known section is refused by the section itself."""
+    for where, name in names:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or "__" not in upper:
+            continue
+        section = upper.removeprefix(ENV_PREFIX).split("__")[0].lower()
+        if section not in Settings.model_fields:
+            known = ", ".join(Settings.model_fields)
+            raise SettingsError(where, f"unknown section {section!r} (known: {known})")
+
+
+def _refuse_stray_variables(environ: Mapping[str, str], settings: Settings) -> None:
+    """A MARGINGUARD_* variable is a whole section (as JSON), the secrets directory, or a secret that some
+    `<name>_env` key names (MARGINGUARD_BINANCE_KEY); anything else (MARGINGUARD_LOG_LEVEL, a section's key
+    without its section) would be silently ignored."""
+    referenced = {name.upper() for name in _env_references(settings)}
+    allowed = {f"{ENV_PREFIX}{name.upper()}" for name in (*Settings.model_fields, "SECRETS_DIR")}
+    for name in environ:
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and "__" not in upper and upper not in allowed | referenced:
+            raise SettingsError(
+                f"environment {name}",
+                "not a marginguard setting (write MARGINGUARD_<SECTION>__<KEY>, e.g. "
+                "MARGINGUARD_DAEMON__LOG_LEVEL) and no <name>_env key in the configuration names it",
+            )
+
+
+def _env_references(settings: Settings) -> Iterator[str]:
+    for model, names in [
+        *((account, ACCOUNT_SECRETS) for account in settings.accounts),
+        *((sink, SINK_SECRETS) for sink in settings.sinks),
+    ]:
+        for name in names:
+            variable = getattr(model, f"{name}_env")
+            if variable is not None:
+                yield variable
+
+
 def _resolve_secrets(settings: Settings, environ: Mapping[str, str], base_dir: Path) -> Settings:
     accounts = [
         _resolved(account, ACCOUNT_SECRETS, f"accounts[{index}]", environ, base_dir)
@@ -307,6 +358,9 @@ def _resolve_paths(settings: Settings, environ: Mapping[str, str], base_dir: Pat
         # systemd's StateDirectory= is where a service's durable files belong; else beside the config.
         state_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
         storage = (Path(state_dir) if state_dir else base_dir) / storage
+    problem = storage_problem(storage)
+    if problem is not None:
+        raise SettingsError("daemon.storage_path", problem)
     daemon = settings.daemon.model_copy(update={"storage_path": storage})
     return settings.model_copy(update={"daemon": daemon})
 
