@@ -16,7 +16,7 @@ import copy
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -28,6 +28,13 @@ from pydantic_settings.sources import EnvSettingsSource, NestedSecretsSettingsSo
 from pydantic_settings.sources.utils import parse_env_vars
 
 from daemon.app.settings_base import FieldProblem
+from daemon.app.settings_env import (
+    ENV_PREFIX,
+    refuse_indexed_list_variables,
+    refuse_stray_variables,
+    refuse_unknown_sections,
+)
+from daemon.app.settings_errors import SettingsError, describe
 from daemon.app.settings_models import (
     ACCOUNT_SECRETS,
     SINK_SECRETS,
@@ -42,25 +49,9 @@ from daemon.app.settings_rules import RulesSettings, rule_set
 from daemon.core.policy_rules import RuleSet
 from daemon.exchanges.config import ExchangeAccount
 
-ENV_PREFIX = "MARGINGUARD_"
+__all__ = ["Settings", "SettingsError", "load_settings", "settings_from_document"]
+
 M = TypeVar("M", bound=BaseModel)
-LIST_SECTIONS = ("accounts", "sinks", "routes")
-# A value that fails validation is quoted back in the message, unless it is (meant to be) a secret.
-SECRET_FIELDS = frozenset(ACCOUNT_SECRETS + SINK_SECRETS)
-
-
-class SettingsError(Exception):
-    """The configuration is unusable. Nothing to retry: print `str(error)` (one line) and exit 2."""
-
-    def __init__(self, field_path: str, message: str, more: int = 0) -> None:
-        super().__init__(field_path, message)
-        self.field_path = field_path
-        self.message = message
-        self.more = more
-
-    def __str__(self) -> str:
-        tail = f" (and {self.more} more problem{'s' if self.more > 1 else ''})" if self.more else ""
-        return f"config error: {self.field_path}: {self.message}{tail}"
 
 
 class Settings(BaseSettings):
@@ -123,6 +114,10 @@ class Settings(BaseSettings):
         return [exchange_account(account) for account in self.accounts]
 
 
+# The top-level sections, in the order a configuration file usually has them.
+SECTIONS: tuple[str, ...] = tuple(Settings.model_fields)
+
+
 def _unique(items: list[Any], attribute: str, section: str, what: str) -> list[str]:
     seen: list[str] = []
     for index, item in enumerate(items):
@@ -180,8 +175,8 @@ def settings_from_document(
     """`load_settings` for a configuration already parsed (or built in code): same sources, same checks."""
     environ: Mapping[str, str] = os.environ if env is None else env
     base_dir = Path.cwd() if base_dir is None else base_dir
-    _refuse_indexed_list_variables(environ)
-    _refuse_unknown_sections((f"environment {name}", name) for name in environ)
+    refuse_indexed_list_variables(environ)
+    refuse_unknown_sections(((f"environment {name}", name) for name in environ), SECTIONS)
     if secrets_dir is None:
         named = environ.get(f"{ENV_PREFIX}SECRETS_DIR") or environ.get("CREDENTIALS_DIRECTORY")
         secrets_dir = Path(named) if named else None
@@ -192,7 +187,7 @@ def settings_from_document(
             files = sorted(secrets_dir.iterdir())
         except OSError as error:
             raise SettingsError("secrets_dir", f"cannot read {secrets_dir}: {error.strerror}") from None
-        _refuse_unknown_sections((f"secret file {path}", path.name) for path in files)
+        refuse_unknown_sections(((f"secret file {path}", path.name) for path in files), SECTIONS)
     sources = _sources(dict(document), environ, secrets_dir)
     try:
         # pydantic-settings' own way to hand it ready-made sources; its __init__ signature is hidden from mypy.
@@ -208,7 +203,7 @@ def settings_from_document(
             raise SettingsError("environment", str(error)) from None
         variable = f"{ENV_PREFIX}{field.group(1).upper()}"
         raise SettingsError(f"environment {variable}", "not valid JSON for this section") from None
-    _refuse_stray_variables(environ, settings)
+    refuse_stray_variables(environ, SECTIONS, _env_references(settings))
     return _resolve_paths(_resolve_secrets(settings, environ, base_dir), environ, base_dir)
 
 
@@ -251,51 +246,6 @@ def _sources(
         )
     sources.append(InitSettingsSource(Settings, init_kwargs=document))
     return tuple(sources)
-
-
-def _refuse_indexed_list_variables(environ: Mapping[str, str]) -> None:
-    # pydantic-settings silently ignores MARGINGUARD_ACCOUNTS__0__API_KEY; an ignored credential is worse
-    # than a refusal.
-    for name in environ:
-        upper = name.upper()
-        for section in LIST_SECTIONS:
-            if upper.startswith(f"{ENV_PREFIX}{section.upper()}__"):
-                raise SettingsError(
-                    f"environment {name}",
-                    f"[[{section}]] entries cannot be set one key at a time; set {ENV_PREFIX}{section.upper()} "
-                    "to the whole list as JSON, or point a <name>_env key in the file at your variable",
-                )
-
-
-def _refuse_unknown_sections(names: Iterable[tuple[str, str]]) -> None:
-    """MARGINGUARD_RULEZ__WARNING_DISTANCE would be skipped without a word, leaving the default in force.
-
-    `names` are (where, name) pairs: environment variables, or files in the secrets directory named like them.
-    A misspelt key inside a known section is refused by the section itself."""
-    for where, name in names:
-        upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or "__" not in upper:
-            continue
-        section = upper.removeprefix(ENV_PREFIX).split("__")[0].lower()
-        if section not in Settings.model_fields:
-            known = ", ".join(Settings.model_fields)
-            raise SettingsError(where, f"unknown section {section!r} (known: {known})")
-
-
-def _refuse_stray_variables(environ: Mapping[str, str], settings: Settings) -> None:
-    """A MARGINGUARD_* variable is a whole section (as JSON), the secrets directory, or a secret that some
-    `<name>_env` key names (MARGINGUARD_BINANCE_KEY); anything else (MARGINGUARD_LOG_LEVEL, a section's key
-    without its section) would be silently ignored."""
-    referenced = {name.upper() for name in _env_references(settings)}
-    allowed = {f"{ENV_PREFIX}{name.upper()}" for name in (*Settings.model_fields, "SECRETS_DIR")}
-    for name in environ:
-        upper = name.upper()
-        if upper.startswith(ENV_PREFIX) and "__" not in upper and upper not in allowed | referenced:
-            raise SettingsError(
-                f"environment {name}",
-                "not a marginguard setting (write MARGINGUARD_<SECTION>__<KEY>, e.g. "
-                "MARGINGUARD_DAEMON__LOG_LEVEL) and no <name>_env key in the configuration names it",
-            )
 
 
 def _env_references(settings: Settings) -> Iterator[str]:
@@ -363,42 +313,3 @@ def _resolve_paths(settings: Settings, environ: Mapping[str, str], base_dir: Pat
         raise SettingsError("daemon.storage_path", problem)
     daemon = settings.daemon.model_copy(update={"storage_path": storage})
     return settings.model_copy(update={"daemon": daemon})
-
-
-# ---- error reporting ----
-
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def format_path(location: tuple[int | str, ...]) -> str:
-    """("accounts", 0, "exchange") -> "accounts[0].exchange"; dict keys that are not names get quoted."""
-    text = ""
-    for part in location:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            segment = part if _PLAIN_KEY.match(part) else f'"{part}"'
-            text += f".{segment}" if text else segment
-    return text
-
-
-def describe(problem: Mapping[str, Any]) -> tuple[str, str]:
-    """One pydantic error as (field path, message a person can act on)."""
-    location = tuple(problem["loc"])
-    cause = (problem.get("ctx") or {}).get("error")
-    if isinstance(cause, FieldProblem):
-        prefix = format_path(location)
-        return (f"{prefix}.{cause.field}" if prefix else cause.field), cause.message
-    kind = problem["type"]
-    if kind == "extra_forbidden":
-        return format_path(location), "unknown key (not a marginguard setting)"
-    if kind == "missing":
-        return format_path(location), "required"
-    if kind == "list_type" and len(location) == 1 and location[0] in LIST_SECTIONS:
-        return str(location[0]), f"a list of tables: write [[{location[0]}]], not [{location[0]}]"
-    message = str(problem["msg"]).removeprefix("Value error, ")
-    secret = bool(location) and str(location[-1]) in SECRET_FIELDS
-    given = problem.get("input")
-    if kind != "value_error" and not secret and not isinstance(given, dict | list):
-        message += f" (got {given[:60] if isinstance(given, str) else given!r})"
-    return format_path(location) or "document", message[:1].lower() + message[1:]

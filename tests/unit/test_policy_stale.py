@@ -43,8 +43,8 @@ def health(
     now: float, stream: str, freshness: Freshness, detail: str = "", since: float | None = None
 ) -> StreamHealth:
     if since is None:
-        return StreamHealth(stream, freshness, ms(now), detail)
-    return StreamHealth(stream, freshness, ms(now), detail, silent_since_ms=ms(since))
+        return StreamHealth(stream, freshness, round(now * 1000), detail)
+    return StreamHealth(stream, freshness, round(now * 1000), detail, silent_since_ms=round(since * 1000))
 
 
 def stale_alerts(alerts: Sequence[Alert]) -> list[Alert]:
@@ -173,9 +173,10 @@ def outages_of(stream: str, offset: float, threshold: float) -> st.SearchStrateg
     def build(pairs: list[tuple[float, float]]) -> list[Outage]:
         found, t = [], offset
         for gap, length in pairs:
-            t += gap
-            found.append(Outage(stream, t, t + length))
-            t += length
+            # Whole milliseconds, as health events carry their time.
+            t = round(t + gap, 3)
+            found.append(Outage(stream, t, round(t + length, 3)))
+            t = found[-1].end
         return found
 
     return st.lists(st.tuples(gaps, short | long), max_size=6).map(build)
