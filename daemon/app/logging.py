@@ -18,6 +18,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
@@ -165,6 +166,16 @@ def configure_logging(log_format: str = "auto", level: str = "info", stream: Tex
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Python's own last words (an uncaught exception, a warning) would reach stderr unredacted.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, trace)
+        return
+    get_logger("marginguard").error("uncaught exception", exc_info=(kind, error, trace))
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -235,7 +235,13 @@ class AccountSettings(Section):
             if not present:
                 alternatives = name if name == "wallet_address" else f"{name}, {name}_env or {name}_file"
                 raise FieldProblem(name, f"{self.exchange} needs it: set {alternatives}")
-        for key in self.ccxt_config:
+        for key, value in self.ccxt_config.items():
+            if key.lower() == "verbose" and value:
+                raise FieldProblem(
+                    f"ccxt_config.{key}",
+                    "ccxt then prints every request with its API key to stdout, past marginguard's redaction; "
+                    "set daemon.log_level = 'debug' instead (its request logs are redacted)",
+                )
             if key.lower() in CCXT_CREDENTIAL_KEYS:
                 raise FieldProblem(
                     f"ccxt_config.{key}",

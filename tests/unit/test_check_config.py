@@ -99,6 +99,11 @@ INVALID_CONFIGS = [
         '[[sinks]]\nname = "w"\ntype = "slack"\nurl = "https://x"\nhmac_secret = "abc"\n',
         "sinks[0].hmac_secret: only webhook sinks sign",
     ),
+    # ccxt's verbose mode prints each request with its API key straight to stdout.
+    (
+        BINANCE_ACCOUNT + "[accounts.ccxt_config]\nverbose = true\n",
+        "accounts[0].ccxt_config.verbose: ccxt then",
+    ),
     # Before: taken without a word, leaving /status and /metrics open to the network.
     ('[daemon]\nhttp_bind = "0.0.0.0:9108"\n', "daemon.http_bind: 0.0.0.0 is reachable from other machines"),
     ('[daemon]\nhttp_bind = "[::]:9108"\n', "daemon.http_bind: :: is reachable from other machines"),
