@@ -103,6 +103,10 @@ class Thresholds:
             raise problem
 
 
+# Thresholds whose values must keep an order (critical tighter than warning).
+ORDERED_THRESHOLDS = frozenset(
+    {"warning_distance", "critical_distance", "warning_margin_ratio", "critical_margin_ratio"}
+)
 THRESHOLD_NAMES: tuple[str, ...] = tuple(spec.name for spec in fields(Thresholds))
 DOMAINS: Mapping[str, Domain] = {spec.name: spec.metadata[DOMAIN] for spec in fields(Thresholds)}
 
@@ -119,12 +123,17 @@ def check_threshold(name: str, value: object) -> None:
 
 def ordering_problem(th: Thresholds) -> ThresholdError | None:
     """Critical must be the tighter threshold: nearer liquidation, at a higher margin ratio."""
-    warning, critical = th.warning_distance, th.critical_distance
+    return order_problem({name: getattr(th, name) for name in ORDERED_THRESHOLDS})
+
+
+def order_problem(values: Mapping[str, float | None]) -> ThresholdError | None:
+    """`ordering_problem` over the four ordered thresholds' values alone."""
+    warning, critical = values["warning_distance"], values["critical_distance"]
     if warning is not None and critical is not None and critical >= warning:
         return ThresholdError(
             "critical_distance", f"must be smaller than warning_distance ({critical:g} >= {warning:g})"
         )
-    warning, critical = th.warning_margin_ratio, th.critical_margin_ratio
+    warning, critical = values["warning_margin_ratio"], values["critical_margin_ratio"]
     if warning is not None and critical is not None and critical <= warning:
         return ThresholdError(
             "critical_margin_ratio",
@@ -217,12 +226,37 @@ class RuleSet:
         shared = [symbol for account, symbol in self._by_scope if account is None and symbol is not None]
         for account in accounts:
             own = [s for a, s in self._by_scope if account is not None and a == account and s is not None]
-            for symbol in dict.fromkeys([None, *shared, *own]):
-                try:
-                    self.resolve(account, symbol)
-                except ThresholdError as error:
-                    error.scope = (account, symbol)
-                    raise
+            # Values were checked one by one on the way in; only the order of warning and critical can break
+            # in combination, so a symbol's table needs checking under an account that changes one of those.
+            ordering = account is None or any(
+                name in ORDERED_THRESHOLDS
+                for override in self._by_scope.get((account, None), ())
+                for name, _ in override.values
+            )
+            for symbol in dict.fromkeys([None, *(shared if ordering else ()), *own]):
+                problem = order_problem(self._ordered(account, symbol))
+                if problem is not None:
+                    problem.scope = (account, symbol)
+                    raise problem
+
+    def _scopes(self, account: str | None, symbol: str | None) -> list[Scope]:
+        """The override scopes that shape (account, symbol), widest first."""
+        scopes: list[Scope] = []
+        if account is not None:
+            scopes.append((account, None))
+        if symbol is not None:
+            scopes.append((None, symbol))
+            if account is not None:
+                scopes.append((account, symbol))
+        return scopes
+
+    def _ordered(self, account: str | None, symbol: str | None) -> dict[str, float | None]:
+        """The ordered thresholds' values for (account, symbol), without building a whole Thresholds."""
+        values = {name: getattr(self.defaults, name) for name in ORDERED_THRESHOLDS}
+        for scope in self._scopes(account, symbol):
+            for override in self._by_scope.get(scope, ()):
+                values.update((name, value) for name, value in override.values if name in ORDERED_THRESHOLDS)
+        return values
 
     def resolve(self, account: str | None, symbol: str | None) -> Thresholds:
         """The thresholds for `symbol` in `account` (`symbol` None: account-wide rules such as the cross margin
@@ -231,17 +265,12 @@ class RuleSet:
         known = self._resolved.get((account, symbol))
         if known is not None:
             return known
-        scopes: list[Scope] = []
-        if account is not None:
-            scopes.append((account, None))
-        if symbol is not None:
-            scopes.append((None, symbol))
-            if account is not None:
-                scopes.append((account, symbol))
-        thresholds = self.defaults
-        for scope in scopes:
+        # Laid over the defaults at once: only the final values need to be coherent, not each step.
+        values: dict[str, Any] = {}
+        for scope in self._scopes(account, symbol):
             for override in self._by_scope.get(scope, ()):
-                thresholds = override.over(thresholds)
+                values.update(override.values)
+        thresholds = replace(self.defaults, **values) if values else self.defaults
         self._resolved[(account, symbol)] = thresholds
         return thresholds
 

@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 
 from daemon.app.settings import SettingsError, load_settings, settings_from_document
 from daemon.app.wiring import rule_set
-from daemon.core.policy_rules import DOMAINS, THRESHOLD_NAMES, Domain, Thresholds
+from daemon.core.policy_rules import (
+    DOMAINS,
+    THRESHOLD_NAMES,
+    Domain,
+    RuleOverride,
+    RuleSet,
+    ThresholdError,
+    Thresholds,
+)
 from tests.unit.settings_samples import BINANCE_ACCOUNT, write
 
 BTC = "BTC/USDT:USDT"
@@ -160,3 +168,55 @@ def test_domains_refuse_what_their_messages_say() -> None:
     assert Domain(0.0).problem(True) == "must be a number"
     assert Domain(0.0).problem(None) == "required (it cannot be switched off)"
     assert Domain(0.0, can_be_off=True).problem(None) is None
+
+
+fractions = st.sampled_from([None, 0.02, 0.04, 0.06, 0.08, 0.1, 0.2])
+ratios = st.sampled_from([None, 0.5, 0.7, 0.8, 0.85, 0.9])
+
+
+@st.composite
+def overrides(draw: st.DrawFn) -> RuleOverride:
+    account = draw(st.sampled_from([None, "a", "b"]))
+    symbol = draw(st.sampled_from([None, "X", "Y"] if account is not None else ["X", "Y"]))
+    names = {
+        "warning_distance": fractions,
+        "critical_distance": fractions,
+        "warning_margin_ratio": ratios,
+        "critical_margin_ratio": ratios,
+        "min_duration_s": st.sampled_from([0.0, 5.0]),
+    }
+    chosen = draw(st.lists(st.sampled_from(sorted(names)), unique=True, max_size=3))
+    values = {name: draw(names[name]) for name in chosen}
+    return RuleOverride.of(account, symbol, {k: v for k, v in values.items() if v is not None})
+
+
+@given(st.lists(overrides(), max_size=6))
+def test_a_rule_set_is_accepted_exactly_when_every_scope_resolves(
+    given_overrides: list[RuleOverride],
+) -> None:
+    """The up-front check (which skips combinations that cannot differ) agrees with trying every one."""
+
+    def every_scope_resolves() -> bool:
+        try:
+            for account in (None, "a", "b", "c"):
+                for symbol in (None, "X", "Y", "Z"):
+                    # Brute force: every override that applies, narrowest last, laid over the defaults.
+                    values: dict[str, Any] = {}
+                    for override in sorted(
+                        (o for o in given_overrides if o.applies_to(account, symbol)),
+                        key=lambda o: o.specificity,
+                    ):
+                        values.update(override.values)
+                    Thresholds(**values)
+        except ThresholdError:
+            return False
+        return True
+
+    expected = every_scope_resolves()
+    try:
+        rules = RuleSet(Thresholds(), tuple(given_overrides))
+    except ThresholdError:
+        assert not expected
+        return
+    assert expected
+    assert rules.resolve("a", "X") == rules.resolve("a", "X")  # and resolving never fails afterwards
