@@ -274,6 +274,11 @@ class RuleSet:
         self._resolved[(account, symbol)] = thresholds
         return thresholds
 
+    def named_symbols(self, account: str | None) -> frozenset[str]:
+        """The symbols some override names for `account` (its own, and every account's): those whose
+        thresholds may differ from `resolve(account, None)`'s. Any other symbol resolves as the account does."""
+        return frozenset(s for a, s in self._by_scope if s is not None and a in (None, account))
+
     def for_account(self, account: str) -> Thresholds:
         """The thresholds for account-wide rules (cross margin ratio, private streams)."""
         return self.resolve(account, None)

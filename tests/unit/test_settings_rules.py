@@ -90,6 +90,9 @@ def test_per_account_and_per_symbol_stale_after_s_take_effect(tmp_path: Path) ->
     assert rules.resolve("main", BTC).stale_after_s == 7
     assert rules.resolve("main", "ETH/USDT:USDT").stale_after_s == 90
     assert rules.resolve("other", None).stale_after_s == 30
+    # What a feed needs to give each mark stream its own threshold.
+    assert rules.named_symbols("main") == {BTC, "ETH/USDT:USDT"}
+    assert rules.named_symbols("other") == {"ETH/USDT:USDT"}
 
 
 @pytest.mark.parametrize("bad", ["inf", "-inf", "nan"])
