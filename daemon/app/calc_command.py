@@ -14,10 +14,10 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
+from daemon.app.calc_answer import answer_account
 from daemon.app.calc_compare import compare_modes
 from daemon.app.calc_input import CalcInputError, parse_document_text
 from daemon.app.calc_output import comparison_as_json, comparison_table, dumps, risk_as_json
-from daemon.core.margin import evaluate_account
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -49,19 +49,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    # Bytes in, decoded per document (per line with --jsonl): invalid UTF-8 is one document's problem.
     try:
-        source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+        source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     except OSError as error:
         print(f"{PROGRAM}: {args.file}: cannot read: {error.strerror}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    with source:
-        if args.jsonl:
-            return answer_lines(source, sys.stdout, args.compare_modes)
-        table = args.compare_modes and not args.json and sys.stdout.isatty()
-        return answer_document(source.read(), sys.stdout, args.compare_modes, table)
+    try:
+        with source:
+            if args.jsonl:
+                return answer_lines(source, sys.stdout, args.compare_modes)
+            table = args.compare_modes and not args.json and sys.stdout.isatty()
+            return answer_document(source.read(), sys.stdout, args.compare_modes, table)
+    except OSError as error:  # a directory given as FILE, a read error mid-way
+        print(f"{PROGRAM}: {args.file}: cannot read: {error.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
-def answer_document(text: str, out: TextIO, compare: bool, table: bool) -> int:
+def answer_document(text: str | bytes, out: TextIO, compare: bool, table: bool) -> int:
     try:
         if table:
             rendered = comparison_table(compare_modes(parse_document_text(text)))
@@ -70,29 +75,40 @@ def answer_document(text: str, out: TextIO, compare: bool, table: bool) -> int:
     except CalcInputError as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as error:
+        print(f"{PROGRAM}: {cannot_compute(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(rendered, file=out)
     return EXIT_OK
 
 
-def answer_lines(lines: Iterable[str], out: TextIO, compare: bool) -> int:
-    """Answer each non-blank line in order, flushing as we go so a pipe sees each answer as it is ready."""
+def answer_lines(lines: Iterable[str | bytes], out: TextIO, compare: bool) -> int:
+    """Answer each non-blank line in order, flushing as we go so a pipe sees each answer as it is ready.
+
+    A bad line is answered `{"error": ...}` (and named on stderr); the lines after it are still answered."""
     exit_code = EXIT_OK
     for line_number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             result = answer(line, compare)
-        except CalcInputError as error:
-            print(f"{PROGRAM}: line {line_number}: {error}", file=sys.stderr)
-            result = {"error": str(error)}
+        except Exception as error:
+            message = str(error) if isinstance(error, CalcInputError) else cannot_compute(error)
+            print(f"{PROGRAM}: line {line_number}: {message}", file=sys.stderr)
+            result = {"error": message}
             exit_code = EXIT_BAD_INPUT
         print(dumps(result, pretty=False), file=out, flush=True)
     return exit_code
 
 
-def answer(text: str, compare: bool) -> dict[str, object]:
+def cannot_compute(error: Exception) -> str:
+    """One line for a document the model could not evaluate (a bug, or input beyond its reach)."""
+    return f"document: cannot be computed ({type(error).__name__}); please report it with the document"
+
+
+def answer(text: str | bytes, compare: bool) -> dict[str, object]:
     """One document's answer as JSON-ready data; raises CalcInputError for bad input."""
     document = parse_document_text(text)
     if compare:
         return comparison_as_json(compare_modes(document))
-    return risk_as_json(evaluate_account(document.account))
+    return risk_as_json(answer_account(document))

@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from daemon.app.calc_answer import (
+    CROSS_RATE_UNKNOWN,
+    OVERFLOW,
+    RATE_UNKNOWN,
+    non_finite,
+    overflows,
+    unknown_legs,
+)
 from daemon.app.calc_input import CalcDocument
 from daemon.core.margin import evaluate_account
 from daemon.core.types import Account, MarginMode, Position, PositionRisk, Side
@@ -56,27 +64,37 @@ def compare_modes(document: CalcDocument) -> ModeComparison:
         wallet_balance=cross_wallet,
     )
     cross_risks = evaluate_account(all_cross).positions
+    all_cross_document = replace(document, account=all_cross)
+    overflowed, shared = unknown_legs(all_cross_document, cross_risks, cross_wallet)
+    # Under cross margin every position shares the wallet: one unknown makes every liquidation unknown.
+    cross_note = OVERFLOW if overflowed else (CROSS_RATE_UNKNOWN if shared else None)
     comparisons = tuple(
         PositionComparison(
             symbol=position.symbol,
             side=position.side,
             mark_price=position.mark_price,
             isolated_margin=own_margin,
-            isolated=isolated_outcome(account, position, own_margin),
-            cross=outcome(cross_risk),
+            isolated=isolated_outcome(account, position, own_margin, index in document.rate_unknown),
+            cross=ModeOutcome(None, None, cross_note) if cross_note else outcome(cross_risk),
         )
-        for position, own_margin, cross_risk in zip(
-            account.positions, document.own_margins, cross_risks, strict=True
+        for index, (position, own_margin, cross_risk) in enumerate(
+            zip(account.positions, document.own_margins, cross_risks, strict=True)
         )
     )
     return ModeComparison(account.exchange, cross_wallet, comparisons)
 
 
-def isolated_outcome(account: Account, position: Position, own_margin: float | None) -> ModeOutcome:
+def isolated_outcome(
+    account: Account, position: Position, own_margin: float | None, rate_unknown: bool = False
+) -> ModeOutcome:
     if own_margin is None:
         return ModeOutcome(None, None, UNKNOWN_OWN_MARGIN)
+    if rate_unknown:
+        return ModeOutcome(None, None, RATE_UNKNOWN)
     alone = replace(position, margin_mode=MarginMode.ISOLATED, isolated_margin=own_margin)
     risk = evaluate_account(Account(account.exchange, (alone,), None, account.settle_currency)).positions[0]
+    if overflows(alone, own_margin) or non_finite(risk):
+        return ModeOutcome(None, None, OVERFLOW)
     return outcome(risk)
 
 

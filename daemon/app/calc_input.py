@@ -61,6 +61,9 @@ class CalcDocument:
 
     account: Account
     own_margins: tuple[float | None, ...]
+    # Positions given without a maintenance rate (no mmr, tiers or max_leverage): evaluated with a zero rate,
+    # which leaves the bankruptcy price exact and every figure that needs the rate unknown.
+    rate_unknown: frozenset[int] = frozenset()
 
 
 Check = Callable[[float], str | None]
@@ -109,7 +112,10 @@ class FieldReader:
         # bool is an int in Python, but `true` is not a quantity.
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CalcInputError(self.name(field), "must be a number")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise CalcInputError(self.name(field), "too large to compute with") from None
         if not math.isfinite(number):
             raise CalcInputError(self.name(field), "must be a finite number")
         problem = check(number)
@@ -146,14 +152,28 @@ class FieldReader:
         return value
 
 
-def parse_document_text(text: str) -> CalcDocument:
+def decode_text(data: bytes) -> str:
+    """The document's text: UTF-8 (a byte-order mark allowed), or a CalcInputError saying where it is not."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise CalcInputError(
+            "document", f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})"
+        ) from None
+
+
+def parse_document_text(text: str | bytes) -> CalcDocument:
     """Decode one JSON document and validate it."""
+    if isinstance(text, bytes):
+        text = decode_text(text)
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
         raise CalcInputError(
             "document", f"invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         ) from None
+    except RecursionError:
+        raise CalcInputError("document", "nested too deeply to be an account document") from None
     return parse_document(raw)
 
 
@@ -162,9 +182,11 @@ def parse_document(raw: object) -> CalcDocument:
     fields = FieldReader(raw, "", ACCOUNT_FIELDS)
     exchange = fields.choice("exchange", tuple(sorted(FAMILIES)))
     wallet_balance = fields.optional_number("wallet_balance")
-    legs = [
+    parsed = [
         parse_position(item, f"positions[{i}]", exchange) for i, item in enumerate(fields.items("positions"))
     ]
+    legs = [(position, own_margin) for position, own_margin, _ in parsed]
+    rate_unknown = frozenset(index for index, (_, _, known) in enumerate(parsed) if not known)
 
     first_type = legs[0][0].contract_type
     for index, (position, _) in enumerate(legs):
@@ -177,11 +199,12 @@ def parse_document(raw: object) -> CalcDocument:
         raise CalcInputError("wallet_balance", "required when any position uses cross margin")
 
     account = Account(exchange, tuple(position for position, _ in legs), wallet_balance)
-    return CalcDocument(account, tuple(own_margin for _, own_margin in legs))
+    return CalcDocument(account, tuple(own_margin for _, own_margin in legs), rate_unknown)
 
 
-def parse_position(raw: object, path: str, exchange: str) -> tuple[Position, float | None]:
-    """One position and the margin it holds alone (see `CalcDocument.own_margins`)."""
+def parse_position(raw: object, path: str, exchange: str) -> tuple[Position, float | None, bool]:
+    """One position, the margin it holds alone (see `CalcDocument.own_margins`), and whether its maintenance
+    rate is known."""
     fields = FieldReader(raw, path, POSITION_FIELDS)
     symbol = fields.text("symbol")
     side = Side(fields.choice("side", ("long", "short")))
@@ -196,6 +219,7 @@ def parse_position(raw: object, path: str, exchange: str) -> tuple[Position, flo
     taker_fee_rate = fields.number("taker_fee_rate", rate, default=0.0)
     max_leverage = fields.optional_number("max_leverage", positive)
     tiers = parse_maintenance(fields, exchange, max_leverage)
+    rate_known = tiers is not None
 
     own_margin = isolated_margin
     if own_margin is None and leverage is not None:
@@ -221,15 +245,18 @@ def parse_position(raw: object, path: str, exchange: str) -> tuple[Position, flo
         contract_type=contract_type,
         leverage=leverage,
         isolated_margin=own_margin if margin_mode is MarginMode.ISOLATED else None,
-        tiers=tiers,
+        tiers=tiers if tiers is not None else (Tier(0.0, 0.0, 0.0),),
         taker_fee_rate=taker_fee_rate,
         max_leverage=max_leverage,
     )
-    return position, own_margin
+    return position, own_margin, rate_known
 
 
-def parse_maintenance(fields: FieldReader, exchange: str, max_leverage: float | None) -> tuple[Tier, ...]:
-    """The bracket table: one flat tier from `mmr`, or `tiers`, or (Hyperliquid) none, left to max leverage."""
+def parse_maintenance(
+    fields: FieldReader, exchange: str, max_leverage: float | None
+) -> tuple[Tier, ...] | None:
+    """The bracket table: one flat tier from `mmr`, or `tiers`, or (Hyperliquid) none, left to max leverage;
+    None when nothing gives the rate (only the figures that need no rate can be answered)."""
     if fields.has("mmr") and fields.has("tiers"):
         raise CalcInputError(fields.name("tiers"), "give either mmr or tiers, not both")
     if fields.has("maintenance_amount") and not fields.has("mmr"):
@@ -239,11 +266,9 @@ def parse_maintenance(fields: FieldReader, exchange: str, max_leverage: float | 
         return (Tier(0.0, mmr, fields.number("maintenance_amount", not_negative, default=0.0)),)
     if fields.has("tiers"):
         return parse_tiers(fields, exchange)
-    if family_for(exchange).mmr_from_max_leverage:
-        if max_leverage is None:
-            raise CalcInputError(fields.name("mmr"), "required (or tiers, or max_leverage)")
+    if family_for(exchange).mmr_from_max_leverage and max_leverage is not None:
         return ()
-    raise CalcInputError(fields.name("mmr"), "required (or tiers)")
+    return None
 
 
 def parse_tiers(fields: FieldReader, exchange: str) -> tuple[Tier, ...]:

@@ -10,8 +10,8 @@ import json
 import math
 from collections.abc import Sequence
 
+from daemon.app.calc_answer import AccountAnswer
 from daemon.app.calc_compare import ModeComparison, ModeOutcome
-from daemon.core.types import AccountRisk
 
 JsonObject = dict[str, object]
 
@@ -20,7 +20,7 @@ def finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def risk_as_json(risk: AccountRisk) -> JsonObject:
+def risk_as_json(risk: AccountAnswer) -> JsonObject:
     positions: list[JsonObject] = []
     for leg in risk.positions:
         entry: JsonObject = {

@@ -6,8 +6,9 @@
 
 Every event, from marginguard's own loggers and from the standard-library loggers of ccxt, aiohttp and
 asyncio alike, passes `redact_secrets` before it is rendered: values under secret-looking keys, every secret
-value registered at start-up, webhook URLs, Telegram bot tokens and signature / key query parameters are
-replaced by "***" wherever they appear, including in exception text. Exceptions are rendered to text before
+value registered at start-up with the forms it travels in (daemon.app.redaction), webhook URLs, Telegram bot
+tokens and signature / key query parameters are replaced by "***" wherever they appear, including in
+exception text. Exceptions are rendered to text before
 redaction, so a traceback quoting a request URL or a config value is masked too.
 """
 
@@ -17,14 +18,13 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-MASK = "***"
-# Shorter "secrets" would mask ordinary words all over the logs; no real credential is this short.
-MIN_SECRET_LENGTH = 6
+from daemon.app.redaction import MASK, Redactor
 
 # Keys (compared lower-case, without "-" and "_") whose values are always secret: config fields, ccxt
 # credentials and the exchanges' auth headers (X-MBX-APIKEY, OK-ACCESS-KEY/-SIGN/-PASSPHRASE, X-BAPI-SIGN).
@@ -35,68 +35,24 @@ _SECRET_KEY = re.compile(
 # Names of where a secret comes from (an environment variable, a file path) are not secret themselves.
 _SOURCE_KEY_SUFFIXES = ("env", "file")
 
-_TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # Slack and Discord incoming webhooks carry their credential in the path.
-    (re.compile(r"(https://hooks\.slack\.com/)[^\s\"'<>]+"), r"\1" + MASK),
-    (re.compile(r"(https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/)[^\s\"'<>]+"), r"\1" + MASK),
-    # Telegram bot tokens: in Bot API paths, and bare ("123456789:AA...").
-    (re.compile(r"(/bot)\d+:[A-Za-z0-9_-]+"), r"\1" + MASK),
-    (re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}"), MASK),
-    # Signed query strings and form bodies: signature=..., apiKey=..., listenKey=..., passphrase=...
-    (
-        re.compile(
-            r"(?i)\b(signature|sign|api_?key|secret|password|passphrase|token|listen_?key|access_?token)=[^&\s\"']+"
-        ),
-        r"\1=" + MASK,
-    ),
-    # Header or JSON forms: "X-MBX-APIKEY": "abc", OK-ACCESS-SIGN: abc, "secret": "abc".
-    (
-        re.compile(
-            r"(?i)(\"?(?:x-mbx-apikey|ok-access-key|ok-access-sign|ok-access-passphrase|x-bapi-api-key|x-bapi-sign"
-            r"|authorization|apikey|api_key|secret|password|passphrase|private_?key)\"?\s*[:=]\s*[\"']?)"
-            r"(?!\*\*\*)[^\"'\s,}]+"
-        ),
-        r"\1" + MASK,
-    ),
-)
-
-
-class _SecretRegistry:
-    """The secret values known at start-up (from the settings), matched as one regex, longest first."""
-
-    def __init__(self) -> None:
-        self.values: set[str] = set()
-        self.pattern: re.Pattern[str] | None = None
-
-    def add(self, values: Iterable[str | None]) -> None:
-        self.values.update(v for v in values if v is not None and len(v) >= MIN_SECRET_LENGTH)
-        ordered = sorted(self.values, key=len, reverse=True)
-        self.pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
-
-    def clear(self) -> None:
-        self.values.clear()
-        self.pattern = None
-
-
-_registry = _SecretRegistry()
+# The process's one redactor for logs: the secret values known at start-up (from the settings).
+_redactor = Redactor()
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
-    """Mask these exact values wherever they appear in a log event (call once the settings are loaded)."""
-    _registry.add(values)
+    """Mask these exact values, and the forms they travel in, wherever they appear in a log event (call once
+    the settings are loaded)."""
+    _redactor.add(values)
 
 
 def forget_secrets() -> None:
     """Drop every registered secret (tests; a reload that replaces all credentials)."""
-    _registry.clear()
+    global _redactor
+    _redactor = Redactor()
 
 
 def redact_text(text: str) -> str:
-    if _registry.pattern is not None:
-        text = _registry.pattern.sub(MASK, text)
-    for pattern, replacement in _TEXT_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+    return _redactor.text(text)
 
 
 def is_secret_key(key: object) -> bool:
@@ -210,6 +166,16 @@ def configure_logging(log_format: str = "auto", level: str = "info", stream: Tex
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Python's own last words (an uncaught exception, a warning) would reach stderr unredacted.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, trace)
+        return
+    get_logger("marginguard").error("uncaught exception", exc_info=(kind, error, trace))
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

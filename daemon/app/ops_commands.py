@@ -112,13 +112,16 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
+    from daemon.app.redaction import Redactor
+    from daemon.app.settings_view import secret_values
     from daemon.store import Journal
 
     settings = _settings(args)
     if settings is None:
         return EXIT_INVALID
     with Journal(settings.daemon.storage_path) as journal:
-        history = journal.history(args.limit)
+        # Redacted on the way out too: entries written before a secret was configured (or rotated) may hold it.
+        history = Redactor(secret_values(settings)).value(journal.history(args.limit))
     if not _as_table(args):
         json.dump(history, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -16,7 +16,7 @@ import copy
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -27,38 +27,31 @@ from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDi
 from pydantic_settings.sources import EnvSettingsSource, NestedSecretsSettingsSource, SecretsSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 
+from daemon.app.settings_base import FieldProblem
+from daemon.app.settings_env import (
+    ENV_PREFIX,
+    refuse_indexed_list_variables,
+    refuse_stray_variables,
+    refuse_unknown_sections,
+)
+from daemon.app.settings_errors import SettingsError, describe
 from daemon.app.settings_models import (
     ACCOUNT_SECRETS,
     SINK_SECRETS,
     AccountSettings,
     DaemonSettings,
-    FieldProblem,
     RouteSettings,
-    RulesSettings,
     SinkSettings,
     TopUpSettings,
 )
+from daemon.app.settings_paths import storage_problem
+from daemon.app.settings_rules import RulesSettings, rule_set
+from daemon.core.policy_rules import RuleSet
 from daemon.exchanges.config import ExchangeAccount
 
-ENV_PREFIX = "MARGINGUARD_"
+__all__ = ["Settings", "SettingsError", "load_settings", "settings_from_document"]
+
 M = TypeVar("M", bound=BaseModel)
-LIST_SECTIONS = ("accounts", "sinks", "routes")
-# A value that fails validation is quoted back in the message, unless it is (meant to be) a secret.
-SECRET_FIELDS = frozenset(ACCOUNT_SECRETS + SINK_SECRETS)
-
-
-class SettingsError(Exception):
-    """The configuration is unusable. Nothing to retry: print `str(error)` (one line) and exit 2."""
-
-    def __init__(self, field_path: str, message: str, more: int = 0) -> None:
-        super().__init__(field_path, message)
-        self.field_path = field_path
-        self.message = message
-        self.more = more
-
-    def __str__(self) -> str:
-        tail = f" (and {self.more} more problem{'s' if self.more > 1 else ''})" if self.more else ""
-        return f"config error: {self.field_path}: {self.message}{tail}"
 
 
 class Settings(BaseSettings):
@@ -85,16 +78,14 @@ class Settings(BaseSettings):
             for account_id in route.accounts:
                 if account_id != "*" and account_id not in account_ids:
                     raise FieldProblem(f"routes[{index}].accounts", f"unknown account {account_id!r}")
+        # An account's overrides must still make sense once laid over the global sections.
+        self.rule_set()
         for index, account in enumerate(self.accounts):
-            # An account's overrides must still make sense once laid over the global sections.
-            section = "rules"
             try:
-                self.rules.with_account_overrides(account.rules)
-                section = "topup"
                 self.topup.overridden(account.topup)
             except ValidationError as error:
                 path, message = describe(error.errors()[0])
-                raise FieldProblem(f"accounts[{index}].{section}.{path}", message) from None
+                raise FieldProblem(f"accounts[{index}].topup.{path}", message) from None
         return self
 
     def account(self, account_id: str) -> AccountSettings:
@@ -103,9 +94,9 @@ class Settings(BaseSettings):
                 return account
         raise KeyError(account_id)
 
-    def rules_for(self, account_id: str) -> RulesSettings:
-        """The account's alert rules: global `[rules]` with its `rules` overrides on top."""
-        return self.rules.with_account_overrides(self.account(account_id).rules)
+    def rule_set(self) -> RuleSet:
+        """The alert thresholds of every account and symbol: `rule_set().resolve(account_id, symbol)`."""
+        return rule_set(self.rules, [(account.id, account.rules) for account in self.accounts])
 
     def topup_for(self, account_id: str) -> TopUpSettings:
         """The account's top-up settings: global `[topup]` with its `topup` overrides on top."""
@@ -121,6 +112,10 @@ class Settings(BaseSettings):
     def account_configs(self) -> list[ExchangeAccount]:
         """What the exchange connector needs for each account, secrets in plain text (handle with care)."""
         return [exchange_account(account) for account in self.accounts]
+
+
+# The top-level sections, in the order a configuration file usually has them.
+SECTIONS: tuple[str, ...] = tuple(Settings.model_fields)
 
 
 def _unique(items: list[Any], attribute: str, section: str, what: str) -> list[str]:
@@ -180,12 +175,19 @@ def settings_from_document(
     """`load_settings` for a configuration already parsed (or built in code): same sources, same checks."""
     environ: Mapping[str, str] = os.environ if env is None else env
     base_dir = Path.cwd() if base_dir is None else base_dir
-    _refuse_indexed_list_variables(environ)
+    refuse_indexed_list_variables(environ)
+    refuse_unknown_sections(((f"environment {name}", name) for name in environ), SECTIONS)
     if secrets_dir is None:
         named = environ.get(f"{ENV_PREFIX}SECRETS_DIR") or environ.get("CREDENTIALS_DIRECTORY")
         secrets_dir = Path(named) if named else None
     if secrets_dir is not None and not secrets_dir.is_dir():
         raise SettingsError("secrets_dir", f"{secrets_dir} is not a directory")
+    if secrets_dir is not None:
+        try:
+            files = sorted(secrets_dir.iterdir())
+        except OSError as error:
+            raise SettingsError("secrets_dir", f"cannot read {secrets_dir}: {error.strerror}") from None
+        refuse_unknown_sections(((f"secret file {path}", path.name) for path in files), SECTIONS)
     sources = _sources(dict(document), environ, secrets_dir)
     try:
         # pydantic-settings' own way to hand it ready-made sources; its __init__ signature is hidden from mypy.
@@ -201,6 +203,7 @@ def settings_from_document(
             raise SettingsError("environment", str(error)) from None
         variable = f"{ENV_PREFIX}{field.group(1).upper()}"
         raise SettingsError(f"environment {variable}", "not valid JSON for this section") from None
+    refuse_stray_variables(environ, SECTIONS, _env_references(settings))
     return _resolve_paths(_resolve_secrets(settings, environ, base_dir), environ, base_dir)
 
 
@@ -245,18 +248,15 @@ def _sources(
     return tuple(sources)
 
 
-def _refuse_indexed_list_variables(environ: Mapping[str, str]) -> None:
-    # pydantic-settings silently ignores MARGINGUARD_ACCOUNTS__0__API_KEY; an ignored credential is worse
-    # than a refusal.
-    for name in environ:
-        upper = name.upper()
-        for section in LIST_SECTIONS:
-            if upper.startswith(f"{ENV_PREFIX}{section.upper()}__"):
-                raise SettingsError(
-                    f"environment {name}",
-                    f"[[{section}]] entries cannot be set one key at a time; set {ENV_PREFIX}{section.upper()} "
-                    "to the whole list as JSON, or point a <name>_env key in the file at your variable",
-                )
+def _env_references(settings: Settings) -> Iterator[str]:
+    for model, names in [
+        *((account, ACCOUNT_SECRETS) for account in settings.accounts),
+        *((sink, SINK_SECRETS) for sink in settings.sinks),
+    ]:
+        for name in names:
+            variable = getattr(model, f"{name}_env")
+            if variable is not None:
+                yield variable
 
 
 def _resolve_secrets(settings: Settings, environ: Mapping[str, str], base_dir: Path) -> Settings:
@@ -308,44 +308,8 @@ def _resolve_paths(settings: Settings, environ: Mapping[str, str], base_dir: Pat
         # systemd's StateDirectory= is where a service's durable files belong; else beside the config.
         state_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
         storage = (Path(state_dir) if state_dir else base_dir) / storage
+    problem = storage_problem(storage)
+    if problem is not None:
+        raise SettingsError("daemon.storage_path", problem)
     daemon = settings.daemon.model_copy(update={"storage_path": storage})
     return settings.model_copy(update={"daemon": daemon})
-
-
-# ---- error reporting ----
-
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def format_path(location: tuple[int | str, ...]) -> str:
-    """("accounts", 0, "exchange") -> "accounts[0].exchange"; dict keys that are not names get quoted."""
-    text = ""
-    for part in location:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            segment = part if _PLAIN_KEY.match(part) else f'"{part}"'
-            text += f".{segment}" if text else segment
-    return text
-
-
-def describe(problem: Mapping[str, Any]) -> tuple[str, str]:
-    """One pydantic error as (field path, message a person can act on)."""
-    location = tuple(problem["loc"])
-    cause = (problem.get("ctx") or {}).get("error")
-    if isinstance(cause, FieldProblem):
-        prefix = format_path(location)
-        return (f"{prefix}.{cause.field}" if prefix else cause.field), cause.message
-    kind = problem["type"]
-    if kind == "extra_forbidden":
-        return format_path(location), "unknown key (not a marginguard setting)"
-    if kind == "missing":
-        return format_path(location), "required"
-    if kind == "list_type" and len(location) == 1 and location[0] in LIST_SECTIONS:
-        return str(location[0]), f"a list of tables: write [[{location[0]}]], not [{location[0]}]"
-    message = str(problem["msg"]).removeprefix("Value error, ")
-    secret = bool(location) and str(location[-1]) in SECRET_FIELDS
-    given = problem.get("input")
-    if kind != "value_error" and not secret and not isinstance(given, dict | list):
-        message += f" (got {given[:60] if isinstance(given, str) else given!r})"
-    return format_path(location) or "document", message[:1].lower() + message[1:]

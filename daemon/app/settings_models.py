@@ -8,13 +8,16 @@ it); `daemon.app.settings` resolves those after validation.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
+from daemon.app.settings_base import FieldProblem, Section
+from daemon.app.settings_rules import AccountRules
 from daemon.exchanges.config import EXCHANGE_IDS, Mode
 
 LogFormat = Literal["auto", "json", "console"]
@@ -23,10 +26,12 @@ SinkType = Literal["slack", "discord", "telegram", "webhook"]
 SeverityName = Literal["info", "warning", "critical"]
 SEVERITY_NAMES: tuple[SeverityName, ...] = ("info", "warning", "critical")
 
-Fraction = Annotated[float, Field(gt=0, lt=1)]
-Seconds = Annotated[float, Field(ge=0)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
-Amount = Annotated[float, Field(gt=0)]
+# Every number is finite: "inf" or "nan" in a ceiling or a duration would silently switch a safeguard off.
+Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Amount = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Balance = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 # Which credentials each exchange cannot work without. Hyperliquid signs with a wallet key and can be watched
 # with the (public) wallet address alone; a private key is only needed to add margin.
@@ -46,19 +51,6 @@ CCXT_CREDENTIAL_KEYS = frozenset(
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class FieldProblem(ValueError):
-    """A validation failure located at `field`, a path relative to the model that raised it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def check_single_source(model: BaseModel, names: tuple[str, ...]) -> None:
     """Each secret comes from at most one place: inline, `<name>_env` or `<name>_file`."""
     for name in names:
@@ -75,6 +67,16 @@ def has_secret_source(model: BaseModel, name: str) -> bool:
     return any(getattr(model, f, None) is not None for f in (f"{name}_env", f"{name}_file"))
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` can only be reached from this machine (a name other than localhost is not trusted to)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def empty_means_none(value: Any) -> Any:
     # TOML has no null: an empty string is how a per-account table switches an inherited value off.
     return None if value == "" else value
@@ -84,6 +86,8 @@ class DaemonSettings(Section):
     # Default: marginguard.sqlite in $STATE_DIRECTORY (systemd) or next to the config file.
     storage_path: Path = Path("marginguard.sqlite")
     http_bind: str = "127.0.0.1:9108"
+    # /status and /metrics show accounts, positions and balances: off this machine only when asked for.
+    allow_remote_http: bool = False
     log_format: LogFormat = "auto"
     log_level: LogLevel = "info"
     shutdown_timeout_s: PositiveSeconds = 10.0
@@ -96,6 +100,16 @@ class DaemonSettings(Section):
             raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9108, got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _local_unless_allowed(self) -> DaemonSettings:
+        if not self.allow_remote_http and not is_loopback(self.http_host):
+            raise FieldProblem(
+                "http_bind",
+                f"{self.http_host} is reachable from other machines and /status and /metrics would be open "
+                "to them: bind 127.0.0.1, or set allow_remote_http = true to mean it",
+            )
+        return self
+
     @property
     def http_host(self) -> str:
         return self.http_bind.rpartition(":")[0].strip("[]")
@@ -103,98 +117,6 @@ class DaemonSettings(Section):
     @property
     def http_port(self) -> int:
         return int(self.http_bind.rpartition(":")[2])
-
-
-class RuleOverrides(Section):
-    """Thresholds that replace the inherited ones where given (per symbol, per account)."""
-
-    warning_distance: Fraction | None = None
-    critical_distance: Fraction | None = None
-    warning_margin_ratio: Fraction | None = None
-    critical_margin_ratio: Fraction | None = None
-    hysteresis: Annotated[float, Field(ge=0, lt=1)] | None = None
-    min_duration_s: Seconds | None = None
-    repeat_interval_s: PositiveSeconds | None = None
-    stale_after_s: PositiveSeconds | None = None
-    divergence_tolerance: Fraction | None = None
-
-    def given(self) -> dict[str, Any]:
-        return {name: value for name, value in self if value is not None and name != "symbols"}
-
-
-class Thresholds(Section):
-    """The alert thresholds that apply to one position. Distances are fractions of the mark price."""
-
-    warning_distance: Fraction = 0.10
-    critical_distance: Fraction = 0.05
-    warning_margin_ratio: Fraction = 0.70
-    critical_margin_ratio: Fraction = 0.85
-    hysteresis: Annotated[float, Field(ge=0, lt=1)] = 0.01
-    min_duration_s: Seconds = 5.0
-    repeat_interval_s: PositiveSeconds = 900.0
-    stale_after_s: PositiveSeconds = 30.0
-    divergence_tolerance: Fraction = 0.005
-
-    def overridden(self, overrides: RuleOverrides | None) -> Thresholds:
-        return self if overrides is None else self.model_copy(update=overrides.given())
-
-    def ordering_problem(self) -> FieldProblem | None:
-        """Critical must be the tighter threshold: nearer liquidation, higher margin ratio."""
-        if self.critical_distance >= self.warning_distance:
-            return FieldProblem(
-                "critical_distance",
-                f"must be smaller than warning_distance ({self.critical_distance} >= {self.warning_distance})",
-            )
-        if self.critical_margin_ratio <= self.warning_margin_ratio:
-            return FieldProblem(
-                "critical_margin_ratio",
-                f"must be larger than warning_margin_ratio "
-                f"({self.critical_margin_ratio} <= {self.warning_margin_ratio})",
-            )
-        return None
-
-
-def symbol_path(symbol: str, field: str) -> str:
-    return f'symbols."{symbol}".{field}'
-
-
-class RulesSettings(Thresholds):
-    symbols: dict[str, RuleOverrides] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _critical_is_tighter(self) -> RulesSettings:
-        problem = self.ordering_problem()
-        if problem is not None:
-            raise problem
-        for symbol in self.symbols:
-            problem = self.for_symbol(symbol).ordering_problem()
-            if problem is not None:
-                raise FieldProblem(symbol_path(symbol, problem.field), problem.message)
-        return self
-
-    @property
-    def base(self) -> Thresholds:
-        return Thresholds(**{name: getattr(self, name) for name in Thresholds.model_fields})
-
-    def for_symbol(self, symbol: str) -> Thresholds:
-        """The thresholds for one symbol: the section's values with that symbol's overrides on top."""
-        return self.base.overridden(self.symbols.get(symbol))
-
-    def with_account_overrides(self, overrides: AccountRules | None) -> RulesSettings:
-        """An account's rules: its thresholds over these, its per-symbol tables over these per symbol."""
-        if overrides is None:
-            return self
-        symbols = dict(self.symbols)
-        for symbol, extra in overrides.symbols.items():
-            inherited = symbols.get(symbol)
-            merged = {**(inherited.given() if inherited else {}), **extra.given()}
-            symbols[symbol] = RuleOverrides(**merged)
-        values = {**self.base.model_dump(), **overrides.given(), "symbols": symbols}
-        return RulesSettings.model_validate(values)
-
-
-class AccountRules(RuleOverrides):
-    symbols: dict[str, RuleOverrides] = Field(default_factory=dict)
 
 
 class TopUpOverrides(Section):
@@ -207,7 +129,7 @@ class TopUpOverrides(Section):
     max_per_action: Amount | None = None
     max_per_position_per_day: Amount | None = None
     max_per_account_per_day: Amount | None = None
-    min_free_balance: Annotated[float, Field(ge=0)] | None = None
+    min_free_balance: Balance | None = None
     cooldown_s: Seconds | None = None
     max_attempts: Annotated[int, Field(ge=1)] | None = None
     cross_transfer_from: str | None = None
@@ -225,7 +147,7 @@ class TopUpSettings(Section):
     max_per_action: Amount | None = None
     max_per_position_per_day: Amount | None = None
     max_per_account_per_day: Amount | None = None
-    min_free_balance: Annotated[float, Field(ge=0)] = 0.0
+    min_free_balance: Balance = 0.0
     cooldown_s: Seconds = 300.0
     max_attempts: Annotated[int, Field(ge=1)] = 3
     cross_transfer_from: str | None = None
@@ -313,7 +235,13 @@ class AccountSettings(Section):
             if not present:
                 alternatives = name if name == "wallet_address" else f"{name}, {name}_env or {name}_file"
                 raise FieldProblem(name, f"{self.exchange} needs it: set {alternatives}")
-        for key in self.ccxt_config:
+        for key, value in self.ccxt_config.items():
+            if key.lower() == "verbose" and value:
+                raise FieldProblem(
+                    f"ccxt_config.{key}",
+                    "ccxt then prints every request with its API key to stdout, past marginguard's redaction; "
+                    "set daemon.log_level = 'debug' instead (its request logs are redacted)",
+                )
             if key.lower() in CCXT_CREDENTIAL_KEYS:
                 raise FieldProblem(
                     f"ccxt_config.{key}",

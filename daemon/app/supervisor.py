@@ -19,9 +19,11 @@ import structlog
 
 from daemon.app import systemd
 from daemon.app.http import Metrics, build_app, start_http
+from daemon.app.redaction import RedactingOutboxJournal, Redactor
 from daemon.app.runner import AccountRunner, RunnerConfig
 from daemon.app.settings import Settings
 from daemon.app.settings_models import SinkSettings
+from daemon.app.settings_view import secret_values
 from daemon.app.wiring import feed_settings, hub_settings, rule_set, topup_limits
 from daemon.core.backoff import Backoff
 from daemon.exchanges.client import build_client
@@ -55,7 +57,8 @@ class Daemon:
         self.journal = Journal(settings.daemon.storage_path)
         self.metrics = Metrics()
         self.sinks = {sink.name: sink_from_settings(sink) for sink in settings.sinks}
-        self.outbox = Outbox(self.journal, self.sinks, clock=clock)
+        redactor = Redactor(secret_values(settings))
+        self.outbox = Outbox(RedactingOutboxJournal(self.journal, redactor), self.sinks, clock=clock)
         rules = rule_set(settings)
         # One router for every account: it remembers which sinks heard each alarm, so the all-clear follows it.
         router = Router(settings.routes, [sink.name for sink in settings.sinks])

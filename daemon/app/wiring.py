@@ -6,48 +6,17 @@ frozen values. Keeping the translation in one place means neither side knows the
 
 from __future__ import annotations
 
-from typing import Any
-
 from daemon.app.settings import Settings
-from daemon.app.settings_models import RuleOverrides
-from daemon.core.policy_rules import RuleOverride, RuleSet, Thresholds
+from daemon.core.policy_rules import RuleSet
 from daemon.core.topup import TopUpLimits
 from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.marketdata import HubSettings
 
-# Threshold fields shared by the settings and the core (`stale_after_s` belongs to the connector instead).
-_THRESHOLD_FIELDS = (
-    "warning_distance",
-    "critical_distance",
-    "warning_margin_ratio",
-    "critical_margin_ratio",
-    "hysteresis",
-    "min_duration_s",
-    "repeat_interval_s",
-    "divergence_tolerance",
-)
-
-
-def _given(overrides: RuleOverrides) -> dict[str, Any]:
-    return {name: value for name, value in overrides.given().items() if name in _THRESHOLD_FIELDS}
-
 
 def rule_set(settings: Settings) -> RuleSet:
-    """Global thresholds, then per-symbol, per-account and per-account-and-symbol overrides."""
-    base = settings.rules.base
-    defaults = Thresholds(**{name: getattr(base, name) for name in _THRESHOLD_FIELDS})
-    overrides: list[RuleOverride] = [
-        RuleOverride(symbol=symbol, **_given(values)) for symbol, values in settings.rules.symbols.items()
-    ]
-    for account in settings.accounts:
-        if account.rules is None:
-            continue
-        overrides.append(RuleOverride(account=account.id, **_given(account.rules)))
-        overrides.extend(
-            RuleOverride(account=account.id, symbol=symbol, **_given(values))
-            for symbol, values in account.rules.symbols.items()
-        )
-    return RuleSet(defaults, tuple(overrides))
+    """Global thresholds, then per-account, per-symbol and per-account-and-symbol overrides (see
+    `RuleSet.resolve`, which the feeds use for each stream's `stale_after_s` too)."""
+    return settings.rule_set()
 
 
 def topup_limits(settings: Settings, account_id: str) -> TopUpLimits | None:
@@ -76,4 +45,4 @@ def feed_settings(settings: Settings, account_id: str) -> FeedSettings:
 
 def hub_settings(settings: Settings) -> HubSettings:
     """Mark streams go stale past the global `stale_after_s`."""
-    return HubSettings(stale_after_s=settings.rules.stale_after_s)
+    return HubSettings(stale_after_s=settings.rule_set().defaults.stale_after_s)

@@ -82,13 +82,16 @@ class Freshness(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class StreamHealth:
     """A stream's freshness changed. `refused` marks the exchange refusing the account's key or its permissions:
-    the feed has stopped for good (retrying would not help) and a person must act."""
+    the feed has stopped for good (retrying would not help) and a person must act. `silent_since_ms` is when a
+    STALE or DOWN stream last carried data, where the feed knows it (None: at `ts_ms` for DOWN; for STALE, the
+    feed has already waited out the stream's `stale_after_s`)."""
 
     stream: str  # e.g. "positions", "balance", "mark:BTC/USDT:USDT"
     freshness: Freshness
     ts_ms: int
     detail: str = ""
     refused: bool = False
+    silent_since_ms: int | None = None
 
 
 Event = PositionSnapshot | PositionUpdate | MarkPrice | BalanceUpdate | MarketRules | StreamHealth

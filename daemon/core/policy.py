@@ -5,7 +5,10 @@ only when it runs). Rules, one identity each:
 - liquidation_risk (per leg): warning / critical from the distance to liquidation and, for isolated legs, the
   leg's margin ratio (a cross leg's ratio is the account's, judged once by account_margin);
 - account_margin (per account): the cross margin ratio; a cross balance that is not positive is critical;
-- stale_data:<stream> (per stream): critical while a stream is STALE or DOWN;
+- stale_data:<kind> (per account and kind of stream: positions, balance, account, marks): critical once a
+  stream has carried no data for its `stale_after_s`, resolved when every stream of the kind is fresh again
+  (see policy_stale: a reconnect within the threshold says nothing);
+- auth_failure (per account): the exchange refused the key, until a stream of the account is fresh again;
 - divergence (per leg): the model's liquidation price against the exchange's, relative gap beyond tolerance;
 - figures_unknown (per leg): a leg the model cannot judge although every stream is fresh;
 - liquidated (per leg, one message): a leg vanished or closed while its last distance was critical.
@@ -23,6 +26,7 @@ from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
 from daemon.core.events import Freshness, StreamHealth
 from daemon.core.policy_memory import Figures, Level, PolicyMemory, Track
 from daemon.core.policy_rules import RuleSet, Silence, Thresholds
+from daemon.core.policy_stale import STALE_RULE_PREFIX, KindHealth, kinds_health, stale_rule
 from daemon.core.state import Change, ChangeKind
 from daemon.core.types import MarginMode, Side
 from daemon.core.view import AccountView, LegView
@@ -32,7 +36,6 @@ ACCOUNT_RULE = "account_margin"
 DIVERGENCE_RULE = "divergence"
 UNKNOWN_RULE = "figures_unknown"
 LIQUIDATED_RULE = "liquidated"
-STALE_RULE_PREFIX = "stale_data:"
 AUTH_RULE = "auth_failure"
 
 _LEG_RULES = (RISK_RULE, DIVERGENCE_RULE, UNKNOWN_RULE)
@@ -84,7 +87,8 @@ def decide(
     run.account(view)
     refused = any(h.refused and h.freshness is not Freshness.FRESH for h in health.values())
     for stream, stream_health in sorted(health.items()):
-        run.stream(stream, stream_health, refused)
+        run.key(stream, stream_health, refused)
+    run.stale_streams(health, {leg.key[0] for leg in view.legs})
     return run.memory(), tuple(run.alerts)
 
 
@@ -257,8 +261,9 @@ class _Run:
         account_id = self.account_id
         self._advance(after, th, lambda level: text.account_margin(account_id, level, figures, bool(cross)))
 
-    def stream(self, stream: str, health: StreamHealth, refused: bool = False) -> None:
-        """`refused`: some stream of the account is down because the exchange refused the key."""
+    def key(self, stream: str, health: StreamHealth, refused: bool) -> None:
+        """The refused-key alert. `refused`: some stream of the account is down because the exchange refused the
+        key; a stream fresh while none is refused clears it (the key was replaced and marginguard restarted)."""
         th = self.rules.for_account(self.account_id)
         if health.refused:
             self._refused(stream, health, th)
@@ -270,20 +275,32 @@ class _Run:
             and refusal.level is not Level.OK
             and health.freshness is Freshness.FRESH
         ):
-            # A stream carries data again: the key works (it was replaced and marginguard restarted).
             cleared = refusal.step(False, False, self.now, 0.0, Figures())
             self._advance(cleared, th, lambda _level: text.refused(self.account_id, stream, "", cleared=True))
-        identity = AlertIdentity(self.account_id, None, None, STALE_RULE_PREFIX + stream)
+
+    def stale_streams(self, health: Mapping[str, StreamHealth], held_symbols: set[str]) -> None:
+        """One stale-data alert per kind of stream (see policy_stale)."""
+        for key, track in list(self.tracks.items()):
+            rule = track.identity.rule
+            if track.identity.account == self.account_id and rule.startswith(STALE_RULE_PREFIX + "mark:"):
+                # A per-stream identity kept by an older marginguard: the marks alert speaks for it now.
+                del self.tracks[key]
+        for kind in kinds_health(health, self.rules, self.account_id, held_symbols):
+            self._stale(kind)
+
+    def _stale(self, kind: KindHealth) -> None:
+        if kind.held:
+            return  # the refused-key alert says it; this kind's alert holds where it was
+        th = self.rules.for_account(self.account_id)
+        identity = AlertIdentity(self.account_id, None, None, stale_rule(kind.kind))
         track = self._track(identity, AlertKind.STALE_DATA)
-        blind = health.freshness is not Freshness.FRESH
-        # The feed already waited out the stream's threshold before calling it stale: no further delay.
-        after = track.step(blind, blind, self.now, 0.0, Figures())
-        account_id = self.account_id
-        self._advance(
-            after,
-            th,
-            lambda level: text.stale(account_id, stream, level, health.freshness.value, health.detail),
-        )
+        blind = [o for o in kind.outages if o.blind(self.now)]
+        # Fired: it stays so until every stream of the kind is fresh, whatever reconnects happen in between.
+        beyond = bool(blind) or (track.critical.beyond and bool(kind.outages))
+        after = track.step(beyond, beyond, self.now, 0.0, Figures())
+        account_id, now = self.account_id, self.now
+        shown = blind or list(kind.outages)
+        self._advance(after, th, lambda level: text.stale(account_id, kind.kind, level, shown, now))
 
     def _refused(self, stream: str, health: StreamHealth, th: Thresholds) -> None:
         """The exchange refused the key or its permissions: critical until a restart brings the stream back."""

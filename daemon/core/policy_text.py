@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from daemon.core.policy_memory import Figures, Level
+from daemon.core.policy_stale import MARKS, Outage
 
 
 def number(value: float | None) -> str:
@@ -50,11 +53,24 @@ def account_margin(account: str, level: Level, figures: Figures, has_cross: bool
     )
 
 
-def stale(account: str, stream: str, level: Level, freshness: str, detail: str) -> str:
+def _silence(outage: Outage, now: float) -> str:
+    state = outage.health.freshness.value
+    since = f" for {now - outage.silent_since:.0f} s" if outage.silent_since is not None else ""
+    detail = f" ({outage.health.detail})" if outage.health.detail else ""
+    return f"{state}{since}{detail}"
+
+
+def stale(account: str, kind: str, level: Level, outages: Sequence[Outage], now: float) -> str:
+    """A kind of stream silent past its threshold (or fresh again); marks list their symbols."""
+    if kind == MARKS:
+        if level is Level.OK:
+            return f"{account} mark prices are fresh again"
+        listed = "; ".join(f"{o.symbol} {_silence(o, now)}" for o in outages)
+        return f"{account} mark prices stale: {listed}; marginguard may be blind to these positions"
     if level is Level.OK:
-        return f"{account} {stream} stream is fresh again"
-    reason = f": {detail}" if detail else ""
-    return f"{account} {stream} stream is {freshness}{reason}; marginguard may be blind to this account"
+        return f"{account} {kind} stream is fresh again"
+    said = "; ".join(_silence(o, now) for o in outages)
+    return f"{account} {kind} stream is {said}; marginguard may be blind to this account"
 
 
 def refused(account: str, stream: str, detail: str, cleared: bool = False) -> str:

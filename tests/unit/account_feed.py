@@ -80,11 +80,16 @@ def closed(now: float, symbol: str = BTC) -> PositionUpdate:
     return PositionUpdate((PositionFacts(symbol, Side.LONG, 0.0),), ms(now))
 
 
+def prompt(**values: float | None) -> Thresholds:
+    """The default thresholds, except that a level is reported as soon as it is crossed (no minimum duration)."""
+    return Thresholds(**{"min_duration_s": 0.0, **values})  # type: ignore[arg-type]
+
+
 @dataclass
 class Feed:
     """One account: events in, alerts out, the policy memory carried between steps like the runner does."""
 
-    thresholds: Thresholds = field(default_factory=Thresholds)
+    thresholds: Thresholds = field(default_factory=prompt)
     rule_set: RuleSet | None = None
     silences: list[Silence] = field(default_factory=list)
     state: AccountState = field(default_factory=lambda: AccountState(ACCOUNT, "binance"))

@@ -153,7 +153,6 @@ BAD_INPUTS = [
         with_position_field(1, "contract_type", "inverse"),
         "positions[1].contract_type: cannot mix linear and inverse",
     ),
-    ("no maintenance rate", with_position_field(0, "mmr", None), "positions[0].mmr: required"),
 ]
 
 

@@ -75,7 +75,7 @@ INVALID_CONFIGS = [
         '[rules.symbols."BTC/USDT:USDT"]\nwarning_distance = 0.04\n',
         'rules.symbols."BTC/USDT:USDT".critical_distance: must be smaller than warning_distance',
     ),
-    ("[rules]\nwarning_distance = 1.5\n", "rules.warning_distance: input should be less than 1"),
+    ("[rules]\nwarning_distance = 1.5\n", "rules.warning_distance: must be less than 1"),
     ("[rules]\nwarning_distance = 'far'\n", "rules.warning_distance: input should be a valid number"),
     ("[topup]\ntarget_distance = 0.04\n", "topup.target_distance: must be larger than trigger_distance"),
     ("[topup]\nenabled = true\n", "topup.max_per_action: required when top-up is enabled"),
@@ -99,6 +99,15 @@ INVALID_CONFIGS = [
         '[[sinks]]\nname = "w"\ntype = "slack"\nurl = "https://x"\nhmac_secret = "abc"\n',
         "sinks[0].hmac_secret: only webhook sinks sign",
     ),
+    # ccxt's verbose mode prints each request with its API key straight to stdout.
+    (
+        BINANCE_ACCOUNT + "[accounts.ccxt_config]\nverbose = true\n",
+        "accounts[0].ccxt_config.verbose: ccxt then",
+    ),
+    # Before: taken without a word, leaving /status and /metrics open to the network.
+    ('[daemon]\nhttp_bind = "0.0.0.0:9108"\n', "daemon.http_bind: 0.0.0.0 is reachable from other machines"),
+    ('[daemon]\nhttp_bind = "[::]:9108"\n', "daemon.http_bind: :: is reachable from other machines"),
+    ('[daemon]\nhttp_bind = "monitor.lan:9108"\n', "daemon.http_bind: monitor.lan is reachable"),
     (
         '[[sinks]]\nname = "w"\ntype = "webhook"\nurl = "https://x"\n\n[[routes]]\nsinks = ["pager"]\n',
         "routes[0].sinks: unknown sink 'pager' (known: w)",
@@ -151,6 +160,20 @@ def test_check_config_names_the_field_of_each_mistake_and_exits_2(
             "config error: secrets_dir: /nonexistent/secrets is not",
         ),
         ({"MARGINGUARD_SINKS": "[{name: x}]"}, "config error: environment MARGINGUARD_SINKS: not valid JSON"),
+        # Before: a misspelt section, or a key without its section, was skipped and the default stayed.
+        (
+            {"MARGINGUARD_RULEZ__WARNING_DISTANCE": "0.2"},
+            "config error: environment MARGINGUARD_RULEZ__WARNING_DISTANCE: unknown section 'rulez' (known: ",
+        ),
+        (
+            {"marginguard_topup__enabled": "true", "MARGINGUARD_TOPUPP__ENABLED": "true"},
+            "config error: environment MARGINGUARD_TOPUPP__ENABLED: unknown section 'topupp'",
+        ),
+        (
+            {"MARGINGUARD_LOG_LEVEL": "debug"},
+            "config error: environment MARGINGUARD_LOG_LEVEL: not a marginguard setting (write MARGINGUARD_<SECTION>",
+        ),
+        ({"MARGINGUARD_TOPUP__MAX_PER_ACTIN": "5"}, "config error: topup.max_per_actin: unknown key"),
     ],
 )
 def test_check_config_reports_bad_environment_overrides(
@@ -160,6 +183,57 @@ def test_check_config_reports_bad_environment_overrides(
 
     assert result.returncode == 2
     assert result.stderr.startswith(expected), result.stderr
+
+
+def test_a_misspelt_section_in_the_secrets_directory_is_refused(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "marginguard_rulez__warning_distance").write_text("0.2\n")
+    (secrets / "binance_key").write_text("not a setting: a credential some *_file key may read\n")
+
+    result = check_config(write(tmp_path, ""), "--secrets-dir", str(secrets))
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"config error: secret file {secrets / 'marginguard_rulez__warning_distance'}: unknown section 'rulez' "
+        "(known: daemon, accounts, rules, topup, sinks, routes)\n"
+    )
+
+
+def test_a_variable_named_by_an_env_key_is_not_a_stray_setting(tmp_path: Path) -> None:
+    config = write(
+        tmp_path, BINANCE_ACCOUNT.replace('api_key = "key-0123456789"', 'api_key_env = "MARGINGUARD_KEY"')
+    )
+
+    result = check_config(config, env={"MARGINGUARD_KEY": API_KEY})
+
+    assert result.returncode == 0, result.stderr
+    assert API_KEY not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("journal.sqlite", "is a directory"),  # made a directory below
+        ("plain-file/journal.sqlite", "plain-file is not a directory, so"),
+        ("notes.txt", "is not an SQLite database"),
+        ("/proc/marginguard/journal.sqlite", "cannot be created in /proc"),  # unwritable, even for root
+    ],
+)
+def test_a_journal_path_that_cannot_be_written_is_refused_by_check_config(
+    tmp_path: Path, where: str, expected: str
+) -> None:
+    # Before: check-config said "valid" and `run` crashed on its first write with a traceback.
+    (tmp_path / "journal.sqlite").mkdir()
+    (tmp_path / "plain-file").write_text("")
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    config = write(tmp_path, f'[daemon]\nstorage_path = "{where}"\n')
+
+    result = check_config(config)
+
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.startswith("config error: daemon.storage_path: "), result.stderr
+    assert expected in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_toml_syntax_errors_carry_the_line_number(tmp_path: Path) -> None:

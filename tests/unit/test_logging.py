@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +45,8 @@ def clean_logging() -> Iterator[None]:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if h.get_name() == "marginguard"]:
         root.removeHandler(handler)
+    logging.captureWarnings(False)
+    sys.excepthook = sys.__excepthook__
 
 
 def assert_no_secret(text: str) -> None:
@@ -182,3 +186,23 @@ url = "{WEBHOOK_URL}"
     log.info("sending", to=f"{WEBHOOK_URL}?attempt=1")
 
     assert_no_secret(out.getvalue())
+
+
+def test_an_uncaught_exception_and_a_warning_leave_the_process_redacted() -> None:
+    program = f"""
+import warnings
+from daemon.app.logging import configure_logging, register_secrets
+register_secrets([{SECRET!r}, {WEBHOOK_URL!r}])
+configure_logging("json")
+warnings.warn("retrying with {SECRET}")
+raise RuntimeError("gave up on {WEBHOOK_URL} with {SECRET}")
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 1
+    assert_no_secret(completed.stdout + completed.stderr)
+    lines = [json.loads(line) for line in completed.stdout.splitlines()]
+    assert [line["event"] for line in lines][-1] == "uncaught exception"
+    assert "RuntimeError: gave up on" in lines[-1]["exception"]
+    assert any("retrying with ***" in line["event"] for line in lines)

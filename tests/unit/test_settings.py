@@ -13,10 +13,10 @@ from daemon.app.settings_models import (
     AccountSettings,
     DaemonSettings,
     RouteSettings,
-    RulesSettings,
     SinkSettings,
     TopUpSettings,
 )
+from daemon.app.settings_rules import RulesSettings
 from daemon.app.settings_view import secret_values
 from tests.unit.settings_samples import (
     API_KEY,
@@ -64,10 +64,9 @@ def test_journal_lives_next_to_the_config_or_in_the_systemd_state_directory(tmp_
     settings = load_settings(config, env={"STATE_DIRECTORY": str(state)})
     assert settings.daemon.storage_path == state / "marginguard.sqlite"
 
-    absolute = write(tmp_path, '[daemon]\nstorage_path = "/var/lib/mg/journal.sqlite"\n', "abs.toml")
-    assert load_settings(absolute, env={"STATE_DIRECTORY": str(state)}).daemon.storage_path == Path(
-        "/var/lib/mg/journal.sqlite"
-    )
+    elsewhere = tmp_path / "elsewhere" / "journal.sqlite"
+    absolute = write(tmp_path, f'[daemon]\nstorage_path = "{elsewhere}"\n', "abs.toml")
+    assert load_settings(absolute, env={"STATE_DIRECTORY": str(state)}).daemon.storage_path == elsewhere
 
 
 def test_environment_overrides_the_file_key_by_key(tmp_path: Path) -> None:
@@ -196,12 +195,14 @@ critical_distance = 0.03
     )
     settings = load_settings(config, env={})
 
-    rules = settings.rules_for("main")
-    assert rules.warning_distance == 0.2 and rules.critical_distance == 0.05
-    eth = rules.for_symbol("ETH/USDT:USDT")
+    rules = settings.rule_set()
+    main = rules.resolve("main", None)
+    assert main.warning_distance == 0.2 and main.critical_distance == 0.05
+    eth = rules.resolve("main", "ETH/USDT:USDT")
     assert (eth.warning_distance, eth.critical_distance) == (0.15, 0.08)
-    assert rules.for_symbol("BTC/USDT:USDT").warning_distance == 0.07
-    assert rules.for_symbol("SOL/USDT:USDT").warning_distance == 0.2
+    assert rules.resolve("main", "BTC/USDT:USDT").warning_distance == 0.07
+    assert rules.resolve("main", "SOL/USDT:USDT").warning_distance == 0.2
+    assert rules.resolve("other", "SOL/USDT:USDT").warning_distance == 0.10
     topup = settings.topup_for("main")
     assert (topup.enabled, topup.max_per_action, topup.target_distance) == (True, 50.0, 0.15)
     assert settings.topup.enabled is False  # the global section is unchanged
@@ -298,3 +299,18 @@ def test_demo_config_points_one_account_at_the_simulator_with_live_topups() -> N
     assert sink.type == "webhook" and sink.url is not None
     assert sink.url.get_secret_value().startswith("http://127.0.0.1:")
     assert settings.daemon.storage_path == DEMO.parent / "demo.sqlite"
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1:9108", "127.8.0.1:1", "[::1]:9108", "localhost:9108"])
+def test_loopback_addresses_need_no_opt_in(tmp_path: Path, bind: str) -> None:
+    assert (
+        load_settings(write(tmp_path, f'[daemon]\nhttp_bind = "{bind}"\n'), env={}).daemon.http_bind == bind
+    )
+
+
+def test_a_remote_http_bind_is_taken_when_explicitly_allowed(tmp_path: Path) -> None:
+    config = write(tmp_path, '[daemon]\nhttp_bind = "0.0.0.0:9108"\nallow_remote_http = true\n')
+    assert load_settings(config, env={}).daemon.http_host == "0.0.0.0"
+    env = {"MARGINGUARD_DAEMON__HTTP_BIND": "0.0.0.0:9108"}
+    with pytest.raises(SettingsError, match=r"^config error: daemon\.http_bind: 0\.0\.0\.0 is reachable"):
+        load_settings(write(tmp_path, "", "plain.toml"), env=env)
