@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
-
-from daemon.notify.outbox import BATCH, DeliveryLike, OutboxJournal
 
 MASK = "***"
 # Shorter "secrets" would mask ordinary words everywhere; no real credential is this short.
@@ -130,30 +128,3 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(item) for item in value]
         return value
-
-
-class RedactingOutboxJournal:
-    """The outbox's journal with every delivery error redacted before it is written: a receiver's error page
-    that echoes the webhook path must not bring its token into `last_error` (and from there into `history`)."""
-
-    def __init__(self, journal: OutboxJournal, redactor: Redactor) -> None:
-        self._journal = journal
-        self._redactor = redactor
-
-    def due_deliveries(self, now: float, limit: int = BATCH) -> Sequence[DeliveryLike]:
-        return self._journal.due_deliveries(now, limit)
-
-    def next_delivery_time(self) -> float | None:
-        return self._journal.next_delivery_time()
-
-    def mark_sent(self, delivery_id: int, now: float) -> None:
-        self._journal.mark_sent(delivery_id, now)
-
-    def mark_retry(self, delivery_id: int, next_attempt_at: float, error: str) -> None:
-        self._journal.mark_retry(delivery_id, next_attempt_at, self._redactor.text(error))
-
-    def mark_failed(self, delivery_id: int, error: str) -> None:
-        self._journal.mark_failed(delivery_id, self._redactor.text(error))
-
-    def pending_deliveries(self) -> int:
-        return self._journal.pending_deliveries()

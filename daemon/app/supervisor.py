@@ -19,7 +19,7 @@ import structlog
 
 from daemon.app import systemd
 from daemon.app.http import Metrics, build_app, start_http
-from daemon.app.redaction import RedactingOutboxJournal, Redactor
+from daemon.app.redaction import Redactor
 from daemon.app.runner import AccountRunner, RunnerConfig
 from daemon.app.settings import Settings
 from daemon.app.settings_models import SinkSettings
@@ -54,11 +54,10 @@ class Daemon:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        self.journal = Journal(settings.daemon.storage_path)
+        self.journal = Journal(settings.daemon.storage_path, redact=Redactor(secret_values(settings)).text)
         self.metrics = Metrics()
         self.sinks = {sink.name: sink_from_settings(sink) for sink in settings.sinks}
-        redactor = Redactor(secret_values(settings))
-        self.outbox = Outbox(RedactingOutboxJournal(self.journal, redactor), self.sinks, clock=clock)
+        self.outbox = Outbox(self.journal, self.sinks, clock=clock)
         rules = rule_set(settings)
         # One router for every account: it remembers which sinks heard each alarm, so the all-clear follows it.
         router = Router(settings.routes, [sink.name for sink in settings.sinks])

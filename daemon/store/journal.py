@@ -23,7 +23,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -54,8 +54,11 @@ class _Row:
 
 
 class Journal(JournalRecords):
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, redact: Callable[[str], str] | None = None) -> None:
+        """`redact` masks secrets in the free text the journal keeps (delivery errors, top-up details): a
+        receiver's error page that echoes its webhook URL must not bring the token into `history`."""
         self.path = Path(path)
+        self.redact: Callable[[str], str] = redact if redact is not None else _unchanged
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
@@ -326,11 +329,11 @@ class Journal(JournalRecords):
             delivery_id,
             (
                 "UPDATE deliveries SET attempts=attempts+1, next_attempt_at=?, last_error=? WHERE id=?",
-                (next_attempt_at, error[:500], delivery_id),
+                (next_attempt_at, self.redact(error)[:500], delivery_id),
             ),
             status="pending",
             next_attempt_at=next_attempt_at,
-            error=error[:500],
+            error=self.redact(error)[:500],
         )
 
     def mark_failed(self, delivery_id: int, error: str) -> None:
@@ -338,10 +341,10 @@ class Journal(JournalRecords):
             delivery_id,
             (
                 "UPDATE deliveries SET status='failed', attempts=attempts+1, last_error=? WHERE id=?",
-                (error[:500], delivery_id),
+                (self.redact(error)[:500], delivery_id),
             ),
             status="failed",
-            error=error[:500],
+            error=self.redact(error)[:500],
         )
 
     def _update_delivery(
@@ -396,3 +399,7 @@ def _same_message(payload: str, alert: Alert) -> bool:
     mine = alert_to_dict(alert)
     mine.pop("origin", None)
     return bool(stored == json.loads(json.dumps(mine)))
+
+
+def _unchanged(text: str) -> str:
+    return text

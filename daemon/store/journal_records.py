@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +29,7 @@ class JournalRecords:
     _db: sqlite3.Connection
     _spill: Spill
     created: float
+    redact: Callable[[str], str]
 
     def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[sqlite3.Cursor]:
         raise NotImplementedError
@@ -46,6 +47,7 @@ class JournalRecords:
 
     def settle_intent(self, intent_key: str, status: str, detail: str, now: float) -> None:
         """Record an intent's outcome (held in memory, and read back from there, while it cannot be written)."""
+        detail = self.redact(detail)
         statement = (
             "UPDATE topup_intents SET status=?, detail=?, updated=? WHERE intent_key=?",
             (status, detail, now, intent_key),
