@@ -95,12 +95,13 @@ class Totals:
         return "\n".join(lines)
 
 
-def by_invariant(results: Iterable[PathResult]) -> dict[str, list[int]]:
-    """Which seeds broke which invariant."""
-    found: dict[str, list[int]] = {}
+def by_invariant(results: Iterable[PathResult]) -> dict[str, list[str]]:
+    """Which seeds ("dialect:seed") broke which invariant."""
+    found: dict[str, list[str]] = {}
     for result in results:
         for violation in result.violations:
             seeds = found.setdefault(violation.invariant, [])
-            if result.seed not in seeds:
-                seeds.append(result.seed)
+            name = f"{result.dialect}:{result.seed}"
+            if name not in seeds:
+                seeds.append(name)
     return found
