@@ -51,6 +51,7 @@ class Executor:
     async def play(self, checker: Checker) -> None:
         for index, step in enumerate(self.path.steps):
             checker.step_index = index
+            self.world.recorder.timeline.append((time.time(), index, step.describe()))
             if step.op == "quiet":
                 await checker.quiet(float(step.arg("seconds")))
                 continue
@@ -75,9 +76,15 @@ class Executor:
         self.engine.set_mark(symbol, self._tick(symbol, price))
 
     def _leg(self, step: Step) -> SimPosition:
-        pos = self.engine.find_position(self.key, step.arg("symbol"), Side(step.arg("side")))
+        """The step's leg; failing that the symbol's other leg, or any open leg (a path's sides are drawn
+        blind, and a step on a leg that is not there would only be refused)."""
+        symbol, side = step.arg("symbol"), Side(step.arg("side"))
+        pos = self.engine.find_position(self.key, symbol, side) or self.engine.find_position(self.key, symbol)
+        legs = self.engine.account(self.key).positions
+        if pos is None and legs:
+            pos = legs[0]
         if pos is None:
-            raise EngineError("no_position", "no such leg")
+            raise EngineError("no_position", "no open leg")
         return pos
 
     def _contracts(self, symbol: str, contracts: float) -> float:

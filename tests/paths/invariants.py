@@ -52,6 +52,10 @@ class Checker:
             self._seen.add(key)
             self.violations.append(Violation(invariant, self.step_index if step is None else step, detail))
 
+    def _patience(self, seconds: float) -> float:
+        """Once a path has failed, later checks wait less: they only look for further distinct findings."""
+        return seconds if not self.violations else min(seconds, 5.0)
+
     # ---- after each quiet period ----
 
     async def quiet(self, seconds: float) -> None:
@@ -67,7 +71,7 @@ class Checker:
 
     async def _converge(self) -> None:
         world = self.world
-        deadline = time.monotonic() + CONVERGE_S
+        deadline = time.monotonic() + self._patience(CONVERGE_S)
         while True:
             found = differences(await world.status(), ACCOUNT, world.engine, world.api_key)
             if not found:
@@ -84,7 +88,7 @@ class Checker:
     async def _liquidations_told(self) -> None:
         world = self.world
         records = [r for r in world.engine.liquidations if r["api_key"] == world.api_key]
-        deadline = time.monotonic() + TOLD_S
+        deadline = time.monotonic() + self._patience(TOLD_S)
         while True:
             told: dict[tuple[str, str], int] = defaultdict(int)
             for doc in self._webhook():
@@ -155,7 +159,8 @@ class Checker:
             self.fail(
                 "topup",
                 f"{move.amount:.4f} added to {move.symbol} {move.side} while the oracle's distance was "
-                f"{nearest} (trigger {settings.trigger_distance})",
+                f"{nearest} (trigger {settings.trigger_distance}); steps before: "
+                f"{world.recorder.steps_between(move.ts - 15.0, move.ts)}",
             )
 
     def _add_margin_path(self) -> str:
@@ -258,7 +263,7 @@ class Checker:
                 self.fail(
                     "stale",
                     f"stale-data alert with no silence beyond {stale_after} s: {doc['summary']} "
-                    f"(at {doc['ts']:.1f}, silences {[(round(s, 1), round(e, 1)) for s, e in silences]})",
+                    f"after steps {self.world.recorder.steps_between(doc['ts'] - 2 * stale_after, doc['ts'])}",
                 )
         for start, end in silences:
             inside = [d for d in alerts if start + stale_after - 1.0 <= d["ts"] <= end + 5.0]

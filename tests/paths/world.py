@@ -90,6 +90,7 @@ class Recorder:
     kills: list[float] = field(default_factory=list)  # wall-clock
     kill_times: list[float] = field(default_factory=list)  # monotonic, as the receiver stamps arrivals
     events: int = 0
+    timeline: list[tuple[float, int, str]] = field(default_factory=list)  # (wall clock, step index, step)
     _margins: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def on_event(self, event: Event) -> None:
@@ -104,6 +105,10 @@ class Recorder:
                 MarginMove(time.time(), event.symbol, event.side.value, margin - self._margins.get(key, 0.0))
             )
         self._margins[key] = margin
+
+    def steps_between(self, since: float, until: float) -> list[str]:
+        """The steps started in [since, until], as "index op(args)"."""
+        return [f"{i} {text}" for ts, i, text in self.timeline if since <= ts <= until]
 
     def sample(self) -> None:
         """The oracle's distance to liquidation of every open leg, now."""
