@@ -12,6 +12,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -227,8 +228,14 @@ class Executor:
         await self.world.kill_daemon(float(step.arg("down_s")))
 
 
-async def run_path(path: MarketPath, state_dir: Path, settings: Settings | None = None) -> PathResult:
-    """Play one path from a fresh simulator, receiver and journal; the violations found on the way."""
+async def run_path(
+    path: MarketPath,
+    state_dir: Path,
+    settings: Settings | None = None,
+    inspect: Callable[[World], None] | None = None,
+) -> PathResult:
+    """Play one path from a fresh simulator, receiver and journal; the violations found on the way.
+    `inspect` sees the world at the end, before it is torn down (to dig into a finding)."""
     chosen = settings or Settings()
     started = time.monotonic()
     violations: list[Violation] = []
@@ -244,6 +251,8 @@ async def run_path(path: MarketPath, state_dir: Path, settings: Settings | None 
                 await checker.final()
             finally:
                 sampler.cancel()
+        if inspect is not None:
+            inspect(world)
         output = world.output() if violations else ""
         return PathResult(
             seed=path.seed,
