@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ class Executor:
             try:
                 await self.step(step)
             except EngineError as exc:
-                self.skipped.append(f"{index} {step.describe()}: {exc.kind}")
+                self.skipped.append(f"{step.op}: {exc.kind}")
             self.world.recorder.sample()
 
     # ---- one step ----
@@ -268,4 +269,5 @@ async def run_path(
             seconds=time.monotonic() - started,
             violations=violations,
             daemon_output=output,
+            refusals=dict(Counter(executor.skipped)),
         )
