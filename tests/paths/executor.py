@@ -19,12 +19,14 @@ from typing import Any
 
 from daemon.core.types import MarginMode, Side
 from daemon.sim.engine import Engine, EngineError, SimPosition
+from daemon.sim.faults import KINDS as FAULT_KINDS
 from daemon.sim.faults import Faults
 from tests.paths.generator import ADD_MARGIN_PATHS, MarketPath, Step, count_faults, count_kills
 from tests.paths.invariants import Checker
 from tests.paths.report import PathResult, Violation
 from tests.paths.world import Settings, World
 
+RESTART_DOWN_S = 1.0
 SETTLE_S = 0.3  # a pause after most steps, so the daemon sees each state at least once
 
 
@@ -222,8 +224,14 @@ class Executor:
         await asyncio.sleep(float(step.arg("seconds")) + 0.5)
 
     async def _do_sim_restart(self, step: Step) -> None:
-        await self.world.restart_sim()
-        await asyncio.sleep(1.0)
+        """The exchange restarts: the simulator's own fault where it has one (sockets closed, requests refused
+        for a second, what a restart forgets forgotten), else its server stopped and started on the same port."""
+        if "restart" in FAULT_KINDS:
+            self.faults.set("restart", down_s=RESTART_DOWN_S)
+            await asyncio.sleep(RESTART_DOWN_S + 1.0)
+        else:
+            await self.world.restart_sim()
+            await asyncio.sleep(1.0)
 
     async def _do_kill(self, step: Step) -> None:
         await self.world.kill_daemon(float(step.arg("down_s")))
