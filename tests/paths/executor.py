@@ -78,6 +78,7 @@ class Executor:
 
     def _set_mark(self, symbol: str, price: float) -> None:
         self.engine.set_mark(symbol, self._tick(symbol, price))
+        self.world.recorder.sample()  # every mark the daemon may decide on is on record, however brief
 
     def _leg(self, step: Step) -> SimPosition:
         """The step's leg; failing that the symbol's other leg, or any open leg (a path's sides are drawn
