@@ -195,9 +195,12 @@ class Executor:
     async def _do_stall(self, step: Step) -> None:
         seconds = float(step.arg("seconds"))
         start = time.time()
+        # Marks are watched for held symbols only, and private streams push only on change: without a leg, a
+        # stall silences nothing the daemon judges.
+        watched = bool(self.engine.account(self.key).positions)
         self.faults.set("stall", duration_s=seconds)
         await asyncio.sleep(seconds)
-        if seconds > self.world.settings.stale_after_s:
+        if seconds > self.world.settings.stale_after_s and watched:
             self.world.recorder.silences.append((start, time.time()))
         await asyncio.sleep(1.0)
 
