@@ -26,7 +26,8 @@ def _defect(reason: str) -> pytest.MarkDecorator:
 
 
 SEEDS = [
-    # Clean on main: kills, simulator restarts, stalls beyond stale_after_s, late answers, hedge legs.
+    # Clean on main: SIGKILLs, stalls beyond stale_after_s, drops, an exchange restart, hedge legs (binance-35),
+    # a 429 burst and an answer after the client's timeout (okx-15).
     pytest.param("binance", 35, id="binance-35"),
     pytest.param("bybit", 7, id="bybit-7"),
     pytest.param("okx", 15, id="okx-15"),
