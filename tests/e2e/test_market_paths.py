@@ -20,7 +20,7 @@ from tests.paths.executor import Executor, run_path
 from tests.paths.generator import DIALECTS, FAULTS, PathOptions, generate
 from tests.paths.picture import differences, oracle_legs
 
-# Short paths: 14 steps (10 drawn, quiet checks after the 5th and at the end), about 10-40 s each.
+# Short paths: 14 steps (10 drawn, quiet checks after the 5th and at the end), about 10-45 s each.
 OPTIONS = PathOptions(steps=10, quiet_every=5, sim_restart=True)
 
 
@@ -39,8 +39,8 @@ SEEDS = [
     # Defects fixed on other branches (issue 8), each caught here:
     pytest.param(
         "binance",
-        23,
-        id="binance-23",
+        202,
+        id="binance-202",
         marks=_defect(
             "feeds: one malformed frame kills ccxt's receive loop, marks frozen until stale_after_s"
         ),
