@@ -51,18 +51,10 @@ SEEDS = [
         id="bybit-9",
         marks=_defect("gateway: Bybit balance pushes carry equity, the cross wallet counts the PnL twice"),
     ),
-    pytest.param(
-        "bybit",
-        58,
-        id="bybit-58",
-        marks=_defect("liq: a gap through liquidation on Bybit is not told as a liquidation"),
-    ),
-    pytest.param(
-        "okx",
-        2,
-        id="okx-2",
-        marks=_defect("liq: a gap through liquidation on OKX is not told as a liquidation"),
-    ),
+    # Not here: the liq defect (a gap through liquidation told as an all-clear on Bybit and OKX). bybit:58 and
+    # okx:2 catch it in about two runs of three only: whether the daemon sees the gap's mark frame before the
+    # position's close push is a race between two sockets, and a strict marker on a race would make the suite
+    # flaky. tests/e2e/test_gap_liquidation.py (liq) covers it; the soak replays them.
 ]
 
 
