@@ -31,12 +31,12 @@ from daemon.core.topup import Refused, TopUp, TopUpDecision, TopUpLimits, decide
 from daemon.core.types import MarginMode
 from daemon.core.view import AccountView, LegView
 from daemon.exchanges.actuator import Actuator
-from daemon.exchanges.client_records import ClientRecords
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
 from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.marketdata import MarketHub
 from daemon.exchanges.records import AccountRecords
+from daemon.exchanges.venue_records import VenueRecords
 from daemon.store import Journal
 from daemon.store.memory_codec import memory_from_json, memory_to_json
 
@@ -153,8 +153,18 @@ class AccountRunner:
     def _records(self) -> AccountRecords:
         if self.records is None:
             assert self.connector is not None
-            self.records = ClientRecords(self.connector.client)
+            connector = self.connector
+            self.records = VenueRecords(
+                connector.client, connector.quirks, symbols=lambda: self._watched_symbols(connector)
+            )
         return self.records
+
+    def _watched_symbols(self, connector: Connector) -> set[str]:
+        """The symbols whose records are asked for where the venue wants one (Binance's margin history):
+        those configured, those held, and those of top-ups still to be settled (their leg may be gone)."""
+        held = {symbol for symbol, _side in connector.state.legs}
+        pending = {record.symbol for record in self.executor.unsettled if record.symbol != "*"}
+        return set(self.config.account.symbols or ()) | held | pending
 
     # ---- alerts ----
 
