@@ -11,14 +11,17 @@ only when it runs). Rules, one identity each:
 - auth_failure (per account): the exchange refused the key, until a stream of the account is fresh again;
 - divergence (per leg): the model's liquidation price against the exchange's, relative gap beyond tolerance;
 - figures_unknown (per leg): a leg the model cannot judge although every stream is fresh;
-- liquidated (per leg, one message): a leg vanished or closed while its last distance was critical.
+- liquidated (per leg, one message): the exchange's records say it liquidated the leg (critical, with the price
+  it closed at); the records could not be read in time (a warning: the leg vanished, the cause is unknown); or,
+  where marginguard reads no records of the venue, the leg vanished or closed while its last distance was
+  critical. A leg the records show closed without a liquidation ends with its alerts resolved ("closed").
 Unknown figures neither fire nor resolve anything: the identity holds where it was.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from daemon.core import policy_text as text
@@ -41,6 +44,7 @@ AUTH_RULE = "auth_failure"
 _LEG_RULES = (RISK_RULE, DIVERGENCE_RULE, UNKNOWN_RULE)
 _SEVERITY = {Level.WARNING: Severity.WARNING, Level.CRITICAL: Severity.CRITICAL}
 _GONE = {ChangeKind.VANISHED: "vanished from the exchange's positions", ChangeKind.CLOSED: "closed"}
+_OWNER_CLOSED = "closed (the exchange's records show no liquidation)"
 
 
 def risk_identity(account: str, symbol: str, side: Side) -> AlertIdentity:
@@ -59,19 +63,28 @@ def decide(
     *,
     exchange: str,
     positions_known: bool,
+    asking: Collection[tuple[str, Side]] = (),
 ) -> tuple[PolicyMemory, tuple[Alert, ...]]:
     """The alerts to send now (firing, repeated or resolved), and the memory to pass next time.
 
     `changes` are those `state.apply` reported since the last call. `positions_known` says a complete positions
     snapshot has been folded in (`state.last_snapshot_ms is not None`): only then does a leg the memory knows
     but the view lacks count as gone, which after a restart with a kept memory reports the legs that went
-    while marginguard was down, and before that snapshot reports nothing.
+    while marginguard was down, and before that snapshot reports nothing. `asking` lists the legs whose end the
+    shell is asking the exchange's records about: nothing is said about them until the answer comes as a
+    change (LIQUIDATED, CLOSED_BY_OWNER or GONE_UNEXPLAINED).
     """
     run = _Run(view.account_id, exchange, rules, silences, now, memory)
     blind = any(h.freshness is not Freshness.FRESH for h in health.values())
     for change in changes:
         if change.kind in _GONE:
             run.leg_gone(change.symbol, change.side, _GONE[change.kind])
+        elif change.kind is ChangeKind.LIQUIDATED:
+            run.leg_liquidated(change)
+        elif change.kind is ChangeKind.CLOSED_BY_OWNER:
+            run.leg_gone(change.symbol, change.side, _OWNER_CLOSED, judged_by_distance=False)
+        elif change.kind is ChangeKind.GONE_UNEXPLAINED:
+            run.leg_unexplained(change)
     for leg in view.legs:
         run.leg(leg, blind)
     if positions_known:
@@ -81,7 +94,8 @@ def decide(
             for track in run.tracks.values()
             if track.identity.account == view.account_id and track.identity.rule in _LEG_RULES
         }
-        for symbol, side in sorted(remembered - live, key=str):
+        held_back = {(symbol, side.value) for symbol, side in asking}
+        for symbol, side in sorted(remembered - live - held_back, key=str):
             if symbol is not None and side is not None:
                 run.leg_gone(symbol, Side(side), "is not among the exchange's positions")
     run.account(view)
@@ -202,9 +216,8 @@ class _Run:
             lambda level: text.divergence(subject, level, model, exchange_price, th.divergence_tolerance),
         )
 
-    def leg_gone(self, symbol: str, side: Side, how: str) -> None:
-        th = self.rules.for_symbol(self.account_id, symbol)
-        subject = _subject(symbol, side.value, self.account_id)
+    def _end_leg(self, symbol: str, side: Side) -> tuple[list[Track], Figures]:
+        """Forget the leg's open identities; returns them and the leg's last known figures."""
         risk = self.tracks.get(risk_identity(self.account_id, symbol, side).key)
         leg_tracks = [
             track
@@ -216,12 +229,40 @@ class _Run:
         ]
         for track in leg_tracks:
             del self.tracks[track.identity.key]
-        last = risk.figures if risk is not None else Figures()
+        return leg_tracks, risk.figures if risk is not None else Figures()
+
+    def leg_liquidated(self, change: Change) -> None:
+        """The exchange's records say it liquidated the leg: one critical message, never an all-clear (the
+        leg's open alerts end with it rather than with a resolve each)."""
+        _tracks, last = self._end_leg(change.symbol, change.side)
+        subject = _subject(change.symbol, change.side.value, self.account_id)
+        figures = replace(
+            last, contracts=change.contracts if change.contracts is not None else last.contracts
+        )
+        identity = AlertIdentity(self.account_id, change.symbol, change.side.value, LIQUIDATED_RULE)
+        summary = text.liquidated_by_exchange(subject, change.price, change.contracts, change.detail, last)
+        self._send(identity, AlertKind.LIQUIDATED, Level.CRITICAL, figures, summary)
+
+    def leg_unexplained(self, change: Change) -> None:
+        """The leg left the picture and the exchange's records could not be read in time: a warning that says
+        so (it may have been liquidated), never an all-clear."""
+        _tracks, last = self._end_leg(change.symbol, change.side)
+        subject = _subject(change.symbol, change.side.value, self.account_id)
+        identity = AlertIdentity(self.account_id, change.symbol, change.side.value, LIQUIDATED_RULE)
+        summary = text.gone_unexplained(subject, change.detail, last)
+        self._send(identity, AlertKind.LIQUIDATED, Level.WARNING, last, summary)
+
+    def leg_gone(self, symbol: str, side: Side, how: str, judged_by_distance: bool = True) -> None:
+        """A leg closed or vanished. `judged_by_distance`: no record of the exchange says how, so a leg last
+        seen near liquidation is told as probably liquidated (the fallback where marginguard reads no records)."""
+        th = self.rules.for_symbol(self.account_id, symbol)
+        subject = _subject(symbol, side.value, self.account_id)
+        leg_tracks, last = self._end_leg(symbol, side)
         near = last.distance is not None and (
             last.distance <= 0.0
             or (th.critical_distance is not None and last.distance <= th.critical_distance)
         )
-        if near:
+        if near and judged_by_distance:
             # One message says it all; the leg's open alerts end with it rather than with a resolve each.
             identity = AlertIdentity(self.account_id, symbol, side.value, LIQUIDATED_RULE)
             self._send(
