@@ -21,6 +21,7 @@ import structlog
 
 from daemon.app.executor import TopUpExecutor
 from daemon.app.http import Metrics
+from daemon.app.leg_endings import LegEndings
 from daemon.core.alerts import Alert
 from daemon.core.policy import decide, risk_identity
 from daemon.core.policy_memory import PolicyMemory
@@ -84,6 +85,8 @@ class AccountRunner:
         self._silences: list[Silence] = []
         self._silences_read_at = -math.inf
         self.executor = TopUpExecutor(self.account_id, journal, metrics, config.limits, clock)
+        # Legs that closed or vanished wait here until the exchange's records say whether it liquidated them.
+        self.endings = LegEndings(clock)
 
     # ---- state the supervisor reads ----
 
@@ -121,7 +124,9 @@ class AccountRunner:
     async def step(self, actuator: Actuator) -> None:
         assert self.connector is not None
         state, view = self.connector.state, self.connector.view
-        changes, self._changes = self._changes, []
+        changes, self._changes = self.endings.hold(self._changes), []
+        if self.endings.asking:
+            changes += await self.endings.ask(self._records(), state)
         silences = self._active_silences(self.clock())
         before = self._memory
         if state.last_snapshot_ms is not None and self.executor.unsettled:
@@ -140,6 +145,7 @@ class AccountRunner:
             now,
             exchange=self.config.account.exchange,
             positions_known=state.last_snapshot_ms is not None,
+            asking=self.endings.asking,
         )
         self._emit(alerts, now)
         if self.config.limits is not None and state.last_snapshot_ms is not None:
