@@ -147,7 +147,10 @@ class LegEndings:
                 del self._asked[key]
                 events.append(LegGone(key[0], key[1], GoneCause.UNKNOWN, int(now * 1000), error))
             else:
-                asked.next_try = now + min(_RETRY_S * 2 ** (asked.failures - 1), _RETRY_MAX_S)
+                backoff = min(_RETRY_S * 2 ** (asked.failures - 1), _RETRY_MAX_S)
+                asked.next_try = min(
+                    now + backoff, asked.since + self.deadline_s
+                )  # a last try at the deadline
         log.warning("liquidation records unavailable", legs=[f"{s} {d.value}" for s, d in due], error=error)
         return _fold(state, events)
 
