@@ -88,12 +88,15 @@ class VenueRecords:
     async def _rows(self, call: RecordsCall, since_ms: int) -> list[Row]:
         method = getattr(self.client, call.method)
         since = since_ms if call.pass_since else None
+        if call.implicit:
+            return await self._raw_rows(call, method, since)
 
         async def one(**symbol: str) -> list[Row]:
             rows = await self.read(
                 lambda: method(**symbol, since=since, limit=call.limit, params=dict(call.params))
             )
-            return list(rows or [])
+            listed = list(rows or [])
+            return listed[::-1] if call.newest_first else listed
 
         if not call.per_symbol:
             return await one()
@@ -101,6 +104,20 @@ class VenueRecords:
         for symbol in sorted(set(self.symbols())):
             rows += await one(symbol=symbol)
         return rows
+
+    async def _raw_rows(self, call: RecordsCall, method: Any, since: int | None) -> list[Row]:
+        """An implicit endpoint's rows, each beside ccxt's symbol for its market id (as unified methods give)."""
+        request = {**call.params, "limit": str(call.limit)}
+        if since is not None and call.since_param:
+            request[call.since_param] = str(since)
+        response = await self.read(lambda: method(request))
+        rows = response.get(call.data_key) if isinstance(response, Mapping) else None
+        wrapped: list[Row] = [
+            {"symbol": self.client.safe_symbol(row.get(call.market_id_field)), "info": row}
+            for row in rows or []
+            if isinstance(row, Mapping)
+        ]
+        return wrapped[::-1] if call.newest_first else wrapped
 
 
 # ---- row mappers: (the venue's id of the record, the record), or None for a row that is no record ----
@@ -211,6 +228,24 @@ def binance_margin_change(row: Row) -> MarginChange | None:
     return MarginChange(symbol, side, signed, asset, int(when), "add" if kind == "add" else "reduce")
 
 
+OKX_MARGIN_KINDS = {"160": "add", "161": "reduce", "162": "add"}  # 162: added by the exchange's auto-margin
+
+
+def okx_margin_bill(row: Row) -> MarginChange | None:
+    """GET /api/v5/account/bills type 6: an isolated leg's margin moved (`posBalChg`, signed). OKX's bills do
+    not name the leg of a hedged position."""
+    info = row.get("info") or {}
+    kind = OKX_MARGIN_KINDS.get(str(info.get("subType")))
+    amount, when = _number(info.get("posBalChg")), _number(info.get("ts"))
+    symbol = row.get("symbol")
+    if kind is None or amount is None or when is None or not isinstance(symbol, str):
+        return None
+    signed = abs(amount) if kind == "add" else -abs(amount)
+    return MarginChange(
+        symbol, None, signed, str(info.get("ccy") or ""), int(when), "add" if kind == "add" else "reduce"
+    )
+
+
 LIQUIDATION_ROWS: Mapping[str, Callable[[Row], tuple[str, LiquidationRecord] | None]] = {
     "binance_force_orders": binance_force_order,
     "bybit_bust_trades": bybit_bust_trade,
@@ -218,4 +253,5 @@ LIQUIDATION_ROWS: Mapping[str, Callable[[Row], tuple[str, LiquidationRecord] | N
 }
 MARGIN_ROWS: Mapping[str, Callable[[Row], MarginChange | None]] = {
     "binance_margin_history": binance_margin_change,
+    "okx_margin_bills": okx_margin_bill,
 }

@@ -136,6 +136,8 @@ class Engine(Book):
                 "position_side": pos.position_side,
                 "amount": float(amount),
                 "asset": SETTLE,
+                "margin_after": margin,
+                "wallet_after": self.account(api_key).wallet.get(SETTLE, 0.0),
             }
         )
         return margin

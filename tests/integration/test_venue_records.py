@@ -54,8 +54,9 @@ async def test_a_liquidated_leg_is_in_the_records_and_a_leg_closed_by_its_owner_
             await client.close()
 
 
-async def test_binance_margin_history_lists_the_margin_added_to_a_leg() -> None:
-    async with simulator("binance") as sim:
+@pytest.mark.parametrize("exchange", ["binance", "okx"])
+async def test_the_margin_history_lists_the_margin_added_to_and_removed_from_a_leg(exchange: str) -> None:
+    async with simulator(exchange) as sim:
         key = sim.account.api_key
         open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.ISOLATED, leverage=20)
         account = account_for(sim)
@@ -66,10 +67,24 @@ async def test_binance_margin_history_lists_the_margin_added_to_a_leg() -> None:
             records = VenueRecords(client, quirks_for(account.exchange), symbols=lambda: [btc])
             since = int(time.time() * 1000) - 1_000
             sim.engine.adjust_isolated_margin(key, BTC, Side.LONG, 12.5)
+            sim.engine.adjust_isolated_margin(key, BTC, Side.LONG, -2.5)
             changes = await records.margin_changes(since)
             assert changes is not None and [(c.symbol, c.amount, c.kind, c.asset) for c in changes] == [
-                (btc, 12.5, "add", "USDT")
+                (btc, 12.5, "add", "USDT"),
+                (btc, -2.5, "reduce", "USDT"),
             ]
+            assert await records.margin_changes(changes[-1].ts_ms + 1) == []
+        finally:
+            await client.close()
+
+
+async def test_bybit_keeps_no_margin_history_marginguard_reads() -> None:
+    async with simulator("bybit") as sim:
+        account = account_for(sim)
+        client = build_client(account)
+        try:
+            records = VenueRecords(client, quirks_for(account.exchange))
+            assert await records.margin_changes(0) is None
         finally:
             await client.close()
 

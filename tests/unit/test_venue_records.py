@@ -16,6 +16,7 @@ from daemon.exchanges.venue_records import (
     binance_force_order,
     binance_margin_change,
     bybit_bust_trade,
+    okx_margin_bill,
     okx_position_history,
 )
 
@@ -86,6 +87,17 @@ def test_binance_margin_history_lists_adjustments_and_leaves_out_what_trades_mov
     assert binance_margin_change(reduced) == MarginChange(
         "XRP/USDT:USDT", Side.LONG, -10.0, "USDT", 1711046323584, "reduce"
     )
+
+
+def test_okx_margin_bills_list_margin_added_and_removed_by_their_subtype() -> None:
+    [added] = _rows("okx_margin_bills", "XRP/USDT:USDT")
+    assert okx_margin_bill(added) == MarginChange("XRP/USDT:USDT", None, 10.0, "USDT", 1711089244699, "add")
+    removed = {**added, "info": {**added["info"], "subType": "161", "posBalChg": "-4.5"}}
+    assert okx_margin_bill(removed) == MarginChange(
+        "XRP/USDT:USDT", None, -4.5, "USDT", 1711089244699, "reduce"
+    )
+    other = {**added, "info": {**added["info"], "subType": "1"}}  # a trade's bill: no margin adjustment
+    assert okx_margin_bill(other) is None
 
 
 def test_every_venue_names_a_mapper_that_exists() -> None:

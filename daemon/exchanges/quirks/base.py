@@ -66,20 +66,26 @@ class LegParam:
 # How the rows of a records call map onto marginguard's records (the mappers live in
 # daemon/exchanges/venue_records.py, named here so that each venue picks its own as data).
 LiquidationRows = Literal["binance_force_orders", "bybit_bust_trades", "okx_positions_history"]
-MarginRows = Literal["binance_margin_history"]
+MarginRows = Literal["binance_margin_history", "okx_margin_bills"]
 
 
 @dataclass(frozen=True)
 class RecordsCall:
     """A ccxt method that reads one kind of the exchange's own records, and how its rows are read.
 
-    method: the ccxt method, called with keywords `since`, `limit`, `params` (and `symbol` when `per_symbol`).
+    method: the ccxt method, called with keywords `since`, `limit`, `params` (and `symbol` when `per_symbol`);
+        or, when `implicit`, ccxt's implicit method of the endpoint, called with one request dict (`params`,
+        `since_param` = since, `limit`) and answering the exchange's raw document, whose `data_key` list holds
+        the rows (each row's market is `market_id_field`, turned into ccxt's symbol). Implicit where ccxt's
+        unified method cannot be used (OKX's margin history: its parser fails in ccxt 4.5.90).
     rows: the row mapper (see `LiquidationRows`, `MarginRows`).
     per_symbol: the endpoint needs a symbol (Binance positionMargin/history): asked once per watched symbol.
     pass_since: hand `since` to ccxt. False where ccxt filters on another time than the record's own (OKX
         positions-history rows are stamped by ccxt with their opening time; the close is `uTime`).
     limit: rows asked for (the venue's maximum page).
     params: extra request parameters.
+    newest_first: the venue lists its rows newest first (records stamped in the same millisecond keep the
+        venue's order once read oldest first).
     """
 
     method: str
@@ -88,6 +94,11 @@ class RecordsCall:
     pass_since: bool = True
     limit: int = 100
     params: Mapping[str, Any] = field(default_factory=frozen)
+    implicit: bool = False
+    since_param: str = ""
+    data_key: str = "data"
+    market_id_field: str = ""
+    newest_first: bool = False
 
 
 @dataclass(frozen=True)

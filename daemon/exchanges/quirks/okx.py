@@ -31,5 +31,18 @@ QUIRKS = Quirks(
         "okx_positions_history",
         pass_since=False,
         params=frozen({"instType": "SWAP"}),
+        newest_first=True,
+    ),
+    # GET /api/v5/account/bills type 6 (margin transfer): subType 160 added, 161 removed, 162 added by the
+    # exchange's auto-margin. ccxt's fetch_margin_adjustment_history fails parsing them (`type['type']` on a
+    # string), so the implicit endpoint is read.
+    margin_history=RecordsCall(
+        "private_get_account_bills",
+        "okx_margin_bills",
+        implicit=True,
+        since_param="begin",
+        market_id_field="instId",
+        params=frozen({"instType": "SWAP", "mgnMode": "isolated", "type": "6"}),
+        newest_first=True,
     ),
 )
