@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from daemon.core import policy_text as text
 from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
 from daemon.core.events import Freshness, StreamHealth
+from daemon.core.policy_levels import crossings
 from daemon.core.policy_memory import Figures, Level, PolicyMemory, Track
 from daemon.core.policy_rules import RuleSet, Silence, Thresholds
 from daemon.core.policy_stale import STALE_RULE_PREFIX, KindHealth, kinds_health, stale_rule
@@ -118,38 +119,6 @@ def leg_figures(leg: LegView) -> Figures:
     )
 
 
-def _beyond(
-    distance: float | None,
-    ratio: float | None,
-    distance_threshold: float | None,
-    ratio_threshold: float | None,
-    slack: float,
-) -> bool:
-    """Whether the figures are past a level's thresholds; `slack` widens them for a level already crossed."""
-    near = distance is not None and distance_threshold is not None and distance <= distance_threshold + slack
-    heavy = ratio is not None and ratio_threshold is not None and ratio >= ratio_threshold - slack
-    return near or heavy
-
-
-def _levels(distance: float | None, ratio: float | None, th: Thresholds, track: Track) -> tuple[bool, bool]:
-    """(warning, critical) crossings, with hysteresis for a threshold the figures were already beyond."""
-    warning = _beyond(
-        distance,
-        ratio,
-        th.warning_distance,
-        th.warning_margin_ratio,
-        th.hysteresis if track.warning.beyond else 0.0,
-    )
-    critical = _beyond(
-        distance,
-        ratio,
-        th.critical_distance,
-        th.critical_margin_ratio,
-        th.hysteresis if track.critical.beyond else 0.0,
-    )
-    return warning or critical, critical
-
-
 def _subject(leg_symbol: str, side: str, account: str) -> str:
     return f"{account} {leg_symbol} {side}"
 
@@ -197,7 +166,7 @@ class _Run:
 
         track = self._track(risk_identity(self.account_id, symbol, leg.key[1]), AlertKind.LIQUIDATION_RISK)
         own_ratio = risk.margin_ratio if leg.facts.margin_mode is MarginMode.ISOLATED else None
-        warning, critical = _levels(risk.distance_to_liquidation, own_ratio, th, track)
+        warning, critical = crossings(risk.distance_to_liquidation, own_ratio, th, track)
         after = track.step(warning, critical, self.now, th.min_duration_s, figures)
         self._advance(after, th, lambda level: text.position_risk(subject, level, figures))
 
@@ -295,7 +264,7 @@ class _Run:
         if cross:
             # The model gives no ratio when the cross balance is not positive: beyond every threshold.
             judged = ratio if ratio is not None else math.inf
-            warning, critical = _levels(None, judged, th, track)
+            warning, critical = crossings(None, judged, th, track)
         else:
             warning = critical = False
         after = track.step(warning, critical, self.now, th.min_duration_s, figures)
