@@ -35,6 +35,8 @@ SETTLE_S = 3.0
 DEADLINE_S = 30.0
 # Records stamped up to this long before the leg was seen to go count (the exchange's clock, pushes that lag).
 LOOKBACK_S = 120.0
+# For a leg found gone after a restart: it may have gone any time while marginguard was down.
+RESTART_LOOKBACK_S = 24 * 3600.0
 # A read that takes longer is given up for this step (alerts wait on it); just above ccxt's own timeout.
 READ_TIMEOUT_S = 12.0
 _RETRY_S, _RETRY_MAX_S = 1.0, 5.0
@@ -48,6 +50,7 @@ class _Asked:
     change: Change  # as the state reported it: passed on unchanged where the venue keeps no records
     since: float  # when the runner saw the leg go (its clock)
     next_try: float
+    lookback_s: float = LOOKBACK_S
     failures: int = 0
     error: str = ""
 
@@ -72,8 +75,10 @@ class LegEndings:
     def asking(self) -> list[LegKey]:
         return list(self._asked)
 
-    def hold(self, changes: Sequence[Change]) -> list[Change]:
-        """The changes the policy may judge now; a leg that closed or vanished is held back to be asked about."""
+    def hold(self, changes: Sequence[Change], lookback_s: float = LOOKBACK_S) -> list[Change]:
+        """The changes the policy may judge now; a leg that closed or vanished is held back to be asked about.
+        `lookback_s`: how long before now its liquidation may have happened (longer for a leg that went while
+        marginguard was down)."""
         if self._no_records:
             return list(changes)
         now = self.clock()
@@ -81,7 +86,7 @@ class LegEndings:
         for change in changes:
             if change.kind in _GONE:
                 key = (change.symbol, change.side)
-                self._asked.setdefault(key, _Asked(change, now, now))
+                self._asked.setdefault(key, _Asked(change, now, now, lookback_s))
             else:
                 passed.append(change)
         return passed
@@ -92,7 +97,7 @@ class LegEndings:
         due = [key for key, asked in self._asked.items() if now >= asked.next_try]
         if not due:
             return []
-        since_ms = int((min(self._asked[key].since for key in due) - LOOKBACK_S) * 1000)
+        since_ms = int(min(self._asked[key].since - self._asked[key].lookback_s for key in due) * 1000)
         try:
             found = await asyncio.wait_for(records.liquidations(since_ms), self.read_timeout_s)
         except (ExchangeError, TimeoutError) as exc:
@@ -127,7 +132,7 @@ class LegEndings:
     def _match(
         self, key: LegKey, asked: _Asked, found: Sequence[LiquidationRecord]
     ) -> LiquidationRecord | None:
-        earliest_ms = (asked.since - LOOKBACK_S) * 1000
+        earliest_ms = (asked.since - asked.lookback_s) * 1000
         for record in found:
             if (
                 (record.symbol, record.side) == key

@@ -21,13 +21,13 @@ import structlog
 
 from daemon.app.executor import TopUpExecutor
 from daemon.app.http import Metrics
-from daemon.app.leg_endings import LegEndings
+from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
 from daemon.core.alerts import Alert
-from daemon.core.policy import decide, risk_identity
+from daemon.core.policy import decide, remembered_legs, risk_identity
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
 from daemon.core.policy_topup import TopUpOutcome, announce_topup
-from daemon.core.state import AccountState, Change
+from daemon.core.state import AccountState, Change, ChangeKind
 from daemon.core.topup import Refused, TopUp, TopUpDecision, TopUpLimits, decide_topup
 from daemon.core.types import MarginMode
 from daemon.core.view import AccountView, LegView
@@ -87,6 +87,7 @@ class AccountRunner:
         self.executor = TopUpExecutor(self.account_id, journal, metrics, config.limits, clock)
         # Legs that closed or vanished wait here until the exchange's records say whether it liquidated them.
         self.endings = LegEndings(clock)
+        self._restart_checked = False  # legs gone while marginguard was down: looked for once
 
     # ---- state the supervisor reads ----
 
@@ -125,6 +126,8 @@ class AccountRunner:
         assert self.connector is not None
         state, view = self.connector.state, self.connector.view
         changes, self._changes = self.endings.hold(self._changes), []
+        if not self._restart_checked and state.last_snapshot_ms is not None:
+            self._hold_legs_gone_while_down(view)
         if self.endings.asking:
             changes += await self.endings.ask(self._records(), state)
         silences = self._active_silences(self.clock())
@@ -155,6 +158,17 @@ class AccountRunner:
         if self._memory is not before:
             self._save_memory(self.clock())
         self._update_metrics(state, view)
+
+    def _hold_legs_gone_while_down(self, view: AccountView) -> None:
+        """Legs the kept memory has alerts about but the first snapshot lacks went while marginguard was down:
+        asked about like any leg that goes, over a longer past."""
+        self._restart_checked = True
+        live = {(leg.key[0], leg.key[1]) for leg in view.legs}
+        gone = sorted(remembered_legs(self._memory, self.account_id) - live, key=lambda k: (k[0], k[1].value))
+        vanished = [
+            Change(ChangeKind.VANISHED, symbol, side, "absent after a restart") for symbol, side in gone
+        ]
+        self.endings.hold(vanished, RESTART_LOOKBACK_S)
 
     def _records(self) -> AccountRecords:
         if self.records is None:

@@ -90,21 +90,29 @@ def decide(
         run.leg(leg, blind)
     if positions_known:
         live = {(leg.key[0], leg.key[1].value) for leg in view.legs}
-        remembered = {
-            (track.identity.symbol, track.identity.side)
-            for track in run.tracks.values()
-            if track.identity.account == view.account_id and track.identity.rule in _LEG_RULES
-        }
+        remembered = {(symbol, side.value) for symbol, side in remembered_legs(run.memory(), view.account_id)}
         held_back = {(symbol, side.value) for symbol, side in asking}
-        for symbol, side in sorted(remembered - live - held_back, key=str):
-            if symbol is not None and side is not None:
-                run.leg_gone(symbol, Side(side), "is not among the exchange's positions")
+        for symbol, side in sorted(remembered - live - held_back):
+            run.leg_gone(symbol, Side(side), "is not among the exchange's positions")
     run.account(view)
     refused = any(h.refused and h.freshness is not Freshness.FRESH for h in health.values())
     for stream, stream_health in sorted(health.items()):
         run.key(stream, stream_health, refused)
     run.stale_streams(health, {leg.key[0] for leg in view.legs})
     return run.memory(), tuple(run.alerts)
+
+
+def remembered_legs(memory: PolicyMemory, account_id: str) -> set[tuple[str, Side]]:
+    """The legs the memory holds alerts about: after a restart, those absent from the first snapshot went while
+    marginguard was down (the shell asks the exchange's records how, as for any leg that goes)."""
+    return {
+        (track.identity.symbol, Side(track.identity.side))
+        for track in memory.tracks.values()
+        if track.identity.account == account_id
+        and track.identity.rule in _LEG_RULES
+        and track.identity.symbol is not None
+        and track.identity.side is not None
+    }
 
 
 def leg_figures(leg: LegView) -> Figures:

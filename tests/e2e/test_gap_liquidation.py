@@ -119,3 +119,47 @@ async def test_a_gap_through_liquidation_is_told_as_a_liquidation_and_an_owners_
         [eth_close] = closed
         assert eth_close["kind"] == "liquidation_risk" and "closed" in str(eth_close["summary"])
         assert not [a for a in _about(webhook_alerts(receiver), eth) if a["kind"] == "liquidated"]
+
+
+async def test_a_liquidation_while_marginguard_was_down_is_told_as_a_liquidation_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        sim = await stack.enter_async_context(SimServer("bybit"))
+        receiver = await stack.enter_async_context(Receiver())
+        key = sim.account.api_key
+        sim.engine.set_wallet(key, "USDT", 10_000.0)
+        btc_liquidation = _open(sim, BTC, 0.1, leverage=10)
+        btc = _unified(sim, BTC)
+        port = free_port()
+        document = config_document(
+            tmp_path, port, [account_for("main", sim)], [webhook_sink(receiver.url)], topup=False
+        )
+        config = write_config(tmp_path / "marginguard.toml", document)
+
+        first_run = await stack.enter_async_context(DaemonProcess(config, port))
+        await first_run.wait_ready()
+        sim.engine.set_mark(BTC, round(btc_liquidation / 0.97, 1))  # a warning, so the leg is remembered
+        await eventually(lambda: _about(webhook_alerts(receiver), btc), 20, "the BTC warning", first_run)
+        first_run.signal(signal.SIGKILL)
+        assert await first_run.wait(10) == -signal.SIGKILL
+
+        sim.engine.set_mark(BTC, round(btc_liquidation * 0.95, 1))  # liquidated while nobody watches
+        assert [r["symbol"] for r in sim.engine.liquidations] == [BTC]
+        told_before = len(webhook_alerts(receiver))
+
+        second_run = await stack.enter_async_context(DaemonProcess(config, port))
+        await second_run.wait_ready()
+        later = await eventually(
+            lambda: [a for a in webhook_alerts(receiver)[told_before:] if a["symbol"] == btc],
+            20,
+            "what the second run says about BTC",
+            second_run,
+        )
+        second_run.signal(signal.SIGTERM)
+        assert await second_run.wait(15) == 0, second_run.tail()
+        assert [(a["kind"], a["severity"], a["resolved"]) for a in later] == [
+            ("liquidated", "critical", False)
+        ]
+        assert "liquidated by the exchange at" in str(later[0]["summary"])
+        assert [a for a in webhook_alerts(receiver)[told_before:] if a["symbol"] == btc] == later

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from daemon.app.leg_endings import LegEndings
+from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
 from daemon.core.state import AccountState, Change, ChangeKind
 from daemon.core.types import Side
 from daemon.exchanges.errors import TransientError
@@ -115,3 +115,17 @@ async def test_a_venue_that_keeps_no_records_gets_the_change_as_it_came() -> Non
     assert await endings.ask(records, STATE) == [gone]
     assert endings.hold([gone]) == [gone]  # from then on nothing is held back
     assert records.asked == 1
+
+
+async def test_a_leg_found_gone_after_a_restart_is_matched_over_a_longer_past() -> None:
+    clock = Clock()
+    records = Records([_liquidation(T0 - 3_600)])  # an hour before marginguard came back
+    usual = LegEndings(clock, settle_s=0.0)
+    usual.hold([_gone()])
+    [change] = await usual.ask(records, STATE)
+    assert change.kind is ChangeKind.CLOSED_BY_OWNER  # beyond the usual two minutes: not this leg's ending
+
+    after_restart = LegEndings(clock, settle_s=0.0)
+    after_restart.hold([_gone()], lookback_s=RESTART_LOOKBACK_S)
+    [change] = await after_restart.ask(records, STATE)
+    assert change.kind is ChangeKind.LIQUIDATED
