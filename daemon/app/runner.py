@@ -21,22 +21,23 @@ import structlog
 
 from daemon.app.executor import TopUpExecutor
 from daemon.app.http import Metrics
+from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
 from daemon.core.alerts import Alert
-from daemon.core.policy import decide, risk_identity
+from daemon.core.policy import decide, remembered_legs, risk_identity
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
 from daemon.core.policy_topup import TopUpOutcome, announce_topup
-from daemon.core.state import AccountState, Change
+from daemon.core.state import AccountState, Change, ChangeKind
 from daemon.core.topup import Refused, TopUp, TopUpDecision, TopUpLimits, decide_topup
 from daemon.core.types import MarginMode
 from daemon.core.view import AccountView, LegView
 from daemon.exchanges.actuator import Actuator
-from daemon.exchanges.client_records import ClientRecords
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
 from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.marketdata import MarketHub
 from daemon.exchanges.records import AccountRecords
+from daemon.exchanges.venue_records import VenueRecords
 from daemon.store import Journal
 from daemon.store.memory_codec import memory_from_json, memory_to_json
 
@@ -84,6 +85,9 @@ class AccountRunner:
         self._silences: list[Silence] = []
         self._silences_read_at = -math.inf
         self.executor = TopUpExecutor(self.account_id, journal, metrics, config.limits, clock)
+        # Legs that closed or vanished wait here until the exchange's records say whether it liquidated them.
+        self.endings = LegEndings(clock)
+        self._restart_checked = False  # legs gone while marginguard was down: looked for once
 
     # ---- state the supervisor reads ----
 
@@ -121,7 +125,11 @@ class AccountRunner:
     async def step(self, actuator: Actuator) -> None:
         assert self.connector is not None
         state, view = self.connector.state, self.connector.view
-        changes, self._changes = self._changes, []
+        changes, self._changes = self.endings.hold(self._changes), []
+        if not self._restart_checked and state.last_snapshot_ms is not None:
+            self._hold_legs_gone_while_down(view)
+        if self.endings.asking:
+            changes += await self.endings.ask(self._records(), state)
         silences = self._active_silences(self.clock())
         before = self._memory
         if state.last_snapshot_ms is not None and self.executor.unsettled:
@@ -140,6 +148,7 @@ class AccountRunner:
             now,
             exchange=self.config.account.exchange,
             positions_known=state.last_snapshot_ms is not None,
+            asking=self.endings.asking,
         )
         self._emit(alerts, now)
         if self.config.limits is not None and state.last_snapshot_ms is not None:
@@ -150,11 +159,32 @@ class AccountRunner:
             self._save_memory(self.clock())
         self._update_metrics(state, view)
 
+    def _hold_legs_gone_while_down(self, view: AccountView) -> None:
+        """Legs the kept memory has alerts about but the first snapshot lacks went while marginguard was down:
+        asked about like any leg that goes, over a longer past."""
+        self._restart_checked = True
+        live = {(leg.key[0], leg.key[1]) for leg in view.legs}
+        gone = sorted(remembered_legs(self._memory, self.account_id) - live, key=lambda k: (k[0], k[1].value))
+        vanished = [
+            Change(ChangeKind.VANISHED, symbol, side, "absent after a restart") for symbol, side in gone
+        ]
+        self.endings.hold(vanished, RESTART_LOOKBACK_S)
+
     def _records(self) -> AccountRecords:
         if self.records is None:
             assert self.connector is not None
-            self.records = ClientRecords(self.connector.client)
+            connector = self.connector
+            self.records = VenueRecords(
+                connector.client, connector.quirks, symbols=lambda: self._watched_symbols(connector)
+            )
         return self.records
+
+    def _watched_symbols(self, connector: Connector) -> set[str]:
+        """The symbols whose records are asked for where the venue wants one (Binance's margin history):
+        those configured, those held, and those of top-ups still to be settled (their leg may be gone)."""
+        held = {symbol for symbol, _side in connector.state.legs}
+        pending = {record.symbol for record in self.executor.unsettled if record.symbol != "*"}
+        return set(self.config.account.symbols or ()) | held | pending
 
     # ---- alerts ----
 

@@ -1,8 +1,10 @@
 """An account's picture, folded from feed events: `apply(state, event) -> (state, changes)`.
 
 Thin pushes are merged onto what is known (a None never replaces a value); a complete snapshot replaces the set
-of open legs, and a leg that disappears from it is reported, so the policy can tell a probable liquidation from
-a close. Nothing here reads a clock: timestamps come in on the events.
+of open legs, and a leg that disappears from it is reported. What the exchange's own records then say about such
+a leg (`LegLiquidated`, `LegGone`) is folded into a change of its own, so the policy tells a liquidation from a
+close by the exchange's word rather than by the leg's last distance. Nothing here reads a clock: timestamps come
+in on the events.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from dataclasses import dataclass, field, fields, replace
 from daemon.core.events import (
     BalanceUpdate,
     Event,
+    GoneCause,
+    LegGone,
+    LegLiquidated,
     MarketRules,
     MarkPrice,
     PositionFacts,
@@ -30,14 +35,22 @@ class ChangeKind(enum.Enum):
     CLOSED = "closed"  # a push or snapshot said the leg is now zero
     VANISHED = "vanished"  # absent from a complete snapshot without a close being seen: maybe liquidated
     CORRECTED = "corrected"  # a snapshot disagreed with what the pushes had built
+    # What the exchange's records said about a leg that closed or vanished:
+    LIQUIDATED = "liquidated"  # the exchange liquidated it
+    CLOSED_BY_OWNER = "closed_by_owner"  # no liquidation on record: its owner closed it
+    GONE_UNEXPLAINED = "gone_unexplained"  # the records could not be read in time: the cause is unknown
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
+    """A change to the set of legs. `price` and `contracts`: a liquidation's, as the exchange recorded them."""
+
     kind: ChangeKind
     symbol: str
     side: Side
     detail: str = ""
+    price: float | None = None
+    contracts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +112,16 @@ def apply(state: AccountState, event: Event) -> tuple[AccountState, tuple[Change
         return replace(state, health={**state.health, event.stream: event}, last_event_ms=ts), ()
     if isinstance(event, MarketRules):
         return replace(state, rules={**state.rules, event.symbol: event}), ()
+    if isinstance(event, LegLiquidated):
+        # The leg has already left the picture (that is why the records were asked), or has been opened again
+        # since: either way the legs stand as they are; the liquidation is news about the past.
+        liquidated = Change(
+            ChangeKind.LIQUIDATED, event.symbol, event.side, event.source, event.price, event.contracts
+        )
+        return state, (liquidated,)
+    if isinstance(event, LegGone):
+        kind = ChangeKind.CLOSED_BY_OWNER if event.cause is GoneCause.OWNER else ChangeKind.GONE_UNEXPLAINED
+        return state, (Change(kind, event.symbol, event.side, event.detail),)
     if isinstance(event, PositionUpdate):
         legs, changes = _merge_updates(state.legs, event.positions)
         return replace(state, legs=legs, last_event_ms=ts), tuple(changes)

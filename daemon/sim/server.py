@@ -210,14 +210,14 @@ class SimServer:
         if not request.path.startswith("/_sim/") and not entry["websocket"]:
             if self.faults.delay_ms > 0:
                 await asyncio.sleep(self.faults.delay_ms / 1000.0)
-            hold_s = self.faults.take_http_timeout(request.path)
+            hold_s = self.faults.take_http_timeout(request.path, request.method)
             if hold_s is not None:
                 entry["fault"] = "http_timeout"
                 # The request arrived in full: once released it is served even if its client has gone, as an
                 # exchange executes what it received whether or not anyone is left to read the answer.
                 await request.read()
                 await self.faults.hold(hold_s)
-            status = self.faults.take_http_status(request.path)
+            status = self.faults.take_http_status(request.path, request.method)
             if status is not None:
                 entry["fault"] = f"http_status:{status}"
                 response = self.dialect.error_response(error_kind_for_status(status), status)

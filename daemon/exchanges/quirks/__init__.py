@@ -9,6 +9,7 @@ from daemon.exchanges.quirks.base import (
     MarkStream,
     ModeSettings,
     Quirks,
+    RecordsCall,
     TiersCall,
     TransferRoute,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "MarkStream",
     "ModeSettings",
     "Quirks",
+    "RecordsCall",
     "TiersCall",
     "TransferRoute",
     "quirks_for",

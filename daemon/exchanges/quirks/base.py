@@ -63,6 +63,44 @@ class LegParam:
     short: str | int
 
 
+# How the rows of a records call map onto marginguard's records (the mappers live in
+# daemon/exchanges/venue_records.py, named here so that each venue picks its own as data).
+LiquidationRows = Literal["binance_force_orders", "bybit_bust_trades", "okx_positions_history"]
+MarginRows = Literal["binance_margin_history", "okx_margin_bills"]
+
+
+@dataclass(frozen=True)
+class RecordsCall:
+    """A ccxt method that reads one kind of the exchange's own records, and how its rows are read.
+
+    method: the ccxt method, called with keywords `since`, `limit`, `params` (and `symbol` when `per_symbol`);
+        or, when `implicit`, ccxt's implicit method of the endpoint, called with one request dict (`params`,
+        `since_param` = since, `limit`) and answering the exchange's raw document, whose `data_key` list holds
+        the rows (each row's market is `market_id_field`, turned into ccxt's symbol). Implicit where ccxt's
+        unified method cannot be used (OKX's margin history: its parser fails in ccxt 4.5.90).
+    rows: the row mapper (see `LiquidationRows`, `MarginRows`).
+    per_symbol: the endpoint needs a symbol (Binance positionMargin/history): asked once per watched symbol.
+    pass_since: hand `since` to ccxt. False where ccxt filters on another time than the record's own (OKX
+        positions-history rows are stamped by ccxt with their opening time; the close is `uTime`).
+    limit: rows asked for (the venue's maximum page).
+    params: extra request parameters.
+    newest_first: the venue lists its rows newest first (records stamped in the same millisecond keep the
+        venue's order once read oldest first).
+    """
+
+    method: str
+    rows: str
+    per_symbol: bool = False
+    pass_since: bool = True
+    limit: int = 100
+    params: Mapping[str, Any] = field(default_factory=frozen)
+    implicit: bool = False
+    since_param: str = ""
+    data_key: str = "data"
+    market_id_field: str = ""
+    newest_first: bool = False
+
+
 @dataclass(frozen=True)
 class Quirks:
     """One exchange's differences.
@@ -89,6 +127,9 @@ class Quirks:
     transfer: the route that moves funds into the futures wallet, or None when marginguard does not do it.
     modes: settings per environment.
     settle: the settle currency of the watched contracts.
+    liquidations: how the exchange's record of forced closes is read (None: marginguard reads none; a vanished
+        leg is then judged by its last distance).
+    margin_history: how the exchange's history of isolated-margin changes is read (None: it keeps none).
     """
 
     exchange_id: str
@@ -107,6 +148,8 @@ class Quirks:
     transfer: TransferRoute | None = None
     modes: Mapping[str, ModeSettings] = field(default_factory=frozen)
     settle: str = "USDT"
+    liquidations: RecordsCall | None = None
+    margin_history: RecordsCall | None = None
 
     def mode(self, name: str) -> ModeSettings:
         """Settings for `name`; live (and any mode the exchange has no switch for) needs none."""

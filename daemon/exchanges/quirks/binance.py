@@ -1,6 +1,6 @@
 """Binance USD-M futures (ccxt id `binanceusdm`)."""
 
-from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, TransferRoute, frozen
+from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, RecordsCall, TransferRoute, frozen
 
 QUIRKS = Quirks(
     exchange_id="binanceusdm",
@@ -22,4 +22,10 @@ QUIRKS = Quirks(
     # ccxt refuses Binance's futures testnet for private calls (NotSupported) unless the account's ccxt_config
     # sets options.disableFuturesSandboxWarning; demo trading is the environment ccxt supports.
     modes=frozen({"demo": ModeSettings(demo_trading=True), "testnet": ModeSettings(sandbox=True)}),
+    # GET /fapi/v1/forceOrders (autoCloseType LIQUIDATION): the `autoclose-` orders that closed legs.
+    liquidations=RecordsCall("fetch_my_liquidations", "binance_force_orders", limit=100),
+    # GET /fapi/v1/positionMargin/history needs a symbol.
+    margin_history=RecordsCall(
+        "fetch_margin_adjustment_history", "binance_margin_history", per_symbol=True, limit=500
+    ),
 )

@@ -1,6 +1,6 @@
 """Bybit v5, USDT linear perpetuals (ccxt id `bybit`)."""
 
-from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, TransferRoute, frozen
+from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, RecordsCall, TransferRoute, frozen
 
 QUIRKS = Quirks(
     exchange_id="bybit",
@@ -29,4 +29,6 @@ QUIRKS = Quirks(
     account_fee_rates=True,
     transfer=TransferRoute(from_account="funding", to_account="unified", client_id_param="transferId"),
     modes=frozen({"demo": ModeSettings(demo_trading=True), "testnet": ModeSettings(sandbox=True)}),
+    # GET /v5/execution/list?execType=BustTrade: the executions that closed legs by liquidation.
+    liquidations=RecordsCall("fetch_my_liquidations", "bybit_bust_trades", limit=100),
 )

@@ -1,6 +1,6 @@
 """OKX v5, USDT swaps (ccxt id `okx`)."""
 
-from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, TransferRoute, frozen
+from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, RecordsCall, TransferRoute, frozen
 
 # OKX demo trading is the live REST host with the `x-simulated-trading: 1` header and the wspap websocket
 # host; ccxt's sandbox switch does exactly that, so demo and testnet are the same environment.
@@ -24,4 +24,25 @@ QUIRKS = Quirks(
         from_account="funding", to_account="trading", client_id_param="clientId", client_id_style="hex"
     ),
     modes=frozen({"demo": _SIMULATED, "testnet": _SIMULATED}),
+    # GET /api/v5/account/positions-history: closed legs with how they ended (type 3 liquidated, 4 partly).
+    # ccxt stamps the rows with their opening time, so `since` is applied here, on the close (`uTime`).
+    liquidations=RecordsCall(
+        "fetch_positions_history",
+        "okx_positions_history",
+        pass_since=False,
+        params=frozen({"instType": "SWAP"}),
+        newest_first=True,
+    ),
+    # GET /api/v5/account/bills type 6 (margin transfer): subType 160 added, 161 removed, 162 added by the
+    # exchange's auto-margin. ccxt's fetch_margin_adjustment_history fails parsing them (`type['type']` on a
+    # string), so the implicit endpoint is read.
+    margin_history=RecordsCall(
+        "private_get_account_bills",
+        "okx_margin_bills",
+        implicit=True,
+        since_param="begin",
+        market_id_field="instId",
+        params=frozen({"instType": "SWAP", "mgnMode": "isolated", "type": "6"}),
+        newest_first=True,
+    ),
 )
