@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from daemon.exchanges.quirks import binance, bybit, gate, hyperliquid, okx
 from daemon.exchanges.quirks.base import (
-    AddMarginStyle,
+    AddMarginRequest,
+    ExchangeCall,
     LegParam,
     MarkStream,
     ModeSettings,
     Quirks,
     TiersCall,
     TransferRoute,
+    unified_add_margin,
 )
 
 QUIRKS_BY_EXCHANGE: dict[str, Quirks] = {
@@ -29,7 +31,8 @@ def quirks_for(exchange_id: str) -> Quirks:
 
 __all__ = [
     "QUIRKS_BY_EXCHANGE",
-    "AddMarginStyle",
+    "AddMarginRequest",
+    "ExchangeCall",
     "LegParam",
     "MarkStream",
     "ModeSettings",
@@ -37,4 +40,5 @@ __all__ = [
     "TiersCall",
     "TransferRoute",
     "quirks_for",
+    "unified_add_margin",
 ]
