@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TRUNCATE, decimal_to_precision
 
 from daemon.core.types import Side
-from daemon.exchanges.errors import TransientError
+from daemon.exchanges.errors import ExchangeError, TransientError
 from daemon.exchanges.quirks import ExchangeCall, Quirks, TransferRoute
 from daemon.exchanges.retry import Reader, is_fatal, translated
 
@@ -64,6 +64,11 @@ class OutcomeUnknown(TransientError):
     """An action's request went out and no answer said what became of it (an answer ccxt could not read, an
     error the exchange does not explain): it may have landed. Settle it against the exchange's records; never
     send it again."""
+
+
+class NotSent(ExchangeError):
+    """Nothing was sent: a look-up the action needed first (markets, the leg's mode) could not be made, after
+    the read's retries. The action did not happen; it may be decided again later."""
 
 
 class MarginActions(Protocol):
@@ -109,7 +114,7 @@ class Actuator:
                 sent=False,
                 refused=f"{self.quirks.exchange_id}: adding margin is not supported",
             )
-        await self._read(self.client.load_markets)
+        await self._look_up(self.client.load_markets)
         try:
             market = self.client.market(symbol)
             asset = str(market.get("settle") or self.quirks.settle)
@@ -174,7 +179,7 @@ class Actuator:
         return {leg.name: (leg.long if side is Side.LONG else leg.short) if hedged else leg.one_way}
 
     async def _is_hedged(self, symbol: str, side: Side) -> bool:
-        positions = await self._read(lambda: self.client.fetch_positions([symbol]))
+        positions = await self._look_up(lambda: self.client.fetch_positions([symbol]))
         for position in positions:
             if (
                 position.get("symbol") == symbol
@@ -193,6 +198,12 @@ class Actuator:
             if is_fatal(error) or isinstance(error, TransientError):
                 raise error from exc
             raise OutcomeUnknown(f"no readable answer: {error}", exc) from exc
+
+    async def _look_up(self, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await self._read(call)
+        except ExchangeError as exc:
+            raise NotSent(f"nothing was sent: {exc}", exc) from exc
 
     async def _read_once(self, call: Callable[[], Awaitable[T]]) -> T:
         try:
