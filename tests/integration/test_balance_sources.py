@@ -18,11 +18,20 @@ from typing import Any
 
 import pytest
 
+from daemon.core.events import BalanceUpdate
 from daemon.core.types import MarginMode, Side
 from daemon.exchanges.client import build_client
 from daemon.exchanges.parse import wallet_balance
 from daemon.sim.server import SimServer
-from tests.integration.connector_support import EXCHANGES, account_for, contracts_for
+from tests.integration.connector_support import (
+    EXCHANGES,
+    account_for,
+    connected,
+    contracts_for,
+    next_update,
+    unified,
+    until_in_step,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -91,6 +100,31 @@ async def test_pushed_and_fetched_balances_give_the_same_wallet_with_unrealised_
         assert wallet == pytest.approx(20_500.0)
         assert wallet_balance(fetched, "USDT") == pytest.approx(wallet)
         assert wallet_balance(pushed, "USDT") == pytest.approx(wallet)
+
+
+async def test_a_bybit_balance_push_leaves_the_liquidation_prices_where_the_exchange_has_them() -> None:
+    """What the user saw: right after a balance change the hedged cross legs were told far past liquidation
+    until the next REST reconcile. Here the picture after the push (no REST read in between) still agrees.
+    (Binance and OKX follow a balance change with a reconcile of their own, so only the ccxt-level test above
+    isolates their push.)"""
+    async with SimServer("bybit", mark_interval_s=None) as sim:
+        key = sim.account.api_key
+        hedged_cross_account_in_profit(sim)
+        async with connected(sim) as (_hub, connector):
+            await until_in_step(sim, connector)
+            rest_reads = len(sim.engine.request_log)
+            pushed = next_update(connector, lambda u: isinstance(u.event, BalanceUpdate))
+            sim.engine.transfer(key, "USDT", -2_000.0)  # funds moved out: the legs' cushion shrinks
+            update = await pushed
+            assert not [e for e in sim.engine.request_log[rest_reads:] if not e["websocket"]]  # a push
+            assert update.state.wallet_balance == pytest.approx(18_000.0)
+            btc = unified(sim, "BTCUSDT")
+            for side in Side:
+                leg = update.view.leg(btc, side.value)
+                assert leg is not None and leg.risk is not None, update.view.unknown_because
+                theirs = sim.engine.liquidation_price(key, "BTCUSDT", side)
+                assert theirs is not None and leg.risk.liquidation_price is not None
+                assert leg.risk.liquidation_price == pytest.approx(theirs, rel=1e-6), side
 
 
 def test_bybit_published_wallet_push_is_read_as_the_wallet_balance_not_the_equity() -> None:
