@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
 from daemon.core.backoff import Backoff
 from daemon.core.types import MarginMode, Side
-from daemon.exchanges.actuator import NotSent
+from daemon.exchanges.actuator import NotSent, OutcomeUnknown
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.errors import (
     AuthenticationFailed,
@@ -24,6 +24,7 @@ from daemon.exchanges.errors import (
     TransientError,
 )
 from daemon.exchanges.gateway import ExchangeGateway, GatewaySettings
+from daemon.exchanges.quirks import quirks_for, unified_add_margin
 from daemon.sim.server import SimServer
 
 pytestmark = pytest.mark.integration
@@ -233,3 +234,20 @@ async def test_dry_run_reads_but_sends_nothing() -> None:
         assert result.request["method"] == "private_post_v5_position_add_margin"
         assert result.request["params"]["positionIdx"] == 0
         assert requests_to(sim, BYBIT.margin_path) == [] and isolated_margin(sim) == before
+
+
+async def test_an_action_answered_in_a_shape_ccxt_cannot_read_is_unknown_not_failed() -> None:
+    # ccxt 4.5.90's unified okx.add_margin sends the request, then fails on the answer (a TypeError): the
+    # margin moved. Through the unified call (what the OKX quirks avoid) the outcome must be unknown, never
+    # "failed", so the executor settles it from the records instead of deciding the top-up again.
+    venue = VENUES[2]
+    async with SimServer("okx", mark_interval_s=None) as sim:
+        config = {**sim.ccxt_config(), "enableRateLimit": False, "timeout_on_exit": 0}
+        account = ExchangeAccount("acct-1", "okx", ccxt_config=config)
+        quirks = replace(quirks_for("okx"), add_margin=unified_add_margin)
+        async with ExchangeGateway(account, quirks=quirks, settings=FAST) as gateway:
+            before = open_isolated_btc(sim, venue)
+            with pytest.raises(OutcomeUnknown):
+                await gateway.add_isolated_margin(BTC, Side.LONG, 25.0, tag="t-1", hedged=False)
+            assert len(requests_to(sim, venue.margin_path)) == 1
+            assert await gateway.records.position_margin(BTC, Side.LONG) == pytest.approx(before + 25.0)
