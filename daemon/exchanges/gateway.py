@@ -36,7 +36,7 @@ from daemon.exchanges.actuator import ActionResult, Actuator
 from daemon.exchanges.client import build_client
 from daemon.exchanges.client_records import ClientRecords
 from daemon.exchanges.config import ExchangeAccount
-from daemon.exchanges.errors import ExchangeError
+from daemon.exchanges.errors import ExchangeError, TransientError
 from daemon.exchanges.parse import number
 from daemon.exchanges.quirks import Quirks, quirks_for
 from daemon.exchanges.records import AccountRecords
@@ -51,11 +51,13 @@ CLOSE_DEADLINE_S = 5.0
 class GatewaySettings:
     """How hard a read tries before its caller hears the error.
 
-    A few quick tries: every caller of a read asks again on its own schedule (the runner on its next tick, the
-    executor's records after 2, 4, 8 ... s), so a longer wait here would only hold up the account's alerts.
+    A few quick tries within a deadline: every caller of a read asks again on its own schedule (the runner on
+    its next tick, the executor's records after 2, 4, 8 ... s), and the account's alerts wait while a read
+    does, so a read that hangs (each try up to ccxt's own timeout) must not hold them up for long.
     """
 
     read_attempts: int = 3
+    read_deadline_s: float = 12.0
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.5, cap=4.0))
 
 
@@ -94,11 +96,16 @@ class ExchangeGateway:
     async def read(self, call: Callable[[], Awaitable[T]]) -> T:
         """`await call()` through the one retry-and-translate path; raises only typed `ExchangeError`s."""
         retry = Retry(self.settings.backoff, self._draws, self._sleep)
+        deadline = self.settings.read_deadline_s
         try:
-            return await read(call, client=self.client, retry=retry, attempts=self.settings.read_attempts)
+            async with asyncio.timeout(deadline):
+                return await read(call, client=self.client, retry=retry, attempts=self.settings.read_attempts)
         except ExchangeError:
             self.failed_reads += 1
             raise
+        except TimeoutError as exc:  # the deadline's own: `read` turns a call's timeouts into typed errors
+            self.failed_reads += 1
+            raise TransientError(f"no answer within {deadline:g} s", exc) from exc
 
     async def fetch_positions(self, symbols: Sequence[str] | None = None) -> list[dict[str, Any]]:
         wanted = list(symbols) if symbols is not None else None

@@ -137,6 +137,22 @@ async def test_a_rate_limited_read_waits_at_least_what_the_exchange_asked() -> N
         assert waits.seconds == [60.0]
 
 
+async def test_a_read_that_hangs_gives_up_at_its_deadline_with_a_passing_error() -> None:
+    settings = GatewaySettings(read_attempts=10, read_deadline_s=0.5, backoff=FAST.backoff)
+    async with SimServer("bybit", mark_interval_s=None) as sim:
+        config = {**sim.ccxt_config(), "enableRateLimit": False, "timeout_on_exit": 0, "timeout": 200}
+        account = ExchangeAccount("acct-1", "bybit", ccxt_config=config)
+        async with ExchangeGateway(account, settings=settings) as gateway:
+            await gateway.read(gateway.client.load_markets)
+            sim.faults.set("http_timeout", path=BYBIT.positions_path, hold_s=5.0)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(TransientError):
+                await gateway.fetch_positions([BTC])
+            assert asyncio.get_running_loop().time() - started < 2.0  # not 10 tries of 200 ms + waits
+            sim.faults.clear("http_timeout")
+        assert 1 <= len(requests_to(sim, BYBIT.positions_path)) < 10
+
+
 async def test_refused_keys_are_fatal_at_once_and_never_retried() -> None:
     async with SimServer("bybit", mark_interval_s=None) as sim:
         config = {**sim.ccxt_config(), "secret": "not-the-secret", "timeout_on_exit": 0}
