@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from daemon.exchanges.quirks import binance, bybit, gate, hyperliquid, okx
 from daemon.exchanges.quirks.base import (
-    AddMarginStyle,
+    AddMarginRequest,
+    ExchangeCall,
     LegParam,
     MarkStream,
     ModeSettings,
@@ -12,6 +13,7 @@ from daemon.exchanges.quirks.base import (
     RecordsCall,
     TiersCall,
     TransferRoute,
+    unified_add_margin,
 )
 
 QUIRKS_BY_EXCHANGE: dict[str, Quirks] = {
@@ -30,7 +32,8 @@ def quirks_for(exchange_id: str) -> Quirks:
 
 __all__ = [
     "QUIRKS_BY_EXCHANGE",
-    "AddMarginStyle",
+    "AddMarginRequest",
+    "ExchangeCall",
     "LegParam",
     "MarkStream",
     "ModeSettings",
@@ -39,4 +42,5 @@ __all__ = [
     "TiersCall",
     "TransferRoute",
     "quirks_for",
+    "unified_add_margin",
 ]

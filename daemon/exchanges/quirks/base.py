@@ -5,20 +5,37 @@ Generic code (client factory, feeds, actuator) reads these fields instead of tes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
 MarkStream = Literal["watch_mark_price", "watch_ticker", "poll"]
 TiersCall = Literal["fetch_leverage_tiers", "fetch_market_leverage_tiers"]
-# How isolated margin is added: ccxt's unified `add_margin`, the implicit method of Bybit's or OKX's v5
-# endpoint, or not at all.
-AddMarginStyle = Literal["unified", "bybit_v5", "okx_v5", "unsupported"]
 
 
 def frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class ExchangeCall:
+    """One ccxt call as it is (or, in a dry run, would be) sent: the client's method, positional arguments and
+    the params dict passed last."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=frozen)
+
+
+# How one venue asks for isolated margin to be added: (ccxt market, amount as sent, the leg's params from
+# `LegParam`) -> the call. Each quirks module names its own; None in `Quirks.add_margin`: not supported.
+AddMarginRequest = Callable[[Mapping[str, Any], str, Mapping[str, Any]], ExchangeCall]
+
+
+def unified_add_margin(market: Mapping[str, Any], amount: str, leg: Mapping[str, Any]) -> ExchangeCall:
+    """ccxt's unified `add_margin(symbol, amount, params)`."""
+    return ExchangeCall("add_margin", (market["symbol"], amount), frozen(leg))
 
 
 @dataclass(frozen=True)
@@ -119,7 +136,8 @@ class Quirks:
         and the exchange's maintenance margin includes the fee to close: ask ccxt's `fetch_trading_fee` for the
         account's own rate once per symbol.
     default_options: ccxt options that keep the client on the exchange's own hosts and on swap markets.
-    add_margin: how isolated margin is added (see `AddMarginStyle`).
+    add_margin: the request that adds isolated margin (see `AddMarginRequest`), or None where marginguard
+        does not add margin.
     margin_amount_uses_market_precision: ccxt rounds the add-margin amount with the market's AMOUNT precision
         (Binance), so the actuator rounds with it too and knows exactly what is sent.
     margin_decimals: decimal places of a margin amount when ccxt does not know the currency's precision.
@@ -139,7 +157,7 @@ class Quirks:
     positions_quiet_by_nature: bool
     tiers_call: TiersCall
     default_options: Mapping[str, Any]
-    add_margin: AddMarginStyle
+    add_margin: AddMarginRequest | None
     margin_amount_uses_market_precision: bool = False
     margin_mode_in_positions: bool = True
     account_fee_rates: bool = False

@@ -1,6 +1,14 @@
 """Binance USD-M futures (ccxt id `binanceusdm`)."""
 
-from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, RecordsCall, TransferRoute, frozen
+from daemon.exchanges.quirks.base import (
+    LegParam,
+    ModeSettings,
+    Quirks,
+    RecordsCall,
+    TransferRoute,
+    frozen,
+    unified_add_margin,
+)
 
 QUIRKS = Quirks(
     exchange_id="binanceusdm",
@@ -13,7 +21,7 @@ QUIRKS = Quirks(
     tiers_call="fetch_leverage_tiers",
     # With a key, load_markets would also fetch currencies from the spot host (api.binance.com/sapi).
     default_options=frozen({"fetchCurrencies": False, "defaultType": "swap"}),
-    add_margin="unified",
+    add_margin=unified_add_margin,
     margin_amount_uses_market_precision=True,
     leg_param=LegParam("positionSide", one_way="BOTH", long="LONG", short="SHORT"),
     margin_decimals=8,

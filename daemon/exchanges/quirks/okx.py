@@ -1,10 +1,33 @@
 """OKX v5, USDT swaps (ccxt id `okx`)."""
 
-from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, RecordsCall, TransferRoute, frozen
+from collections.abc import Mapping
+from typing import Any
+
+from daemon.exchanges.quirks.base import (
+    ExchangeCall,
+    LegParam,
+    ModeSettings,
+    Quirks,
+    RecordsCall,
+    TransferRoute,
+    frozen,
+)
 
 # OKX demo trading is the live REST host with the `x-simulated-trading: 1` header and the wspap websocket
 # host; ccxt's sandbox switch does exactly that, so demo and testnet are the same environment.
 _SIMULATED = ModeSettings(sandbox=True, headers=frozen({"x-simulated-trading": "1"}))
+
+
+def add_margin_request(market: Mapping[str, Any], amount: str, leg: Mapping[str, Any]) -> ExchangeCall:
+    """POST /api/v5/account/position/margin-balance through ccxt's implicit method: ccxt 4.5.90's okx.add_margin
+    sends the request, then fails parsing the answer (`type['type']` on a string), so the margin moves while
+    the caller sees a TypeError."""
+    return ExchangeCall(
+        "private_post_account_position_margin_balance",
+        (),
+        frozen({"instId": market["id"], "type": "add", "amt": amount, **leg}),
+    )
+
 
 QUIRKS = Quirks(
     exchange_id="okx",
@@ -14,10 +37,7 @@ QUIRKS = Quirks(
     positions_quiet_by_nature=False,
     tiers_call="fetch_market_leverage_tiers",
     default_options=frozen({"fetchMarkets": {"types": ["swap"]}, "defaultType": "swap"}),
-    # ccxt 4.5.90's okx.add_margin sends the request, then fails parsing the answer (`type['type']` on a
-    # string): the margin moves but the caller sees a TypeError. The implicit method for POST
-    # /api/v5/account/position/margin-balance avoids the parser.
-    add_margin="okx_v5",
+    add_margin=add_margin_request,
     leg_param=LegParam("posSide", one_way="net", long="long", short="short"),
     margin_decimals=8,
     transfer=TransferRoute(
