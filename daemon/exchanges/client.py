@@ -16,6 +16,7 @@ import ccxt.pro
 
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.quirks import Quirks, quirks_for
+from daemon.exchanges.streams import tolerate_bad_frames
 
 
 class ConfigurationRefused(ValueError):
@@ -65,6 +66,7 @@ def build_client(account: ExchangeAccount, quirks: Quirks | None = None) -> Any:
             client.urls["api"].get("ws", {}), dict(settings.ws_urls)
         )
     apply_config(client, account.ccxt_config)
+    tolerate_bad_frames(client)  # one unreadable frame costs a reconnect, not a deaf socket
     return client
 
 
