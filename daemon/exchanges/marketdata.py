@@ -35,7 +35,13 @@ from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.errors import ExchangeError, InvalidRequest, RateLimited, translate
 from daemon.exchanges.parse import mark_from_ticker, market_rules
 from daemon.exchanges.quirks import Quirks, quirks_for
-from daemon.exchanges.streams import StreamClock, cancelled_by_us, force_reconnect, now_ms
+from daemon.exchanges.streams import (
+    StreamClock,
+    cancelled_by_us,
+    force_reconnect,
+    forget_dial_backoff,
+    now_ms,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -261,6 +267,7 @@ class MarketHub:
                 if isinstance(error, RateLimited) and error.retry_after:
                     wait = max(wait, error.retry_after)
                 await asyncio.sleep(wait)
+                forget_dial_backoff(self.client)
                 continue
             retry_delays = self.settings.backoff.delays(random.random)
             price = mark_from_ticker(ticker)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,26 @@ def force_reconnect(exchange: Any, reason: str) -> int:
         with contextlib.suppress(Exception):
             client.on_error(NetworkError(reason))
     return len(clients)
+
+
+def forget_dial_backoff(exchange: Any) -> None:
+    """Clear ccxt's own hold on websocket dials before the caller's retry dials again.
+
+    ccxt delays a dial to a URL whose last dials were refused on an exponential schedule of its own (0.2 s
+    doubling up to 30 s, cleared only by a successful connection). Stacked on the watch loops' backoff it
+    would keep a stream down for up to 30 s after the exchange is back (a restart refuses every dial for a
+    while): the loops' capped, jittered schedule alone decides when to dial.
+    """
+    backoff = getattr(exchange, "ws_dial_backoff", None)
+    if isinstance(backoff, dict):
+        backoff.clear()
+
+
+def reset_stream_session(exchange: Any, session_options: Mapping[str, Mapping[str, Any]]) -> None:
+    """Make ccxt open a new private-stream session on the next watch (see `Quirks.stream_session_options`)."""
+    for bucket, values in session_options.items():
+        current = exchange.options.get(bucket)
+        exchange.options[bucket] = {**(current if isinstance(current, dict) else {}), **values}
 
 
 def tolerate_bad_frames(exchange: Any) -> None:

@@ -89,6 +89,9 @@ class Quirks:
     transfer: the route that moves funds into the futures wallet, or None when marginguard does not do it.
     modes: settings per environment.
     settle: the settle currency of the watched contracts.
+    stream_session_options: ccxt option buckets that cache a private stream's session, and the values that
+        make ccxt open a new one (Binance: the listen key, which ccxt reuses for 20 minutes). Reset after a
+        private stream fails, so the next watch never dials a key the exchange forgot (after its restart).
     """
 
     exchange_id: str
@@ -107,6 +110,7 @@ class Quirks:
     transfer: TransferRoute | None = None
     modes: Mapping[str, ModeSettings] = field(default_factory=frozen)
     settle: str = "USDT"
+    stream_session_options: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen)
 
     def mode(self, name: str) -> ModeSettings:
         """Settings for `name`; live (and any mode the exchange has no switch for) needs none."""

@@ -22,4 +22,7 @@ QUIRKS = Quirks(
     # ccxt refuses Binance's futures testnet for private calls (NotSupported) unless the account's ccxt_config
     # sets options.disableFuturesSandboxWarning; demo trading is the environment ccxt supports.
     modes=frozen({"demo": ModeSettings(demo_trading=True), "testnet": ModeSettings(sandbox=True)}),
+    # ccxt keeps the USD-M listen key under options["linear"]; a zero time makes it POST /listenKey again
+    # (which answers the live key, extended, or a new one when the exchange forgot it).
+    stream_session_options=frozen({"linear": frozen({"listenKey": None, "lastAuthenticatedTime": 0})}),
 )
