@@ -14,6 +14,10 @@ Each fault can be set with an optional `duration_s` (wall time, on the injectabl
 - `listen_key_expired` the private stream's key is reported expired (dialects decide what that means).
 - `clock_skew`         `ms`: the server's clock runs this far ahead (negative: behind) of the real one, so
                        signed requests fall outside their receive window.
+- `restart`            `down_s` (default 3): the exchange restarts. Every websocket is closed at once, every
+                       request and websocket upgrade is refused with 503 for `down_s`, and the dialects forget
+                       what a restart loses (Binance: its listen keys); then it serves again, the accounts,
+                       positions and marks as they were.
 
 Listeners registered with `on_change` hear `FaultChanged` after every set/clear (the server forwards them to
 the dialect's `on_event`, e.g. to push `listenKeyExpired`).
@@ -40,6 +44,7 @@ KINDS = (
     "http_timeout",
     "listen_key_expired",
     "clock_skew",
+    "restart",
 )
 HTTP_STATUSES = (429, 418, 500, 502, 503, 504)
 
@@ -69,6 +74,7 @@ class Faults:
         self._listeners: list[Callable[[FaultChanged], None]] = []
         self._released = asyncio.Event()  # set (and replaced) when http_timeout is cleared by hand
         self.drops = 0  # how many sockets `drop_websockets` has closed, for tests and the control API
+        self.restarts = 0  # how many times the exchange was restarted (`restart`)
 
     # ---- setting and clearing ----
 
@@ -87,8 +93,14 @@ class Faults:
             raise ValueError(f"{kind} needs ms")
         if kind == "malformed" and count is None:
             count = 1
+        if kind == "restart":
+            params["down_s"] = duration_s = float(params.get("down_s", duration_s or 3.0))
+            count = None
         until = self.clock() + duration_s if duration_s is not None else None
         self._active[kind] = _Active(dict(params), until, count)
+        if kind == "restart":
+            self.restarts += 1
+            self.drop_websockets()  # a restarting server takes every connection with it
         self._notify(FaultChanged(kind, True, dict(params)))
 
     def clear(self, kind: str | None = None) -> None:
@@ -120,6 +132,11 @@ class Faults:
     def delay_ms(self) -> float:
         fault = self._get("delay")
         return float(fault.params["ms"]) if fault is not None else 0.0
+
+    @property
+    def restarting(self) -> bool:
+        """The exchange is down for a restart: refuse everything but the control API."""
+        return self._get("restart") is not None
 
     @property
     def listen_key_expired(self) -> bool:

@@ -12,7 +12,8 @@ Every `mark_interval_s` the engine re-announces all marks (`MarkChanged`), as th
 streams push every second whether or not the price moved. Pass `mark_interval_s=None` to switch that off.
 
 HTTP faults (status, timeout, delay) apply to plain requests, not to websocket upgrades: socket faults are
-`drop`, `stall`, `delay` and `malformed`.
+`drop`, `stall`, `delay` and `malformed`. A `restart` (`POST /_sim/restart`) closes every socket and refuses
+requests and upgrades alike with 503 for its `down_s`, then serves the same engine state again.
 """
 
 from __future__ import annotations
@@ -207,6 +208,11 @@ class SimServer:
             "status": None,
         }
         self.engine.request_log.append(entry)
+        if self.faults.restarting and not request.path.startswith("/_sim/"):
+            # Down for a restart: refused like a load balancer with no backend (websocket upgrades too).
+            entry["fault"] = "restart"
+            entry["status"] = 503
+            return web.Response(status=503, text="503 Service Unavailable: restarting")
         if not request.path.startswith("/_sim/") and not entry["websocket"]:
             if self.faults.delay_ms > 0:
                 await asyncio.sleep(self.faults.delay_ms / 1000.0)

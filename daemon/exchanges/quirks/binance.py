@@ -36,4 +36,7 @@ QUIRKS = Quirks(
     margin_history=RecordsCall(
         "fetch_margin_adjustment_history", "binance_margin_history", per_symbol=True, limit=500
     ),
+    # ccxt keeps the USD-M listen key under options["linear"]; a zero time makes it POST /listenKey again
+    # (which answers the live key, extended, or a new one when the exchange forgot it).
+    stream_session_options=frozen({"linear": frozen({"listenKey": None, "lastAuthenticatedTime": 0})}),
 )
