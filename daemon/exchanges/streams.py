@@ -117,12 +117,16 @@ class StreamClock:
 
     name: str
     stale_after_s: float | None  # None: silence alone says nothing (pushes come only on change)
-    last_data: float  # monotonic seconds
+    last_data: float  # monotonic seconds; moved on by `rearm`, so a new socket gets a full threshold
     state: Freshness | None = None
+    # When data really last arrived (monotonic; None: the clock's start). A forced reconnect does not move it,
+    # so a stream that drops after a long silence is reported silent since then, not since the drop.
+    data_seen: float | None = None
 
     def seen(self, now: float) -> StreamHealth | None:
         """Data arrived: returns FRESH if the stream was anything else before (first data included)."""
         self.last_data = now
+        self.data_seen = now
         if self.state is Freshness.FRESH:
             return None
         self.state = Freshness.FRESH
@@ -153,7 +157,12 @@ class StreamClock:
         if self.state is Freshness.DOWN:
             return None
         self.state = Freshness.DOWN
-        return StreamHealth(self.name, Freshness.DOWN, now_ms(), detail)
+        if self.stale_after_s is None:  # silence says nothing on such a stream: it is blind from the drop on
+            return StreamHealth(self.name, Freshness.DOWN, now_ms(), detail)
+        silent_s = time.monotonic() - (self.data_seen if self.data_seen is not None else self.last_data)
+        wall_ms = now_ms()
+        since_ms = wall_ms - int(silent_s * 1000)
+        return StreamHealth(self.name, Freshness.DOWN, wall_ms, detail, silent_since_ms=since_ms)
 
 
 class Retry:
