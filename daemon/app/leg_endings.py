@@ -18,6 +18,7 @@ on its steps (`ask`), and `asking` tells the policy which legs not to judge mean
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -101,7 +102,7 @@ class LegEndings:
         try:
             found = await asyncio.wait_for(records.liquidations(since_ms), self.read_timeout_s)
         except (ExchangeError, TimeoutError) as exc:
-            return self._unanswered(due, now, str(exc) or type(exc).__name__, state)
+            return self._unanswered(due, now, _said(exc), state)
         if found is None:
             self._no_records = True
             return [self._asked.pop(key).change for key in due]
@@ -158,6 +159,14 @@ class LegEndings:
                 )  # a last try at the deadline
         log.warning("liquidation records unavailable", legs=[f"{s} {d.value}" for s, d in due], error=error)
         return _fold(state, events)
+
+
+_QUERY = re.compile(r"\?[^\s\"']*")
+
+
+def _said(exc: BaseException) -> str:
+    """The error in words for an alert: a request's query string (timestamps, signatures) left out."""
+    return _QUERY.sub("", str(exc)) or type(exc).__name__
 
 
 def _fold(state: AccountState, events: list[Event]) -> list[Change]:
