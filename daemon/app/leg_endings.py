@@ -134,7 +134,7 @@ class LegEndings:
         self, key: LegKey, asked: _Asked, found: Sequence[LiquidationRecord]
     ) -> LiquidationRecord | None:
         earliest_ms = (asked.since - asked.lookback_s) * 1000
-        for record in found:
+        for record in reversed(found):  # the latest: an older one may be the leg's previous life
             if (
                 (record.symbol, record.side) == key
                 and record.ts_ms >= earliest_ms
@@ -154,9 +154,8 @@ class LegEndings:
                 events.append(LegGone(key[0], key[1], GoneCause.UNKNOWN, int(now * 1000), error))
             else:
                 backoff = min(_RETRY_S * 2 ** (asked.failures - 1), _RETRY_MAX_S)
-                asked.next_try = min(
-                    now + backoff, asked.since + self.deadline_s
-                )  # a last try at the deadline
+                # Never later than the deadline: a last try there, before the cause is told unknown.
+                asked.next_try = min(now + backoff, asked.since + self.deadline_s)
         log.warning("liquidation records unavailable", legs=[f"{s} {d.value}" for s, d in due], error=error)
         return _fold(state, events)
 

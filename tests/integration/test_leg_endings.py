@@ -132,3 +132,15 @@ async def test_a_leg_found_gone_after_a_restart_is_matched_over_a_longer_past() 
     after_restart.hold([_gone()], lookback_s=RESTART_LOOKBACK_S)
     [change] = await after_restart.ask(records, STATE)
     assert change.kind is ChangeKind.LIQUIDATED
+
+
+async def test_the_latest_liquidation_of_the_leg_explains_its_ending() -> None:
+    clock = Clock()
+    earlier = LiquidationRecord(
+        BTC, Side.LONG, 0.2, 70_000.0, int((T0 - 7_200) * 1000), "BustTrade execution"
+    )
+    records = Records([earlier, _liquidation(T0 - 60)])
+    endings = LegEndings(clock)
+    endings.hold([_gone()], lookback_s=RESTART_LOOKBACK_S)
+    [change] = await endings.ask(records, STATE)
+    assert (change.kind, change.price, change.contracts) == (ChangeKind.LIQUIDATED, 61_000.0, 0.5)
