@@ -18,6 +18,7 @@ on its steps (`ask`), and `asking` tells the policy which legs not to judge mean
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -101,7 +102,7 @@ class LegEndings:
         try:
             found = await asyncio.wait_for(records.liquidations(since_ms), self.read_timeout_s)
         except (ExchangeError, TimeoutError) as exc:
-            return self._unanswered(due, now, str(exc) or type(exc).__name__, state)
+            return self._unanswered(due, now, _said(exc), state)
         if found is None:
             self._no_records = True
             return [self._asked.pop(key).change for key in due]
@@ -133,7 +134,7 @@ class LegEndings:
         self, key: LegKey, asked: _Asked, found: Sequence[LiquidationRecord]
     ) -> LiquidationRecord | None:
         earliest_ms = (asked.since - asked.lookback_s) * 1000
-        for record in found:
+        for record in reversed(found):  # the latest: an older one may be the leg's previous life
             if (
                 (record.symbol, record.side) == key
                 and record.ts_ms >= earliest_ms
@@ -153,11 +154,18 @@ class LegEndings:
                 events.append(LegGone(key[0], key[1], GoneCause.UNKNOWN, int(now * 1000), error))
             else:
                 backoff = min(_RETRY_S * 2 ** (asked.failures - 1), _RETRY_MAX_S)
-                asked.next_try = min(
-                    now + backoff, asked.since + self.deadline_s
-                )  # a last try at the deadline
+                # Never later than the deadline: a last try there, before the cause is told unknown.
+                asked.next_try = min(now + backoff, asked.since + self.deadline_s)
         log.warning("liquidation records unavailable", legs=[f"{s} {d.value}" for s, d in due], error=error)
         return _fold(state, events)
+
+
+_QUERY = re.compile(r"\?[^\s\"']*")
+
+
+def _said(exc: BaseException) -> str:
+    """The error in words for an alert: a request's query string (timestamps, signatures) left out."""
+    return _QUERY.sub("", str(exc)) or type(exc).__name__
 
 
 def _fold(state: AccountState, events: list[Event]) -> list[Change]:

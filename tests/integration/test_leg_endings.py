@@ -34,7 +34,9 @@ class Records:
     async def liquidations(self, since_ms: int) -> Sequence[LiquidationRecord] | None:
         self.asked += 1
         if self.failing:
-            raise TransientError("RequestTimeout: records unreachable")
+            raise TransientError(
+                "RequestTimeout: records unreachable GET https://x/v5/execution/list?execType=BustTrade&sign=abc"
+            )
         return None if self.found is None else [r for r in self.found if r.ts_ms >= since_ms]
 
 
@@ -104,6 +106,7 @@ async def test_records_that_cannot_be_read_are_asked_again_until_the_deadline_th
     clock.now = T0 + 30.0
     [change] = await endings.ask(records, STATE)
     assert change.kind is ChangeKind.GONE_UNEXPLAINED and "records unreachable" in change.detail
+    assert "sign=" not in change.detail  # told without the request's signed query string
     assert endings.asking == []
 
 
@@ -129,3 +132,15 @@ async def test_a_leg_found_gone_after_a_restart_is_matched_over_a_longer_past() 
     after_restart.hold([_gone()], lookback_s=RESTART_LOOKBACK_S)
     [change] = await after_restart.ask(records, STATE)
     assert change.kind is ChangeKind.LIQUIDATED
+
+
+async def test_the_latest_liquidation_of_the_leg_explains_its_ending() -> None:
+    clock = Clock()
+    earlier = LiquidationRecord(
+        BTC, Side.LONG, 0.2, 70_000.0, int((T0 - 7_200) * 1000), "BustTrade execution"
+    )
+    records = Records([earlier, _liquidation(T0 - 60)])
+    endings = LegEndings(clock)
+    endings.hold([_gone()], lookback_s=RESTART_LOOKBACK_S)
+    [change] = await endings.ask(records, STATE)
+    assert (change.kind, change.price, change.contracts) == (ChangeKind.LIQUIDATED, 61_000.0, 0.5)

@@ -101,3 +101,30 @@ async def test_records_that_cannot_be_read_raise_a_typed_error_never_answer_no()
                 await records.liquidations(0)
         finally:
             await client.close()
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+async def test_a_cross_liquidation_is_on_record_once_for_every_leg_it_closed(exchange: str) -> None:
+    async with simulator(exchange) as sim:
+        key = sim.account.api_key
+        sim.engine.set_wallet(key, "USDT", 2_000.0)
+        open_leg(sim, BTC, Side.LONG, 0.5, MarginMode.CROSS, leverage=20)
+        open_leg(sim, ETH, Side.LONG, 4.0, MarginMode.CROSS, leverage=20)
+        account = account_for(sim)
+        client = build_client(account)
+        try:
+            await client.load_markets()
+            records = VenueRecords(client, quirks_for(account.exchange))
+            since = int(time.time() * 1000) - 1_000
+            liquidation = sim.engine.liquidation_price(key, BTC, Side.LONG)
+            assert liquidation is not None
+            sim.engine.set_mark(BTC, round(liquidation * 0.95, 1))
+            assert sorted(r["symbol"] for r in sim.engine.liquidations) == [BTC, ETH]
+            found = await records.liquidations(since)
+            assert found is not None
+            assert sorted((r.symbol, r.side) for r in found) == [
+                (unified(sim, BTC), Side.LONG),
+                (unified(sim, ETH), Side.LONG),
+            ]
+        finally:
+            await client.close()
