@@ -25,7 +25,7 @@ from daemon.core.events import (
     PositionUpdate,
     StreamHealth,
 )
-from daemon.core.types import Side
+from daemon.core.types import MarginMode, Side
 
 LegKey = tuple[str, Side]
 
@@ -107,7 +107,10 @@ def apply(state: AccountState, event: Event) -> tuple[AccountState, tuple[Change
     if isinstance(event, MarkPrice):
         return replace(state, marks={**state.marks, event.symbol: event}, last_event_ms=ts), ()
     if isinstance(event, BalanceUpdate):
-        return replace(state, wallet_balance=event.wallet_balance, last_event_ms=ts), ()
+        legs = state.legs
+        if event.wallet_balance != state.wallet_balance:
+            legs = _cross_prices_unknown(legs, keep=frozenset())
+        return replace(state, wallet_balance=event.wallet_balance, legs=legs, last_event_ms=ts), ()
     if isinstance(event, StreamHealth):
         return replace(state, health={**state.health, event.stream: event}, last_event_ms=ts), ()
     if isinstance(event, MarketRules):
@@ -134,7 +137,10 @@ def _merge_updates(
 ) -> tuple[dict[LegKey, PositionFacts], list[Change]]:
     merged = dict(legs)
     changes: list[Change] = []
+    cross_moved = False
     for facts in updates:
+        known = merged.get((facts.symbol, facts.side))
+        cross_moved = cross_moved or _moves_cross_totals(known, facts)
         key = (facts.symbol, facts.side)
         if facts.contracts == 0.0:
             if merged.pop(key, None) is not None:
@@ -145,7 +151,41 @@ def _merge_updates(
         else:
             merged[key] = facts
             changes.append(Change(ChangeKind.OPENED, facts.symbol, facts.side))
+    if cross_moved:
+        told = frozenset((f.symbol, f.side) for f in updates if f.exchange_liquidation_price is not None)
+        merged = _cross_prices_unknown(merged, keep=told)
     return merged, changes
+
+
+def _is_cross(facts: PositionFacts | None) -> bool:
+    return facts is not None and facts.margin_mode is MarginMode.CROSS
+
+
+def _moves_cross_totals(known: PositionFacts | None, news: PositionFacts) -> bool:
+    """Whether `news` changes what every cross leg's liquidation price follows from: a cross leg opened,
+    closed, resized or re-priced (one cross price depends on the wallet and on every other cross leg)."""
+    if not (_is_cross(known) or _is_cross(news)):
+        return False
+    if known is None or news.contracts == 0.0:
+        return True
+    return any(
+        getattr(news, name) is not None and getattr(news, name) != getattr(known, name)
+        for name in _LIQUIDATION_INPUTS
+    )
+
+
+def _cross_prices_unknown(
+    legs: dict[LegKey, PositionFacts], keep: frozenset[LegKey]
+) -> dict[LegKey, PositionFacts]:
+    """The exchange's cross liquidation prices, except those just told (`keep`), made unknown: they were
+    computed over a wallet or a set of legs that is no more, and comparing the model with them would report a
+    divergence that is only the exchange's figure being out of date."""
+    return {
+        key: replace(facts, exchange_liquidation_price=None)
+        if _is_cross(facts) and key not in keep and facts.exchange_liquidation_price is not None
+        else facts
+        for key, facts in legs.items()
+    }
 
 
 def _replace_with_snapshot(
