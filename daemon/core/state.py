@@ -105,7 +105,8 @@ def apply(state: AccountState, event: Event) -> tuple[AccountState, tuple[Change
         else state.last_event_ms
     )
     if isinstance(event, MarkPrice):
-        return replace(state, marks={**state.marks, event.symbol: event}, last_event_ms=ts), ()
+        marks = {**state.marks, event.symbol: event}
+        return replace(state, marks=marks, legs=_after_mark(state.legs, event), last_event_ms=ts), ()
     if isinstance(event, BalanceUpdate):
         legs = state.legs
         if event.wallet_balance != state.wallet_balance:
@@ -155,6 +156,33 @@ def _merge_updates(
         told = frozenset((f.symbol, f.side) for f in updates if f.exchange_liquidation_price is not None)
         merged = _cross_prices_unknown(merged, keep=told)
     return merged, changes
+
+
+# A cross leg's liquidation price follows from the unrealised PnL of every other cross leg, so the exchange's
+# figure holds only at the marks its rows were computed at: a move of more than this (relative) makes it stale.
+_MARK_MOVED = 1e-4
+
+
+def _after_mark(legs: dict[LegKey, PositionFacts], mark: MarkPrice) -> dict[LegKey, PositionFacts]:
+    """The legs after `mark`: the other cross legs' exchange prices unknown once a cross leg's mark has moved
+    away from the one the exchange priced them at (its row's mark)."""
+    moved = [
+        key
+        for key, facts in legs.items()
+        if key[0] == mark.symbol
+        and _is_cross(facts)
+        and facts.mark_price is not None
+        and abs(mark.price - facts.mark_price) > _MARK_MOVED * facts.mark_price
+    ]
+    if not moved or sum(1 for facts in legs.values() if _is_cross(facts)) < 2:
+        return legs
+    keep = frozenset(moved) if len(moved) == 1 else frozenset()
+    if not any(
+        _is_cross(facts) and key not in keep and facts.exchange_liquidation_price is not None
+        for key, facts in legs.items()
+    ):
+        return legs  # already unknown: keep the same mapping (this runs on every mark)
+    return _cross_prices_unknown(legs, keep=keep)
 
 
 def _is_cross(facts: PositionFacts | None) -> bool:
