@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from daemon.sim.dialect import Dialect, error_kind_for_status
+from daemon.sim.dialect import SimDialect, error_kind_for_status
 from daemon.sim.dialects import DIALECTS
 from daemon.sim.engine import Engine, SimAccount
 from daemon.sim.faults import Faults
@@ -102,11 +102,11 @@ class SimServer:
         self.engine = Engine(
             markets if markets is not None else load_markets(exchange),
             clock=clock,
-            family=getattr(dialect_class, "family", exchange),
+            family=dialect_class.family,
         )
         self.faults = Faults(wall_clock=clock)
         self.hub = SocketHub()
-        self.dialect: Dialect = dialect_class(self.engine, self.faults, self.hub)
+        self.dialect: SimDialect = dialect_class(self.engine, self.faults, self.hub)
         self.account: SimAccount = self.engine.add_account(
             DEFAULT_API_KEY, DEFAULT_SECRET, DEFAULT_PASSPHRASE
         )
