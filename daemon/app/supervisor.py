@@ -26,9 +26,8 @@ from daemon.app.settings_models import SinkSettings
 from daemon.app.settings_view import secret_values
 from daemon.app.wiring import feed_settings, hub_settings, rule_set, topup_limits
 from daemon.core.backoff import Backoff
-from daemon.exchanges.client import build_client
-from daemon.exchanges.marketdata import MarketHub
-from daemon.exchanges.quirks import quirks_for
+from daemon.exchanges.client import Environment, environment
+from daemon.exchanges.marketdata import MarketHub, hub_for
 from daemon.notify import build_sink
 from daemon.notify.outbox import Outbox
 from daemon.notify.routing import Router
@@ -61,14 +60,14 @@ class Daemon:
         rules = rule_set(settings)
         # One router for every account: it remembers which sinks heard each alarm, so the all-clear follows it.
         router = Router(settings.routes, [sink.name for sink in settings.sinks])
-        self.hubs: dict[str, MarketHub] = {}
+        # One hub per environment, on a client without keys: accounts share marks only with accounts that
+        # talk to the same server (a live account never sees a demo price).
+        self.hubs: dict[Environment, MarketHub] = {}
         self.runners: list[AccountRunner] = []
         for account in settings.account_configs():
-            if account.exchange not in self.hubs:
-                quirks = quirks_for(account.exchange)
-                self.hubs[account.exchange] = MarketHub(
-                    build_client(account, quirks), quirks, hub_settings(settings)
-                )
+            where = environment(account)
+            if where not in self.hubs:
+                self.hubs[where] = hub_for(account, hub_settings(settings))
             topup = settings.topup_for(account.account_id)
             config = RunnerConfig(
                 account=account,
@@ -79,9 +78,7 @@ class Daemon:
                 sinks_for=router.sinks_for,
             )
             self.runners.append(
-                AccountRunner(
-                    config, self.hubs[account.exchange], self.journal, self.metrics, self.outbox.notify, clock
-                )
+                AccountRunner(config, self.hubs[where], self.journal, self.metrics, self.outbox.notify, clock)
             )
 
     def readiness(self) -> tuple[bool, dict[str, str]]:

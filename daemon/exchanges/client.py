@@ -9,6 +9,8 @@ the config always win.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +18,7 @@ import ccxt.pro
 
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.quirks import Quirks, quirks_for
+from daemon.exchanges.streams import tolerate_bad_frames
 
 
 class ConfigurationRefused(ValueError):
@@ -65,7 +68,40 @@ def build_client(account: ExchangeAccount, quirks: Quirks | None = None) -> Any:
             client.urls["api"].get("ws", {}), dict(settings.ws_urls)
         )
     apply_config(client, account.ccxt_config)
+    tolerate_bad_frames(client)  # one unreadable frame costs a reconnect, not a deaf socket
     return client
+
+
+# ccxt constructor keys that carry an account's identity, never a server's address.
+CREDENTIAL_KEYS = frozenset({"apiKey", "secret", "password", "uid", "privateKey", "walletAddress", "token"})
+
+Environment = tuple[str, str, str]
+
+
+def public_account(account: ExchangeAccount) -> ExchangeAccount:
+    """`account` without anything that identifies it: the same exchange, mode and server (URL overrides,
+    proxies, options, headers), no keys. What a client for public market data is built from."""
+    return dataclasses.replace(
+        account,
+        account_id=f"{account.exchange}-{account.mode}-public",
+        api_key=None,
+        secret=None,
+        password=None,
+        wallet_address=None,
+        private_key=None,
+        ccxt_config={k: v for k, v in account.ccxt_config.items() if k not in CREDENTIAL_KEYS},
+    )
+
+
+def environment(account: ExchangeAccount) -> Environment:
+    """Which server `account`'s public data comes from: exchange, mode and every non-credential override.
+
+    Two accounts share market data (one mark-price hub) only when these are equal: a live account must never
+    be judged on demo or testnet prices, nor an account behind a regional host on another host's. Settings
+    that do not move the server (options, timeouts) split hubs too: needlessly, never wrongly. The key may hold
+    header values: never log it."""
+    config = json.dumps(_plain(public_account(account).ccxt_config), sort_keys=True, default=repr)
+    return (account.exchange, account.mode, config)
 
 
 def _base_config(account: ExchangeAccount, quirks: Quirks) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 from daemon.core.events import Event, MarkPrice, StreamHealth
 from daemon.core.state import AccountState, Change, apply
 from daemon.core.view import AccountView, view
-from daemon.exchanges.client import build_client
+from daemon.exchanges.client import build_client, environment
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.feeds import AccountFeed, FeedSettings
 from daemon.exchanges.marketdata import MarketHub
@@ -83,6 +83,12 @@ class Connector:
         if hub.exchange_id != account.exchange:
             raise ValueError(
                 f"account {account.account_id!r} is on {account.exchange}, the hub on {hub.exchange_id}"
+            )
+        if hub.environment is not None and hub.environment != environment(account):
+            # A live account judged on demo marks (or one host's on another's) is wrong without a sound.
+            raise ValueError(
+                f"account {account.account_id!r} ({account.exchange}, {account.mode}) is not in the "
+                "environment of the market hub it was given"
             )
         self.account = account
         self.hub = hub

@@ -51,7 +51,14 @@ from daemon.exchanges.marketdata import MarketHub, MarkEvent
 from daemon.exchanges.parse import facts_from_positions, margin_mode_of, number, wallet_balance
 from daemon.exchanges.quirks import Quirks
 from daemon.exchanges.reconcile import PositionLedger, Verdict
-from daemon.exchanges.streams import StreamClock, cancelled_by_us, force_reconnect, now_ms
+from daemon.exchanges.streams import (
+    StreamClock,
+    cancelled_by_us,
+    force_reconnect,
+    forget_dial_backoff,
+    now_ms,
+    reset_stream_session,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -322,16 +329,27 @@ class AccountFeed:
             if down is not None:
                 self._emit(down)
             recovering = True
+            # The session may be gone with the socket (an exchange restart forgets Binance's listen keys).
+            reset_stream_session(self.client, self.quirks.stream_session_options)
             delays = delays or self.settings.backoff.delays(random.random)
             await asyncio.sleep(_wait(error, next(delays)))
+            forget_dial_backoff(self.client)
 
     async def _first_after_reconnect(
         self, clock: StreamClock, next_events: Callable[[], Awaitable[list[Event]]]
     ) -> list[Event]:
-        """The first watch after a failure reconnects; reconcile once the new socket had time to subscribe."""
+        """The first watch after a failure reconnects; reconcile once the new socket had time to subscribe.
+
+        The socket may come up well after the watch starts (a dial refused while the exchange restarts, a
+        slow handshake): the reconciliation and the evidence of life wait for it, so neither is taken from a
+        socket that is not there yet."""
         watch = asyncio.ensure_future(next_events())
         try:
             await asyncio.wait({watch}, timeout=self.settings.resubscribe_grace_s)
+            if not watch.done() and not _socket_up(self.client):
+                while not watch.done() and not _socket_up(self.client):
+                    await asyncio.wait({watch}, timeout=self.settings.check_every_s)
+                await asyncio.wait({watch}, timeout=self.settings.resubscribe_grace_s)
             self._ledger.rebaseline()
             self.request_reconcile()
             if not watch.done() and clock.stale_after_s is None and _socket_up(self.client):

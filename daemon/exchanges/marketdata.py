@@ -1,6 +1,7 @@
 """`MarketHub`: one exchange's public data, shared by every account that trades on it.
 
-One hub per exchange id holds one public ccxt client. Market metadata and maintenance tiers are loaded once
+One hub per environment (exchange, mode and server: `client.environment`) holds one public ccxt client, built
+without credentials (`hub_for`). Market metadata and maintenance tiers are loaded once
 and shared (`rules(symbol)`), and each symbol's mark price is watched by exactly one task whatever the number
 of accounts holding it: `subscribe(symbol, listener)` / `unsubscribe` count references, and every frame is
 fanned out to every listener as a core `MarkPrice`.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -30,12 +30,18 @@ import structlog
 
 from daemon.core.backoff import Backoff
 from daemon.core.events import MarketRules, MarkPrice, StreamHealth
-from daemon.exchanges.client import build_client, share_markets
+from daemon.exchanges.client import Environment, build_client, environment, public_account, share_markets
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.errors import ExchangeError, InvalidRequest, RateLimited, translate
 from daemon.exchanges.parse import mark_from_ticker, market_rules
 from daemon.exchanges.quirks import Quirks, quirks_for
-from daemon.exchanges.streams import StreamClock, cancelled_by_us, force_reconnect, now_ms
+from daemon.exchanges.streams import (
+    StreamClock,
+    cancelled_by_us,
+    force_reconnect,
+    forget_dial_backoff,
+    now_ms,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +76,8 @@ class MarketHub:
         client.options.setdefault("ws", {}).setdefault("compress", 0)
         self.quirks = quirks
         self.settings = settings or HubSettings()
+        # Which server the public client talks to (set by `hub_for`); None: not checked.
+        self.environment: Environment | None = None
         self._listeners: dict[str, list[MarkListener]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._clocks: dict[str, StreamClock] = {}
@@ -259,6 +267,7 @@ class MarketHub:
                 if isinstance(error, RateLimited) and error.retry_after:
                     wait = max(wait, error.retry_after)
                 await asyncio.sleep(wait)
+                forget_dial_backoff(self.client)
                 continue
             retry_delays = self.settings.backoff.delays(random.random)
             price = mark_from_ticker(ticker)
@@ -330,21 +339,11 @@ def _deliver(listener: MarkListener, event: MarkEvent) -> None:
         log.exception("mark listener failed", stream=getattr(event, "symbol", None))
 
 
-_CREDENTIAL_KEYS = frozenset({"apiKey", "secret", "password", "uid", "privateKey", "walletAddress", "token"})
-
-
 def hub_for(account: ExchangeAccount, settings: HubSettings | None = None) -> MarketHub:
-    """A hub for `account`'s exchange and environment, on a client without credentials (public data only;
-    tier endpoints that need a signature are called through an account's client, see `rules`)."""
-    public = dataclasses.replace(
-        account,
-        account_id=f"{account.exchange}-public",
-        api_key=None,
-        secret=None,
-        password=None,
-        wallet_address=None,
-        private_key=None,
-        ccxt_config={k: v for k, v in account.ccxt_config.items() if k not in _CREDENTIAL_KEYS},
-    )
+    """A hub for `account`'s exchange and environment (`client.environment`), on a client without credentials
+    (public data only; tier endpoints that need a signature are called through an account's client, see
+    `rules`). Accounts may share it only when their environment equals `hub.environment`."""
     quirks = quirks_for(account.exchange)
-    return MarketHub(build_client(public, quirks), quirks, settings)
+    hub = MarketHub(build_client(public_account(account), quirks), quirks, settings)
+    hub.environment = environment(account)
+    return hub

@@ -3,6 +3,12 @@
 ccxt's websockets fail quietly: a stalled socket keeps answering pings while no data arrives, and ccxt
 never reconnects by itself (the next `watch_*` call does). The loops here therefore judge a stream by the
 age of its last data message, and force a reconnect by failing the ccxt socket themselves.
+
+One frame ccxt cannot read kills its socket's receive loop for good: the JSON decoding (and the exchange's
+handler) run inside an asyncio done-callback, so the exception is only logged by asyncio, the next read is never
+scheduled, and the socket stays open and silent (its pings unanswered only after minutes) until a freshness
+threshold notices. `tolerate_bad_frames` turns such a frame into a failed socket at once: the pending watches
+raise, the next watch reconnects and resubscribes, and one bad frame costs one reconnect.
 """
 
 from __future__ import annotations
@@ -10,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from ccxt.base.errors import NetworkError
 
 from daemon.core.events import Freshness, StreamHealth
+
+log = structlog.get_logger(__name__)
 
 
 def now_ms() -> int:
@@ -44,6 +53,62 @@ def force_reconnect(exchange: Any, reason: str) -> int:
         with contextlib.suppress(Exception):
             client.on_error(NetworkError(reason))
     return len(clients)
+
+
+def forget_dial_backoff(exchange: Any) -> None:
+    """Clear ccxt's own hold on websocket dials before the caller's retry dials again.
+
+    ccxt delays a dial to a URL whose last dials were refused on an exponential schedule of its own (0.2 s
+    doubling up to 30 s, cleared only by a successful connection). Stacked on the watch loops' backoff it
+    would keep a stream down for up to 30 s after the exchange is back (a restart refuses every dial for a
+    while): the loops' capped, jittered schedule alone decides when to dial.
+    """
+    backoff = getattr(exchange, "ws_dial_backoff", None)
+    if isinstance(backoff, dict):
+        backoff.clear()
+
+
+def reset_stream_session(exchange: Any, session_options: Mapping[str, Mapping[str, Any]]) -> None:
+    """Make ccxt open a new private-stream session on the next watch (see `Quirks.stream_session_options`)."""
+    for bucket, values in session_options.items():
+        current = exchange.options.get(bucket)
+        exchange.options[bucket] = {**(current if isinstance(current, dict) else {}), **values}
+
+
+def tolerate_bad_frames(exchange: Any) -> None:
+    """Make every websocket `exchange` opens fail (and so reconnect) on a frame it cannot handle, instead of
+    going deaf (see the module docstring). Installed once per ccxt client, before its first watch."""
+    if getattr(exchange, "_marginguard_frames_guarded", False):
+        return
+    make_client = exchange.client  # ccxt's factory of per-URL websocket clients
+
+    def client(url: str) -> Any:
+        ws = make_client(url)
+        if not getattr(ws, "_marginguard_frames_guarded", False):
+            _guard_frames(exchange, ws)
+        return ws
+
+    exchange.client = client
+    exchange._marginguard_frames_guarded = True
+
+
+def _guard_frames(exchange: Any, ws: Any) -> None:
+    handle = ws.handle_text_or_binary_message
+
+    def guarded(data: Any) -> None:
+        try:
+            handle(data)
+        except Exception as exc:
+            # Neither the frame nor the URL is logged: a private stream's URL carries its listen key.
+            log.warning(
+                "unreadable websocket frame; reconnecting",
+                exchange=getattr(exchange, "id", None),
+                error=type(exc).__name__,
+            )
+            ws.on_error(NetworkError(f"marginguard: unreadable frame ({type(exc).__name__})"))
+
+    ws.handle_text_or_binary_message = guarded
+    ws._marginguard_frames_guarded = True
 
 
 @dataclass(slots=True)

@@ -10,6 +10,8 @@
     POST   /_sim/funding     {"symbol", "rate"} settles one funding interval at the mark (what each account paid)
     POST   /_sim/fault       {"kind", "duration_s"?, "count"?, ...kind parameters (see daemon.sim.faults)}
     DELETE /_sim/fault       ?kind=stall (all faults without kind)
+    POST   /_sim/restart     {"down_s"?: 3} every socket closed, everything else refused (503) for down_s, what a
+                             restart forgets forgotten (Binance listen keys), then serving the same state again
     GET    /_sim/requests    ?since=N (entries from index N on)
     GET    /_sim/liquidations
     GET    /_sim/state       marks, accounts with positions and model liquidation prices, faults, sockets
@@ -141,6 +143,11 @@ def control_routes(sim: SimServer) -> list[web.RouteDef]:
         )
         return {"faults": sim.faults.active()}
 
+    async def restart(request: web.Request) -> Any:
+        data = await body(request)
+        sim.faults.set("restart", down_s=float(data.get("down_s", 3.0)))
+        return {"faults": sim.faults.active(), "restarts": sim.faults.restarts}
+
     async def clear_fault(request: web.Request) -> Any:
         sim.faults.clear(request.query.get("kind"))
         return {"faults": sim.faults.active()}
@@ -177,6 +184,7 @@ def control_routes(sim: SimServer) -> list[web.RouteDef]:
         web.post("/_sim/funding", guarded(funding)),
         web.post("/_sim/fault", guarded(set_fault)),
         web.delete("/_sim/fault", guarded(clear_fault)),
+        web.post("/_sim/restart", guarded(restart)),
         web.get("/_sim/requests", guarded(requests)),
         web.get("/_sim/liquidations", guarded(liquidations)),
         web.get("/_sim/state", guarded(state)),

@@ -7,13 +7,17 @@ Each fault can be set with an optional `duration_s` (wall time, on the injectabl
 - `stall`              sockets stay open but data frames are silently withheld (protocol pings still answered).
 - `delay`              `ms`: every data frame and HTTP answer is held back this long.
 - `malformed`          the next frames (`count`, default 1) are replaced by invalid JSON.
-- `http_status`        `status` (429 | 418 | 500 | 502 | 503), optional `path` prefix: answer in the dialect's
-                       own error shape instead of serving the request.
-- `http_timeout`       optional `path` prefix: hold the request open until the fault is cleared (or
-                       `hold_s`, default 120 s) so the client times out.
+- `http_status`        `status` (429 | 418 | 500 | 502 | 503), optional `path` prefix and `method`: answer in
+                       the dialect's own error shape instead of serving the request.
+- `http_timeout`       optional `path` prefix and `method`: hold the request open until the fault is cleared
+                       (or `hold_s`, default 120 s) so the client times out.
 - `listen_key_expired` the private stream's key is reported expired (dialects decide what that means).
 - `clock_skew`         `ms`: the server's clock runs this far ahead (negative: behind) of the real one, so
                        signed requests fall outside their receive window.
+- `restart`            `down_s` (default 3): the exchange restarts. Every websocket is closed at once, every
+                       request and websocket upgrade is refused with 503 for `down_s`, and the dialects forget
+                       what a restart loses (Binance: its listen keys); then it serves again, the accounts,
+                       positions and marks as they were.
 
 Listeners registered with `on_change` hear `FaultChanged` after every set/clear (the server forwards them to
 the dialect's `on_event`, e.g. to push `listenKeyExpired`).
@@ -40,6 +44,7 @@ KINDS = (
     "http_timeout",
     "listen_key_expired",
     "clock_skew",
+    "restart",
 )
 HTTP_STATUSES = (429, 418, 500, 502, 503, 504)
 
@@ -69,6 +74,7 @@ class Faults:
         self._listeners: list[Callable[[FaultChanged], None]] = []
         self._released = asyncio.Event()  # set (and replaced) when http_timeout is cleared by hand
         self.drops = 0  # how many sockets `drop_websockets` has closed, for tests and the control API
+        self.restarts = 0  # how many times the exchange was restarted (`restart`)
 
     # ---- setting and clearing ----
 
@@ -87,8 +93,14 @@ class Faults:
             raise ValueError(f"{kind} needs ms")
         if kind == "malformed" and count is None:
             count = 1
+        if kind == "restart":
+            params["down_s"] = duration_s = float(params.get("down_s", duration_s or 3.0))
+            count = None
         until = self.clock() + duration_s if duration_s is not None else None
         self._active[kind] = _Active(dict(params), until, count)
+        if kind == "restart":
+            self.restarts += 1
+            self.drop_websockets()  # a restarting server takes every connection with it
         self._notify(FaultChanged(kind, True, dict(params)))
 
     def clear(self, kind: str | None = None) -> None:
@@ -122,6 +134,11 @@ class Faults:
         return float(fault.params["ms"]) if fault is not None else 0.0
 
     @property
+    def restarting(self) -> bool:
+        """The exchange is down for a restart: refuse everything but the control API."""
+        return self._get("restart") is not None
+
+    @property
     def listen_key_expired(self) -> bool:
         return self._get("listen_key_expired") is not None
 
@@ -138,14 +155,14 @@ class Faults:
         """True when the frame about to be sent must be replaced by garbage (consumes one use)."""
         return self._consume("malformed", None) is not None
 
-    def take_http_status(self, path: str) -> int | None:
+    def take_http_status(self, path: str, method: str | None = None) -> int | None:
         """The status to answer `path` with instead of serving it, if an http_status fault matches."""
-        fault = self._consume("http_status", path)
+        fault = self._consume("http_status", path, method)
         return int(fault.params["status"]) if fault is not None else None
 
-    def take_http_timeout(self, path: str) -> float | None:
+    def take_http_timeout(self, path: str, method: str | None = None) -> float | None:
         """Seconds to hold `path` unanswered, if an http_timeout fault matches."""
-        fault = self._consume("http_timeout", path)
+        fault = self._consume("http_timeout", path, method)
         return float(fault.params.get("hold_s", 120.0)) if fault is not None else None
 
     async def hold(self, seconds: float) -> None:
@@ -189,12 +206,16 @@ class Faults:
             return None
         return fault
 
-    def _consume(self, kind: str, path: str | None) -> _Active | None:
+    def _consume(self, kind: str, path: str | None, method: str | None = None) -> _Active | None:
         fault = self._get(kind)
         if fault is None:
             return None
         prefix = fault.params.get("path")
         if path is not None and prefix and not path.startswith(prefix):
+            return None
+        # A method tells apart requests under one prefix (POST /fapi/v1/positionMargin, GET .../history).
+        wanted = fault.params.get("method")
+        if method is not None and wanted and method.upper() != str(wanted).upper():
             return None
         if fault.remaining is not None:
             fault.remaining -= 1

@@ -238,3 +238,31 @@ async def test_a_delayed_stream_delivers_every_frame_late_but_in_order(sim: SimS
     while (await asyncio.wait_for(exchange.watch_mark_price(SYMBOL), WAIT_S))["markPrice"] != 65_000.0:
         pass
     assert loop.time() - moved_at >= 0.29
+
+
+async def test_a_restart_closes_every_socket_refuses_everything_for_a_while_and_forgets_listen_keys(
+    sim: SimServer, exchange: Any
+) -> None:
+    await asyncio.wait_for(exchange.watch_mark_price(SYMBOL), WAIT_S)
+    listen_key = (await exchange.fapiPrivatePostListenKey())["listenKey"]
+    listen_keys = sim.dialect.listen_keys  # type: ignore[attr-defined]
+    assert listen_keys.account_for(listen_key) == sim.account.api_key
+    async with aiohttp.ClientSession() as session:
+        answer = await session.post(f"{sim.http_base}/_sim/restart", json={"down_s": 0.5})
+        assert (await answer.json())["restarts"] == 1
+
+        assert sim.faults.open_sockets == 0
+        with pytest.raises(NetworkError):  # the socket went with the server, and no new one is accepted yet
+            await asyncio.wait_for(exchange.watch_mark_price(SYMBOL), WAIT_S)
+        with pytest.raises(ExchangeNotAvailable):
+            await exchange.fetch_balance()
+        state = await (await session.get(f"{sim.http_base}/_sim/state")).json()  # the control API stays up
+        assert "restart" in state["faults"]
+
+        async with asyncio.timeout(WAIT_S):
+            while sim.faults.restarting:  # noqa: ASYNC110 - the outage ends on the simulator's clock
+                await asyncio.sleep(0.05)
+        assert (await exchange.fetch_balance())["USDT"]["total"] == pytest.approx(10_000.0)  # same state
+        assert listen_keys.account_for(listen_key) is None  # a new key must be asked for
+        ticker = await asyncio.wait_for(exchange.watch_mark_price(SYMBOL), WAIT_S)
+        assert ticker["symbol"] == SYMBOL

@@ -67,6 +67,10 @@ class ListenKeys:
             return "unknown"
         return "live" if entry.expires_at > self.clock() else "expired"
 
+    def forget_all(self) -> None:
+        """The server restarted: no key it issued is known any more (clients must ask for new ones)."""
+        self._keys.clear()
+
     def expire_all(self) -> set[str]:
         """Expire every live key now; returns the API keys whose streams are affected."""
         affected = set()

@@ -223,6 +223,8 @@ class BinanceStreams:
             self._schedule()
         elif isinstance(event, FaultChanged) and event.kind == "listen_key_expired" and event.active:
             self._expire_listen_keys()
+        elif isinstance(event, FaultChanged) and event.kind == "restart" and event.active:
+            self.listen_keys.forget_all()  # kept in memory only: a restart loses them
 
     def _wants_mark(self, symbol: str) -> bool:
         streams = (*mark_streams(symbol), *MARK_ARRAY_STREAMS)

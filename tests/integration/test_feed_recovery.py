@@ -1,0 +1,106 @@
+"""Streams come back by themselves, quickly: an unreadable frame costs one reconnect (not the stale threshold),
+and the account is declared fresh as soon as a snapshot shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from daemon.core.events import Freshness, PositionUpdate, StreamHealth
+from daemon.core.types import MarginMode, Side
+from daemon.exchanges.marketdata import HubSettings, mark_stream_name
+from tests.integration.connector_support import (
+    EXCHANGES,
+    FAST_FEED,
+    connected,
+    eventually,
+    health,
+    next_update,
+    open_leg,
+    simulator,
+    unified,
+    until,
+    until_in_step,
+)
+
+pytestmark = pytest.mark.integration
+
+BTC, ETH = "BTCUSDT", "ETHUSDT"
+RESTART_DOWN_S = 3.0
+# How long after the exchange serves again its private streams may take to carry pushes again: the feed's
+# backoff is capped at 1 s here, plus a reconnect and resubscription.
+RECOVERY_BOUND_S = 5.0
+# A threshold far longer than the test may take: only a real recovery brings the marks back in time.
+PATIENT_HUB = HubSettings(stale_after_s=30.0, check_every_s=0.1)
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+async def test_one_malformed_frame_costs_a_reconnect_not_the_stale_threshold(exchange: str) -> None:
+    async with simulator(exchange, mark_interval_s=0.25) as sim:
+        open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.CROSS, leverage=10)
+        btc = unified(sim, BTC)
+        stream = mark_stream_name(btc)
+        async with connected(sim, hub_settings=PATIENT_HUB) as (hub, connector):
+            await until(connector, lambda c: health(c, stream) is Freshness.FRESH)
+            verdicts: list[Freshness] = []
+            updates = connector.updates()
+
+            sim.faults.set("malformed", count=1)
+            await eventually(lambda: "malformed" not in sim.faults.active())  # the garbage went out
+            corrupted_at = time.monotonic()
+            sim.engine.set_mark(BTC, round(sim.engine.marks[BTC] * 1.01, 1))
+            # Before: ccxt's receive loop died on the frame and the marks froze for the whole 30 s threshold.
+            await until(
+                connector,
+                lambda c: btc in c.state.marks and c.state.marks[btc].price == sim.engine.marks[BTC],
+                within_s=5.0,
+            )
+            await until(connector, lambda c: health(c, stream) is Freshness.FRESH, within_s=5.0)
+            recovered_s = time.monotonic() - corrupted_at
+            async with asyncio.timeout(2.0):  # everything published since the fault is buffered already
+                async for update in updates:
+                    for event in update.folded:
+                        if isinstance(event, StreamHealth) and event.stream == stream:
+                            verdicts.append(event.freshness)
+                    if update.event is connector.state.health.get(stream):
+                        break
+            assert recovered_s < PATIENT_HUB.stale_after_s / 4
+            assert Freshness.STALE not in verdicts, verdicts
+            assert hub.forced_reconnects == 0  # the frame itself failed the socket, not the silence
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+async def test_private_streams_recover_after_the_exchange_restarts(exchange: str) -> None:
+    async with simulator(exchange, mark_interval_s=0.25) as sim:
+        open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.CROSS, leverage=10)
+        async with connected(sim, feed=FAST_FEED) as (_hub, connector):
+            await until_in_step(sim, connector)
+            sim.faults.set("restart", down_s=RESTART_DOWN_S)
+            await until(connector, lambda c: health(c, "positions") is not Freshness.FRESH)
+            await eventually(lambda: not sim.faults.restarting, within_s=RESTART_DOWN_S + 2)
+            serving_at = time.monotonic()
+
+            # Before: Binance's private stream kept dialling with the listen key the restart forgot (ccxt reuses
+            # it for 20 minutes), and positions and balance stayed down.
+            streams = ("positions", "balance")
+            await until(
+                connector,
+                lambda c: all(health(c, name) is Freshness.FRESH for name in streams),
+                within_s=RECOVERY_BOUND_S,
+            )
+            pushed = next_update(
+                connector,
+                lambda u: (
+                    isinstance(u.event, PositionUpdate)
+                    and any(f.symbol == unified(sim, ETH) for f in u.event.positions)
+                ),
+                within_s=RECOVERY_BOUND_S,
+            )
+            open_leg(sim, ETH, Side.SHORT, 1.0, MarginMode.CROSS, leverage=10)
+            await pushed  # carried by the stream itself, not found by a reconciliation (every 30 s here)
+            recovered_s = time.monotonic() - serving_at
+            await until_in_step(sim, connector)
+            assert recovered_s < RECOVERY_BOUND_S
