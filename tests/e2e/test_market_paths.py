@@ -24,27 +24,22 @@ from tests.paths.picture import differences, oracle_legs
 OPTIONS = PathOptions(steps=10, quiet_every=5, sim_restart=True)
 
 
-def _defect(reason: str) -> pytest.MarkDecorator:
-    """For a seed that catches a defect not fixed on main yet: it must fail until the fix lands (strict), and
-    the marker goes with the fix."""
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 SEEDS = [
     # Clean on main: SIGKILLs, stalls beyond stale_after_s, drops, an exchange restart, hedge legs (binance-35),
     # a 429 burst and an answer after the client's timeout (okx-15).
     pytest.param("binance", 35, id="binance-35"),
     pytest.param("bybit", 7, id="bybit-7"),
     pytest.param("okx", 15, id="okx-15"),
-    # Caught defects before their fixes landed (strict xfail until then, now plain regression guards): a
+    # Caught defects before their fixes landed (strict xfail until then, plain regression guards now): a
     # malformed frame freezing the marks until stale_after_s (feeds; binance-202), Bybit balance pushes counting
     # the PnL twice (gateway; bybit-9).
     pytest.param("binance", 202, id="binance-202"),
     pytest.param("bybit", 9, id="bybit-9"),
-    # Not here: the liq defect (a gap through liquidation told as an all-clear on Bybit and OKX). bybit:58 and
-    # okx:2 catch it in about two runs of three only: whether the daemon sees the gap's mark frame before the
-    # position's close push is a race between two sockets, and a strict marker on a race would make the suite
-    # flaky. tests/e2e/test_gap_liquidation.py (liq) covers it; the soak replays them.
+    # A gap through liquidation told as an all-clear on Bybit and OKX (liq): caught by these in about two runs of
+    # three before the fix (whether the gap's mark frame or the close push reaches the daemon first is a race),
+    # told from the exchange's records every time since.
+    pytest.param("bybit", 58, id="bybit-58"),
+    pytest.param("okx", 2, id="okx-2"),
 ]
 
 
