@@ -9,13 +9,14 @@ the stream was declared STALE ("missed changes") and reconnected, and a stale-da
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from daemon.core.backoff import Backoff
 from daemon.core.events import Freshness, PositionSnapshot, StreamHealth
 from daemon.core.types import MarginMode, Side
-from daemon.exchanges.connector import ConnectorUpdate
+from daemon.exchanges.connector import Connector, ConnectorUpdate
 from daemon.exchanges.feeds import FeedSettings
 from tests.integration.connector_support import (
     connected,
@@ -40,6 +41,14 @@ RECONCILING_FEED = FeedSettings(
 )
 
 
+def only_side(symbol: str, side: Side) -> Callable[[Connector], bool]:
+    return lambda c: set(c.state.legs) == {(symbol, side)}
+
+
+def snapshots_after(taken: int, more: int) -> Callable[[Connector], bool]:
+    return lambda c: c.feed.snapshots >= taken + more
+
+
 @pytest.mark.parametrize("exchange", ["binance", "bybit", "okx"])
 async def test_a_one_way_flip_shows_the_new_side_and_keeps_the_stream_trusted(exchange: str) -> None:
     async with simulator(exchange, mark_interval_s=0.25) as sim:
@@ -61,11 +70,9 @@ async def test_a_one_way_flip_shows_the_new_side_and_keeps_the_stream_trusted(ex
                 for side in sides:
                     size = sum(p.contracts for p in sim.engine.account(key).positions if p.symbol == BTC)
                     sim.engine.open_position(key, BTC, side, size + contracts_for(sim, BTC, 0.1))
-                    await until(connector, lambda c, s=side: set(c.state.legs) == {(btc, s)})
-                    start = connector.feed.snapshots
-                    await until(
-                        connector, lambda c, n=start: c.feed.snapshots >= n + 3
-                    )  # judged and confirmed
+                    await until(connector, only_side(btc, side))
+                    # Three more snapshots: the flip judged, and a disagreement (if any) confirmed.
+                    await until(connector, snapshots_after(connector.feed.snapshots, 3))
                 await until_in_step(sim, connector)
             finally:
                 recorder.cancel()
