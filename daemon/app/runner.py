@@ -155,7 +155,9 @@ class AccountRunner:
         now = self.clock()
         self._memory, alerts = decide(
             view,
-            state.health,
+            # Health as it is now, judged at `now`: the awaits above (records, settlements) may take seconds,
+            # and a drop read before them looks longer than it is once a reconnect has already ended it.
+            self.connector.state.health,
             changes,
             self.config.rules,
             self._memory,

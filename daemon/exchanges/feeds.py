@@ -302,6 +302,7 @@ class AccountFeed:
         # between the first snapshot and the subscription is not missed.
         recovering = True
         while True:
+            answered = recovering
             try:
                 if recovering:
                     events = await self._first_after_reconnect(clock, next_events)
@@ -316,7 +317,10 @@ class AccountFeed:
                 error = translate(exc)
             else:
                 delays = None
-                if not events:  # an acknowledgement, not data
+                # An empty result is an acknowledgement, not data; but the first one after a (re)subscription is
+                # the exchange's answer to it (OKX: the open positions, none on an empty account), and a stream
+                # that pushes only on change may say nothing more for hours: it is alive.
+                if not events and not answered:
                     continue
                 health = clock.seen(time.monotonic())
                 for event in events:

@@ -9,6 +9,11 @@ handler) run inside an asyncio done-callback, so the exception is only logged by
 scheduled, and the socket stays open and silent (its pings unanswered only after minutes) until a freshness
 threshold notices. `tolerate_bad_frames` turns such a frame into a failed socket at once: the pending watches
 raise, the next watch reconnects and resubscribes, and one bad frame costs one reconnect.
+
+A private stream whose session ends says so once and then goes silent (Binance: `listenKeyExpired`; the socket
+stays open and nothing more comes). ccxt ignores the event, and a position stream that pushes only on change
+cannot be judged by silence, so it would stay deaf until a reconciliation noticed. The same guard fails such a
+socket at once: the feed opens a new session and reconnects.
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ def reset_stream_session(exchange: Any, session_options: Mapping[str, Mapping[st
         exchange.options[bucket] = {**(current if isinstance(current, dict) else {}), **values}
 
 
+# Events after which a socket carries nothing more (see the module docstring), by their "e" field.
+SESSION_ENDED_EVENTS = frozenset({"listenKeyExpired"})
+
+
 def tolerate_bad_frames(exchange: Any) -> None:
     """Make every websocket `exchange` opens fail (and so reconnect) on a frame it cannot handle, instead of
     going deaf (see the module docstring). Installed once per ccxt client, before its first watch."""
@@ -107,7 +116,19 @@ def _guard_frames(exchange: Any, ws: Any) -> None:
             )
             ws.on_error(NetworkError(f"marginguard: unreadable frame ({type(exc).__name__})"))
 
+    deliver = ws.on_message_callback
+
+    def delivered(client: Any, message: Any) -> None:
+        deliver(client, message)
+        event = message.get("e") if isinstance(message, dict) else None
+        if event in SESSION_ENDED_EVENTS:
+            log.warning(
+                "stream session ended; reconnecting", exchange=getattr(exchange, "id", None), event=event
+            )
+            client.on_error(NetworkError(f"marginguard: stream session ended ({event})"))
+
     ws.handle_text_or_binary_message = guarded
+    ws.on_message_callback = delivered
     ws._marginguard_frames_guarded = True
 
 

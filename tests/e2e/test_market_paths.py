@@ -19,16 +19,7 @@ from tests.paths.generator import DIALECTS, FAULTS, PathOptions, generate
 OPTIONS = PathOptions(steps=14, quiet_every=5, sim_restart=True)
 
 SEEDS = [
-    pytest.param(
-        "binance",
-        1,
-        id="binance-1",
-        marks=pytest.mark.xfail(
-            reason="a Binance position stream declared deaf after a flip raises a stale-data alert within 5 s "
-            "of a reconnect (being fixed)",
-            strict=False,
-        ),
-    ),
+    pytest.param("binance", 1, id="binance-1"),
     pytest.param("bybit", 1, id="bybit-1"),
     pytest.param("okx", 1, id="okx-1"),
 ]

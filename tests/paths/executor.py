@@ -190,9 +190,12 @@ class Executor:
     async def _do_stall(self, step: Step) -> None:
         seconds = float(step.arg("seconds"))
         start = time.time()
+        # With no leg open there is nothing to be blind to: no mark stream is followed, and a private stream
+        # that pushes only on change is not judged by silence (nothing changes during a stall step).
+        holding = bool(self.engine.account(self.key).positions)
         self.faults.set("stall", duration_s=seconds)
         await asyncio.sleep(seconds)
-        if seconds > self.world.settings.stale_after_s:
+        if seconds > self.world.settings.stale_after_s and holding:
             self.world.recorder.silences.append((start, time.time()))
         await asyncio.sleep(1.0)
 
