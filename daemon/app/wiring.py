@@ -37,10 +37,18 @@ def topup_limits(settings: Settings, account_id: str) -> TopUpLimits | None:
     )
 
 
+# A private stream down this many times its account's `stale_after_s` is rebuilt from scratch (see
+# `FeedSettings.give_up_after_s`): long past the stale alert, so only a stream that cannot come back on its own.
+GIVE_UP_AFTER_STALE = 4.0
+
+
 def feed_settings(settings: Settings, account_id: str) -> FeedSettings:
     """Reconciliation and freshness for one account's private streams (the connector's defaults: a REST
-    snapshot every 60 s and after every reconnect; private streams judged by keepalive, not silence)."""
-    return FeedSettings()
+    snapshot every 60 s and after every reconnect; private streams judged by keepalive, not silence). A
+    private stream down for `GIVE_UP_AFTER_STALE` times the account's `stale_after_s` fails the feed, and the
+    supervisor starts the account again on a new client."""
+    stale_after_s = settings.rule_set().resolve(account_id, None).stale_after_s
+    return FeedSettings(give_up_after_s=GIVE_UP_AFTER_STALE * stale_after_s)
 
 
 def hub_settings(settings: Settings) -> HubSettings:

@@ -10,16 +10,16 @@ The feed first takes a REST snapshot (positions, balance, the rules of every hel
   reconciliation itself is a check: a snapshot that finds changes the position stream never pushed means
   that stream went deaf, so it is declared STALE and reconnected.
 
-Errors are retried with the capped, jittered `Backoff` (rate limits wait at least what the exchange asked).
-Only refused keys stop the feed (`stopped_because`), with a DOWN event saying why. Nothing but
-`CancelledError` ever leaves `run()`.
+Errors are translated and retried through the one retry path (`daemon.exchanges.retry`: capped, jittered
+waits, rate limits waiting at least what the exchange asked). Refused keys stop the feed (`stopped_because`),
+with a DOWN event saying why, and `run()` returns. A private stream that stays down past `give_up_after_s`
+raises `FeedStalled`; besides that, only `CancelledError` leaves `run()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,18 +39,12 @@ from daemon.core.events import (
     StreamHealth,
 )
 from daemon.core.types import MarginMode
-from daemon.exchanges.errors import (
-    AuthenticationFailed,
-    ExchangeError,
-    PermissionDenied,
-    RateLimited,
-    TransientError,
-    translate,
-)
+from daemon.exchanges.errors import AuthenticationFailed, ExchangeError, PermissionDenied, TransientError
 from daemon.exchanges.marketdata import MarketHub, MarkEvent
 from daemon.exchanges.parse import facts_from_positions, margin_mode_of, number, wallet_balance
 from daemon.exchanges.quirks import Quirks
 from daemon.exchanges.reconcile import PositionLedger, Verdict
+from daemon.exchanges.retry import Retry, translated, wait_after
 from daemon.exchanges.streams import (
     StreamClock,
     cancelled_by_us,
@@ -82,6 +76,14 @@ class FeedSettings:
     confirm_after_s: float = 1.0
     backoff: Backoff = field(default_factory=Backoff)
     watch_balance: bool = True
+    # A private stream that stays down this long fails the feed (`FeedStalled`), so the account is rebuilt
+    # from scratch (a new client); None: never. The daemon sets it from the account's `stale_after_s`.
+    give_up_after_s: float | None = None
+
+
+class FeedStalled(Exception):
+    """A private stream could not be brought back within `FeedSettings.give_up_after_s`: the feed fails, and
+    whoever runs it should start the account again on a new client (the supervisor restarts its runner)."""
 
 
 class _Stopped(Exception):
@@ -116,6 +118,8 @@ class AccountFeed:
             POSITIONS: StreamClock(POSITIONS, private_threshold, start),
             BALANCE: StreamClock(BALANCE, private_threshold, start),
         }
+        # The REST snapshots: DOWN while the first one fails, FRESH from the first that succeeds.
+        self._account = StreamClock(ACCOUNT, None, start)
         self._ledger = PositionLedger()
         self._account_margin_mode: MarginMode | None = None
         self._subscribed: set[str] = set()
@@ -173,7 +177,7 @@ class AccountFeed:
     # ---- snapshots ----
 
     async def _first_snapshot(self) -> None:
-        delays = self.settings.backoff.delays(random.random)
+        retry = Retry(self.settings.backoff)
         while True:
             try:
                 async with self.hub.adopted(self.client):
@@ -184,10 +188,12 @@ class AccountFeed:
                     raise
                 error: ExchangeError = TransientError("snapshot cancelled by a closing socket")
             except Exception as exc:
-                error = translate(exc)
+                error = translated(exc, self.client)
             self._give_up_if_fatal(error)
-            self._emit(StreamHealth(ACCOUNT, Freshness.DOWN, now_ms(), f"snapshot failed: {error}"))
-            await asyncio.sleep(_wait(error, next(delays)))
+            down = self._account.down(f"snapshot failed: {error}")
+            if down is not None:
+                self._emit(down)
+            await retry.pause(error)
 
     async def _snapshot(self) -> None:
         """Positions and balance by REST, emitted as one complete picture; pushes meanwhile come after it."""
@@ -207,6 +213,9 @@ class AccountFeed:
             self._ledger.snapshot_taken(facts)
             self._emit(PositionSnapshot(facts, now_ms()))
             self.snapshots += 1
+            account = self._account.seen(time.monotonic())  # the account is seen again (after a DOWN)
+            if account is not None:
+                self._emit(account)
         finally:
             held, self._buffer = self._buffer, None
             for event in held or ():
@@ -243,9 +252,9 @@ class AccountFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the leg stays "tiers unknown" until a later reconciliation
-                error = translate(exc)
+                error = translated(exc, self.client)
                 log.warning("market rules unavailable", symbol=symbol, error=str(error))
-                self.request_reconcile(after_s=_wait(error, self.settings.backoff.initial * 4))
+                self.request_reconcile(after_s=wait_after(error, self.settings.backoff.initial * 4))
                 continue
             self._rules_sent.add(symbol)
             self._emit(await self._with_account_fee(rules))
@@ -259,13 +268,13 @@ class AccountFeed:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # ccxt's guess is close (a few 1e-4 of the liquidation price): keep it
-            log.warning("account fee rate unavailable", symbol=rules.symbol, error=str(translate(exc)))
+            log.warning("account fee rate unavailable", symbol=rules.symbol, error=str(translated(exc)))
             return rules
         taker = number(fee.get("taker"))
         return rules if taker is None else replace(rules, taker_fee_rate=taker)
 
     async def _reconcile_loop(self) -> None:
-        delays = None
+        retry = Retry(self.settings.backoff)
         self.request_reconcile(after_s=self.settings.reconcile_every_s)
         while True:
             due = self._reconcile_due if self._reconcile_due is not None else time.monotonic()
@@ -283,21 +292,21 @@ class AccountFeed:
                     raise
                 error: ExchangeError = TransientError("reconciliation cancelled by a closing socket")
             except Exception as exc:
-                error = translate(exc)
+                error = translated(exc, self.client)
             else:
-                delays = None
+                retry.reset()
                 self.request_reconcile(after_s=self.settings.reconcile_every_s)
                 continue
             self._give_up_if_fatal(error)
             log.warning("reconciliation failed", exchange=self.quirks.exchange_id, error=str(error))
-            delays = delays or self.settings.backoff.delays(random.random)
-            self.request_reconcile(after_s=_wait(error, next(delays)))
+            self.request_reconcile(after_s=retry.next_wait(error))
 
     # ---- websocket streams ----
 
     async def _stream(self, name: str, next_events: Callable[[], Awaitable[list[Event]]]) -> None:
         clock = self._clocks[name]
-        delays = None
+        retry = Retry(self.settings.backoff)
+        down_since: float | None = None  # monotonic: when the stream last failed after working
         # The first watch subscribes: like a reconnect, it is followed by a reconciliation, so a change made
         # between the first snapshot and the subscription is not missed.
         recovering = True
@@ -313,9 +322,10 @@ class AccountFeed:
                     raise
                 error: ExchangeError = TransientError(f"{name} stream closed")
             except Exception as exc:
-                error = translate(exc)
+                error = translated(exc, self.client)
             else:
-                delays = None
+                retry.reset()
+                down_since = None
                 if not events:  # an acknowledgement, not data
                     continue
                 health = clock.seen(time.monotonic())
@@ -325,15 +335,29 @@ class AccountFeed:
                     self._emit(health)
                 continue
             self._give_up_if_fatal(error)
+            down_since = time.monotonic() if down_since is None else down_since
             down = clock.down(str(error))
             if down is not None:
                 self._emit(down)
             recovering = True
             # The session may be gone with the socket (an exchange restart forgets Binance's listen keys).
             reset_stream_session(self.client, self.quirks.stream_session_options)
-            delays = delays or self.settings.backoff.delays(random.random)
-            await asyncio.sleep(_wait(error, next(delays)))
+            await self._pause(name, retry, error, down_since)
             forget_dial_backoff(self.client)
+
+    async def _pause(self, name: str, retry: Retry, error: ExchangeError, down_since: float) -> None:
+        """The retry's wait, cut short at `give_up_after_s` from `down_since`, where the stream is given up:
+        whatever state the client is in, failing the feed has its runner start again on a new client (new
+        sockets, new session)."""
+        wait = retry.next_wait(error)
+        give_up = self.settings.give_up_after_s
+        if give_up is None:
+            await asyncio.sleep(wait)
+            return
+        left = down_since + give_up - time.monotonic()
+        await asyncio.sleep(max(0.0, min(wait, left)))
+        if wait >= left:
+            raise FeedStalled(f"{name} stream down for {time.monotonic() - down_since:.0f} s: {error}")
 
     async def _first_after_reconnect(
         self, clock: StreamClock, next_events: Callable[[], Awaitable[list[Event]]]
@@ -417,7 +441,7 @@ class AccountFeed:
         try:
             self.emit(event)
         except Exception:
-            log.exception("feed listener failed", event=type(event).__name__)
+            log.exception("feed listener failed", event_type=type(event).__name__)
 
     def _on_mark(self, event: MarkEvent) -> None:
         self._emit(event)
@@ -438,12 +462,6 @@ class AccountFeed:
     def _give_up_if_fatal(self, error: ExchangeError) -> None:
         if isinstance(error, AuthenticationFailed | PermissionDenied):
             raise _Stopped(error)
-
-
-def _wait(error: ExchangeError, backoff_delay: float) -> float:
-    if isinstance(error, RateLimited) and error.retry_after is not None:
-        return max(backoff_delay, error.retry_after)
-    return backoff_delay
 
 
 def _socket_up(client: Any) -> bool:

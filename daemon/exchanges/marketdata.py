@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +31,10 @@ from daemon.core.backoff import Backoff
 from daemon.core.events import MarketRules, MarkPrice, StreamHealth
 from daemon.exchanges.client import Environment, build_client, environment, public_account, share_markets
 from daemon.exchanges.config import ExchangeAccount
-from daemon.exchanges.errors import ExchangeError, InvalidRequest, RateLimited, translate
+from daemon.exchanges.errors import InvalidRequest
 from daemon.exchanges.parse import mark_from_ticker, market_rules
 from daemon.exchanges.quirks import Quirks, quirks_for
+from daemon.exchanges.retry import Retry, read, translated
 from daemon.exchanges.streams import (
     StreamClock,
     cancelled_by_us,
@@ -128,10 +128,7 @@ class MarketHub:
         """The exchange's markets, fetched on first use only (concurrent callers share the one load)."""
         async with self._markets_lock:
             if not self.client.markets:
-                try:
-                    await self.client.load_markets()
-                except Exception as exc:
-                    raise translate(exc) from exc
+                await read(self.client.load_markets, client=self.client, attempts=1)
                 self.markets_loads += 1
             markets: Mapping[str, Any] = self.client.markets
             return markets
@@ -251,35 +248,35 @@ class MarketHub:
 
     async def _watch_marks(self, symbol: str) -> None:
         clock = self._clocks[symbol]
-        retry_delays = self.settings.backoff.delays(random.random)
+        retry = Retry(self.settings.backoff)
         while True:
             try:
                 ticker = await self._next_ticker(symbol)
             except asyncio.CancelledError:
                 if cancelled_by_us():
                     raise
-                ticker, error = None, translate(ConnectionError("mark stream closed"))
+                error = translated(ConnectionError("mark stream closed"))
             except Exception as exc:
-                ticker, error = None, translate(exc)
-            if ticker is None:
-                self._broadcast(symbol, clock.down(str(error)))
-                wait = next(retry_delays)
-                if isinstance(error, RateLimited) and error.retry_after:
-                    wait = max(wait, error.retry_after)
-                await asyncio.sleep(wait)
-                forget_dial_backoff(self.client)
+                error = translated(exc, self.client)
+            else:
+                retry.reset()
+                self._on_ticker(symbol, clock, ticker)
                 continue
-            retry_delays = self.settings.backoff.delays(random.random)
-            price = mark_from_ticker(ticker)
-            if price is None:
-                continue
-            timestamp = ticker.get("timestamp")
-            mark = MarkPrice(symbol, price, int(timestamp) if timestamp else now_ms())
-            self._latest[symbol] = mark
-            health = clock.seen(time.monotonic())
-            self._broadcast(symbol, mark)
-            if health is not None:
-                self._broadcast(symbol, health)
+            self._broadcast(symbol, clock.down(str(error)))
+            await retry.pause(error)
+            forget_dial_backoff(self.client)
+
+    def _on_ticker(self, symbol: str, clock: StreamClock, ticker: Mapping[str, Any]) -> None:
+        price = mark_from_ticker(ticker)
+        if price is None:
+            return
+        timestamp = ticker.get("timestamp")
+        mark = MarkPrice(symbol, price, int(timestamp) if timestamp else now_ms())
+        self._latest[symbol] = mark
+        health = clock.seen(time.monotonic())
+        self._broadcast(symbol, mark)
+        if health is not None:
+            self._broadcast(symbol, health)
 
     async def _next_ticker(self, symbol: str) -> Mapping[str, Any]:
         stream = self.quirks.mark_stream
@@ -323,12 +320,8 @@ class MarketHub:
 
 
 async def _call(method: Callable[..., Any], *args: Any) -> Any:
-    try:
-        return await method(*args)
-    except ExchangeError:
-        raise
-    except Exception as exc:
-        raise translate(exc) from exc
+    """One try, its error translated: metadata is asked for again by the feed's next reconciliation."""
+    return await read(lambda: method(*args), client=getattr(method, "__self__", None), attempts=1)
 
 
 def _deliver(listener: MarkListener, event: MarkEvent) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,12 +113,19 @@ def _guard_frames(exchange: Any, ws: Any) -> None:
 
 @dataclass(slots=True)
 class StreamClock:
-    """Freshness of one named stream: when it last carried data and what it was last declared."""
+    """Freshness of one named stream: when it last carried data and what it was last declared.
+
+    `last_data` is when data last arrived; `judged_from` when the silence is judged from (a forced reconnect
+    gives the new socket a full threshold). STALE and DOWN say since when the stream is silent
+    (`silent_since_ms`) where silence is what judges it, so the stale-data policy applies the account's own
+    threshold to the true silence; a stream that pushes only on change says nothing (its silence means nothing).
+    """
 
     name: str
     stale_after_s: float | None  # None: silence alone says nothing (pushes come only on change)
     last_data: float  # monotonic seconds
     state: Freshness | None = None
+    judged_from: float = 0.0  # monotonic seconds
 
     def seen(self, now: float) -> StreamHealth | None:
         """Data arrived: returns FRESH if the stream was anything else before (first data included)."""
@@ -128,6 +135,15 @@ class StreamClock:
         self.state = Freshness.FRESH
         return StreamHealth(self.name, Freshness.FRESH, now_ms())
 
+    def silent_for(self, now: float) -> float:
+        return now - max(self.last_data, self.judged_from)
+
+    def silent_since_ms(self, now: float) -> int | None:
+        """Wall-clock ms of the last data, where silence judges this stream (None otherwise)."""
+        if self.stale_after_s is None:
+            return None
+        return now_ms() - int((now - self.last_data) * 1000)
+
     def check(self, now: float) -> tuple[StreamHealth | None, bool]:
         """Judge the silence: (STALE the first time it passes the threshold, whether to reconnect now).
 
@@ -136,39 +152,26 @@ class StreamClock:
         """
         if self.stale_after_s is None:
             return None, False
-        silent = now - self.last_data
+        silent = self.silent_for(now)
         if silent <= self.stale_after_s:
             return None, False
         if self.state in (Freshness.STALE, Freshness.DOWN):
             return None, True
         self.state = Freshness.STALE
-        return StreamHealth(self.name, Freshness.STALE, now_ms(), f"no data for {silent:.1f} s"), True
+        detail = f"no data for {now - self.last_data:.1f} s"
+        health = StreamHealth(
+            self.name, Freshness.STALE, now_ms(), detail, silent_since_ms=self.silent_since_ms(now)
+        )
+        return health, True
 
     def rearm(self, now: float) -> None:
         """After a forced reconnect: give the new socket a full threshold before judging it again."""
-        self.last_data = now
+        self.judged_from = now
 
     def down(self, detail: str) -> StreamHealth | None:
         """The stream failed and will be retried: DOWN (once per outage)."""
         if self.state is Freshness.DOWN:
             return None
         self.state = Freshness.DOWN
-        return StreamHealth(self.name, Freshness.DOWN, now_ms(), detail)
-
-
-class Retry:
-    """A stream's retry schedule: `Backoff` delays, restarted after every success."""
-
-    def __init__(self, schedule: Any, draws: Any) -> None:
-        self._schedule = schedule
-        self._draws = draws
-        self._delays: Iterator[float] | None = None
-
-    def next_delay(self, at_least: float | None = None) -> float:
-        if self._delays is None:
-            self._delays = self._schedule.delays(self._draws)
-        delay = next(self._delays)
-        return max(delay, at_least) if at_least is not None else delay
-
-    def succeeded(self) -> None:
-        self._delays = None
+        since = self.silent_since_ms(time.monotonic())
+        return StreamHealth(self.name, Freshness.DOWN, now_ms(), detail, silent_since_ms=since)

@@ -8,7 +8,8 @@ Each fault can be set with an optional `duration_s` (wall time, on the injectabl
 - `delay`              `ms`: every data frame and HTTP answer is held back this long.
 - `malformed`          the next frames (`count`, default 1) are replaced by invalid JSON.
 - `http_status`        `status` (429 | 418 | 500 | 502 | 503), optional `path` prefix: answer in the dialect's
-                       own error shape instead of serving the request.
+                       own error shape instead of serving the request; optional `retry_after_s`: the
+                       Retry-After header to send instead of the dialect's own.
 - `http_timeout`       optional `path` prefix: hold the request open until the fault is cleared (or
                        `hold_s`, default 120 s) so the client times out.
 - `listen_key_expired` the private stream's key is reported expired (dialects decide what that means).
@@ -157,8 +158,17 @@ class Faults:
 
     def take_http_status(self, path: str) -> int | None:
         """The status to answer `path` with instead of serving it, if an http_status fault matches."""
+        taken = self.take_http_fault(path)
+        return taken[0] if taken is not None else None
+
+    def take_http_fault(self, path: str) -> tuple[int, float | None] | None:
+        """(status, Retry-After seconds the fault asks for, if any) to answer `path` with, if an http_status
+        fault matches."""
         fault = self._consume("http_status", path)
-        return int(fault.params["status"]) if fault is not None else None
+        if fault is None:
+            return None
+        retry_after = fault.params.get("retry_after_s")
+        return int(fault.params["status"]), float(retry_after) if retry_after is not None else None
 
     def take_http_timeout(self, path: str) -> float | None:
         """Seconds to hold `path` unanswered, if an http_timeout fault matches."""

@@ -223,10 +223,13 @@ class SimServer:
                 # exchange executes what it received whether or not anyone is left to read the answer.
                 await request.read()
                 await self.faults.hold(hold_s)
-            status = self.faults.take_http_status(request.path)
-            if status is not None:
+            taken = self.faults.take_http_fault(request.path)
+            if taken is not None:
+                status, retry_after_s = taken
                 entry["fault"] = f"http_status:{status}"
                 response = self.dialect.error_response(error_kind_for_status(status), status)
+                if retry_after_s is not None:
+                    response.headers["Retry-After"] = f"{retry_after_s:g}"
                 entry["status"] = response.status
                 return response
         try:
