@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -76,6 +76,10 @@ class FeedSettings:
     confirm_after_s: float = 1.0
     backoff: Backoff = field(default_factory=Backoff)
     watch_balance: bool = True
+    # How long this account's mark streams may be silent before it hears STALE: per symbol where its rules
+    # name one (`RuleSet.named_symbols`), else the account's; None: the hub's own threshold.
+    mark_stale_after_s: float | None = None
+    mark_stale_after_s_by_symbol: Mapping[str, float] = field(default_factory=dict)
     # A private stream that stays down this long fails the feed (`FeedStalled`), so the account is rebuilt
     # from scratch (a new client); None: never. The daemon sets it from the account's `stale_after_s`.
     give_up_after_s: float | None = None
@@ -451,7 +455,10 @@ class AccountFeed:
         held = self._ledger.symbols
         for symbol in sorted(held - self._subscribed):
             self._subscribed.add(symbol)
-            self.hub.subscribe(symbol, self._on_mark)
+            threshold = self.settings.mark_stale_after_s_by_symbol.get(
+                symbol, self.settings.mark_stale_after_s
+            )
+            self.hub.subscribe(symbol, self._on_mark, threshold)
         for symbol in sorted(self._subscribed - held):
             self._subscribed.discard(symbol)
             self.hub.unsubscribe(symbol, self._on_mark)

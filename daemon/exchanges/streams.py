@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,3 +175,86 @@ class StreamClock:
         self.state = Freshness.DOWN
         since = self.silent_since_ms(time.monotonic())
         return StreamHealth(self.name, Freshness.DOWN, now_ms(), detail, silent_since_ms=since)
+
+
+Send = Callable[[Callable[[Any], None], StreamHealth], None]
+
+
+@dataclass(slots=True)
+class Listener:
+    """One listener of a shared stream, with its own silence threshold and what it was last told."""
+
+    deliver: Callable[[Any], None]
+    stale_after_s: float
+    told: Freshness | None = None
+
+
+class SharedStream:
+    """One stream (a symbol's marks) heard by several listeners (accounts), each judging its silence on its
+    own threshold: an account with a short `stale_after_s` hears STALE when its threshold passes, another
+    with a longer one only when its own does. The stream is reconnected on the shortest threshold.
+
+    `send(deliver, health)` hands a health event to one listener (the caller isolates listener failures).
+    """
+
+    def __init__(self, name: str, now: float) -> None:
+        self.clock = StreamClock(name, None, now)
+        self.listeners: list[Listener] = []
+
+    @property
+    def name(self) -> str:
+        return self.clock.name
+
+    def add(self, deliver: Callable[[Any], None], stale_after_s: float) -> None:
+        self.listeners.append(Listener(deliver, stale_after_s))
+        self._rethreshold()
+
+    def remove(self, deliver: Callable[[Any], None]) -> bool:
+        """Forget one listener; True if it was there."""
+        for listener in self.listeners:
+            if listener.deliver == deliver:
+                self.listeners.remove(listener)
+                self._rethreshold()
+                return True
+        return False
+
+    def _rethreshold(self) -> None:
+        self.clock.stale_after_s = min((lst.stale_after_s for lst in self.listeners), default=None)
+
+    def seen(self, now: float, send: Send) -> None:
+        """Data arrived (and was delivered): FRESH to every listener told anything else before."""
+        self.clock.seen(now)
+        fresh = None
+        for listener in tuple(self.listeners):
+            if listener.told is not Freshness.FRESH:
+                listener.told = Freshness.FRESH
+                fresh = fresh or StreamHealth(self.name, Freshness.FRESH, now_ms())
+                send(listener.deliver, fresh)
+
+    def down(self, detail: str, send: Send) -> None:
+        """The stream failed and will be retried: DOWN, once per outage, to each listener."""
+        self.clock.state = Freshness.DOWN
+        health = None
+        for listener in tuple(self.listeners):
+            if listener.told is not Freshness.DOWN:
+                listener.told = Freshness.DOWN
+                since = self.clock.silent_since_ms(time.monotonic())
+                health = health or StreamHealth(
+                    self.name, Freshness.DOWN, now_ms(), detail, silent_since_ms=since
+                )
+                send(listener.deliver, health)
+
+    def check(self, now: float, send: Send) -> bool:
+        """STALE to each listener whose own threshold the silence has passed; whether to reconnect now."""
+        silent = now - self.clock.last_data
+        for listener in tuple(self.listeners):
+            if silent > listener.stale_after_s and listener.told not in (Freshness.STALE, Freshness.DOWN):
+                listener.told = Freshness.STALE
+                since = self.clock.silent_since_ms(now)
+                detail = f"no data for {silent:.1f} s"
+                send(
+                    listener.deliver,
+                    StreamHealth(self.name, Freshness.STALE, now_ms(), detail, silent_since_ms=since),
+                )
+        _, reconnect = self.clock.check(now)
+        return reconnect
