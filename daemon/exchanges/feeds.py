@@ -21,13 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from daemon.core.backoff import Backoff
 from daemon.core.events import (
     BalanceUpdate,
     Event,
@@ -40,6 +39,7 @@ from daemon.core.events import (
 )
 from daemon.core.types import MarginMode
 from daemon.exchanges.errors import AuthenticationFailed, ExchangeError, PermissionDenied, TransientError
+from daemon.exchanges.feed_settings import FeedSettings, FeedStalled
 from daemon.exchanges.marketdata import MarketHub, MarkEvent
 from daemon.exchanges.parse import facts_from_positions, margin_mode_of, number, wallet_balance
 from daemon.exchanges.quirks import Quirks
@@ -52,6 +52,7 @@ from daemon.exchanges.streams import (
     forget_dial_backoff,
     now_ms,
     reset_stream_session,
+    socket_up,
 )
 
 log = structlog.get_logger(__name__)
@@ -59,35 +60,6 @@ log = structlog.get_logger(__name__)
 Emit = Callable[[Event], None]
 
 POSITIONS, BALANCE, ACCOUNT = "positions", "balance", "account"
-
-
-@dataclass(frozen=True, slots=True)
-class FeedSettings:
-    reconcile_every_s: float = 60.0
-    # Silence threshold of the private streams; None: silence means nothing (most accounts are quiet for
-    # hours) and the reconciliation judges them. Never applied where quirks say pushes come only on change.
-    private_stale_after_s: float | None = None
-    check_every_s: float = 0.25
-    reconcile_after_thin_push_s: float = 1.0
-    # After a reconnect, how long the new socket gets to subscribe before the reconciliation snapshot.
-    resubscribe_grace_s: float = 0.5
-    # A snapshot that disagrees with the position stream is checked again this much later before the
-    # stream is declared deaf (its push may simply trail the REST answer).
-    confirm_after_s: float = 1.0
-    backoff: Backoff = field(default_factory=Backoff)
-    watch_balance: bool = True
-    # How long this account's mark streams may be silent before it hears STALE: per symbol where its rules
-    # name one (`RuleSet.named_symbols`), else the account's; None: the hub's own threshold.
-    mark_stale_after_s: float | None = None
-    mark_stale_after_s_by_symbol: Mapping[str, float] = field(default_factory=dict)
-    # A private stream that stays down this long fails the feed (`FeedStalled`), so the account is rebuilt
-    # from scratch (a new client); None: never. The daemon sets it from the account's `stale_after_s`.
-    give_up_after_s: float | None = None
-
-
-class FeedStalled(Exception):
-    """A private stream could not be brought back within `FeedSettings.give_up_after_s`: the feed fails, and
-    whoever runs it should start the account again on a new client (the supervisor restarts its runner)."""
 
 
 class _Stopped(Exception):
@@ -130,6 +102,7 @@ class AccountFeed:
         self._rules_sent: set[str] = set()
         self._buffer: list[Event] | None = None  # private events held back while a snapshot is taken
         self._reconcile_due: float | None = None
+        self._not_before = 0.0  # monotonic: no reconciliation before (a failed one's retry wait)
         self._wake = asyncio.Event()
         self.snapshots = 0
         self.stopped_because: ExchangeError | None = None
@@ -282,7 +255,8 @@ class AccountFeed:
         self.request_reconcile(after_s=self.settings.reconcile_every_s)
         while True:
             due = self._reconcile_due if self._reconcile_due is not None else time.monotonic()
-            wait = due - time.monotonic()
+            # After a failure nobody's request comes before the retry's wait (nor before Retry-After).
+            wait = max(due, self._not_before) - time.monotonic()
             if wait > 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -303,7 +277,9 @@ class AccountFeed:
                 continue
             self._give_up_if_fatal(error)
             log.warning("reconciliation failed", exchange=self.quirks.exchange_id, error=str(error))
-            self.request_reconcile(after_s=retry.next_wait(error))
+            wait = retry.next_wait(error)
+            self._not_before = time.monotonic() + wait
+            self.request_reconcile(after_s=wait)
 
     # ---- websocket streams ----
 
@@ -374,13 +350,13 @@ class AccountFeed:
         watch = asyncio.ensure_future(next_events())
         try:
             await asyncio.wait({watch}, timeout=self.settings.resubscribe_grace_s)
-            if not watch.done() and not _socket_up(self.client):
-                while not watch.done() and not _socket_up(self.client):
+            if not watch.done() and not socket_up(self.client):
+                while not watch.done() and not socket_up(self.client):
                     await asyncio.wait({watch}, timeout=self.settings.check_every_s)
                 await asyncio.wait({watch}, timeout=self.settings.resubscribe_grace_s)
             self._ledger.rebaseline()
             self.request_reconcile()
-            if not watch.done() and clock.stale_after_s is None and _socket_up(self.client):
+            if not watch.done() and clock.stale_after_s is None and socket_up(self.client):
                 # A stream not judged by silence (it pushes only on change) has no data to show it is alive:
                 # being connected and resubscribed is the evidence there is; the reconciliation covers the gap.
                 health = clock.seen(time.monotonic())
@@ -471,9 +447,4 @@ class AccountFeed:
             raise _Stopped(error)
 
 
-def _socket_up(client: Any) -> bool:
-    """Some websocket of the client is connected and healthy (a failed one may linger until forgotten)."""
-    return any(
-        getattr(ws, "isConnected", False) and not getattr(ws, "error", None) and not ws.closed()
-        for ws in list(getattr(client, "clients", {}).values())
-    )
+__all__ = ["ACCOUNT", "BALANCE", "POSITIONS", "AccountFeed", "FeedSettings", "FeedStalled"]

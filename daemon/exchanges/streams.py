@@ -55,6 +55,14 @@ def force_reconnect(exchange: Any, reason: str) -> int:
     return len(clients)
 
 
+def socket_up(client: Any) -> bool:
+    """Some websocket of the client is connected and healthy (a failed one may linger until forgotten)."""
+    return any(
+        getattr(ws, "isConnected", False) and not getattr(ws, "error", None) and not ws.closed()
+        for ws in list(getattr(client, "clients", {}).values())
+    )
+
+
 def forget_dial_backoff(exchange: Any) -> None:
     """Clear ccxt's own hold on websocket dials before the caller's retry dials again.
 
