@@ -8,8 +8,7 @@ Each fault can be set with an optional `duration_s` (wall time, on the injectabl
 - `delay`              `ms`: every data frame and HTTP answer is held back this long.
 - `malformed`          the next frames (`count`, default 1) are replaced by invalid JSON.
 - `http_status`        `status` (429 | 418 | 500 | 502 | 503), optional `path` prefix: answer in the dialect's
-                       own error shape instead of serving the request; optional `retry_after_s`: the
-                       Retry-After header to send instead of the dialect's own.
+                       own error shape instead of serving the request.
 - `http_timeout`       optional `path` prefix: hold the request open until the fault is cleared (or
                        `hold_s`, default 120 s) so the client times out.
 - `listen_key_expired` the private stream's key is reported expired (dialects decide what that means).
@@ -19,6 +18,9 @@ Each fault can be set with an optional `duration_s` (wall time, on the injectabl
                        request and websocket upgrade is refused with 503 for `down_s`, and the dialects forget
                        what a restart loses (Binance: its listen keys); then it serves again, the accounts,
                        positions and marks as they were.
+
+An `http_status` fault may also set `retry_after_s`: the Retry-After header its answers carry instead of the
+dialect's own (Binance's 429 says 60 s, too long for most tests).
 
 Listeners registered with `on_change` hear `FaultChanged` after every set/clear (the server forwards them to
 the dialect's `on_event`, e.g. to push `listenKeyExpired`).
@@ -134,6 +136,13 @@ class Faults:
         fault = self._get("delay")
         return float(fault.params["ms"]) if fault is not None else 0.0
 
+    def http_status_retry_after_s(self) -> float | None:
+        """The Retry-After the active http_status fault asks its answers to carry (None: the dialect's own).
+        Read before `take_http_status`, which may use the fault up."""
+        fault = self._get("http_status")
+        value = None if fault is None else fault.params.get("retry_after_s")
+        return None if value is None else float(value)
+
     @property
     def restarting(self) -> bool:
         """The exchange is down for a restart: refuse everything but the control API."""
@@ -158,17 +167,8 @@ class Faults:
 
     def take_http_status(self, path: str) -> int | None:
         """The status to answer `path` with instead of serving it, if an http_status fault matches."""
-        taken = self.take_http_fault(path)
-        return taken[0] if taken is not None else None
-
-    def take_http_fault(self, path: str) -> tuple[int, float | None] | None:
-        """(status, Retry-After seconds the fault asks for, if any) to answer `path` with, if an http_status
-        fault matches."""
         fault = self._consume("http_status", path)
-        if fault is None:
-            return None
-        retry_after = fault.params.get("retry_after_s")
-        return int(fault.params["status"]), float(retry_after) if retry_after is not None else None
+        return int(fault.params["status"]) if fault is not None else None
 
     def take_http_timeout(self, path: str) -> float | None:
         """Seconds to hold `path` unanswered, if an http_timeout fault matches."""

@@ -208,6 +208,7 @@ class SimServer:
             "status": None,
         }
         self.engine.request_log.append(entry)
+        retry_after_s = self.faults.http_status_retry_after_s()  # before the fault may be used up
         if self.faults.restarting and not request.path.startswith("/_sim/"):
             # Down for a restart: refused like a load balancer with no backend (websocket upgrades too).
             entry["fault"] = "restart"
@@ -223,9 +224,8 @@ class SimServer:
                 # exchange executes what it received whether or not anyone is left to read the answer.
                 await request.read()
                 await self.faults.hold(hold_s)
-            taken = self.faults.take_http_fault(request.path)
-            if taken is not None:
-                status, retry_after_s = taken
+            status = self.faults.take_http_status(request.path)
+            if status is not None:
                 entry["fault"] = f"http_status:{status}"
                 response = self.dialect.error_response(error_kind_for_status(status), status)
                 if retry_after_s is not None:

@@ -80,6 +80,9 @@ class Quirks:
     account_fee_rates: the market list does not carry the taker fee the exchange charges (ccxt guesses one),
         and the exchange's maintenance margin includes the fee to close: ask ccxt's `fetch_trading_fee` for the
         account's own rate once per symbol.
+    stream_session_options: ccxt option buckets that cache a private stream's session, and the values that
+        make ccxt open a new one (Binance: the listen key, which ccxt reuses for 20 minutes). Reset after a
+        private stream fails, so the next watch never dials a key the exchange forgot (after its restart).
     default_options: ccxt options that keep the client on the exchange's own hosts and on swap markets.
     add_margin: how isolated margin is added (see `AddMarginStyle`).
     margin_amount_uses_market_precision: ccxt rounds the add-margin amount with the market's AMOUNT precision
@@ -89,9 +92,6 @@ class Quirks:
     transfer: the route that moves funds into the futures wallet, or None when marginguard does not do it.
     modes: settings per environment.
     settle: the settle currency of the watched contracts.
-    stream_session_options: ccxt option buckets that cache a private stream's session, and the values that
-        make ccxt open a new one (Binance: the listen key, which ccxt reuses for 20 minutes). Reset after a
-        private stream fails, so the next watch never dials a key the exchange forgot (after its restart).
     """
 
     exchange_id: str
@@ -105,12 +105,12 @@ class Quirks:
     margin_amount_uses_market_precision: bool = False
     margin_mode_in_positions: bool = True
     account_fee_rates: bool = False
+    stream_session_options: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen)
     margin_decimals: int = 8
     leg_param: LegParam | None = None
     transfer: TransferRoute | None = None
     modes: Mapping[str, ModeSettings] = field(default_factory=frozen)
     settle: str = "USDT"
-    stream_session_options: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen)
 
     def mode(self, name: str) -> ModeSettings:
         """Settings for `name`; live (and any mode the exchange has no switch for) needs none."""

@@ -10,6 +10,9 @@ QUIRKS = Quirks(
     # only when something changes (ccxt #20201).
     positions_push_is_thin=True,
     positions_quiet_by_nature=True,
+    # ccxt keeps the USD-M listen key under options["linear"]; a zero time makes it POST /listenKey again
+    # (which answers the live key, extended, or a new one when the exchange forgot it).
+    stream_session_options=frozen({"linear": frozen({"listenKey": None, "lastAuthenticatedTime": 0})}),
     tiers_call="fetch_leverage_tiers",
     # With a key, load_markets would also fetch currencies from the spot host (api.binance.com/sapi).
     default_options=frozen({"fetchCurrencies": False, "defaultType": "swap"}),
@@ -22,7 +25,4 @@ QUIRKS = Quirks(
     # ccxt refuses Binance's futures testnet for private calls (NotSupported) unless the account's ccxt_config
     # sets options.disableFuturesSandboxWarning; demo trading is the environment ccxt supports.
     modes=frozen({"demo": ModeSettings(demo_trading=True), "testnet": ModeSettings(sandbox=True)}),
-    # ccxt keeps the USD-M listen key under options["linear"]; a zero time makes it POST /listenKey again
-    # (which answers the live key, extended, or a new one when the exchange forgot it).
-    stream_session_options=frozen({"linear": frozen({"listenKey": None, "lastAuthenticatedTime": 0})}),
 )

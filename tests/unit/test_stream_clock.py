@@ -1,0 +1,52 @@
+"""A mark stream silent past its threshold is blind, even when the feed's own forced reconnect then drops it.
+
+Found by the market-path harness (tests/paths, a 9 s websocket stall with `stale_after_s` 5): the feed declares
+the silent stream STALE and fails its socket to reconnect; the failed watch reports the stream DOWN, and a DOWN
+outage counted as silent only from the drop, so the policy waited another full threshold, the stall ended first,
+and 9 s of silence raised no alert.
+"""
+
+from __future__ import annotations
+
+import time
+
+from daemon.core.events import Freshness
+from daemon.core.policy_stale import outage
+from daemon.exchanges.streams import StreamClock
+
+STALE_AFTER_S = 5.0
+
+
+def test_a_drop_after_a_long_silence_is_blind_at_once() -> None:
+    start = time.monotonic() - 20.0
+    clock = StreamClock("mark:BTC/USDT:USDT", STALE_AFTER_S, start)
+    clock.seen(start)  # data, then nothing for 6 s
+    stale, reconnect = clock.check(start + 6.0)
+    assert stale is not None and stale.freshness is Freshness.STALE and reconnect
+    clock.rearm(start + 6.0)  # the forced reconnect gives the new socket a full threshold
+    down = clock.down("mark stream closed")  # ... and the failed watch reports the stream down
+    assert down is not None and down.freshness is Freshness.DOWN
+    assert down.silent_since_ms is not None
+    assert abs(down.silent_since_ms / 1000.0 - (time.time() - 20.0)) < 0.5  # silent since its last data
+    assert outage(down.stream, down, STALE_AFTER_S).blind(time.time())
+
+
+def test_a_routine_drop_of_a_flowing_stream_is_not_blind_before_its_threshold() -> None:
+    now = time.monotonic()
+    clock = StreamClock("mark:BTC/USDT:USDT", STALE_AFTER_S, now - 30.0)
+    clock.seen(now - 0.5)
+    down = clock.down("mark stream closed")
+    assert down is not None
+    blind = outage(down.stream, down, STALE_AFTER_S)
+    assert not blind.blind(time.time())
+    assert blind.blind(time.time() + STALE_AFTER_S)
+
+
+def test_a_quiet_private_stream_is_blind_from_its_drop_only() -> None:
+    """Positions push only on change: hours of silence before a drop say nothing."""
+    now = time.monotonic()
+    clock = StreamClock("positions", None, now - 3600.0)
+    clock.seen(now - 3600.0)
+    down = clock.down("socket closed")
+    assert down is not None and down.silent_since_ms is None
+    assert not outage(down.stream, down, STALE_AFTER_S).blind(time.time())
