@@ -142,7 +142,7 @@ class AccountFeed:
 
     def stream_ages(self, now: float) -> dict[str, float]:
         """Seconds since each private stream last carried data (monotonic `now`), for the /metrics gauge."""
-        return {clock.name: max(0.0, now - clock.last_data) for clock in self._clocks.values()}
+        return {clock.name: max(0.0, now - clock.seen_at) for clock in self._clocks.values()}
 
     def request_reconcile(self, after_s: float = 0.0) -> None:
         """Ask for a reconciliation snapshot within `after_s` seconds (earlier requests win)."""

@@ -238,7 +238,7 @@ class MarketHub:
     def stream_age(self, symbol: str, now: float) -> float | None:
         """Seconds since `symbol`'s mark stream last carried data (monotonic `now`); None when not watched."""
         stream = self._streams.get(symbol)
-        return None if stream is None else max(0.0, now - stream.clock.last_data)
+        return None if stream is None else max(0.0, now - stream.clock.seen_at)
 
     def latest(self, symbol: str) -> MarkPrice | None:
         return self._latest.get(symbol)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,36 +121,24 @@ def _guard_frames(exchange: Any, ws: Any) -> None:
 
 @dataclass(slots=True)
 class StreamClock:
-    """Freshness of one named stream: when it last carried data and what it was last declared.
-
-    `last_data` is when data last arrived; `judged_from` when the silence is judged from (a forced reconnect
-    gives the new socket a full threshold). STALE and DOWN say since when the stream is silent
-    (`silent_since_ms`) where silence is what judges it, so the stale-data policy applies the account's own
-    threshold to the true silence; a stream that pushes only on change says nothing (its silence means nothing).
-    """
+    """Freshness of one named stream: when it last carried data and what it was last declared."""
 
     name: str
     stale_after_s: float | None  # None: silence alone says nothing (pushes come only on change)
-    last_data: float  # monotonic seconds
+    last_data: float  # monotonic seconds; moved on by `rearm`, so a new socket gets a full threshold
     state: Freshness | None = None
-    judged_from: float = 0.0  # monotonic seconds
+    # When data really last arrived (monotonic; None: the clock's start). A forced reconnect does not move it,
+    # so a stream that drops after a long silence is reported silent since then, not since the drop.
+    data_seen: float | None = None
 
     def seen(self, now: float) -> StreamHealth | None:
         """Data arrived: returns FRESH if the stream was anything else before (first data included)."""
         self.last_data = now
+        self.data_seen = now
         if self.state is Freshness.FRESH:
             return None
         self.state = Freshness.FRESH
         return StreamHealth(self.name, Freshness.FRESH, now_ms())
-
-    def silent_for(self, now: float) -> float:
-        return now - max(self.last_data, self.judged_from)
-
-    def silent_since_ms(self, now: float) -> int | None:
-        """Wall-clock ms of the last data, where silence judges this stream (None otherwise)."""
-        if self.stale_after_s is None:
-            return None
-        return now_ms() - int((now - self.last_data) * 1000)
 
     def check(self, now: float) -> tuple[StreamHealth | None, bool]:
         """Judge the silence: (STALE the first time it passes the threshold, whether to reconnect now).
@@ -160,29 +148,63 @@ class StreamClock:
         """
         if self.stale_after_s is None:
             return None, False
-        silent = self.silent_for(now)
+        silent = now - self.last_data
         if silent <= self.stale_after_s:
             return None, False
         if self.state in (Freshness.STALE, Freshness.DOWN):
             return None, True
         self.state = Freshness.STALE
-        detail = f"no data for {now - self.last_data:.1f} s"
-        health = StreamHealth(
-            self.name, Freshness.STALE, now_ms(), detail, silent_since_ms=self.silent_since_ms(now)
-        )
-        return health, True
+        since = self.silent_since_ms(now)
+        return StreamHealth(
+            self.name, Freshness.STALE, now_ms(), f"no data for {silent:.1f} s", silent_since_ms=since
+        ), True
+
+    def silent_since_ms(self, now: float) -> int | None:
+        """Wall-clock ms of the last data, where silence judges this stream (None otherwise: a stream that
+        pushes only on change says nothing by its silence), so the stale-data policy can apply the account's
+        own threshold to the true silence."""
+        if self.stale_after_s is None:
+            return None
+        return now_ms() - int((now - self.seen_at) * 1000)
+
+    @property
+    def seen_at(self) -> float:
+        """Monotonic time data really last arrived (a forced reconnect does not move it)."""
+        return self.data_seen if self.data_seen is not None else self.last_data
 
     def rearm(self, now: float) -> None:
         """After a forced reconnect: give the new socket a full threshold before judging it again."""
-        self.judged_from = now
+        self.last_data = now
 
     def down(self, detail: str) -> StreamHealth | None:
         """The stream failed and will be retried: DOWN (once per outage)."""
         if self.state is Freshness.DOWN:
             return None
         self.state = Freshness.DOWN
-        since = self.silent_since_ms(time.monotonic())
-        return StreamHealth(self.name, Freshness.DOWN, now_ms(), detail, silent_since_ms=since)
+        if self.stale_after_s is None:  # silence says nothing on such a stream: it is blind from the drop on
+            return StreamHealth(self.name, Freshness.DOWN, now_ms(), detail)
+        silent_s = time.monotonic() - (self.data_seen if self.data_seen is not None else self.last_data)
+        wall_ms = now_ms()
+        since_ms = wall_ms - int(silent_s * 1000)
+        return StreamHealth(self.name, Freshness.DOWN, wall_ms, detail, silent_since_ms=since_ms)
+
+
+class Retry:
+    """A stream's retry schedule: `Backoff` delays, restarted after every success."""
+
+    def __init__(self, schedule: Any, draws: Any) -> None:
+        self._schedule = schedule
+        self._draws = draws
+        self._delays: Iterator[float] | None = None
+
+    def next_delay(self, at_least: float | None = None) -> float:
+        if self._delays is None:
+            self._delays = self._schedule.delays(self._draws)
+        delay = next(self._delays)
+        return max(delay, at_least) if at_least is not None else delay
+
+    def succeeded(self) -> None:
+        self._delays = None
 
 
 Send = Callable[[Callable[[Any], None], StreamHealth], None]
@@ -254,7 +276,7 @@ class SharedStream:
 
     def check(self, now: float, send: Send) -> bool:
         """STALE to each listener whose own threshold the silence has passed; whether to reconnect now."""
-        silent = now - self.clock.last_data
+        silent = now - self.clock.seen_at
         for listener in tuple(self.listeners):
             if silent > listener.stale_after_s and listener.told not in (Freshness.STALE, Freshness.DOWN):
                 listener.told = Freshness.STALE
