@@ -49,7 +49,7 @@ from daemon.core.topup import (
     margin_added_while_open,
 )
 from daemon.core.types import Side
-from daemon.exchanges.actuator import Actuator
+from daemon.exchanges.actuator import MarginActions
 from daemon.exchanges.errors import ExchangeError, TransientError
 from daemon.exchanges.records import AccountRecords, MarginChange
 from daemon.store import IntentRecord, Journal, JournalUnavailable
@@ -126,9 +126,9 @@ class TopUpExecutor:
         except (ExchangeError, TimeoutError) as exc:
             item.failures += 1
             item.next_check = self.clock() + min(_RECHECK_S * 2 ** (item.failures - 1), _RECHECK_MAX_S)
-            reason = f"the exchange's records cannot be read ({_said(exc)}); nothing more is done for this position until they can"
+            reason = f"the exchange's records cannot be read ({said(exc)}); nothing more is done for this position until they can"
             log.warning(
-                "top-up outcome unknown", account=self.account_id, intent=record.intent_key, error=_said(exc)
+                "top-up outcome unknown", account=self.account_id, intent=record.intent_key, error=said(exc)
             )
             return self._tell_unknown(item, reason)
         log.info(
@@ -193,7 +193,7 @@ class TopUpExecutor:
             async with asyncio.timeout(READ_TIMEOUT_S):
                 changes = await records.margin_changes(int((now - DAY_S) * 1000))
         except (ExchangeError, TimeoutError) as exc:
-            return self._seed_later(f"its margin history cannot be read: {_said(exc)}")
+            return self._seed_later(f"its margin history cannot be read: {said(exc)}")
         if changes is not None:
             spent, note = self._from_history(changes, state, now), SEED_HISTORY
         else:
@@ -281,7 +281,7 @@ class TopUpExecutor:
     # ---- executing a decision ----
 
     async def execute(
-        self, actuator: Actuator, records: AccountRecords, topup: TopUp, state: AccountState, settle: str
+        self, actuator: MarginActions, records: AccountRecords, topup: TopUp, state: AccountState, settle: str
     ) -> TopUpOutcome | None:
         """Journal, send and settle one decision; the outcome to tell (None: nothing to tell yet)."""
         not_yet = self._not_yet(topup)
@@ -300,7 +300,7 @@ class TopUpExecutor:
                 async with asyncio.timeout(READ_TIMEOUT_S):
                     before = await records.position_margin(topup.symbol, Side(topup.side))
             except (ExchangeError, TimeoutError) as exc:
-                return Refused("margin_unknown", f"the position's margin could not be read: {_said(exc)}")
+                return Refused("margin_unknown", f"the position's margin could not be read: {said(exc)}")
             if before is None:
                 return Refused("margin_unknown", "the exchange gives no margin for this position")
         now = self.clock()
@@ -346,16 +346,16 @@ class TopUpExecutor:
         except TransientError as exc:
             # The request may have landed: the exchange's records say, before anything else is decided.
             log.warning(
-                "top-up answer lost", account=self.account_id, intent=topup.intent_key, error=_said(exc)
+                "top-up answer lost", account=self.account_id, intent=topup.intent_key, error=said(exc)
             )
             self.journal.settle_intent(
-                record.intent_key, "unknown", f"answer lost: {_said(exc)}", self.clock()
+                record.intent_key, "unknown", f"answer lost: {said(exc)}", self.clock()
             )
             item = self._open[record.intent_key] = _Open(with_status(record, "unknown"))
             return await self._settle(records, state, item)
         except ExchangeError as exc:
-            self._finish(record, "failed", _said(exc))
-            return TopUpFailed(topup, _said(exc))
+            self._finish(record, "failed", said(exc))
+            return TopUpFailed(topup, said(exc))
         if result.refused:
             self._finish(record, "failed", result.refused)
             return TopUpFailed(topup, result.refused)
@@ -391,7 +391,7 @@ class TopUpExecutor:
         self.metrics.topups.labels(self.account_id, status).inc()
 
 
-def _said(exc: BaseException) -> str:
+def said(exc: BaseException) -> str:
     """The error in words, for logs and alerts: a request's query string (timestamps, signatures) left out."""
     return _QUERY.sub("", str(exc)) or type(exc).__name__
 

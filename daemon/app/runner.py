@@ -15,26 +15,27 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
-from daemon.app.executor import TopUpExecutor
+from daemon.app.executor import TopUpExecutor, said
 from daemon.app.http import Metrics
+from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
 from daemon.core.alerts import Alert
-from daemon.core.policy import decide, risk_identity
+from daemon.core.policy import decide, remembered_legs, risk_identity
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
 from daemon.core.policy_topup import TopUpOutcome, announce_topup
-from daemon.core.state import AccountState, Change
+from daemon.core.state import AccountState, Change, ChangeKind
 from daemon.core.topup import Refused, TopUp, TopUpDecision, TopUpLimits, decide_topup
 from daemon.core.types import MarginMode
 from daemon.core.view import AccountView, LegView
-from daemon.exchanges.actuator import Actuator
-from daemon.exchanges.client_records import ClientRecords
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
+from daemon.exchanges.errors import ExchangeError
 from daemon.exchanges.feeds import FeedSettings
+from daemon.exchanges.gateway import ExchangeGateway, GatewaySettings
 from daemon.exchanges.marketdata import MarketHub
 from daemon.exchanges.records import AccountRecords
 from daemon.store import Journal
@@ -55,6 +56,7 @@ class RunnerConfig:
     dry_run: bool
     feed: FeedSettings
     sinks_for: Callable[[Alert], list[str]]  # the routing table: alert -> sink names
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
 
 class AccountRunner:
@@ -75,7 +77,9 @@ class AccountRunner:
         self.wake_outbox = wake_outbox
         self.clock = clock
         self.connector: Connector | None = None
-        # The exchange's own records of the account; None: read through the connector's ccxt client.
+        # The account's one door to its exchange (its client, reads, actions, records), built for each run.
+        self.gateway: ExchangeGateway | None = None
+        # The exchange's own records of the account; None: the gateway's.
         self.records: AccountRecords | None = None
         self._changes: list[Change] = []
         self._woken = asyncio.Event()
@@ -84,6 +88,9 @@ class AccountRunner:
         self._silences: list[Silence] = []
         self._silences_read_at = -math.inf
         self.executor = TopUpExecutor(self.account_id, journal, metrics, config.limits, clock)
+        # Legs that closed or vanished wait here until the exchange's records say whether it liquidated them.
+        self.endings = LegEndings(clock)
+        self._restart_checked = False  # legs gone while marginguard was down: looked for once
 
     # ---- state the supervisor reads ----
 
@@ -108,25 +115,41 @@ class AccountRunner:
     # ---- the loop ----
 
     async def run(self) -> None:
-        async with Connector(
-            self.config.account, self.hub, self.config.feed, on_update=self._on_update
-        ) as conn:
-            self.connector = conn
-            actuator = Actuator(conn.client, conn.quirks, dry_run=self.config.dry_run)
+        gateway = ExchangeGateway(
+            self.config.account,
+            dry_run=self.config.dry_run,
+            settings=self.config.gateway,
+            records_symbols=self._watched_symbols,
+        )
+        async with (
+            gateway,
+            Connector(
+                self.config.account,
+                self.hub,
+                self.config.feed,
+                client=gateway.client,
+                on_update=self._on_update,
+            ) as conn,
+        ):
+            self.gateway, self.connector = gateway, conn
             while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._woken.wait(), TICK_S)
                 self._woken.clear()
-                await self.step(actuator)
+                await self.step(gateway)
 
     def _on_update(self, update: ConnectorUpdate) -> None:
         self._changes.extend(update.changes)
         self._woken.set()
 
-    async def step(self, actuator: Actuator) -> None:
+    async def step(self, gateway: ExchangeGateway) -> None:
         assert self.connector is not None
         state, view = self.connector.state, self.connector.view
-        changes, self._changes = self._changes, []
+        changes, self._changes = self.endings.hold(self._changes), []
+        if not self._restart_checked and state.last_snapshot_ms is not None:
+            self._hold_legs_gone_while_down(view)
+        if self.endings.asking:
+            changes += await self.endings.ask(self._records(), state)
         silences = self._active_silences(self.clock())
         before = self._memory
         if state.last_snapshot_ms is not None and self.executor.unsettled:
@@ -145,21 +168,42 @@ class AccountRunner:
             now,
             exchange=self.config.account.exchange,
             positions_known=state.last_snapshot_ms is not None,
+            asking=self.endings.asking,
         )
         self._emit(alerts, now)
         if self.config.limits is not None and state.last_snapshot_ms is not None:
             await self.executor.ensure_seeded(self._records(), state)
             for leg in view.legs:
-                await self._consider_topup(actuator, leg, state, view, silences)
+                await self._consider_topup(gateway, leg, state, view, silences)
         if self._memory is not before:
             self._save_memory(self.clock())
         self._update_metrics(state, view)
 
+    def _hold_legs_gone_while_down(self, view: AccountView) -> None:
+        """Legs the kept memory has alerts about but the first snapshot lacks went while marginguard was down:
+        asked about like any leg that goes, over a longer past."""
+        self._restart_checked = True
+        live = {(leg.key[0], leg.key[1]) for leg in view.legs}
+        gone = sorted(remembered_legs(self._memory, self.account_id) - live, key=lambda k: (k[0], k[1].value))
+        vanished = [
+            Change(ChangeKind.VANISHED, symbol, side, "absent after a restart") for symbol, side in gone
+        ]
+        self.endings.hold(vanished, RESTART_LOOKBACK_S)
+
     def _records(self) -> AccountRecords:
-        if self.records is None:
-            assert self.connector is not None
-            self.records = ClientRecords(self.connector.client)
-        return self.records
+        if self.records is not None:
+            return self.records
+        assert self.gateway is not None
+        return self.gateway.records
+
+    def _watched_symbols(self) -> set[str]:
+        """The symbols whose records are asked for where the venue wants one (Binance's margin history):
+        those configured, those held, and those of top-ups still to be settled (their leg may be gone)."""
+        held = (
+            {symbol for symbol, _side in self.connector.state.legs} if self.connector is not None else set()
+        )
+        pending = {record.symbol for record in self.executor.unsettled if record.symbol != "*"}
+        return set(self.config.account.symbols or ()) | held | pending
 
     # ---- alerts ----
 
@@ -226,7 +270,7 @@ class AccountRunner:
 
     async def _consider_topup(
         self,
-        actuator: Actuator,
+        gateway: ExchangeGateway,
         leg: LegView,
         state: AccountState,
         view: AccountView,
@@ -251,30 +295,31 @@ class AccountRunner:
         decision = decide_with(None)
         if isinstance(decision, Refused) and decision.code == "balance_unknown":
             # Every other rule passed: only now is the balance worth a REST call.
-            decision = decide_with(await self._available_balance(actuator, leg))
+            decision = decide_with(await self._available_balance(gateway, leg))
         if isinstance(decision, TopUp):
             settle = self.connector.quirks.settle if self.connector else "USDT"
-            outcome = await self.executor.execute(actuator, self._records(), decision, state, settle)
+            outcome = await self.executor.execute(gateway, self._records(), decision, state, settle)
             self._announce(leg, outcome, silences)
         elif isinstance(decision, Refused) and decision.code not in _QUIET_REFUSALS:
             self._announce(leg, decision, silences)
 
-    async def _available_balance(self, actuator: Actuator, leg: LegView) -> float | None:
-        settle = self.connector.quirks.settle if self.connector else "USDT"
-        params = {}
+    async def _available_balance(self, gateway: ExchangeGateway, leg: LegView) -> float | None:
+        """The settle currency free to top up from (the transfer's source wallet for a cross leg); None when
+        it cannot be read, which refuses the top-up until the next tick asks again."""
+        wallet = None
         if (
             leg.facts.margin_mode is MarginMode.CROSS
             and self.config.limits
             and self.config.limits.cross_transfer_from
         ):
-            params = {"type": self.config.limits.cross_transfer_from}
+            wallet = self.config.limits.cross_transfer_from
         try:
-            balance = await actuator.client.fetch_balance(params)
-        except Exception as exc:  # an unknown balance refuses the top-up; the next tick asks again
-            log.warning("balance unavailable", account=self.account_id, error=str(exc))
+            return await gateway.free_balance(gateway.quirks.settle, wallet)
+        except ExchangeError as exc:
+            log.warning(
+                "balance unavailable", account=self.account_id, error=type(exc).__name__, detail=said(exc)
+            )
             return None
-        free = (balance.get("free") or {}).get(settle)
-        return float(free) if free is not None else None
 
     def _announce(self, leg: LegView | None, outcome: TopUpOutcome | None, silences: list[Silence]) -> None:
         if outcome is None or leg is None:  # a gone leg: its liquidation or close is told by the policy

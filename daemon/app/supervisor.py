@@ -107,6 +107,10 @@ class Daemon:
                         "symbol": leg.key[0],
                         "side": leg.key[1].value,
                         "contracts": leg.facts.contracts,
+                        "entry_price": leg.facts.entry_price,
+                        "margin_mode": None if leg.facts.margin_mode is None else leg.facts.margin_mode.value,
+                        "leverage": leg.facts.leverage,
+                        "isolated_margin": leg.facts.isolated_margin,
                         "mark_price": leg.mark_price,
                         "liquidation_price": None if risk is None else risk.liquidation_price,
                         "exchange_liquidation_price": leg.facts.exchange_liquidation_price,
@@ -115,7 +119,14 @@ class Daemon:
                         "unknown_because": leg.unknown_because,
                     }
                 )
-            accounts[runner.account_id] = {"ready": ready, "state": reason, "legs": legs}
+            # The cross wallet as the daemon knows it (None: not known yet), for checks against the exchange.
+            wallet = None if runner.connector is None else runner.connector.state.wallet_balance
+            accounts[runner.account_id] = {
+                "ready": ready,
+                "state": reason,
+                "legs": legs,
+                "wallet_balance": wallet,
+            }
         return {"accounts": accounts, "outbox_pending": self.journal.pending_deliveries()}
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -94,4 +94,45 @@ class StreamHealth:
     silent_since_ms: int | None = None
 
 
-Event = PositionSnapshot | PositionUpdate | MarkPrice | BalanceUpdate | MarketRules | StreamHealth
+@dataclass(frozen=True, slots=True)
+class LegLiquidated:
+    """The exchange's own records say it liquidated this leg: `contracts` closed at `price` (None: the record
+    gives none) at `ts_ms`. `source` names the record (a forced order, a bust execution, a history row)."""
+
+    symbol: str
+    side: Side
+    contracts: float
+    price: float | None
+    ts_ms: int
+    source: str
+
+
+class GoneCause(enum.Enum):
+    OWNER = (
+        "owner"  # the exchange's records were read and hold no liquidation of the leg: its owner closed it
+    )
+    UNKNOWN = "unknown"  # the records could not be read in time: whether it was liquidated is not known
+
+
+@dataclass(frozen=True, slots=True)
+class LegGone:
+    """What the exchange's records say about a leg that left the picture, when they hold no liquidation of it.
+    `detail` says why the cause is unknown (the error that kept the records from being read)."""
+
+    symbol: str
+    side: Side
+    cause: GoneCause
+    ts_ms: int
+    detail: str = ""
+
+
+Event = (
+    PositionSnapshot
+    | PositionUpdate
+    | MarkPrice
+    | BalanceUpdate
+    | MarketRules
+    | StreamHealth
+    | LegLiquidated
+    | LegGone
+)

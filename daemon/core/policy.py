@@ -11,19 +11,23 @@ only when it runs). Rules, one identity each:
 - auth_failure (per account): the exchange refused the key, until a stream of the account is fresh again;
 - divergence (per leg): the model's liquidation price against the exchange's, relative gap beyond tolerance;
 - figures_unknown (per leg): a leg the model cannot judge although every stream is fresh;
-- liquidated (per leg, one message): a leg vanished or closed while its last distance was critical.
+- liquidated (per leg, one message): the exchange's records say it liquidated the leg (critical, with the price
+  it closed at); the records could not be read in time (a warning: the leg vanished, the cause is unknown); or,
+  where marginguard reads no records of the venue, the leg vanished or closed while its last distance was
+  critical. A leg the records show closed without a liquidation ends with its alerts resolved ("closed").
 Unknown figures neither fire nor resolve anything: the identity holds where it was.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from daemon.core import policy_text as text
 from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
 from daemon.core.events import Freshness, StreamHealth
+from daemon.core.policy_levels import crossings
 from daemon.core.policy_memory import Figures, Level, PolicyMemory, Track
 from daemon.core.policy_rules import RuleSet, Silence, Thresholds
 from daemon.core.policy_stale import STALE_RULE_PREFIX, KindHealth, kinds_health, stale_rule
@@ -41,6 +45,7 @@ AUTH_RULE = "auth_failure"
 _LEG_RULES = (RISK_RULE, DIVERGENCE_RULE, UNKNOWN_RULE)
 _SEVERITY = {Level.WARNING: Severity.WARNING, Level.CRITICAL: Severity.CRITICAL}
 _GONE = {ChangeKind.VANISHED: "vanished from the exchange's positions", ChangeKind.CLOSED: "closed"}
+_OWNER_CLOSED = "closed (the exchange's records show no liquidation)"
 
 
 def risk_identity(account: str, symbol: str, side: Side) -> AlertIdentity:
@@ -59,37 +64,55 @@ def decide(
     *,
     exchange: str,
     positions_known: bool,
+    asking: Collection[tuple[str, Side]] = (),
 ) -> tuple[PolicyMemory, tuple[Alert, ...]]:
     """The alerts to send now (firing, repeated or resolved), and the memory to pass next time.
 
     `changes` are those `state.apply` reported since the last call. `positions_known` says a complete positions
     snapshot has been folded in (`state.last_snapshot_ms is not None`): only then does a leg the memory knows
     but the view lacks count as gone, which after a restart with a kept memory reports the legs that went
-    while marginguard was down, and before that snapshot reports nothing.
+    while marginguard was down, and before that snapshot reports nothing. `asking` lists the legs whose end the
+    shell is asking the exchange's records about: nothing is said about them until the answer comes as a
+    change (LIQUIDATED, CLOSED_BY_OWNER or GONE_UNEXPLAINED).
     """
     run = _Run(view.account_id, exchange, rules, silences, now, memory)
     blind = any(h.freshness is not Freshness.FRESH for h in health.values())
     for change in changes:
         if change.kind in _GONE:
             run.leg_gone(change.symbol, change.side, _GONE[change.kind])
+        elif change.kind is ChangeKind.LIQUIDATED:
+            run.leg_liquidated(change)
+        elif change.kind is ChangeKind.CLOSED_BY_OWNER:
+            run.leg_gone(change.symbol, change.side, _OWNER_CLOSED, judged_by_distance=False)
+        elif change.kind is ChangeKind.GONE_UNEXPLAINED:
+            run.leg_unexplained(change)
     for leg in view.legs:
         run.leg(leg, blind)
     if positions_known:
         live = {(leg.key[0], leg.key[1].value) for leg in view.legs}
-        remembered = {
-            (track.identity.symbol, track.identity.side)
-            for track in run.tracks.values()
-            if track.identity.account == view.account_id and track.identity.rule in _LEG_RULES
-        }
-        for symbol, side in sorted(remembered - live, key=str):
-            if symbol is not None and side is not None:
-                run.leg_gone(symbol, Side(side), "is not among the exchange's positions")
+        remembered = {(symbol, side.value) for symbol, side in remembered_legs(run.memory(), view.account_id)}
+        held_back = {(symbol, side.value) for symbol, side in asking}
+        for symbol, side in sorted(remembered - live - held_back):
+            run.leg_gone(symbol, Side(side), "is not among the exchange's positions")
     run.account(view)
     refused = any(h.refused and h.freshness is not Freshness.FRESH for h in health.values())
     for stream, stream_health in sorted(health.items()):
         run.key(stream, stream_health, refused)
     run.stale_streams(health, {leg.key[0] for leg in view.legs})
     return run.memory(), tuple(run.alerts)
+
+
+def remembered_legs(memory: PolicyMemory, account_id: str) -> set[tuple[str, Side]]:
+    """The legs the memory holds alerts about: after a restart, those absent from the first snapshot went while
+    marginguard was down (the shell asks the exchange's records how, as for any leg that goes)."""
+    return {
+        (track.identity.symbol, Side(track.identity.side))
+        for track in memory.tracks.values()
+        if track.identity.account == account_id
+        and track.identity.rule in _LEG_RULES
+        and track.identity.symbol is not None
+        and track.identity.side is not None
+    }
 
 
 def leg_figures(leg: LegView) -> Figures:
@@ -102,38 +125,6 @@ def leg_figures(leg: LegView) -> Figures:
         distance=risk.distance_to_liquidation if risk else None,
         margin_ratio=risk.margin_ratio if risk else None,
     )
-
-
-def _beyond(
-    distance: float | None,
-    ratio: float | None,
-    distance_threshold: float | None,
-    ratio_threshold: float | None,
-    slack: float,
-) -> bool:
-    """Whether the figures are past a level's thresholds; `slack` widens them for a level already crossed."""
-    near = distance is not None and distance_threshold is not None and distance <= distance_threshold + slack
-    heavy = ratio is not None and ratio_threshold is not None and ratio >= ratio_threshold - slack
-    return near or heavy
-
-
-def _levels(distance: float | None, ratio: float | None, th: Thresholds, track: Track) -> tuple[bool, bool]:
-    """(warning, critical) crossings, with hysteresis for a threshold the figures were already beyond."""
-    warning = _beyond(
-        distance,
-        ratio,
-        th.warning_distance,
-        th.warning_margin_ratio,
-        th.hysteresis if track.warning.beyond else 0.0,
-    )
-    critical = _beyond(
-        distance,
-        ratio,
-        th.critical_distance,
-        th.critical_margin_ratio,
-        th.hysteresis if track.critical.beyond else 0.0,
-    )
-    return warning or critical, critical
 
 
 def _subject(leg_symbol: str, side: str, account: str) -> str:
@@ -183,7 +174,7 @@ class _Run:
 
         track = self._track(risk_identity(self.account_id, symbol, leg.key[1]), AlertKind.LIQUIDATION_RISK)
         own_ratio = risk.margin_ratio if leg.facts.margin_mode is MarginMode.ISOLATED else None
-        warning, critical = _levels(risk.distance_to_liquidation, own_ratio, th, track)
+        warning, critical = crossings(risk.distance_to_liquidation, own_ratio, th, track)
         after = track.step(warning, critical, self.now, th.min_duration_s, figures)
         self._advance(after, th, lambda level: text.position_risk(subject, level, figures))
 
@@ -202,9 +193,8 @@ class _Run:
             lambda level: text.divergence(subject, level, model, exchange_price, th.divergence_tolerance),
         )
 
-    def leg_gone(self, symbol: str, side: Side, how: str) -> None:
-        th = self.rules.for_symbol(self.account_id, symbol)
-        subject = _subject(symbol, side.value, self.account_id)
+    def _end_leg(self, symbol: str, side: Side) -> tuple[list[Track], Figures]:
+        """Forget the leg's open identities; returns them and the leg's last known figures."""
         risk = self.tracks.get(risk_identity(self.account_id, symbol, side).key)
         leg_tracks = [
             track
@@ -216,12 +206,40 @@ class _Run:
         ]
         for track in leg_tracks:
             del self.tracks[track.identity.key]
-        last = risk.figures if risk is not None else Figures()
+        return leg_tracks, risk.figures if risk is not None else Figures()
+
+    def leg_liquidated(self, change: Change) -> None:
+        """The exchange's records say it liquidated the leg: one critical message, never an all-clear (the
+        leg's open alerts end with it rather than with a resolve each)."""
+        _tracks, last = self._end_leg(change.symbol, change.side)
+        subject = _subject(change.symbol, change.side.value, self.account_id)
+        figures = replace(
+            last, contracts=change.contracts if change.contracts is not None else last.contracts
+        )
+        identity = AlertIdentity(self.account_id, change.symbol, change.side.value, LIQUIDATED_RULE)
+        summary = text.liquidated_by_exchange(subject, change.price, change.contracts, change.detail, last)
+        self._send(identity, AlertKind.LIQUIDATED, Level.CRITICAL, figures, summary)
+
+    def leg_unexplained(self, change: Change) -> None:
+        """The leg left the picture and the exchange's records could not be read in time: a warning that says
+        so (it may have been liquidated), never an all-clear."""
+        _tracks, last = self._end_leg(change.symbol, change.side)
+        subject = _subject(change.symbol, change.side.value, self.account_id)
+        identity = AlertIdentity(self.account_id, change.symbol, change.side.value, LIQUIDATED_RULE)
+        summary = text.gone_unexplained(subject, change.detail, last)
+        self._send(identity, AlertKind.LIQUIDATED, Level.WARNING, last, summary)
+
+    def leg_gone(self, symbol: str, side: Side, how: str, judged_by_distance: bool = True) -> None:
+        """A leg closed or vanished. `judged_by_distance`: no record of the exchange says how, so a leg last
+        seen near liquidation is told as probably liquidated (the fallback where marginguard reads no records)."""
+        th = self.rules.for_symbol(self.account_id, symbol)
+        subject = _subject(symbol, side.value, self.account_id)
+        leg_tracks, last = self._end_leg(symbol, side)
         near = last.distance is not None and (
             last.distance <= 0.0
             or (th.critical_distance is not None and last.distance <= th.critical_distance)
         )
-        if near:
+        if near and judged_by_distance:
             # One message says it all; the leg's open alerts end with it rather than with a resolve each.
             identity = AlertIdentity(self.account_id, symbol, side.value, LIQUIDATED_RULE)
             self._send(
@@ -254,7 +272,7 @@ class _Run:
         if cross:
             # The model gives no ratio when the cross balance is not positive: beyond every threshold.
             judged = ratio if ratio is not None else math.inf
-            warning, critical = _levels(None, judged, th, track)
+            warning, critical = crossings(None, judged, th, track)
         else:
             warning = critical = False
         after = track.step(warning, critical, self.now, th.min_duration_s, figures)

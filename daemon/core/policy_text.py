@@ -39,6 +39,25 @@ def liquidated(subject: str, how: str, figures: Figures) -> str:
     return f"{subject} {how} while near liquidation, probably liquidated; last seen {_where(figures)}"
 
 
+def liquidated_by_exchange(
+    subject: str, price: float | None, contracts: float | None, source: str, last: Figures
+) -> str:
+    size = f"{number(contracts)} contracts " if contracts is not None else ""
+    said = f" ({source})" if source else ""
+    return (
+        f"{subject} LIQUIDATED: {size}liquidated by the exchange at {number(price)}{said}; "
+        f"last seen {_where(last)}"
+    )
+
+
+def gone_unexplained(subject: str, detail: str, last: Figures) -> str:
+    why = f" ({detail})" if detail else ""
+    return (
+        f"{subject} vanished from the exchange's positions and the cause is unknown: its records could not be "
+        f"read{why}, so it may have been liquidated; last seen {_where(last)}"
+    )
+
+
 def account_margin(account: str, level: Level, figures: Figures, has_cross: bool) -> str:
     if level is Level.OK:
         if not has_cross:

@@ -1,8 +1,10 @@
 """An account's picture, folded from feed events: `apply(state, event) -> (state, changes)`.
 
 Thin pushes are merged onto what is known (a None never replaces a value); a complete snapshot replaces the set
-of open legs, and a leg that disappears from it is reported, so the policy can tell a probable liquidation from
-a close. Nothing here reads a clock: timestamps come in on the events.
+of open legs, and a leg that disappears from it is reported. What the exchange's own records then say about such
+a leg (`LegLiquidated`, `LegGone`) is folded into a change of its own, so the policy tells a liquidation from a
+close by the exchange's word rather than by the leg's last distance. Nothing here reads a clock: timestamps come
+in on the events.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from dataclasses import dataclass, field, fields, replace
 from daemon.core.events import (
     BalanceUpdate,
     Event,
+    GoneCause,
+    LegGone,
+    LegLiquidated,
     MarketRules,
     MarkPrice,
     PositionFacts,
@@ -20,7 +25,7 @@ from daemon.core.events import (
     PositionUpdate,
     StreamHealth,
 )
-from daemon.core.types import Side
+from daemon.core.types import MarginMode, Side
 
 LegKey = tuple[str, Side]
 
@@ -30,14 +35,22 @@ class ChangeKind(enum.Enum):
     CLOSED = "closed"  # a push or snapshot said the leg is now zero
     VANISHED = "vanished"  # absent from a complete snapshot without a close being seen: maybe liquidated
     CORRECTED = "corrected"  # a snapshot disagreed with what the pushes had built
+    # What the exchange's records said about a leg that closed or vanished:
+    LIQUIDATED = "liquidated"  # the exchange liquidated it
+    CLOSED_BY_OWNER = "closed_by_owner"  # no liquidation on record: its owner closed it
+    GONE_UNEXPLAINED = "gone_unexplained"  # the records could not be read in time: the cause is unknown
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
+    """A change to the set of legs. `price` and `contracts`: a liquidation's, as the exchange recorded them."""
+
     kind: ChangeKind
     symbol: str
     side: Side
     detail: str = ""
+    price: float | None = None
+    contracts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +105,27 @@ def apply(state: AccountState, event: Event) -> tuple[AccountState, tuple[Change
         else state.last_event_ms
     )
     if isinstance(event, MarkPrice):
-        return replace(state, marks={**state.marks, event.symbol: event}, last_event_ms=ts), ()
+        marks = {**state.marks, event.symbol: event}
+        return replace(state, marks=marks, legs=_after_mark(state.legs, event), last_event_ms=ts), ()
     if isinstance(event, BalanceUpdate):
-        return replace(state, wallet_balance=event.wallet_balance, last_event_ms=ts), ()
+        legs = state.legs
+        if event.wallet_balance != state.wallet_balance:
+            legs = _cross_prices_unknown(legs, keep=frozenset())
+        return replace(state, wallet_balance=event.wallet_balance, legs=legs, last_event_ms=ts), ()
     if isinstance(event, StreamHealth):
         return replace(state, health={**state.health, event.stream: event}, last_event_ms=ts), ()
     if isinstance(event, MarketRules):
         return replace(state, rules={**state.rules, event.symbol: event}), ()
+    if isinstance(event, LegLiquidated):
+        # The leg has already left the picture (that is why the records were asked), or has been opened again
+        # since: either way the legs stand as they are; the liquidation is news about the past.
+        liquidated = Change(
+            ChangeKind.LIQUIDATED, event.symbol, event.side, event.source, event.price, event.contracts
+        )
+        return state, (liquidated,)
+    if isinstance(event, LegGone):
+        kind = ChangeKind.CLOSED_BY_OWNER if event.cause is GoneCause.OWNER else ChangeKind.GONE_UNEXPLAINED
+        return state, (Change(kind, event.symbol, event.side, event.detail),)
     if isinstance(event, PositionUpdate):
         legs, changes = _merge_updates(state.legs, event.positions)
         return replace(state, legs=legs, last_event_ms=ts), tuple(changes)
@@ -111,7 +138,10 @@ def _merge_updates(
 ) -> tuple[dict[LegKey, PositionFacts], list[Change]]:
     merged = dict(legs)
     changes: list[Change] = []
+    cross_moved = False
     for facts in updates:
+        known = merged.get((facts.symbol, facts.side))
+        cross_moved = cross_moved or _moves_cross_totals(known, facts)
         key = (facts.symbol, facts.side)
         if facts.contracts == 0.0:
             if merged.pop(key, None) is not None:
@@ -122,7 +152,68 @@ def _merge_updates(
         else:
             merged[key] = facts
             changes.append(Change(ChangeKind.OPENED, facts.symbol, facts.side))
+    if cross_moved:
+        told = frozenset((f.symbol, f.side) for f in updates if f.exchange_liquidation_price is not None)
+        merged = _cross_prices_unknown(merged, keep=told)
     return merged, changes
+
+
+# A cross leg's liquidation price follows from the unrealised PnL of every other cross leg, so the exchange's
+# figure holds only at the marks its rows were computed at: a move of more than this (relative) makes it stale.
+_MARK_MOVED = 1e-4
+
+
+def _after_mark(legs: dict[LegKey, PositionFacts], mark: MarkPrice) -> dict[LegKey, PositionFacts]:
+    """The legs after `mark`: the other cross legs' exchange prices unknown once a cross leg's mark has moved
+    away from the one the exchange priced them at (its row's mark)."""
+    moved = [
+        key
+        for key, facts in legs.items()
+        if key[0] == mark.symbol
+        and _is_cross(facts)
+        and facts.mark_price is not None
+        and abs(mark.price - facts.mark_price) > _MARK_MOVED * facts.mark_price
+    ]
+    if not moved or sum(1 for facts in legs.values() if _is_cross(facts)) < 2:
+        return legs
+    keep = frozenset(moved) if len(moved) == 1 else frozenset()
+    if not any(
+        _is_cross(facts) and key not in keep and facts.exchange_liquidation_price is not None
+        for key, facts in legs.items()
+    ):
+        return legs  # already unknown: keep the same mapping (this runs on every mark)
+    return _cross_prices_unknown(legs, keep=keep)
+
+
+def _is_cross(facts: PositionFacts | None) -> bool:
+    return facts is not None and facts.margin_mode is MarginMode.CROSS
+
+
+def _moves_cross_totals(known: PositionFacts | None, news: PositionFacts) -> bool:
+    """Whether `news` changes what every cross leg's liquidation price follows from: a cross leg opened,
+    closed, resized or re-priced (one cross price depends on the wallet and on every other cross leg)."""
+    if not (_is_cross(known) or _is_cross(news)):
+        return False
+    if known is None or news.contracts == 0.0:
+        return True
+    return any(
+        getattr(news, name) is not None and getattr(news, name) != getattr(known, name)
+        for name in _LIQUIDATION_INPUTS
+    )
+
+
+def _cross_prices_unknown(
+    legs: dict[LegKey, PositionFacts], keep: frozenset[LegKey]
+) -> dict[LegKey, PositionFacts]:
+    """The exchange's cross liquidation prices, except those just told (`keep`), made unknown: they were
+    computed over a wallet or a set of legs that is no more, and comparing the model with them would report a
+    divergence that is only the exchange's figure being out of date."""
+    return {
+        key: replace(facts, exchange_liquidation_price=None)
+        if _is_cross(facts) and key not in keep and facts.exchange_liquidation_price is not None
+        else facts
+        for key, facts in legs.items()
+    }
 
 
 def _replace_with_snapshot(

@@ -5,24 +5,32 @@ Amounts are rounded DOWN before sending, so the exchange never receives more tha
 actuator builds the same request and returns it without sending. Each action carries a tag (the decision's
 id): a tag already executed by this actuator is answered from memory and not sent again.
 
-Errors from the exchange are raised as the typed errors of `daemon.exchanges.errors`. A `TransientError`
-from an action leaves its outcome unknown (the request may have landed): reconcile the positions before
-deciding again rather than retrying blindly.
+Errors from the exchange are raised as the typed errors of `daemon.exchanges.errors`. An action is sent once
+and never retried: a refusal (`InvalidRequest`, `PermissionDenied`, `AuthenticationFailed`) says it did not
+happen; any other failure once the request is out (a timeout, a 5xx, an answer ccxt cannot parse) is a
+`TransientError` whose outcome is unknown — the request may have landed — to be settled against the exchange's
+records before anything more is decided (`daemon.app.executor`). The reads an action needs before it is sent
+(markets, the leg's mode) go through the `read` the account's gateway gives, so they are retried like any read.
+
+Each venue's request shape comes from its quirks (`Quirks.add_margin`, `Quirks.transfer`, `Quirks.leg_param`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TRUNCATE, decimal_to_precision
 
 from daemon.core.types import Side
-from daemon.exchanges.errors import ExchangeError, translate
-from daemon.exchanges.quirks import Quirks, TransferRoute
+from daemon.exchanges.errors import ExchangeError, TransientError
+from daemon.exchanges.quirks import ExchangeCall, Quirks, TransferRoute
+from daemon.exchanges.retry import Reader, is_fatal, translated
+
+T = TypeVar("T")
 
 # Names the tag-derived client ids so they cannot collide with ids from other tools.
 _TAG_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "marginguard/actions")
@@ -52,13 +60,39 @@ class ActionResult:
     repeated: bool = False
 
 
-class Actuator:
-    """Sends margin actions for one account through its ccxt client."""
+class OutcomeUnknown(TransientError):
+    """An action's request went out and no answer said what became of it (an answer ccxt could not read, an
+    error the exchange does not explain): it may have landed. Settle it against the exchange's records; never
+    send it again."""
 
-    def __init__(self, client: Any, quirks: Quirks, dry_run: bool) -> None:
+
+class NotSent(ExchangeError):
+    """Nothing was sent: a look-up the action needed first (markets, the leg's mode) could not be made, after
+    the read's retries. The action did not happen; it may be decided again later."""
+
+
+class MarginActions(Protocol):
+    """What the top-up executor may do to an account (the `Actuator`, or the gateway that owns one)."""
+
+    async def add_isolated_margin(
+        self, symbol: str, side: Side, amount: float, tag: str, *, hedged: bool | None = None
+    ) -> ActionResult: ...
+
+    async def transfer_to_futures(self, asset: str, amount: float, tag: str) -> ActionResult: ...
+
+
+class Actuator:
+    """Sends margin actions for one account through its ccxt client.
+
+    `read` runs the look-ups made before sending (default: once, errors translated); the gateway passes its
+    retry-and-translate path. The action itself is sent exactly once.
+    """
+
+    def __init__(self, client: Any, quirks: Quirks, dry_run: bool, read: Reader | None = None) -> None:
         self.client = client
         self.quirks = quirks
         self.dry_run = dry_run
+        self._read: Reader = read or self._read_once
         self._done: dict[str, ActionResult] = {}
 
     async def add_isolated_margin(
@@ -73,34 +107,31 @@ class Actuator:
         if tag in self._done:
             return _repeated(self._done[tag])
         base = ActionResult(tag, "add_margin", amount, amount=None, sent=False, symbol=symbol, side=side)
-        if self.quirks.add_margin == "unsupported":
+        if self.quirks.add_margin is None:
             return replace(
                 base,
                 amount=None,
                 sent=False,
                 refused=f"{self.quirks.exchange_id}: adding margin is not supported",
             )
+        await self._look_up(self.client.load_markets)
         try:
-            await self.client.load_markets()
             market = self.client.market(symbol)
             asset = str(market.get("settle") or self.quirks.settle)
             text = self._round_margin(symbol, asset, amount)
-            if float(text) <= 0:
-                return replace(
-                    base, asset=asset, amount=0.0, sent=False, refused=f"{amount} rounds down to 0 {asset}"
-                )
-            if hedged is None and self.quirks.leg_param is not None:
-                hedged = await self._is_hedged(symbol, side)
-            method, args, params = self._add_margin_request(market, side, text, bool(hedged))
         except Exception as exc:
-            raise self._translated(exc) from exc
-        request = MappingProxyType({"method": method, "args": args, "params": params})
+            raise translated(exc, self.client) from exc
+        if float(text) <= 0:
+            return replace(
+                base, asset=asset, amount=0.0, sent=False, refused=f"{amount} rounds down to 0 {asset}"
+            )
+        if hedged is None and self.quirks.leg_param is not None:
+            hedged = await self._is_hedged(symbol, side)
+        call = self.quirks.add_margin(market, text, self._leg_params(side, bool(hedged)))
+        request = _request(call)
         if self.dry_run:
             return replace(base, asset=asset, amount=float(text), sent=False, dry_run=True, request=request)
-        try:
-            response = await getattr(self.client, method)(*args, params)
-        except Exception as exc:
-            raise self._translated(exc) from exc
+        response = await self._send(call)
         result = replace(base, asset=asset, amount=float(text), sent=True, request=request, response=response)
         self._done[tag] = result
         return result
@@ -125,48 +156,30 @@ class Actuator:
         try:
             text = self._round_currency(asset, amount)
         except Exception as exc:
-            raise self._translated(exc) from exc
+            raise translated(exc, self.client) from exc
         if float(text) <= 0:
             return replace(base, amount=0.0, sent=False, refused=f"{amount} rounds down to 0 {asset}")
-        args = (asset, text, route.from_account, route.to_account)
-        params = _transfer_params(route, tag)
-        request = MappingProxyType({"method": "transfer", "args": args, "params": params})
+        call = ExchangeCall(
+            "transfer", (asset, text, route.from_account, route.to_account), _transfer_params(route, tag)
+        )
+        request = _request(call)
         if self.dry_run:
             return replace(base, amount=float(text), sent=False, dry_run=True, request=request)
-        try:
-            response = await self.client.transfer(*args, params)
-        except Exception as exc:
-            raise self._translated(exc) from exc
+        response = await self._send(call)
         result = replace(base, amount=float(text), sent=True, request=request, response=response)
         self._done[tag] = result
         return result
 
     # ---- requests ----
 
-    def _add_margin_request(
-        self, market: Mapping[str, Any], side: Side, amount: str, hedged: bool
-    ) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
-        params: dict[str, Any] = {}
+    def _leg_params(self, side: Side, hedged: bool) -> dict[str, Any]:
         leg = self.quirks.leg_param
-        if leg is not None:
-            params[leg.name] = (leg.long if side is Side.LONG else leg.short) if hedged else leg.one_way
-        if self.quirks.add_margin == "bybit_v5":
-            # ccxt has no unified add_margin for Bybit: its implicit method for POST /v5/position/add-margin.
-            params = {
-                "category": "linear" if market.get("linear") else "inverse",
-                "symbol": market["id"],
-                "margin": amount,
-                **params,
-            }
-            return "private_post_v5_position_add_margin", (), params
-        if self.quirks.add_margin == "okx_v5":
-            # POST /api/v5/account/position/margin-balance through the implicit method (see the OKX quirks).
-            params = {"instId": market["id"], "type": "add", "amt": amount, **params}
-            return "private_post_account_position_margin_balance", (), params
-        return "add_margin", (market["symbol"], amount), params
+        if leg is None:
+            return {}
+        return {leg.name: (leg.long if side is Side.LONG else leg.short) if hedged else leg.one_way}
 
     async def _is_hedged(self, symbol: str, side: Side) -> bool:
-        positions = await self.client.fetch_positions([symbol])
+        positions = await self._look_up(lambda: self.client.fetch_positions([symbol]))
         for position in positions:
             if (
                 position.get("symbol") == symbol
@@ -175,6 +188,28 @@ class Actuator:
             ):
                 return bool(position.get("hedged"))
         return False  # no such leg: the exchange will refuse, whatever the mode
+
+    async def _send(self, call: ExchangeCall) -> Any:
+        """Send an action once. A refusal is raised as it is; any other failure leaves the outcome unknown."""
+        try:
+            return await getattr(self.client, call.method)(*call.args, dict(call.params))
+        except Exception as exc:
+            error = translated(exc, self.client)
+            if is_fatal(error) or isinstance(error, TransientError):
+                raise error from exc
+            raise OutcomeUnknown(f"no readable answer: {error}", exc) from exc
+
+    async def _look_up(self, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await self._read(call)
+        except ExchangeError as exc:
+            raise NotSent(f"nothing was sent: {exc}", exc) from exc
+
+    async def _read_once(self, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except Exception as exc:
+            raise translated(exc, self.client) from exc
 
     # ---- rounding (always down) ----
 
@@ -198,8 +233,9 @@ class Actuator:
             text = str(decimal_to_precision(text, TRUNCATE, precision, self.client.precisionMode))
         return text
 
-    def _translated(self, exc: BaseException) -> ExchangeError:
-        return translate(exc, getattr(self.client, "last_response_headers", None))
+
+def _request(call: ExchangeCall) -> Mapping[str, Any]:
+    return MappingProxyType({"method": call.method, "args": call.args, "params": dict(call.params)})
 
 
 def _transfer_params(route: TransferRoute, tag: str) -> dict[str, Any]:

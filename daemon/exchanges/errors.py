@@ -96,6 +96,10 @@ _TABLE: tuple[tuple[type[BaseException], type[ExchangeError]], ...] = (
     (ccxt.OperationFailed, TransientError),
 )
 
+_SERVER_TROUBLE_TEXT = re.compile(
+    r"system error|server error|internal error|overloaded|system is busy|temporarily unavailable",
+    re.IGNORECASE,
+)
 _RETRY_AFTER_TEXT = re.compile(r"retry[-_ ]?after\D{0,4}(\d+(?:\.\d+)?)", re.IGNORECASE)
 _BANNED_UNTIL_TEXT = re.compile(r"banned until (\d{13})", re.IGNORECASE)
 
@@ -120,6 +124,12 @@ def translate(
     if isinstance(exc, TimeoutError | ConnectionError):
         return TransientError(message, exc)
     if type(exc) is ccxt.ExchangeError and _exchange_answer(str(exc)) is not None:
+        if _SERVER_TROUBLE_TEXT.search(str(exc)):
+            # The exchange's own code for its own failure, which ccxt leaves unclassified (Bybit 10016 "System
+            # error", Binance -1008 "Server is currently overloaded" where ccxt maps futures codes by host
+            # name only, i.e. behind a URL override): not a refusal. A read retries; an action's outcome is
+            # unknown (it may have been executed) until the exchange's records say.
+            return ExchangeUnavailable(message, exc)
         # The exchange answered with an error code ccxt does not classify (e.g. OKX 59300 "position does not
         # exist" for margin on a cross position): a refusal of this request.
         return InvalidRequest(message, exc)

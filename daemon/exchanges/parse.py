@@ -239,10 +239,11 @@ def market_rules(
 
 def wallet_balance(balance: Mapping[str, Any], settle: str) -> float | None:
     """The cross collateral in the settle currency: the wallet WITHOUT the margin locked in isolated positions
-    (what `BalanceUpdate` and the core's `Account.wallet_balance` mean), or None when the balance does not
-    say. ccxt's `total` includes isolated margins on Binance and OKX, so the exchange's own cross figure is
-    read from `info` where it has one; otherwise ccxt's total is the cross wallet (Bybit unified accounts
-    set isolated margin account-wide, so a cross position never shares the wallet with isolated ones)."""
+    and WITHOUT unrealised PnL (what `BalanceUpdate` and the core's `Account.wallet_balance` mean), or None
+    when the balance does not say. ccxt's `total` is no such figure: it includes isolated margins on Binance
+    and OKX, and is the equity (wallet + unrealised PnL) on OKX and on Bybit's websocket (its REST `total` is
+    the wallet), so the exchange's own figure is read from `info` for every shape that has one, the same
+    figure from a push and from a REST read. ccxt's total is read only for shapes without one."""
     known, cross = _cross_wallet_in_info(balance.get("info"), settle)
     if known:
         return cross
@@ -266,7 +267,18 @@ def _entry(rows: Any, key: str, value: str) -> Mapping[str, Any] | None:
 def _cross_wallet_in_info(info: Any, settle: str) -> tuple[bool, float | None]:
     """(True, cross wallet or None) when `info` has a shape that states the cross wallet; (False, None) when
     the exchange has no such figure. A push of that shape without the settle currency says nothing about it:
-    (True, None), so ccxt's total (with isolated margins) is not read in its place."""
+    (True, None), so ccxt's total (with isolated margins, or PnL) is not read in its place."""
+    # Bybit unified, the `wallet` push as ccxt keeps it (the push's data rows) and the REST answer
+    # (result.list[]): coin[].walletBalance. Unified accounts set isolated margin account-wide, so a cross
+    # position never shares this wallet with isolated margins.
+    bybit_rows = info if isinstance(info, list) else None
+    result = info.get("result") if isinstance(info, Mapping) else None
+    if isinstance(result, Mapping) and isinstance(result.get("list"), list):
+        bybit_rows = result["list"]
+    if bybit_rows is not None and all(isinstance(row, Mapping) and "coin" in row for row in bybit_rows):
+        coins = [c for row in bybit_rows if isinstance(row["coin"], list) for c in row["coin"]]
+        coin = _entry(coins, "coin", settle)
+        return True, number(coin.get("walletBalance")) if coin is not None else None
     if not isinstance(info, Mapping):
         return False, None
     # Binance REST (/fapi/v3/account): assets[].crossWalletBalance.

@@ -21,7 +21,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from daemon.core.backoff import Backoff
 from daemon.exchanges.errors import (
@@ -115,3 +115,11 @@ async def read(
             continue
         retry.reset()
         return result
+
+
+class Reader(Protocol):
+    """What the per-account gateway hands to the code that reads the exchange for it (records, the actuator's
+    look-ups): `await read(lambda: client.fetch_positions([symbol]))` runs the call through the account's one
+    retry-and-translate path and raises only typed errors."""
+
+    async def __call__(self, call: Callable[[], Awaitable[T]]) -> T: ...

@@ -182,6 +182,16 @@ class Book:
         self._reduce(self.account(api_key), pos, pos.contracts, self.marks[symbol])
         return pnl
 
+    def reduce_position(self, api_key: str, symbol: str, side: Side, contracts: float) -> SimPosition | None:
+        """A reducing fill of `contracts` on one leg at the mark (hedge mode included, where an opposite order
+        would open the other leg instead); never flips. Returns the leg after it (None: closed)."""
+        pos = self.find_position(api_key, symbol, side)
+        if pos is None:
+            raise EngineError("no_position", f"no {symbol} {side.value} position")
+        if not contracts > 0:
+            raise EngineError("invalid", "contracts must be positive")
+        return self._reduce(self.account(api_key), pos, min(contracts, pos.contracts), self.marks[symbol])
+
     def _reduce(
         self, account: SimAccount, pos: SimPosition, contracts: float, fill: float
     ) -> SimPosition | None:

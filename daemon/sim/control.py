@@ -7,6 +7,7 @@
                               "entry_price"?, "margin_mode"?, "leverage"?, "isolated_margin"?}
     DELETE /_sim/position    ?symbol=BTCUSDT&side=long&api_key=...   (closes at the mark)
     POST   /_sim/balance     {"api_key"?, "asset"?: "USDT", "amount"} sets the cross wallet, or {"transfer": x}
+    POST   /_sim/funding     {"symbol", "rate"} settles one funding interval at the mark (what each account paid)
     POST   /_sim/fault       {"kind", "duration_s"?, "count"?, ...kind parameters (see daemon.sim.faults)}
     DELETE /_sim/fault       ?kind=stall (all faults without kind)
     POST   /_sim/restart     {"down_s"?: 3} every socket closed, everything else refused (503) for down_s, what a
@@ -125,6 +126,10 @@ def control_routes(sim: SimServer) -> list[web.RouteDef]:
             engine.set_wallet(key, asset, float(data["amount"]))
         return {"wallet": engine.account(key).wallet}
 
+    async def funding(request: web.Request) -> Any:
+        data = await body(request)
+        return {"paid": engine.pay_funding(str(data["symbol"]), float(data["rate"]))}
+
     async def set_fault(request: web.Request) -> Any:
         data = await body(request)
         kind = data.pop("kind")
@@ -176,6 +181,7 @@ def control_routes(sim: SimServer) -> list[web.RouteDef]:
         web.post("/_sim/position", guarded(put_position)),
         web.delete("/_sim/position", guarded(delete_position)),
         web.post("/_sim/balance", guarded(set_balance)),
+        web.post("/_sim/funding", guarded(funding)),
         web.post("/_sim/fault", guarded(set_fault)),
         web.delete("/_sim/fault", guarded(clear_fault)),
         web.post("/_sim/restart", guarded(restart)),

@@ -1,7 +1,8 @@
 """Registry of the simulator's exchange dialects.
 
 `DIALECTS["binance"]` imports `daemon.sim.binance` only when asked, so a dialect that is missing or broken
-does not stop the others from loading. Each module (or package) must define the class named here.
+does not stop the others from loading. Each package must define the class named here; a new dialect is one
+line of `_LOCATIONS` (its layout: `daemon.sim.dialect`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 
-from daemon.sim.dialect import Dialect
+from daemon.sim.dialect import SimDialect
 
 _LOCATIONS: dict[str, tuple[str, str]] = {
     "binance": ("daemon.sim.binance", "BinanceDialect"),
@@ -17,17 +18,15 @@ _LOCATIONS: dict[str, tuple[str, str]] = {
     "okx": ("daemon.sim.okx", "OkxDialect"),
 }
 
-CCXT_IDS = {"binance": "binanceusdm", "bybit": "bybit", "okx": "okx"}
 
-
-class _LazyDialects(Mapping[str, type[Dialect]]):
+class _LazyDialects(Mapping[str, type[SimDialect]]):
     def __init__(self, locations: dict[str, tuple[str, str]]) -> None:
         self._locations = locations
 
-    def __getitem__(self, name: str) -> type[Dialect]:
+    def __getitem__(self, name: str) -> type[SimDialect]:
         module_name, class_name = self._locations[name]
         module = importlib.import_module(module_name)
-        dialect: type[Dialect] = getattr(module, class_name)
+        dialect: type[SimDialect] = getattr(module, class_name)
         return dialect
 
     def __iter__(self) -> Iterator[str]:
@@ -37,7 +36,7 @@ class _LazyDialects(Mapping[str, type[Dialect]]):
         return len(self._locations)
 
 
-DIALECTS: Mapping[str, type[Dialect]] = _LazyDialects(_LOCATIONS)
+DIALECTS: Mapping[str, type[SimDialect]] = _LazyDialects(_LOCATIONS)
 
 
 def available() -> list[str]:

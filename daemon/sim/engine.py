@@ -85,6 +85,8 @@ class Engine(Book):
         self.index_prices: dict[str, float] = {}
         self.funding_rates: dict[str, float] = {}
         self.liquidations: list[dict[str, Any]] = []
+        # Every isolated-margin move, as the venues' margin histories list them (Binance positionMargin/history).
+        self.margin_changes: list[dict[str, Any]] = []
         self.fundings: list[dict[str, Any]] = []
         self.request_log: list[dict[str, Any]] = []
         self._margin_called: set[str] = set()
@@ -120,6 +122,25 @@ class Engine(Book):
             if band is not None and (band.wallet_floor is None or not event.wallet >= band.wallet_floor):
                 del self._bands[event.api_key]
         super().emit(event)
+
+    def adjust_isolated_margin(self, api_key: str, symbol: str, side: Side | None, amount: float) -> float:
+        pos = self.find_position(api_key, symbol, side)
+        margin = super().adjust_isolated_margin(api_key, symbol, side, amount)
+        assert pos is not None  # the move was refused otherwise
+        self.margin_changes.append(
+            {
+                "ts_ms": self.now_ms(),
+                "api_key": api_key,
+                "symbol": pos.symbol,
+                "side": pos.side.value,
+                "position_side": pos.position_side,
+                "amount": float(amount),
+                "asset": SETTLE,
+                "margin_after": margin,
+                "wallet_after": self.account(api_key).wallet.get(SETTLE, 0.0),
+            }
+        )
+        return margin
 
     def funding_rate(self, symbol: str) -> float:
         self.market(symbol)

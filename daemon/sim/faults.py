@@ -7,10 +7,10 @@ Each fault can be set with an optional `duration_s` (wall time, on the injectabl
 - `stall`              sockets stay open but data frames are silently withheld (protocol pings still answered).
 - `delay`              `ms`: every data frame and HTTP answer is held back this long.
 - `malformed`          the next frames (`count`, default 1) are replaced by invalid JSON.
-- `http_status`        `status` (429 | 418 | 500 | 502 | 503), optional `path` prefix: answer in the dialect's
-                       own error shape instead of serving the request.
-- `http_timeout`       optional `path` prefix: hold the request open until the fault is cleared (or
-                       `hold_s`, default 120 s) so the client times out.
+- `http_status`        `status` (429 | 418 | 500 | 502 | 503), optional `path` prefix and `method`: answer in
+                       the dialect's own error shape instead of serving the request.
+- `http_timeout`       optional `path` prefix and `method`: hold the request open until the fault is cleared
+                       (or `hold_s`, default 120 s) so the client times out.
 - `listen_key_expired` the private stream's key is reported expired (dialects decide what that means).
 - `clock_skew`         `ms`: the server's clock runs this far ahead (negative: behind) of the real one, so
                        signed requests fall outside their receive window.
@@ -165,14 +165,14 @@ class Faults:
         """True when the frame about to be sent must be replaced by garbage (consumes one use)."""
         return self._consume("malformed", None) is not None
 
-    def take_http_status(self, path: str) -> int | None:
+    def take_http_status(self, path: str, method: str | None = None) -> int | None:
         """The status to answer `path` with instead of serving it, if an http_status fault matches."""
-        fault = self._consume("http_status", path)
+        fault = self._consume("http_status", path, method)
         return int(fault.params["status"]) if fault is not None else None
 
-    def take_http_timeout(self, path: str) -> float | None:
+    def take_http_timeout(self, path: str, method: str | None = None) -> float | None:
         """Seconds to hold `path` unanswered, if an http_timeout fault matches."""
-        fault = self._consume("http_timeout", path)
+        fault = self._consume("http_timeout", path, method)
         return float(fault.params.get("hold_s", 120.0)) if fault is not None else None
 
     async def hold(self, seconds: float) -> None:
@@ -216,12 +216,16 @@ class Faults:
             return None
         return fault
 
-    def _consume(self, kind: str, path: str | None) -> _Active | None:
+    def _consume(self, kind: str, path: str | None, method: str | None = None) -> _Active | None:
         fault = self._get(kind)
         if fault is None:
             return None
         prefix = fault.params.get("path")
         if path is not None and prefix and not path.startswith(prefix):
+            return None
+        # A method tells apart requests under one prefix (POST /fapi/v1/positionMargin, GET .../history).
+        wanted = fault.params.get("method")
+        if method is not None and wanted and method.upper() != str(wanted).upper():
             return None
         if fault.remaining is not None:
             fault.remaining -= 1

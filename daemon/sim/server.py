@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from daemon.sim.dialect import Dialect, error_kind_for_status
+from daemon.sim.dialect import SimDialect, error_kind_for_status
 from daemon.sim.dialects import DIALECTS
 from daemon.sim.engine import Engine, SimAccount
 from daemon.sim.faults import Faults
@@ -102,11 +102,11 @@ class SimServer:
         self.engine = Engine(
             markets if markets is not None else load_markets(exchange),
             clock=clock,
-            family=getattr(dialect_class, "family", exchange),
+            family=dialect_class.family,
         )
         self.faults = Faults(wall_clock=clock)
         self.hub = SocketHub()
-        self.dialect: Dialect = dialect_class(self.engine, self.faults, self.hub)
+        self.dialect: SimDialect = dialect_class(self.engine, self.faults, self.hub)
         self.account: SimAccount = self.engine.add_account(
             DEFAULT_API_KEY, DEFAULT_SECRET, DEFAULT_PASSPHRASE
         )
@@ -217,14 +217,14 @@ class SimServer:
         if not request.path.startswith("/_sim/") and not entry["websocket"]:
             if self.faults.delay_ms > 0:
                 await asyncio.sleep(self.faults.delay_ms / 1000.0)
-            hold_s = self.faults.take_http_timeout(request.path)
+            hold_s = self.faults.take_http_timeout(request.path, request.method)
             if hold_s is not None:
                 entry["fault"] = "http_timeout"
                 # The request arrived in full: once released it is served even if its client has gone, as an
                 # exchange executes what it received whether or not anyone is left to read the answer.
                 await request.read()
                 await self.faults.hold(hold_s)
-            status = self.faults.take_http_status(request.path)
+            status = self.faults.take_http_status(request.path, request.method)
             if status is not None:
                 entry["fault"] = f"http_status:{status}"
                 response = self.dialect.error_response(error_kind_for_status(status), status)

@@ -47,7 +47,7 @@ async def test_a_restart_after_kill_9_mid_top_up_neither_repeats_it_nor_loses_or
         margin_before = bleed.isolated_margin()
         assert margin_before is not None
         # The exchange takes the add-margin request but keeps it unanswered until released.
-        sim.faults.set("http_timeout", path=ADD_MARGIN_PATHS["binance"], hold_s=60, count=1)
+        sim.faults.set("http_timeout", path=ADD_MARGIN_PATHS["binance"], method="POST", hold_s=60, count=1)
 
         port = free_port()
         document = config_document(

@@ -87,7 +87,10 @@ async def test_a_lost_journal_keeps_the_daily_limit_and_never_reuses_an_idempote
         outcome = await eventually(second_outcome, 30, "the second run's top-up decision", second_run)
         added = (bleed.isolated_margin() or 0.0) - margin_before
         assert added <= DAILY_LIMIT * (1 + 1e-9), f"{added} added against a daily limit of {DAILY_LIMIT}"
-        assert outcome["kind"] == "topup_refused" and "max_per_" in outcome["summary"], outcome["summary"]
+        # The daily cap speaks: what is left of it was added (counted exactly from the exchange's margin
+        # history, where the venue keeps one), or nothing was left.
+        assert outcome["kind"] in ("topup_refused", "topup_done"), outcome["summary"]
+        assert "max_per_" in outcome["summary"], outcome["summary"]
 
         second_run.signal(signal.SIGTERM)
         assert await second_run.wait(15) == 0, second_run.tail()

@@ -68,7 +68,7 @@ async def test_an_add_margin_applied_but_answered_after_the_timeout_is_told_done
         # The request is held far beyond the client's timeout; by the time it is let go, its signature has
         # expired (recvWindow) and the exchange refuses it. Meanwhile the test applies it, as an exchange that
         # executed it and lost the answer would have.
-        sim.faults.set("http_timeout", path=ADD_MARGIN_PATHS["binance"], hold_s=40, count=1)
+        sim.faults.set("http_timeout", path=ADD_MARGIN_PATHS["binance"], method="POST", hold_s=40, count=1)
         port = free_port()
         daemon = await stack.enter_async_context(DaemonProcess(_config(tmp_path, sim, receiver, port), port))
         await daemon.wait_ready()

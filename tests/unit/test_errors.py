@@ -154,3 +154,21 @@ async def test_binance_429_becomes_rate_limited_with_the_servers_retry_after() -
 async def test_a_503_from_the_exchange_is_unavailable_not_a_refusal() -> None:
     raised, headers = await _fetch_balance_under("okx", 503)
     assert isinstance(translate(raised, headers), ExchangeUnavailable)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        'bybit {"retCode":10016,"retMsg":"System error. Please try again later.","result":{}}',
+        'binanceusdm {"code":-1008,"msg":"Server is currently overloaded with other requests. Please try again"}',
+    ],
+)
+def test_an_exchanges_own_failure_left_unclassified_by_ccxt_is_passing_not_a_refusal(answer: str) -> None:
+    # Read as a refusal, a read was never retried and an add-margin that may have landed was told failed.
+    error = translate(ccxt.ExchangeError(answer))
+    assert isinstance(error, ExchangeUnavailable)
+
+
+def test_an_unclassified_refusal_stays_a_refusal() -> None:
+    answer = 'okx {"code":"59300","msg":"Margin trading is not supported.","data":[]}'
+    assert isinstance(translate(ccxt.ExchangeError(answer)), InvalidRequest)

@@ -251,7 +251,7 @@ def test_wallet_balance_is_the_cross_wallet_without_isolated_margins() -> None:
     assert wallet_balance(SIM["binance"]["balance"], "USDT") == 93249.0
     assert SIM["okx"]["balance"]["USDT"]["total"] == 99791.5
     assert wallet_balance(SIM["okx"]["balance"], "USDT") == 93091.5
-    assert wallet_balance(SIM["bybit"]["balance"], "USDT") == 99949.0  # ccxt's total
+    assert wallet_balance(SIM["bybit"]["balance"], "USDT") == 99949.0  # coin[].walletBalance
 
 
 def test_binance_balance_push_reads_the_cross_wallet() -> None:

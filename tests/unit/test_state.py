@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -150,3 +151,55 @@ def test_backoff_is_capped_jittered_and_never_zero():
     top = list(itertools.islice(backoff.delays(lambda: 0.999999), 6))
     assert top == pytest.approx([1.0, 2.0, 4.0, 8.0, 8.0, 8.0], rel=1e-5)
     assert backoff.delay(10, 0.0) == 0.1
+
+
+def _cross(symbol: str, contracts: float, price: float | None) -> PositionFacts:
+    return PositionFacts(
+        symbol,
+        Side.SHORT,
+        contracts,
+        entry_price=100.0,
+        margin_mode=MarginMode.CROSS,
+        leverage=5.0,
+        exchange_liquidation_price=price,
+    )
+
+
+def test_a_cross_legs_exchange_price_is_unknown_once_another_cross_leg_or_the_wallet_moves() -> None:
+    # One cross price follows from the wallet and every other cross leg: Binance's push for a new ETH leg says
+    # nothing of BTC's price, which the exchange has moved. Keeping the old one reported a 2.6 % divergence
+    # that was only the exchange's figure out of date (found by the market-path harness, seed 1 on Binance).
+    isolated = _full(ETH, exchange_liquidation_price=91.0)
+    snapshot = PositionSnapshot((_cross(BTC, 1.0, 431_000.0), isolated), 1)
+    opened = _state(
+        RULES,
+        snapshot,
+        PositionUpdate(
+            (PositionFacts(ETH, Side.SHORT, 40.0, margin_mode=MarginMode.CROSS, entry_price=100.0),), 2
+        ),
+    )
+    assert opened.legs[(BTC, Side.SHORT)].exchange_liquidation_price is None
+    assert opened.legs[(ETH, Side.LONG)].exchange_liquidation_price == 91.0  # isolated: its own margin only
+
+    told = _state(RULES, snapshot, PositionUpdate((_cross(ETH, 40.0, 150.0),), 2))
+    assert told.legs[(ETH, Side.SHORT)].exchange_liquidation_price == 150.0  # the push's own price stands
+    assert told.legs[(BTC, Side.SHORT)].exchange_liquidation_price is None
+
+    wallet = _state(RULES, BalanceUpdate(1000.0, 0), snapshot, BalanceUpdate(900.0, 2))
+    assert wallet.legs[(BTC, Side.SHORT)].exchange_liquidation_price is None
+    unchanged = _state(RULES, BalanceUpdate(1000.0, 0), snapshot, BalanceUpdate(1000.0, 2))
+    assert unchanged.legs[(BTC, Side.SHORT)].exchange_liquidation_price == 431_000.0
+
+
+def test_a_cross_legs_exchange_price_is_unknown_once_another_cross_legs_mark_moves() -> None:
+    # BTC's cross price counts ETH's unrealised PnL: a 3.7 % ETH jump moved it 2.6 % (harness, seed 1, Binance).
+    btc = replace(_cross(BTC, 1.0, 431_000.0), mark_price=60_000.0)
+    eth = replace(_cross(ETH, 40.0, 150.0), mark_price=100.0)
+    snapshot = PositionSnapshot((btc, eth), 1)
+    jumped = _state(RULES, snapshot, MarkPrice(ETH, 96.3, 2))
+    assert jumped.legs[(BTC, Side.SHORT)].exchange_liquidation_price is None
+    assert jumped.legs[(ETH, Side.SHORT)].exchange_liquidation_price == 150.0  # its own mark: no bearing
+    still = _state(RULES, snapshot, MarkPrice(ETH, 100.0, 2), MarkPrice(BTC, 60_000.0, 3))
+    assert still.legs[(BTC, Side.SHORT)].exchange_liquidation_price == 431_000.0
+    alone = _state(RULES, PositionSnapshot((btc,), 1), MarkPrice(BTC, 50_000.0, 2))
+    assert alone.legs[(BTC, Side.SHORT)].exchange_liquidation_price == 431_000.0

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from daemon.exchanges.quirks import binance, bybit, gate, hyperliquid, okx
 from daemon.exchanges.quirks.base import (
-    AddMarginStyle,
+    AddMarginRequest,
+    ExchangeCall,
     LegParam,
     MarkStream,
     ModeSettings,
     Quirks,
+    RecordsCall,
     TiersCall,
     TransferRoute,
+    unified_add_margin,
 )
 
 QUIRKS_BY_EXCHANGE: dict[str, Quirks] = {
@@ -29,12 +32,15 @@ def quirks_for(exchange_id: str) -> Quirks:
 
 __all__ = [
     "QUIRKS_BY_EXCHANGE",
-    "AddMarginStyle",
+    "AddMarginRequest",
+    "ExchangeCall",
     "LegParam",
     "MarkStream",
     "ModeSettings",
     "Quirks",
+    "RecordsCall",
     "TiersCall",
     "TransferRoute",
     "quirks_for",
+    "unified_add_margin",
 ]

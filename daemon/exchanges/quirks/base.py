@@ -5,20 +5,37 @@ Generic code (client factory, feeds, actuator) reads these fields instead of tes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
 MarkStream = Literal["watch_mark_price", "watch_ticker", "poll"]
 TiersCall = Literal["fetch_leverage_tiers", "fetch_market_leverage_tiers"]
-# How isolated margin is added: ccxt's unified `add_margin`, the implicit method of Bybit's or OKX's v5
-# endpoint, or not at all.
-AddMarginStyle = Literal["unified", "bybit_v5", "okx_v5", "unsupported"]
 
 
 def frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class ExchangeCall:
+    """One ccxt call as it is (or, in a dry run, would be) sent: the client's method, positional arguments and
+    the params dict passed last."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=frozen)
+
+
+# How one venue asks for isolated margin to be added: (ccxt market, amount as sent, the leg's params from
+# `LegParam`) -> the call. Each quirks module names its own; None in `Quirks.add_margin`: not supported.
+AddMarginRequest = Callable[[Mapping[str, Any], str, Mapping[str, Any]], ExchangeCall]
+
+
+def unified_add_margin(market: Mapping[str, Any], amount: str, leg: Mapping[str, Any]) -> ExchangeCall:
+    """ccxt's unified `add_margin(symbol, amount, params)`."""
+    return ExchangeCall("add_margin", (market["symbol"], amount), frozen(leg))
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,44 @@ class LegParam:
     short: str | int
 
 
+# How the rows of a records call map onto marginguard's records (the mappers live in
+# daemon/exchanges/venue_records.py, named here so that each venue picks its own as data).
+LiquidationRows = Literal["binance_force_orders", "bybit_bust_trades", "okx_positions_history"]
+MarginRows = Literal["binance_margin_history", "okx_margin_bills"]
+
+
+@dataclass(frozen=True)
+class RecordsCall:
+    """A ccxt method that reads one kind of the exchange's own records, and how its rows are read.
+
+    method: the ccxt method, called with keywords `since`, `limit`, `params` (and `symbol` when `per_symbol`);
+        or, when `implicit`, ccxt's implicit method of the endpoint, called with one request dict (`params`,
+        `since_param` = since, `limit`) and answering the exchange's raw document, whose `data_key` list holds
+        the rows (each row's market is `market_id_field`, turned into ccxt's symbol). Implicit where ccxt's
+        unified method cannot be used (OKX's margin history: its parser fails in ccxt 4.5.90).
+    rows: the row mapper (see `LiquidationRows`, `MarginRows`).
+    per_symbol: the endpoint needs a symbol (Binance positionMargin/history): asked once per watched symbol.
+    pass_since: hand `since` to ccxt. False where ccxt filters on another time than the record's own (OKX
+        positions-history rows are stamped by ccxt with their opening time; the close is `uTime`).
+    limit: rows asked for (the venue's maximum page).
+    params: extra request parameters.
+    newest_first: the venue lists its rows newest first (records stamped in the same millisecond keep the
+        venue's order once read oldest first).
+    """
+
+    method: str
+    rows: str
+    per_symbol: bool = False
+    pass_since: bool = True
+    limit: int = 100
+    params: Mapping[str, Any] = field(default_factory=frozen)
+    implicit: bool = False
+    since_param: str = ""
+    data_key: str = "data"
+    market_id_field: str = ""
+    newest_first: bool = False
+
+
 @dataclass(frozen=True)
 class Quirks:
     """One exchange's differences.
@@ -80,11 +135,9 @@ class Quirks:
     account_fee_rates: the market list does not carry the taker fee the exchange charges (ccxt guesses one),
         and the exchange's maintenance margin includes the fee to close: ask ccxt's `fetch_trading_fee` for the
         account's own rate once per symbol.
-    stream_session_options: ccxt option buckets that cache a private stream's session, and the values that
-        make ccxt open a new one (Binance: the listen key, which ccxt reuses for 20 minutes). Reset after a
-        private stream fails, so the next watch never dials a key the exchange forgot (after its restart).
     default_options: ccxt options that keep the client on the exchange's own hosts and on swap markets.
-    add_margin: how isolated margin is added (see `AddMarginStyle`).
+    add_margin: the request that adds isolated margin (see `AddMarginRequest`), or None where marginguard
+        does not add margin.
     margin_amount_uses_market_precision: ccxt rounds the add-margin amount with the market's AMOUNT precision
         (Binance), so the actuator rounds with it too and knows exactly what is sent.
     margin_decimals: decimal places of a margin amount when ccxt does not know the currency's precision.
@@ -92,6 +145,12 @@ class Quirks:
     transfer: the route that moves funds into the futures wallet, or None when marginguard does not do it.
     modes: settings per environment.
     settle: the settle currency of the watched contracts.
+    liquidations: how the exchange's record of forced closes is read (None: marginguard reads none; a vanished
+        leg is then judged by its last distance).
+    margin_history: how the exchange's history of isolated-margin changes is read (None: it keeps none).
+    stream_session_options: ccxt option buckets that cache a private stream's session, and the values that
+        make ccxt open a new one (Binance: the listen key, which ccxt reuses for 20 minutes). Reset after a
+        private stream fails, so the next watch never dials a key the exchange forgot (after its restart).
     """
 
     exchange_id: str
@@ -101,16 +160,18 @@ class Quirks:
     positions_quiet_by_nature: bool
     tiers_call: TiersCall
     default_options: Mapping[str, Any]
-    add_margin: AddMarginStyle
+    add_margin: AddMarginRequest | None
     margin_amount_uses_market_precision: bool = False
     margin_mode_in_positions: bool = True
     account_fee_rates: bool = False
-    stream_session_options: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen)
     margin_decimals: int = 8
     leg_param: LegParam | None = None
     transfer: TransferRoute | None = None
     modes: Mapping[str, ModeSettings] = field(default_factory=frozen)
     settle: str = "USDT"
+    liquidations: RecordsCall | None = None
+    margin_history: RecordsCall | None = None
+    stream_session_options: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen)
 
     def mode(self, name: str) -> ModeSettings:
         """Settings for `name`; live (and any mode the exchange has no switch for) needs none."""

@@ -1,6 +1,14 @@
 """Binance USD-M futures (ccxt id `binanceusdm`)."""
 
-from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, TransferRoute, frozen
+from daemon.exchanges.quirks.base import (
+    LegParam,
+    ModeSettings,
+    Quirks,
+    RecordsCall,
+    TransferRoute,
+    frozen,
+    unified_add_margin,
+)
 
 QUIRKS = Quirks(
     exchange_id="binanceusdm",
@@ -10,13 +18,10 @@ QUIRKS = Quirks(
     # only when something changes (ccxt #20201).
     positions_push_is_thin=True,
     positions_quiet_by_nature=True,
-    # ccxt keeps the USD-M listen key under options["linear"]; a zero time makes it POST /listenKey again
-    # (which answers the live key, extended, or a new one when the exchange forgot it).
-    stream_session_options=frozen({"linear": frozen({"listenKey": None, "lastAuthenticatedTime": 0})}),
     tiers_call="fetch_leverage_tiers",
     # With a key, load_markets would also fetch currencies from the spot host (api.binance.com/sapi).
     default_options=frozen({"fetchCurrencies": False, "defaultType": "swap"}),
-    add_margin="unified",
+    add_margin=unified_add_margin,
     margin_amount_uses_market_precision=True,
     leg_param=LegParam("positionSide", one_way="BOTH", long="LONG", short="SHORT"),
     margin_decimals=8,
@@ -25,4 +30,13 @@ QUIRKS = Quirks(
     # ccxt refuses Binance's futures testnet for private calls (NotSupported) unless the account's ccxt_config
     # sets options.disableFuturesSandboxWarning; demo trading is the environment ccxt supports.
     modes=frozen({"demo": ModeSettings(demo_trading=True), "testnet": ModeSettings(sandbox=True)}),
+    # GET /fapi/v1/forceOrders (autoCloseType LIQUIDATION): the `autoclose-` orders that closed legs.
+    liquidations=RecordsCall("fetch_my_liquidations", "binance_force_orders", limit=100),
+    # GET /fapi/v1/positionMargin/history needs a symbol.
+    margin_history=RecordsCall(
+        "fetch_margin_adjustment_history", "binance_margin_history", per_symbol=True, limit=500
+    ),
+    # ccxt keeps the USD-M listen key under options["linear"]; a zero time makes it POST /listenKey again
+    # (which answers the live key, extended, or a new one when the exchange forgot it).
+    stream_session_options=frozen({"linear": frozen({"listenKey": None, "lastAuthenticatedTime": 0})}),
 )

@@ -1,6 +1,28 @@
 """Bybit v5, USDT linear perpetuals (ccxt id `bybit`)."""
 
-from daemon.exchanges.quirks.base import LegParam, ModeSettings, Quirks, TransferRoute, frozen
+from collections.abc import Mapping
+from typing import Any
+
+from daemon.exchanges.quirks.base import (
+    ExchangeCall,
+    LegParam,
+    ModeSettings,
+    Quirks,
+    RecordsCall,
+    TransferRoute,
+    frozen,
+)
+
+
+def add_margin_request(market: Mapping[str, Any], amount: str, leg: Mapping[str, Any]) -> ExchangeCall:
+    """ccxt has no unified add_margin for Bybit: POST /v5/position/add-margin through the implicit method."""
+    category = "linear" if market.get("linear") else "inverse"
+    return ExchangeCall(
+        "private_post_v5_position_add_margin",
+        (),
+        frozen({"category": category, "symbol": market["id"], "margin": amount, **leg}),
+    )
+
 
 QUIRKS = Quirks(
     exchange_id="bybit",
@@ -19,8 +41,7 @@ QUIRKS = Quirks(
             "defaultSettle": "USDT",
         }
     ),
-    # ccxt has no unified add_margin for Bybit: POST /v5/position/add-margin through the implicit method.
-    add_margin="bybit_v5",
+    add_margin=add_margin_request,
     leg_param=LegParam("positionIdx", one_way=0, long=1, short=2),
     margin_decimals=4,
     # Unified accounts set the margin mode account-wide; position rows always say tradeMode 0.
@@ -29,4 +50,6 @@ QUIRKS = Quirks(
     account_fee_rates=True,
     transfer=TransferRoute(from_account="funding", to_account="unified", client_id_param="transferId"),
     modes=frozen({"demo": ModeSettings(demo_trading=True), "testnet": ModeSettings(sandbox=True)}),
+    # GET /v5/execution/list?execType=BustTrade: the executions that closed legs by liquidation.
+    liquidations=RecordsCall("fetch_my_liquidations", "bybit_bust_trades", limit=100),
 )

@@ -1,6 +1,6 @@
 """Gate.io USDT perpetual futures (ccxt id `gate`). Watched and modelled; no simulator dialect yet."""
 
-from daemon.exchanges.quirks.base import ModeSettings, Quirks, frozen
+from daemon.exchanges.quirks.base import ModeSettings, Quirks, frozen, unified_add_margin
 
 QUIRKS = Quirks(
     exchange_id="gate",
@@ -12,7 +12,7 @@ QUIRKS = Quirks(
     default_options=frozen(
         {"fetchMarkets": {"types": ["swap"]}, "defaultType": "swap", "defaultSettle": "usdt"}
     ),
-    add_margin="unified",
+    add_margin=unified_add_margin,
     margin_decimals=8,
     modes=frozen({"testnet": ModeSettings(sandbox=True)}),
 )

@@ -1,6 +1,6 @@
 """Hyperliquid perpetuals (ccxt id `hyperliquid`). Signs with a wallet key; no simulator dialect yet."""
 
-from daemon.exchanges.quirks.base import ModeSettings, Quirks, frozen
+from daemon.exchanges.quirks.base import ModeSettings, Quirks, frozen, unified_add_margin
 
 QUIRKS = Quirks(
     exchange_id="hyperliquid",
@@ -11,7 +11,7 @@ QUIRKS = Quirks(
     positions_quiet_by_nature=False,
     tiers_call="fetch_market_leverage_tiers",
     default_options=frozen({"defaultType": "swap"}),
-    add_margin="unified",
+    add_margin=unified_add_margin,
     margin_decimals=6,
     settle="USDC",
     modes=frozen({"testnet": ModeSettings(sandbox=True)}),

@@ -151,3 +151,36 @@ def force_orders(
         and start <= record["ts_ms"] <= end
     ]
     return rows[-limit:]
+
+
+def margin_history(engine: Engine, account: SimAccount, symbol: str, params: dict[str, str]) -> list[Any]:
+    """GET /fapi/v1/positionMargin/history: one symbol's isolated-margin moves (`type` 1 add, 2 reduce),
+    oldest first. Binance also lists the margin a trade moves (deltaType TRADE); the simulator lists the
+    owner's own adjustments (USER_ADJUST) only."""
+    start = int(params.get("startTime", 0))
+    end = int(params.get("endTime", 2**62))
+    limit = min(int(params.get("limit", 500)), 500)
+    wanted = params.get("type")
+    rows = []
+    for change in engine.margin_changes:
+        kind = "1" if change["amount"] > 0 else "2"
+        if (
+            change["api_key"] != account.api_key
+            or change["symbol"] != symbol
+            or not start <= change["ts_ms"] <= end
+            or (wanted is not None and wanted != kind)
+        ):
+            continue
+        rows.append(
+            {
+                "symbol": symbol,
+                "type": kind,
+                "deltaType": "USER_ADJUST",
+                "amount": wire.money(abs(change["amount"])),
+                "asset": change["asset"],
+                "time": str(change["ts_ms"]),
+                "positionSide": change["position_side"],
+                "clientTranId": "",
+            }
+        )
+    return rows[-limit:]

@@ -71,6 +71,7 @@ class BinanceRest:
             web.post("/fapi/v1/order", signed(self.order)),
             web.get("/fapi/v1/ticker/24hr", self._public(self.ticker_24hr)),
             web.get("/fapi/v1/forceOrders", signed(self.force_orders, 20)),
+            web.get("/fapi/v1/positionMargin/history", signed(self.margin_history)),
             web.post("/sapi/v1/asset/transfer", signed(self.asset_transfer)),
             web.post("/sapi/v1/futures/transfer", signed(self.futures_transfer)),
             web.post("/fapi/v1/listenKey", self._user_stream(self.listen_keys_post)),
@@ -245,6 +246,11 @@ class BinanceRest:
 
     def force_orders(self, account: SimAccount, params: Params) -> Any:
         return orders.force_orders(self.engine, account, self._market_id(params, required=False), params)
+
+    def margin_history(self, account: SimAccount, params: Params) -> Any:
+        symbol = self._market_id(params)
+        assert symbol is not None
+        return orders.margin_history(self.engine, account, symbol, params)
 
     # ---- account changes ----
 

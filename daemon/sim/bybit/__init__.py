@@ -1,98 +1,10 @@
 """The simulator's Bybit v5 dialect (ccxt id `bybit`): a unified trading account with USDT perpetuals.
 
-Modules: `wire` (number formats, ids, envelope), `auth` (REST and websocket signatures), `errors` (retCodes),
+Modules: `dialect` (the dialect class: URLs for ccxt, error shapes), `wire` (number formats, ids, envelope), `auth` (REST and websocket signatures), `errors` (retCodes),
 `payloads` (JSON shapes from plain figures), `views` (engine state -> figures), `rest` (HTTP endpoints),
-`stream` (websockets and engine-event pushes).
+`streams` (websockets and engine-event pushes).
 """
 
-from __future__ import annotations
-
-from typing import Any
-
-from aiohttp import web
-
-from daemon.sim.bybit.errors import RATE_LIMIT_MSG, SERVER_ERROR_MSG, BybitError
-from daemon.sim.bybit.rest import RATE_LIMIT_PER_SECOND, RestApi
-from daemon.sim.bybit.stream import Streams
-from daemon.sim.bybit.views import SessionState
-from daemon.sim.engine import Engine, SimAccount
-from daemon.sim.faults import Faults
-from daemon.sim.sockets import SocketHub
+from daemon.sim.bybit.dialect import BybitDialect
 
 __all__ = ["BybitDialect"]
-
-
-class BybitDialect:
-    ccxt_id = "bybit"
-    family = "bybit"
-
-    def __init__(self, engine: Engine, faults: Faults, hub: SocketHub) -> None:
-        self.engine = engine
-        self.faults = faults
-        self.hub = hub
-        self.session = SessionState()
-        for symbol, mark in engine.marks.items():
-            self.session.observe(symbol, mark)
-        self.rest = RestApi(engine, faults, self.session)
-        self.streams = Streams(engine, faults, hub, self.session)
-
-    def routes(self) -> list[web.RouteDef]:
-        return self.rest.routes() + self.streams.routes()
-
-    def ccxt_config(self, http_base: str, ws_base: str, account: SimAccount) -> dict[str, Any]:
-        """Every URL of ccxt's bybit pointed at this server; markets narrowed to the linear ones it lists."""
-        public_ws = {kind: f"{ws_base}/v5/public/{kind}" for kind in ("spot", "inverse", "option", "linear")}
-        private_ws = f"{ws_base}/v5/private"
-        return {
-            "apiKey": account.api_key,
-            "secret": account.secret,
-            "urls": {
-                "api": {
-                    **{name: http_base for name in ("spot", "futures", "v2", "public", "private")},
-                    "ws": {
-                        "public": public_ws,
-                        "private": {
-                            "spot": {"unified": private_ws, "nonUnified": f"{ws_base}/spot/private/v3"},
-                            "contract": private_ws,
-                            "usdc": f"{ws_base}/trade/option/usdc/private/v1",
-                            "trade": f"{ws_base}/v5/trade",
-                        },
-                    },
-                }
-            },
-            "options": {
-                "fetchMarkets": {"types": ["linear"]},
-                "defaultType": "swap",
-                "defaultSubType": "linear",
-                "defaultSettle": "USDT",
-            },
-        }
-
-    def error_response(self, kind: str, status: int) -> web.Response:
-        """HTTP faults the way Bybit's edge answers them.
-
-        rate_limited: retCode 10006 with the X-Bapi-Limit* headers; banned: Bybit's IP ban is HTTP 403
-        "access too frequent" (there is no 418 at Bybit); gateway failures: an HTML error page; an internal
-        failure: retCode 10016.
-        """
-        now = self.faults.server_time_ms()
-        if kind == "rate_limited":
-            headers = {
-                "X-Bapi-Limit": str(RATE_LIMIT_PER_SECOND),
-                "X-Bapi-Limit-Status": "0",
-                "X-Bapi-Limit-Reset-Timestamp": str((now // 1000 + 1) * 1000),
-            }
-            return BybitError(10006, RATE_LIMIT_MSG, status).response(now, headers)
-        if kind == "banned":
-            return web.Response(status=403, text="access too frequent", content_type="text/plain")
-        if status == 500:
-            return BybitError(10016, SERVER_ERROR_MSG, status).response(now)
-        reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
-        title = f"{status} {reason.get(status, 'Error')}"
-        page = (
-            f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center></body></html>"
-        )
-        return web.Response(status=status, text=page, content_type="text/html")
-
-    def on_event(self, event: object) -> None:
-        self.streams.on_event(event)

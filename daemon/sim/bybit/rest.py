@@ -18,6 +18,7 @@ from daemon.sim.bybit import errors
 from daemon.sim.bybit.account import AccountEndpoints
 from daemon.sim.bybit.auth import AuthRefusal, check_rest
 from daemon.sim.bybit.errors import BybitError, json_response, number_param
+from daemon.sim.bybit.executions import execution_list
 from daemon.sim.bybit.payloads import REST_ONLY_TICKER_FIELDS, instrument_row, position_row, risk_limit_rows
 from daemon.sim.bybit.views import SessionState, empty_figures, position_rows, side_of_idx, ticker
 from daemon.sim.bybit.wire import category_of, envelope, wire_symbol
@@ -60,6 +61,7 @@ class RestApi:
             "/v5/user/query-api": self.account.query_api,
             "/v5/account/info": self.account.account_info,
             "/v5/account/fee-rate": self.account.fee_rate,
+            "/v5/execution/list": self.execution_list,
         }
         private_post: dict[str, PrivateHandler] = {
             "/v5/position/set-leverage": self.set_leverage,
@@ -173,6 +175,9 @@ class RestApi:
         return {"category": category, "list": rows}
 
     # ---- positions ----
+
+    def execution_list(self, api_key: str, params: Params) -> Any:
+        return execution_list(self.engine, self.by_wire, api_key, params)
 
     def position_list(self, api_key: str, params: Params) -> Any:
         category = str(params.get("category", ""))

@@ -10,40 +10,34 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.sim.engine import BalanceChanged, Engine, Liquidated, MarkChanged, PositionChanged, SimAccount
-from daemon.sim.faults import Faults
+from daemon.sim.dialect import RestPart, SimDialect, StreamPart
+from daemon.sim.engine import SimAccount
 from daemon.sim.markets import Market
 from daemon.sim.okx import payloads
 from daemon.sim.okx.errors import RATE_LIMITED, SYSTEM_BUSY, SYSTEM_ERROR
 from daemon.sim.okx.history import PositionHistory
 from daemon.sim.okx.rest import OkxRest
 from daemon.sim.okx.streams import OkxStreams
-from daemon.sim.sockets import SocketHub
 
 
-class OkxDialect:
+class OkxDialect(SimDialect):
     ccxt_id = "okx"
     family = "okx"
 
-    def __init__(self, engine: Engine, faults: Faults, hub: SocketHub) -> None:
-        self.engine = engine
-        self.faults = faults
-        self.hub = hub
-        self.market_by_inst: dict[str, Market] = {payloads.inst_id(m): m for m in engine.markets.values()}
+    def build(self) -> tuple[RestPart, StreamPart]:
+        self.market_by_inst: dict[str, Market] = {
+            payloads.inst_id(m): m for m in self.engine.markets.values()
+        }
         self.order_count = 0
         # api key -> True for a demo-trading key, False for a live one. OKX refuses a demo key without the
         # `x-simulated-trading: 1` header and a live key with it; keys not listed here are accepted either way.
         self.demo_keys: dict[str, bool] = {}
         self.history = PositionHistory(self)
-        self.rest = OkxRest(self)
-        self.streams = OkxStreams(self)
+        return OkxRest(self), OkxStreams(self)
 
     def market_for(self, instrument: str | None) -> Market | None:
         """The market an OKX instId ("BTC-USDT-SWAP") names, or None."""
         return self.market_by_inst.get(instrument or "")
-
-    def routes(self) -> list[web.RouteDef]:
-        return self.rest.routes() + self.streams.routes()
 
     def ccxt_config(self, http_base: str, ws_base: str, account: SimAccount) -> dict[str, Any]:
         """An unmodified `ccxt.pro.okx` pointed here: only URLs, keys and market types are set.
@@ -72,15 +66,3 @@ class OkxDialect:
             error = SYSTEM_BUSY
         body = payloads.envelope([], code=error.code, msg=error.msg)
         return web.json_response(body, status=status)
-
-    def on_event(self, event: object) -> None:
-        if isinstance(event, MarkChanged):
-            self.streams.on_mark(event)
-        elif isinstance(event, PositionChanged):
-            self.history.on_position(event)
-            self.streams.on_position(event)
-        elif isinstance(event, BalanceChanged):
-            self.streams.on_balance(event)
-        elif isinstance(event, Liquidated):
-            self.history.on_liquidated(event)
-            self.streams.on_liquidation(event)

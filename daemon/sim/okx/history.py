@@ -1,4 +1,5 @@
-"""OKX v5 GET /api/v5/account/positions-history: legs that were closed, with how they ended.
+"""OKX v5 GET /api/v5/account/positions-history: legs that were closed, with how they ended; and
+GET /api/v5/account/bills: the isolated-margin moves (bill type 6, subType 160 added / 161 removed).
 
 Rows carry the fields of ccxt's recorded OKX answer (`direction`, no `posSide`, no `pos`: ccxt therefore
 reports their `contracts` as None; `closeTotalPos` has the size). The engine reports a closed leg without its
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 CLOSED_IN_FULL, LIQUIDATED = "2", "3"
 MAX_ROWS = 100
+MARGIN_TRANSFER, MARGIN_ADDED, MARGIN_REMOVED = "6", "160", "161"
 
 
 @dataclass(slots=True)
@@ -116,3 +118,53 @@ class PositionHistory:
         except (TypeError, ValueError):
             limit = MAX_ROWS
         return ok(chosen[:limit])
+
+    async def bills(self, request: web.Request, account: SimAccount, params: dict[str, Any]) -> web.Response:
+        """The account's bills of the last days, newest first. The simulator books margin moves only."""
+        try:
+            begin = int(params.get("begin") or 0)
+            end = int(params.get("end") or 2**62)
+            limit = min(int(params.get("limit") or MAX_ROWS), MAX_ROWS)
+        except (TypeError, ValueError):
+            return ok([])
+        rows = []
+        for index, change in enumerate(self.engine.margin_changes):
+            if change["api_key"] != account.api_key or not begin <= change["ts_ms"] <= end:
+                continue
+            rows.append(self._bill(account.api_key, index, change))
+        names = ("instType", "mgnMode", "type", "subType", "instId", "ccy")
+        filters = {name: str(params[name]) for name in names if params.get(name)}
+        chosen = [row for row in reversed(rows) if all(row[name] == value for name, value in filters.items())]
+        return ok(chosen[:limit])
+
+    def _bill(self, api_key: str, index: int, change: dict[str, Any]) -> Row:
+        market = self.engine.markets[change["symbol"]]
+        amount = float(change["amount"])
+        return {
+            "bal": okx_number(change["wallet_after"]),
+            "balChg": okx_number(-amount),
+            "billId": stable_id(api_key, "bill", str(index)),
+            "ccy": change["asset"],
+            "clOrdId": "",
+            "execType": "",
+            "fee": "0",
+            "fillTime": str(change["ts_ms"]),
+            "from": "",
+            "instId": inst_id(market),
+            "instType": INST_TYPE,
+            "interest": "0",
+            "mgnMode": "isolated",
+            "notes": "",
+            "ordId": "",
+            "pnl": "0",
+            "posBal": okx_number(change["margin_after"]),
+            "posBalChg": okx_number(amount),
+            "px": "",
+            "subType": MARGIN_ADDED if amount > 0 else MARGIN_REMOVED,
+            "sz": okx_number(abs(amount)),
+            "tag": "",
+            "to": "",
+            "tradeId": "0",
+            "ts": str(change["ts_ms"]),
+            "type": MARGIN_TRANSFER,
+        }

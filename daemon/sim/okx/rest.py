@@ -52,6 +52,7 @@ class OkxRest:
             web.get(f"{API}/account/balance", private(self.balance)),
             web.get(f"{API}/account/positions", private(self.positions)),
             web.get(f"{API}/account/positions-history", private(self.dialect.history.positions_history)),
+            web.get(f"{API}/account/bills", private(self.dialect.history.bills)),
             web.get(f"{API}/account/leverage-info", private(self.leverage_info)),
             web.post(f"{API}/account/position/margin-balance", private(trading.margin_balance)),
             web.post(f"{API}/account/set-leverage", private(trading.set_leverage)),

@@ -226,6 +226,21 @@ class OkxStreams:
 
     # ---- engine events -> pushes ----
 
+    def on_event(self, event: object) -> None:
+        """Engine events as OKX pushes them; position changes and liquidations are written to the position
+        history (GET /api/v5/account/positions-history) first, so a push never names a record REST lacks."""
+        history = self.dialect.history
+        if isinstance(event, MarkChanged):
+            self.on_mark(event)
+        elif isinstance(event, PositionChanged):
+            history.on_position(event)
+            self.on_position(event)
+        elif isinstance(event, BalanceChanged):
+            self.on_balance(event)
+        elif isinstance(event, Liquidated):
+            history.on_liquidated(event)
+            self.on_liquidation(event)
+
     def on_mark(self, event: MarkChanged) -> None:
         market = self.engine.markets[event.symbol]
         key = _mark_key(payloads.inst_id(market))
