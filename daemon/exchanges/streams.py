@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,24 +187,6 @@ class StreamClock:
         wall_ms = now_ms()
         since_ms = wall_ms - int(silent_s * 1000)
         return StreamHealth(self.name, Freshness.DOWN, wall_ms, detail, silent_since_ms=since_ms)
-
-
-class Retry:
-    """A stream's retry schedule: `Backoff` delays, restarted after every success."""
-
-    def __init__(self, schedule: Any, draws: Any) -> None:
-        self._schedule = schedule
-        self._draws = draws
-        self._delays: Iterator[float] | None = None
-
-    def next_delay(self, at_least: float | None = None) -> float:
-        if self._delays is None:
-            self._delays = self._schedule.delays(self._draws)
-        delay = next(self._delays)
-        return max(delay, at_least) if at_least is not None else delay
-
-    def succeeded(self) -> None:
-        self._delays = None
 
 
 Send = Callable[[Callable[[Any], None], StreamHealth], None]
