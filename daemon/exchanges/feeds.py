@@ -38,7 +38,13 @@ from daemon.core.events import (
     StreamHealth,
 )
 from daemon.core.types import MarginMode
-from daemon.exchanges.errors import AuthenticationFailed, ExchangeError, PermissionDenied, TransientError
+from daemon.exchanges.errors import (
+    AuthenticationFailed,
+    ExchangeError,
+    PermissionDenied,
+    RateLimited,
+    TransientError,
+)
 from daemon.exchanges.feed_settings import FeedSettings, FeedStalled
 from daemon.exchanges.marketdata import MarketHub, MarkEvent
 from daemon.exchanges.parse import facts_from_positions, margin_mode_of, number, wallet_balance
@@ -102,7 +108,9 @@ class AccountFeed:
         self._rules_sent: set[str] = set()
         self._buffer: list[Event] | None = None  # private events held back while a snapshot is taken
         self._reconcile_due: float | None = None
-        self._not_before = 0.0  # monotonic: no reconciliation before (a failed one's retry wait)
+        self._not_before = 0.0  # monotonic: no reconciliation before (a rate limit's wait)
+        # Set (and replaced) when a failing call answers again: streams waiting out a backoff retry at once.
+        self._back = asyncio.Event()
         self._wake = asyncio.Event()
         self.snapshots = 0
         self.stopped_because: ExchangeError | None = None
@@ -255,7 +263,7 @@ class AccountFeed:
         self.request_reconcile(after_s=self.settings.reconcile_every_s)
         while True:
             due = self._reconcile_due if self._reconcile_due is not None else time.monotonic()
-            # After a failure nobody's request comes before the retry's wait (nor before Retry-After).
+            # After a rate limit nobody's request comes before the exchange's Retry-After (or the retry's wait).
             wait = max(due, self._not_before) - time.monotonic()
             if wait > 0:
                 self._wake.clear()
@@ -272,13 +280,16 @@ class AccountFeed:
             except Exception as exc:
                 error = translated(exc, self.client)
             else:
+                if retry.failures:
+                    self._exchange_back()
                 retry.reset()
                 self.request_reconcile(after_s=self.settings.reconcile_every_s)
                 continue
             self._give_up_if_fatal(error)
             log.warning("reconciliation failed", exchange=self.quirks.exchange_id, error=str(error))
             wait = retry.next_wait(error)
-            self._not_before = time.monotonic() + wait
+            if isinstance(error, RateLimited):
+                self._not_before = time.monotonic() + wait
             self.request_reconcile(after_s=wait)
 
     # ---- websocket streams ----
@@ -305,7 +316,9 @@ class AccountFeed:
                 error = translated(exc, self.client)
             else:
                 retry.reset()
-                down_since = None
+                if down_since is not None:  # back after failing: so is the exchange, for the others too
+                    down_since = None
+                    self._exchange_back()
                 if not events:  # an acknowledgement, not data
                     continue
                 health = clock.seen(time.monotonic())
@@ -326,18 +339,27 @@ class AccountFeed:
             forget_dial_backoff(self.client)
 
     async def _pause(self, name: str, retry: Retry, error: ExchangeError, down_since: float) -> None:
-        """The retry's wait, cut short at `give_up_after_s` from `down_since`, where the stream is given up:
-        whatever state the client is in, failing the feed has its runner start again on a new client (new
-        sockets, new session)."""
+        """The retry's wait, cut short when another failing call of this account answers again (the exchange
+        is back: after an outage the first of the feed's retries to find it up brings the others along; never
+        after a rate limit), and at `give_up_after_s` from `down_since`, where the stream is given up: whatever
+        state the client is in, failing the feed has its runner start again on a new client (new sockets, new
+        session)."""
         wait = retry.next_wait(error)
         give_up = self.settings.give_up_after_s
-        if give_up is None:
+        if give_up is not None:
+            wait = max(0.0, min(wait, down_since + give_up - time.monotonic()))
+        if isinstance(error, RateLimited):
             await asyncio.sleep(wait)
-            return
-        left = down_since + give_up - time.monotonic()
-        await asyncio.sleep(max(0.0, min(wait, left)))
-        if wait >= left:
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._back.wait(), timeout=wait)
+        if give_up is not None and time.monotonic() - down_since >= give_up:
             raise FeedStalled(f"{name} stream down for {time.monotonic() - down_since:.0f} s: {error}")
+
+    def _exchange_back(self) -> None:
+        """A call that was failing answers again: wake the streams waiting out their backoff."""
+        self._back.set()
+        self._back = asyncio.Event()
 
     async def _first_after_reconnect(
         self, clock: StreamClock, next_events: Callable[[], Awaitable[list[Event]]]
