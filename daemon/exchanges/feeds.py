@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -32,12 +31,11 @@ from daemon.core.events import (
     Event,
     Freshness,
     MarketRules,
-    PositionFacts,
     PositionSnapshot,
     PositionUpdate,
     StreamHealth,
 )
-from daemon.core.types import MarginMode
+from daemon.exchanges.account_terms import AccountTerms
 from daemon.exchanges.errors import (
     AuthenticationFailed,
     ExchangeError,
@@ -47,7 +45,7 @@ from daemon.exchanges.errors import (
 )
 from daemon.exchanges.feed_settings import FeedSettings, FeedStalled
 from daemon.exchanges.marketdata import MarketHub, MarkEvent
-from daemon.exchanges.parse import facts_from_positions, margin_mode_of, number, wallet_balance
+from daemon.exchanges.parse import facts_from_positions, wallet_balance
 from daemon.exchanges.quirks import Quirks
 from daemon.exchanges.reconcile import PositionLedger, Verdict
 from daemon.exchanges.retry import Retry, translated, wait_after
@@ -103,7 +101,7 @@ class AccountFeed:
         # The REST snapshots: DOWN while the first one fails, FRESH from the first that succeeds.
         self._account = StreamClock(ACCOUNT, None, start)
         self._ledger = PositionLedger()
-        self._account_margin_mode: MarginMode | None = None
+        self._terms = AccountTerms(client, quirks)
         self._subscribed: set[str] = set()
         self._rules_sent: set[str] = set()
         self._buffer: list[Event] | None = None  # private events held back while a snapshot is taken
@@ -189,7 +187,7 @@ class AccountFeed:
             facts = tuple(
                 f for f in facts_from_positions(rows) if f.contracts != 0.0 and self._wanted(f.symbol)
             )
-            facts = await self._with_account_margin_mode(facts)
+            facts = await self._terms.with_margin_mode(facts)
             await self._send_rules({f.symbol for f in facts})
             if balance is not None:
                 wallet = wallet_balance(balance, self.quirks.settle)
@@ -215,21 +213,6 @@ class AccountFeed:
             self._emit(StreamHealth(POSITIONS, Freshness.STALE, now_ms(), detail))
             force_reconnect(self.client, f"marginguard: {detail}")
 
-    async def _with_account_margin_mode(self, facts: tuple[PositionFacts, ...]) -> tuple[PositionFacts, ...]:
-        """Where positions do not state their margin mode (Bybit unified: account-wide), ask for it once per
-        snapshot and fill it in; pushes reuse the last answer."""
-        if self.quirks.margin_mode_in_positions or not facts:
-            return facts
-        structure = await self.client.fetch_margin_mode(facts[0].symbol)
-        self._account_margin_mode = margin_mode_of(structure)
-        return self._fill_margin_mode(facts)
-
-    def _fill_margin_mode(self, facts: tuple[PositionFacts, ...]) -> tuple[PositionFacts, ...]:
-        mode = self._account_margin_mode
-        if mode is None:
-            return facts
-        return tuple(f if f.margin_mode is not None else replace(f, margin_mode=mode) for f in facts)
-
     async def _send_rules(self, symbols: set[str]) -> None:
         for symbol in sorted(symbols - self._rules_sent):
             try:
@@ -242,21 +225,7 @@ class AccountFeed:
                 self.request_reconcile(after_s=wait_after(error, self.settings.backoff.initial * 4))
                 continue
             self._rules_sent.add(symbol)
-            self._emit(await self._with_account_fee(rules))
-
-    async def _with_account_fee(self, rules: MarketRules) -> MarketRules:
-        """The rules with the taker fee this account pays, where the market list only has ccxt's guess."""
-        if not self.quirks.account_fee_rates:
-            return rules
-        try:
-            fee = await self.client.fetch_trading_fee(rules.symbol)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # ccxt's guess is close (a few 1e-4 of the liquidation price): keep it
-            log.warning("account fee rate unavailable", symbol=rules.symbol, error=str(translated(exc)))
-            return rules
-        taker = number(fee.get("taker"))
-        return rules if taker is None else replace(rules, taker_fee_rate=taker)
+            self._emit(await self._terms.with_fee(rules))
 
     async def _reconcile_loop(self) -> None:
         retry = Retry(self.settings.backoff)
@@ -391,7 +360,9 @@ class AccountFeed:
     async def _next_positions(self) -> list[Event]:
         returned = await self.client.watch_positions()
         rows = self._ledger.with_coalesced(self.client, returned)
-        facts = self._fill_margin_mode(tuple(f for f in facts_from_positions(rows) if self._wanted(f.symbol)))
+        facts = self._terms.fill_margin_mode(
+            tuple(f for f in facts_from_positions(rows) if self._wanted(f.symbol))
+        )
         if not facts:
             return []
         if self.quirks.positions_push_is_thin:
