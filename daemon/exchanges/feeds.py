@@ -271,6 +271,7 @@ class AccountFeed:
         # between the first snapshot and the subscription is not missed.
         recovering = True
         while True:
+            answered = recovering
             try:
                 if recovering:
                     events = await self._first_after_reconnect(clock, next_events)
@@ -288,7 +289,10 @@ class AccountFeed:
                 if down_since is not None:  # back after failing: so is the exchange, for the others too
                     down_since = None
                     self._exchange_back()
-                if not events:  # an acknowledgement, not data
+                # An empty result is an acknowledgement, not data; but the first one after a (re)subscription is
+                # the exchange's answer to it (OKX: the open positions, none on an empty account), and a stream
+                # that pushes only on change may say nothing more for hours: it is alive.
+                if not events and not answered:
                     continue
                 health = clock.seen(time.monotonic())
                 for event in events:
