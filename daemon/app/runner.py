@@ -96,7 +96,12 @@ class AccountRunner:
 
     def readiness(self) -> tuple[bool, str]:
         connector = self.connector
-        if connector is None or connector.state.last_snapshot_ms is None:
+        if connector is None:
+            return False, "waiting for the first snapshot"
+        stopped = connector.stopped_because()
+        if stopped is not None:  # a dead feed (restarting) or refused keys: the account is not watched
+            return False, stopped
+        if connector.state.last_snapshot_ms is None:
             return False, "waiting for the first snapshot"
         blind = sorted(name for name, h in connector.state.health.items() if h.freshness.value != "fresh")
         if blind:
