@@ -61,6 +61,8 @@ async def soak(args: argparse.Namespace) -> int:
         totals.add(result)
         results.append(result)
         print(result.describe(), flush=True)
+        if args.print_path and result.refusals:
+            print(f"  refused: {result.refusals}", flush=True)
         if result.violations and args.replay is not None:
             print(result.daemon_output, flush=True)
     print(f"\n--- {time.monotonic() - started:.0f} s ---")

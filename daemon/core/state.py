@@ -128,9 +128,24 @@ def apply(state: AccountState, event: Event) -> tuple[AccountState, tuple[Change
         return state, (Change(kind, event.symbol, event.side, event.detail),)
     if isinstance(event, PositionUpdate):
         legs, changes = _merge_updates(state.legs, event.positions)
-        return replace(state, legs=legs, last_event_ms=ts), tuple(changes)
+        return replace(state, legs=legs, marks=_marks_kept(state, legs), last_event_ms=ts), tuple(changes)
     legs, changes = _replace_with_snapshot(state.legs, event)
-    return replace(state, legs=legs, last_snapshot_ms=event.ts_ms, last_event_ms=ts), tuple(changes)
+    marks = _marks_kept(state, legs)
+    return replace(state, legs=legs, marks=marks, last_snapshot_ms=event.ts_ms, last_event_ms=ts), tuple(
+        changes
+    )
+
+
+def _marks_kept(state: AccountState, legs: dict[LegKey, PositionFacts]) -> dict[str, MarkPrice]:
+    """The marks still worth judging on: a symbol that stops or starts being held loses its mark.
+
+    Mark streams follow the held symbols, so a symbol no longer held gets no more marks, and the last one it
+    had would judge a leg opened on it later (seen: a top-up decided on the mark from before a liquidation, 3 %
+    off the market). A newly held symbol waits for its stream's first mark (or uses the push's own mark)."""
+    moved = {symbol for symbol, _ in state.legs} ^ {symbol for symbol, _ in legs}
+    if not moved & state.marks.keys():
+        return state.marks
+    return {symbol: mark for symbol, mark in state.marks.items() if symbol not in moved}
 
 
 def _merge_updates(

@@ -11,18 +11,22 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from daemon.core.types import MarginMode, Side
 from daemon.sim.engine import Engine, EngineError, SimPosition
+from daemon.sim.faults import KINDS as FAULT_KINDS
 from daemon.sim.faults import Faults
 from tests.paths.generator import ADD_MARGIN_PATHS, MarketPath, Step, count_faults, count_kills
 from tests.paths.invariants import Checker
 from tests.paths.report import PathResult, Violation
 from tests.paths.world import Settings, World
 
+RESTART_DOWN_S = 1.0
 SETTLE_S = 0.3  # a pause after most steps, so the daemon sees each state at least once
 
 
@@ -58,7 +62,7 @@ class Executor:
             try:
                 await self.step(step)
             except EngineError as exc:
-                self.skipped.append(f"{index} {step.describe()}: {exc.kind}")
+                self.skipped.append(f"{step.op}: {exc.kind}")
             self.world.recorder.sample()
 
     # ---- one step ----
@@ -74,6 +78,7 @@ class Executor:
 
     def _set_mark(self, symbol: str, price: float) -> None:
         self.engine.set_mark(symbol, self._tick(symbol, price))
+        self.world.recorder.sample()  # every mark the daemon may decide on is on record, however brief
 
     def _leg(self, step: Step) -> SimPosition:
         """The step's leg; failing that the symbol's other leg, or any open leg (a path's sides are drawn
@@ -190,12 +195,12 @@ class Executor:
     async def _do_stall(self, step: Step) -> None:
         seconds = float(step.arg("seconds"))
         start = time.time()
-        # With no leg open there is nothing to be blind to: no mark stream is followed, and a private stream
-        # that pushes only on change is not judged by silence (nothing changes during a stall step).
-        holding = bool(self.engine.account(self.key).positions)
+        # Marks are watched for held symbols only, and private streams push only on change: without a leg, a
+        # stall silences nothing the daemon judges.
+        watched = bool(self.engine.account(self.key).positions)
         self.faults.set("stall", duration_s=seconds)
         await asyncio.sleep(seconds)
-        if seconds > self.world.settings.stale_after_s and holding:
+        if seconds > self.world.settings.stale_after_s and watched:
             self.world.recorder.silences.append((start, time.time()))
         await asyncio.sleep(1.0)
 
@@ -223,15 +228,27 @@ class Executor:
         await asyncio.sleep(float(step.arg("seconds")) + 0.5)
 
     async def _do_sim_restart(self, step: Step) -> None:
-        await self.world.restart_sim()
-        await asyncio.sleep(1.0)
+        """The exchange restarts: the simulator's own fault where it has one (sockets closed, requests refused
+        for a second, what a restart forgets forgotten), else its server stopped and started on the same port."""
+        if "restart" in FAULT_KINDS:
+            self.faults.set("restart", down_s=RESTART_DOWN_S)
+            await asyncio.sleep(RESTART_DOWN_S + 1.0)
+        else:
+            await self.world.restart_sim()
+            await asyncio.sleep(1.0)
 
     async def _do_kill(self, step: Step) -> None:
         await self.world.kill_daemon(float(step.arg("down_s")))
 
 
-async def run_path(path: MarketPath, state_dir: Path, settings: Settings | None = None) -> PathResult:
-    """Play one path from a fresh simulator, receiver and journal; the violations found on the way."""
+async def run_path(
+    path: MarketPath,
+    state_dir: Path,
+    settings: Settings | None = None,
+    inspect: Callable[[World], None] | None = None,
+) -> PathResult:
+    """Play one path from a fresh simulator, receiver and journal; the violations found on the way.
+    `inspect` sees the world at the end, before it is torn down (to dig into a finding)."""
     chosen = settings or Settings()
     started = time.monotonic()
     violations: list[Violation] = []
@@ -247,6 +264,8 @@ async def run_path(path: MarketPath, state_dir: Path, settings: Settings | None 
                 await checker.final()
             finally:
                 sampler.cancel()
+        if inspect is not None:
+            inspect(world)
         output = world.output() if violations else ""
         return PathResult(
             seed=path.seed,
@@ -262,4 +281,5 @@ async def run_path(path: MarketPath, state_dir: Path, settings: Settings | None 
             seconds=time.monotonic() - started,
             violations=violations,
             daemon_output=output,
+            refusals=dict(Counter(executor.skipped)),
         )

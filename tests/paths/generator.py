@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DIALECTS = ("binance", "bybit", "okx")
+# The daemon's `stale_after_s` in every path: short, so silences fit in a short path, and long enough that a
+# routine reconnect (a drop, a garbled frame, a one-second exchange restart) recovers well inside it on a busy box.
+STALE_AFTER_S = 8.0
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 ADD_MARGIN_PATHS = {
     "binance": "/fapi/v1/positionMargin",
@@ -81,7 +84,7 @@ class PathOptions:
 
     steps: int = 24
     quiet_every: int = 6
-    stale_after_s: float = 5.0
+    stale_after_s: float = STALE_AFTER_S
     kills: bool = True
     sim_restart: bool = False  # only where the simulator offers the fault
     exclude: frozenset[str] = field(default_factory=frozenset)
@@ -183,7 +186,7 @@ def _step(rng: random.Random, kind: str, opts: PathOptions, hedge_mode: bool) ->
     if kind == "stall":
         # Either a hiccup well inside `stale_after_s` (must raise nothing) or well beyond it (must raise one).
         short = rng.random() < 0.5
-        seconds = opts.stale_after_s * (0.3 if short else 1.8)
+        seconds = opts.stale_after_s * (0.3 if short else 1.5)
         return Step(kind, (("seconds", round(seconds, 2)),))
     if kind == "malformed":
         return Step(kind, (("count", rng.randint(1, 3)),))

@@ -31,6 +31,7 @@ def oracle_legs(engine: Engine, api_key: str) -> dict[tuple[str, str], dict[str,
         legs[(unified(engine, pos.symbol), pos.side.value)] = {
             "contracts": pos.contracts,
             "entry_price": pos.entry_price,
+            "price_tick": engine.markets[pos.symbol].price_tick,
             "margin_mode": pos.margin_mode.value,
             "isolated_margin": pos.isolated_margin if pos.margin_mode is MarginMode.ISOLATED else None,
             "mark_price": engine.marks[pos.symbol],
@@ -75,7 +76,9 @@ def differences(
 
 def _leg_differences(name: str, daemon: dict[str, Any], oracle: dict[str, Any]) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
-    for field, abs_tol in (("contracts", 1e-9), ("entry_price", 1e-9), ("mark_price", 1e-9)):
+    # Some venues state the entry at their price tick (Bybit's avgPrice): half a tick is the wire's rounding.
+    entry_tol = oracle["price_tick"] / 2 + 1e-9
+    for field, abs_tol in (("contracts", 1e-9), ("entry_price", entry_tol), ("mark_price", 1e-9)):
         if not close(daemon.get(field), oracle[field], abs_tol=abs_tol):
             found.append(("picture", f"{name}: {field} {daemon.get(field)} != oracle {oracle[field]}"))
     if daemon.get("margin_mode") != oracle["margin_mode"]:

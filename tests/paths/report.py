@@ -32,6 +32,7 @@ class PathResult:
     seconds: float
     violations: list[Violation] = field(default_factory=list)
     daemon_output: str = ""
+    refusals: dict[str, int] = field(default_factory=dict)  # "op: exchange's refusal" -> how many
 
     @property
     def ok(self) -> bool:

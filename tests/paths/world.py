@@ -24,6 +24,7 @@ from daemon.notify.receiver import Receiver
 from daemon.sim.engine import Engine, Event, PositionChanged
 from daemon.sim.server import SimServer
 from tests.e2e.support import DaemonProcess, account_for, free_port, webhook_sink, write_config
+from tests.paths.generator import STALE_AFTER_S
 
 ACCOUNT = "paths"
 SAMPLE_S = 0.1
@@ -33,7 +34,7 @@ SAMPLE_S = 0.1
 class Settings:
     """The daemon's rules and top-up limits for every path (short intervals so a path stays short)."""
 
-    stale_after_s: float = 5.0
+    stale_after_s: float = STALE_AFTER_S
     min_duration_s: float = 0.5
     trigger_distance: float = 0.015
     target_distance: float = 0.08

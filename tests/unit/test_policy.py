@@ -311,7 +311,8 @@ def test_sequences_keep_growing_when_a_leg_closes_and_reopens() -> None:
     feed = Feed()
     feed.step(0, snapshot(0, isolated_long()), mark(0, mark_at(0.09)))  # sequence 1
     feed.step(1, closed(1))  # resolve, sequence 2
-    reopened = feed.step(2, snapshot(2, isolated_long()))
+    # The reopened leg is judged on a mark of its own (the one from before the close is forgotten).
+    reopened = feed.step(2, snapshot(2, isolated_long()), mark(2, mark_at(0.09)))
     assert [(a.severity.value, a.sequence) for a in reopened] == [("warning", 3)]
     identity = risk_identity(ACCOUNT, BTC, Side.LONG)
     assert feed.memory.episode(identity) == 2  # the second firing episode of this identity
