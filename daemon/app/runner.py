@@ -26,6 +26,7 @@ from daemon.core.alerts import Alert
 from daemon.core.policy import decide, remembered_legs, risk_identity
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
+from daemon.core.policy_stale import blind_streams
 from daemon.core.policy_topup import TopUpOutcome, announce_topup
 from daemon.core.state import AccountState, Change, ChangeKind
 from daemon.core.topup import Refused, TopUp, TopUpDecision, TopUpLimits, decide_topup
@@ -103,7 +104,7 @@ class AccountRunner:
             return False, stopped
         if connector.state.last_snapshot_ms is None:
             return False, "waiting for the first snapshot"
-        blind = sorted(name for name, h in connector.state.health.items() if h.freshness.value != "fresh")
+        blind = blind_streams(connector.state.health, {symbol for symbol, _side in connector.state.legs})
         if blind:
             return False, "not fresh: " + ", ".join(blind)
         return True, "fresh"

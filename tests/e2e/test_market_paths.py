@@ -24,45 +24,20 @@ from tests.paths.picture import differences, oracle_legs
 OPTIONS = PathOptions(steps=10, quiet_every=5, sim_restart=True)
 
 
-def _defect(reason: str) -> pytest.MarkDecorator:
-    """A seed that catches a defect not fixed on main yet: it must fail until the fix lands (strict), and the
-    marker goes with the fix."""
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 SEEDS = [
     # Clean on main: SIGKILLs, stalls beyond stale_after_s, drops, an exchange restart, hedge legs (binance-35),
     # a 429 burst and an answer after the client's timeout (okx-15).
     pytest.param("binance", 35, id="binance-35"),
     pytest.param("bybit", 7, id="bybit-7"),
     pytest.param("okx", 15, id="okx-15"),
-    # Defects fixed on other branches (issue 8), each caught here:
-    pytest.param(
-        "binance",
-        23,
-        id="binance-23",
-        marks=_defect(
-            "feeds: one malformed frame kills ccxt's receive loop, marks frozen until stale_after_s"
-        ),
-    ),
-    pytest.param(
-        "bybit",
-        9,
-        id="bybit-9",
-        marks=_defect("gateway: Bybit balance pushes carry equity, the cross wallet counts the PnL twice"),
-    ),
-    pytest.param(
-        "bybit",
-        58,
-        id="bybit-58",
-        marks=_defect("liq: a gap through liquidation on Bybit is not told as a liquidation"),
-    ),
-    pytest.param(
-        "okx",
-        2,
-        id="okx-2",
-        marks=_defect("liq: a gap through liquidation on OKX is not told as a liquidation"),
-    ),
+    # Seeds that caught a defect of issue 8 before its fix (each failed on the code before it):
+    # a malformed frame froze marks until stale_after_s;
+    pytest.param("binance", 23, id="binance-23"),
+    # Bybit balance pushes carried equity, so the cross wallet counted the unrealised PnL twice;
+    pytest.param("bybit", 9, id="bybit-9"),
+    # a gap through liquidation was told as an all-clear on Bybit and on OKX.
+    pytest.param("bybit", 58, id="bybit-58"),
+    pytest.param("okx", 2, id="okx-2"),
 ]
 
 
