@@ -131,7 +131,7 @@ def _guard_frames(exchange: Any, ws: Any) -> None:
         event = message.get("e") if isinstance(message, dict) else None
         if event in SESSION_ENDED_EVENTS:
             log.warning(
-                "stream session ended; reconnecting", exchange=getattr(exchange, "id", None), event=event
+                "stream session ended; reconnecting", exchange=getattr(exchange, "id", None), said=event
             )
             client.on_error(NetworkError(f"marginguard: stream session ended ({event})"))
 

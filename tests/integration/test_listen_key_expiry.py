@@ -34,6 +34,14 @@ async def test_an_expired_listen_key_costs_a_reconnect_not_a_deaf_stream() -> No
         open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.CROSS, leverage=10)
         async with connected(sim) as (_hub, connector):
             await until_in_step(sim, connector)
+            dropped = next_update(
+                connector,
+                lambda u: (
+                    isinstance(u.event, StreamHealth)
+                    and u.event.stream == "positions"
+                    and u.event.freshness is Freshness.DOWN
+                ),
+            )
             reconnected = next_update(
                 connector,
                 lambda u: (
@@ -44,6 +52,8 @@ async def test_an_expired_listen_key_costs_a_reconnect_not_a_deaf_stream() -> No
             )
             sim.faults.set("listen_key_expired")
             sim.faults.clear("listen_key_expired")
+            down = (await dropped).event
+            assert isinstance(down, StreamHealth) and "listenKeyExpired" in down.detail  # said as it is
             await reconnected
 
             sim.engine.open_position(sim.account.api_key, ETH, Side.SHORT, 1.0)  # pushed on the new socket
