@@ -10,7 +10,7 @@ stale-data alert for a reconnect that had recovered long before.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -74,7 +74,9 @@ class SlowRecords:
     async def margin_changes(self, since_ms: int) -> Sequence[MarginChange] | None:
         return None
 
-    async def liquidations(self, since_ms: int) -> Sequence[LiquidationRecord] | None:
+    async def liquidations(
+        self, since_ms: int, symbols: Collection[str] = ()
+    ) -> Sequence[LiquidationRecord] | None:
         for action in self.while_reading:
             action()
         return []
