@@ -42,6 +42,9 @@ from daemon.exchanges.records import AccountRecords
 from daemon.store import Journal
 from daemon.store.memory_codec import memory_from_json, memory_to_json
 
+# A top-up's margin is read back by a snapshot this soon after it was sent (its push may be lost).
+TOPUP_RECONCILE_S = 1.0
+
 log = structlog.get_logger("marginguard.runner")
 
 TICK_S = 1.0
@@ -158,6 +161,7 @@ class AccountRunner:
             # so that a top-up made before a crash is told before the all-clear it brought.
             for record, outcome in await self.executor.settle_open(self._records(), state):
                 self._announce(view.leg(record.symbol, record.side), outcome, silences)
+                self._refresh_picture()
         now = self.clock()
         self._memory, alerts = decide(
             view,
@@ -303,8 +307,16 @@ class AccountRunner:
             settle = self.connector.quirks.settle if self.connector else "USDT"
             outcome = await self.executor.execute(gateway, self._records(), decision, state, settle)
             self._announce(leg, outcome, silences)
+            self._refresh_picture()
         elif isinstance(decision, Refused) and decision.code not in _QUIET_REFUSALS:
             self._announce(leg, decision, silences)
+
+    def _refresh_picture(self) -> None:
+        """After margin moved (or may have): a snapshot soon, rather than waiting for the push that says so. A
+        push lost to a stall or a reconnect would leave the leg's margin and liquidation price wrong, and the
+        leg held from new decisions, until the periodic reconciliation."""
+        if self.connector is not None:
+            self.connector.feed.request_reconcile(after_s=TOPUP_RECONCILE_S)
 
     async def _available_balance(self, gateway: ExchangeGateway, leg: LegView) -> float | None:
         """The settle currency free to top up from (the transfer's source wallet for a cross leg); None when
