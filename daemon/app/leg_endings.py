@@ -100,7 +100,8 @@ class LegEndings:
             return []
         since_ms = int(min(self._asked[key].since - self._asked[key].lookback_s for key in due) * 1000)
         try:
-            found = await asyncio.wait_for(records.liquidations(since_ms), self.read_timeout_s)
+            symbols = sorted({symbol for symbol, _side in due})
+            found = await asyncio.wait_for(records.liquidations(since_ms, symbols), self.read_timeout_s)
         except (ExchangeError, TimeoutError) as exc:
             return self._unanswered(due, now, _said(exc), state)
         if found is None:
@@ -126,8 +127,10 @@ class LegEndings:
             elif now >= asked.since + self.settle_s:
                 del self._asked[key]
                 events.append(LegGone(key[0], key[1], GoneCause.OWNER, int(now * 1000)))
-            else:  # too early for "no": the exchange may not have written its record yet
-                asked.next_try = now + _RETRY_S
+            else:  # too early for "no": the exchange may not have written its record yet; ask once more when
+                # the settle time is up, not every second meanwhile (each read takes from the request budget that
+                # the account's reconnects, snapshots and top-ups share)
+                asked.next_try = max(now + _RETRY_S, asked.since + self.settle_s)
         return _fold(state, events)
 
     def _match(

@@ -26,6 +26,7 @@ from daemon.core.alerts import Alert
 from daemon.core.policy import decide, remembered_legs, risk_identity
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
+from daemon.core.policy_stale import blind_streams
 from daemon.core.policy_topup import TopUpOutcome, announce_topup
 from daemon.core.state import AccountState, Change, ChangeKind
 from daemon.core.topup import Refused, TopUp, TopUpDecision, TopUpLimits, decide_topup
@@ -40,6 +41,9 @@ from daemon.exchanges.marketdata import MarketHub
 from daemon.exchanges.records import AccountRecords
 from daemon.store import Journal
 from daemon.store.memory_codec import memory_from_json, memory_to_json
+
+# A top-up's margin is read back by a snapshot this soon after it was sent (its push may be lost).
+TOPUP_RECONCILE_S = 1.0
 
 log = structlog.get_logger("marginguard.runner")
 
@@ -96,9 +100,14 @@ class AccountRunner:
 
     def readiness(self) -> tuple[bool, str]:
         connector = self.connector
-        if connector is None or connector.state.last_snapshot_ms is None:
+        if connector is None:
             return False, "waiting for the first snapshot"
-        blind = sorted(name for name, h in connector.state.health.items() if h.freshness.value != "fresh")
+        stopped = connector.stopped_because()
+        if stopped is not None:  # a dead feed (restarting) or refused keys: the account is not watched
+            return False, stopped
+        if connector.state.last_snapshot_ms is None:
+            return False, "waiting for the first snapshot"
+        blind = blind_streams(connector.state.health, {symbol for symbol, _side in connector.state.legs})
         if blind:
             return False, "not fresh: " + ", ".join(blind)
         return True, "fresh"
@@ -152,10 +161,13 @@ class AccountRunner:
             # so that a top-up made before a crash is told before the all-clear it brought.
             for record, outcome in await self.executor.settle_open(self._records(), state):
                 self._announce(view.leg(record.symbol, record.side), outcome, silences)
+                self._refresh_picture()
         now = self.clock()
         self._memory, alerts = decide(
             view,
-            state.health,
+            # Health as it is now, judged at `now`: the awaits above (records, settlements) may take seconds,
+            # and a drop read before them looks longer than it is once a reconnect has already ended it.
+            self.connector.state.health,
             changes,
             self.config.rules,
             self._memory,
@@ -295,8 +307,16 @@ class AccountRunner:
             settle = self.connector.quirks.settle if self.connector else "USDT"
             outcome = await self.executor.execute(gateway, self._records(), decision, state, settle)
             self._announce(leg, outcome, silences)
+            self._refresh_picture()
         elif isinstance(decision, Refused) and decision.code not in _QUIET_REFUSALS:
             self._announce(leg, decision, silences)
+
+    def _refresh_picture(self) -> None:
+        """After margin moved (or may have): a snapshot soon, rather than waiting for the push that says so. A
+        push lost to a stall or a reconnect would leave the leg's margin and liquidation price wrong, and the
+        leg held from new decisions, until the periodic reconciliation."""
+        if self.connector is not None:
+            self.connector.feed.request_reconcile(after_s=TOPUP_RECONCILE_S)
 
     async def _available_balance(self, gateway: ExchangeGateway, leg: LegView) -> float | None:
         """The settle currency free to top up from (the transfer's source wallet for a cross leg); None when

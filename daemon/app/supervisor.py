@@ -49,6 +49,13 @@ def sink_from_settings(sink: SinkSettings) -> Sink:
     return build_sink(sink.type, name=sink.name, **given)
 
 
+def _describe(exc: BaseException) -> str:
+    """An error as one line; a task group's errors (a dead feed surfaces as one) by their leaves."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(inner) for inner in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
+
+
 class Daemon:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -64,6 +71,7 @@ class Daemon:
         # talk to the same server (a live account never sees a demo price).
         self.hubs: dict[Environment, MarketHub] = {}
         self.runners: list[AccountRunner] = []
+        self.restarts: dict[str, int] = {}  # account -> how many times its runner failed and was restarted
         for account in settings.account_configs():
             where = environment(account)
             if where not in self.hubs:
@@ -165,13 +173,14 @@ class Daemon:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.restarts[runner.account_id] = self.restarts.get(runner.account_id, 0) + 1
                 if time.monotonic() - started > _HEALTHY_RUN_S:
                     delays = Backoff(initial=1.0, cap=60.0).delays(random.random)
                 delay = next(delays)
                 log.error(
                     "account runner failed; restarting",
                     account=runner.account_id,
-                    error=str(exc),
+                    error=_describe(exc),
                     retry_in_s=round(delay, 2),
                 )
                 await asyncio.sleep(delay)

@@ -37,12 +37,30 @@ def topup_limits(settings: Settings, account_id: str) -> TopUpLimits | None:
     )
 
 
+# A private stream down this many times its account's `stale_after_s` is rebuilt from scratch (see
+# `FeedSettings.give_up_after_s`): long past the stale alert, so only a stream that cannot come back on its own.
+GIVE_UP_AFTER_STALE = 4.0
+
+
 def feed_settings(settings: Settings, account_id: str) -> FeedSettings:
-    """Reconciliation and freshness for one account's private streams (the connector's defaults: a REST
-    snapshot every 60 s and after every reconnect; private streams judged by keepalive, not silence)."""
-    return FeedSettings()
+    """Reconciliation and freshness for one account's streams (the connector's defaults: a REST snapshot every
+    60 s and after every reconnect). Mark streams go STALE for this account past its own `stale_after_s`, per
+    symbol where its rules say so (`RuleSet.resolve`). Private streams push only on change, so their silence
+    is not judged; a DOWN one counts as blind past the account's `stale_after_s` (the stale-data policy), and
+    one down `GIVE_UP_AFTER_STALE` times that fails the feed, and the supervisor starts the account again on a
+    new client."""
+    rules = settings.rule_set()
+    stale_after_s = rules.resolve(account_id, None).stale_after_s
+    return FeedSettings(
+        give_up_after_s=GIVE_UP_AFTER_STALE * stale_after_s,
+        mark_stale_after_s=stale_after_s,
+        mark_stale_after_s_by_symbol={
+            symbol: rules.resolve(account_id, symbol).stale_after_s
+            for symbol in rules.named_symbols(account_id)
+        },
+    )
 
 
 def hub_settings(settings: Settings) -> HubSettings:
-    """Mark streams go stale past the global `stale_after_s`."""
+    """The hub's own threshold (the global `stale_after_s`), for listeners that bring none."""
     return HubSettings(stale_after_s=settings.rule_set().defaults.stale_after_s)

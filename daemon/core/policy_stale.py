@@ -35,6 +35,23 @@ def stream_kind(stream: str) -> tuple[str, str | None]:
     return stream, None
 
 
+def counts_for_account(stream: str, held_symbols: frozenset[str]) -> bool:
+    """Whether a stream's health says anything about the account: every private stream does, a mark stream only
+    while the account holds its symbol (one left behind by a closed position is no longer watched)."""
+    _kind, symbol = stream_kind(stream)
+    return symbol is None or symbol in held_symbols
+
+
+def blind_streams(health: Mapping[str, StreamHealth], held_symbols: Iterable[str]) -> list[str]:
+    """The streams that count for the account and are not fresh, by name."""
+    held = frozenset(held_symbols)
+    return sorted(
+        stream
+        for stream, stream_health in health.items()
+        if stream_health.freshness is not Freshness.FRESH and counts_for_account(stream, held)
+    )
+
+
 def stale_rule(kind: str) -> str:
     return STALE_RULE_PREFIX + kind
 
@@ -92,7 +109,7 @@ def kinds_health(
     for stream, stream_health in sorted(health.items()):
         kind, symbol = stream_kind(stream)
         outages.setdefault(kind, [])
-        if symbol is not None and symbol not in held:
+        if not counts_for_account(stream, held):
             continue
         if stream_health.refused:
             refused.add(kind)

@@ -11,6 +11,10 @@ as one update, the model run once over all of them: 1,000 accounts holding a few
 run it once per symbol per tick for views superseded microseconds later.
 `connector.state` and `connector.view` always hold the latest. Accounts on one exchange share one hub, so
 markets and mark streams are loaded and watched once whatever the number of accounts.
+
+The feed runs in a task group entered by `async with connector:`, in the caller's task. If it dies (or the
+picture cannot take an event), the body of the `async with` is cancelled and leaving it raises the error: a
+dead feed fails whoever runs it (the account's runner, which the supervisor restarts), never silently.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import structlog
+
 from daemon.core.events import Event, MarkPrice, StreamHealth
 from daemon.core.state import AccountState, Change, apply
 from daemon.core.view import AccountView, view
@@ -31,6 +37,8 @@ from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.feeds import AccountFeed, FeedSettings
 from daemon.exchanges.marketdata import MarketHub
 from daemon.exchanges.quirks import quirks_for
+
+log = structlog.get_logger(__name__)
 
 STOP_DEADLINE_S = 5.0
 
@@ -103,7 +111,10 @@ class Connector:
         self._pending: list[Event] = []
         self._flush_scheduled = False
         self.feed = AccountFeed(self.client, self.quirks, hub, self._fold, settings, account.symbols)
+        self._group: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.failure: BaseException | None = None  # what killed the feed, if it died
         self.events = 0
 
     @property
@@ -117,22 +128,45 @@ class Connector:
     # ---- life cycle ----
 
     async def __aenter__(self) -> Connector:
-        self._task = asyncio.get_running_loop().create_task(
-            self.feed.run(), name=f"feed-{self.account.account_id}"
-        )
+        """Start the feed in a task group of the caller's task: the feed is awaited, never spawned. A feed
+        that dies cancels the `async with` body, and leaving it raises the feed's error, so whoever runs the
+        connector (the account's runner, under the supervisor) fails with it and is restarted."""
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        self._task = self._group.create_task(self._run_feed(), name=f"feed-{self.account.account_id}")
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.close()
+        group, self._group = self._group, None
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+        try:
+            if group is not None:
+                await group.__aexit__(exc_type, exc, tb)
+        finally:
+            await self.close()
+
+    async def _run_feed(self) -> None:
+        try:
+            await self.feed.run()  # returns only when the account's keys are refused (told as DOWN)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.failure = exc
+            log.error("account feed died", account=self.account.account_id, error=repr(exc))
+            raise
 
     async def close(self) -> None:
+        """Stop the feed (if it still runs) and close the account's client; readers of `updates()` end."""
         task, self._task = self._task, None
-        if task is not None:
+        if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
                 await asyncio.wait_for(task, STOP_DEADLINE_S)
+        self._closed = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.client.close(), STOP_DEADLINE_S)
         for subscriber in self._subscribers:
@@ -141,6 +175,16 @@ class Connector:
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    def stopped_because(self) -> str | None:
+        """Why the feed no longer runs (None while it does): refused keys, its own failure, or closed."""
+        if self.running:
+            return None
+        if self.feed.stopped_because is not None:
+            return f"stopped: {self.feed.stopped_because}"
+        if self.failure is not None:
+            return f"feed failed: {self.failure!r}"
+        return "feed stopped" if self._closed or self._task is not None else "feed not started"
 
     # ---- updates ----
 
@@ -163,6 +207,22 @@ class Connector:
             self._subscribers.remove(subscriber)
 
     def _fold(self, event: Event) -> None:
+        try:
+            self._fold_one(event)
+        except Exception as exc:
+            # The picture has lost an event: it can no longer be trusted, so the connector fails (and is
+            # rebuilt from a fresh snapshot by whoever runs it) rather than go on publishing a wrong one.
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+            log.error("account picture failed", account=self.account.account_id, error=repr(exc))
+        if self._group is not None:
+            with contextlib.suppress(RuntimeError):  # the group is already shutting down
+                self._group.create_task(_raise(exc), name=f"feed-{self.account.account_id}-failed")
+
+    def _fold_one(self, event: Event) -> None:
         self.events += 1
         self._state, changes = apply(self._state, event)
         if isinstance(event, MarkPrice) and self._coalesce_marks:
@@ -185,8 +245,11 @@ class Connector:
         if not self._pending:
             return  # a later event already ran the model over these marks and published them
         folded, self._pending = tuple(self._pending), []
-        self._view = view(self._state)
-        self._publish(folded, ())
+        try:
+            self._view = view(self._state)
+            self._publish(folded, ())
+        except Exception as exc:
+            self._fail(exc)
 
     def _publish(self, folded: tuple[Event, ...], changes: tuple[Change, ...]) -> None:
         if self._on_update is None and not self._subscribers:
@@ -196,3 +259,8 @@ class Connector:
             self._on_update(update)
         for subscriber in self._subscribers:
             subscriber.put(update)
+
+
+async def _raise(exc: BaseException) -> None:
+    """A task that fails with `exc`: how a failure seen in a callback reaches the connector's task group."""
+    raise exc

@@ -10,47 +10,45 @@ The feed first takes a REST snapshot (positions, balance, the rules of every hel
   reconciliation itself is a check: a snapshot that finds changes the position stream never pushed means
   that stream went deaf, so it is declared STALE and reconnected.
 
-Errors are retried with the capped, jittered `Backoff` (rate limits wait at least what the exchange asked).
-Only refused keys stop the feed (`stopped_because`), with a DOWN event saying why. Nothing but
-`CancelledError` ever leaves `run()`.
+Errors are translated and retried through the one retry path (`daemon.exchanges.retry`: capped, jittered
+waits, rate limits waiting at least what the exchange asked). Refused keys stop the feed (`stopped_because`),
+with a DOWN event saying why, and `run()` returns. A private stream that stays down past `give_up_after_s`
+raises `FeedStalled`; besides that, only `CancelledError` leaves `run()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
-from daemon.core.backoff import Backoff
 from daemon.core.events import (
     BalanceUpdate,
     Event,
     Freshness,
     MarketRules,
-    PositionFacts,
     PositionSnapshot,
     PositionUpdate,
     StreamHealth,
 )
-from daemon.core.types import MarginMode
+from daemon.exchanges.account_terms import AccountTerms
 from daemon.exchanges.errors import (
     AuthenticationFailed,
     ExchangeError,
     PermissionDenied,
     RateLimited,
     TransientError,
-    translate,
 )
+from daemon.exchanges.feed_settings import FeedSettings, FeedStalled
 from daemon.exchanges.marketdata import MarketHub, MarkEvent
-from daemon.exchanges.parse import facts_from_positions, margin_mode_of, number, wallet_balance
+from daemon.exchanges.parse import facts_from_positions, wallet_balance
 from daemon.exchanges.quirks import Quirks
 from daemon.exchanges.reconcile import PositionLedger, Verdict
+from daemon.exchanges.retry import Retry, translated, wait_after
 from daemon.exchanges.streams import (
     StreamClock,
     cancelled_by_us,
@@ -58,6 +56,7 @@ from daemon.exchanges.streams import (
     forget_dial_backoff,
     now_ms,
     reset_stream_session,
+    socket_up,
 )
 
 log = structlog.get_logger(__name__)
@@ -65,23 +64,6 @@ log = structlog.get_logger(__name__)
 Emit = Callable[[Event], None]
 
 POSITIONS, BALANCE, ACCOUNT = "positions", "balance", "account"
-
-
-@dataclass(frozen=True, slots=True)
-class FeedSettings:
-    reconcile_every_s: float = 60.0
-    # Silence threshold of the private streams; None: silence means nothing (most accounts are quiet for
-    # hours) and the reconciliation judges them. Never applied where quirks say pushes come only on change.
-    private_stale_after_s: float | None = None
-    check_every_s: float = 0.25
-    reconcile_after_thin_push_s: float = 1.0
-    # After a reconnect, how long the new socket gets to subscribe before the reconciliation snapshot.
-    resubscribe_grace_s: float = 0.5
-    # A snapshot that disagrees with the position stream is checked again this much later before the
-    # stream is declared deaf (its push may simply trail the REST answer).
-    confirm_after_s: float = 1.0
-    backoff: Backoff = field(default_factory=Backoff)
-    watch_balance: bool = True
 
 
 class _Stopped(Exception):
@@ -116,12 +98,17 @@ class AccountFeed:
             POSITIONS: StreamClock(POSITIONS, private_threshold, start),
             BALANCE: StreamClock(BALANCE, private_threshold, start),
         }
+        # The REST snapshots: DOWN while the first one fails, FRESH from the first that succeeds.
+        self._account = StreamClock(ACCOUNT, None, start)
         self._ledger = PositionLedger()
-        self._account_margin_mode: MarginMode | None = None
+        self._terms = AccountTerms(client, quirks)
         self._subscribed: set[str] = set()
         self._rules_sent: set[str] = set()
         self._buffer: list[Event] | None = None  # private events held back while a snapshot is taken
         self._reconcile_due: float | None = None
+        self._not_before = 0.0  # monotonic: no reconciliation before (a rate limit's wait)
+        # Set (and replaced) when a failing call answers again: streams waiting out a backoff retry at once.
+        self._back = asyncio.Event()
         self._wake = asyncio.Event()
         self.snapshots = 0
         self.stopped_because: ExchangeError | None = None
@@ -161,7 +148,7 @@ class AccountFeed:
 
     def stream_ages(self, now: float) -> dict[str, float]:
         """Seconds since each private stream last carried data (monotonic `now`), for the /metrics gauge."""
-        return {clock.name: max(0.0, now - clock.last_data) for clock in self._clocks.values()}
+        return {clock.name: max(0.0, now - clock.seen_at) for clock in self._clocks.values()}
 
     def request_reconcile(self, after_s: float = 0.0) -> None:
         """Ask for a reconciliation snapshot within `after_s` seconds (earlier requests win)."""
@@ -173,7 +160,7 @@ class AccountFeed:
     # ---- snapshots ----
 
     async def _first_snapshot(self) -> None:
-        delays = self.settings.backoff.delays(random.random)
+        retry = Retry(self.settings.backoff)
         while True:
             try:
                 async with self.hub.adopted(self.client):
@@ -184,10 +171,12 @@ class AccountFeed:
                     raise
                 error: ExchangeError = TransientError("snapshot cancelled by a closing socket")
             except Exception as exc:
-                error = translate(exc)
+                error = translated(exc, self.client)
             self._give_up_if_fatal(error)
-            self._emit(StreamHealth(ACCOUNT, Freshness.DOWN, now_ms(), f"snapshot failed: {error}"))
-            await asyncio.sleep(_wait(error, next(delays)))
+            down = self._account.down(f"snapshot failed: {error}")
+            if down is not None:
+                self._emit(down)
+            await retry.pause(error)
 
     async def _snapshot(self) -> None:
         """Positions and balance by REST, emitted as one complete picture; pushes meanwhile come after it."""
@@ -198,7 +187,7 @@ class AccountFeed:
             facts = tuple(
                 f for f in facts_from_positions(rows) if f.contracts != 0.0 and self._wanted(f.symbol)
             )
-            facts = await self._with_account_margin_mode(facts)
+            facts = await self._terms.with_margin_mode(facts)
             await self._send_rules({f.symbol for f in facts})
             if balance is not None:
                 wallet = wallet_balance(balance, self.quirks.settle)
@@ -207,6 +196,9 @@ class AccountFeed:
             self._ledger.snapshot_taken(facts)
             self._emit(PositionSnapshot(facts, now_ms()))
             self.snapshots += 1
+            account = self._account.seen(time.monotonic())  # the account is seen again (after a DOWN)
+            if account is not None:
+                self._emit(account)
         finally:
             held, self._buffer = self._buffer, None
             for event in held or ():
@@ -221,21 +213,6 @@ class AccountFeed:
             self._emit(StreamHealth(POSITIONS, Freshness.STALE, now_ms(), detail))
             force_reconnect(self.client, f"marginguard: {detail}")
 
-    async def _with_account_margin_mode(self, facts: tuple[PositionFacts, ...]) -> tuple[PositionFacts, ...]:
-        """Where positions do not state their margin mode (Bybit unified: account-wide), ask for it once per
-        snapshot and fill it in; pushes reuse the last answer."""
-        if self.quirks.margin_mode_in_positions or not facts:
-            return facts
-        structure = await self.client.fetch_margin_mode(facts[0].symbol)
-        self._account_margin_mode = margin_mode_of(structure)
-        return self._fill_margin_mode(facts)
-
-    def _fill_margin_mode(self, facts: tuple[PositionFacts, ...]) -> tuple[PositionFacts, ...]:
-        mode = self._account_margin_mode
-        if mode is None:
-            return facts
-        return tuple(f if f.margin_mode is not None else replace(f, margin_mode=mode) for f in facts)
-
     async def _send_rules(self, symbols: set[str]) -> None:
         for symbol in sorted(symbols - self._rules_sent):
             try:
@@ -243,33 +220,20 @@ class AccountFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the leg stays "tiers unknown" until a later reconciliation
-                error = translate(exc)
+                error = translated(exc, self.client)
                 log.warning("market rules unavailable", symbol=symbol, error=str(error))
-                self.request_reconcile(after_s=_wait(error, self.settings.backoff.initial * 4))
+                self.request_reconcile(after_s=wait_after(error, self.settings.backoff.initial * 4))
                 continue
             self._rules_sent.add(symbol)
-            self._emit(await self._with_account_fee(rules))
-
-    async def _with_account_fee(self, rules: MarketRules) -> MarketRules:
-        """The rules with the taker fee this account pays, where the market list only has ccxt's guess."""
-        if not self.quirks.account_fee_rates:
-            return rules
-        try:
-            fee = await self.client.fetch_trading_fee(rules.symbol)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # ccxt's guess is close (a few 1e-4 of the liquidation price): keep it
-            log.warning("account fee rate unavailable", symbol=rules.symbol, error=str(translate(exc)))
-            return rules
-        taker = number(fee.get("taker"))
-        return rules if taker is None else replace(rules, taker_fee_rate=taker)
+            self._emit(await self._terms.with_fee(rules))
 
     async def _reconcile_loop(self) -> None:
-        delays = None
+        retry = Retry(self.settings.backoff)
         self.request_reconcile(after_s=self.settings.reconcile_every_s)
         while True:
             due = self._reconcile_due if self._reconcile_due is not None else time.monotonic()
-            wait = due - time.monotonic()
+            # After a rate limit nobody's request comes before the exchange's Retry-After (or the retry's wait).
+            wait = max(due, self._not_before) - time.monotonic()
             if wait > 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -283,25 +247,31 @@ class AccountFeed:
                     raise
                 error: ExchangeError = TransientError("reconciliation cancelled by a closing socket")
             except Exception as exc:
-                error = translate(exc)
+                error = translated(exc, self.client)
             else:
-                delays = None
+                if retry.failures:
+                    self._exchange_back()
+                retry.reset()
                 self.request_reconcile(after_s=self.settings.reconcile_every_s)
                 continue
             self._give_up_if_fatal(error)
             log.warning("reconciliation failed", exchange=self.quirks.exchange_id, error=str(error))
-            delays = delays or self.settings.backoff.delays(random.random)
-            self.request_reconcile(after_s=_wait(error, next(delays)))
+            wait = retry.next_wait(error)
+            if isinstance(error, RateLimited):
+                self._not_before = time.monotonic() + wait
+            self.request_reconcile(after_s=wait)
 
     # ---- websocket streams ----
 
     async def _stream(self, name: str, next_events: Callable[[], Awaitable[list[Event]]]) -> None:
         clock = self._clocks[name]
-        delays = None
+        retry = Retry(self.settings.backoff)
+        down_since: float | None = None  # monotonic: when the stream last failed after working
         # The first watch subscribes: like a reconnect, it is followed by a reconciliation, so a change made
         # between the first snapshot and the subscription is not missed.
         recovering = True
         while True:
+            answered = recovering
             try:
                 if recovering:
                     events = await self._first_after_reconnect(clock, next_events)
@@ -313,10 +283,16 @@ class AccountFeed:
                     raise
                 error: ExchangeError = TransientError(f"{name} stream closed")
             except Exception as exc:
-                error = translate(exc)
+                error = translated(exc, self.client)
             else:
-                delays = None
-                if not events:  # an acknowledgement, not data
+                retry.reset()
+                if down_since is not None:  # back after failing: so is the exchange, for the others too
+                    down_since = None
+                    self._exchange_back()
+                # An empty result is an acknowledgement, not data; but the first one after a (re)subscription is
+                # the exchange's answer to it (OKX: the open positions, none on an empty account), and a stream
+                # that pushes only on change may say nothing more for hours: it is alive.
+                if not events and not answered:
                     continue
                 health = clock.seen(time.monotonic())
                 for event in events:
@@ -325,15 +301,38 @@ class AccountFeed:
                     self._emit(health)
                 continue
             self._give_up_if_fatal(error)
+            down_since = time.monotonic() if down_since is None else down_since
             down = clock.down(str(error))
             if down is not None:
                 self._emit(down)
             recovering = True
             # The session may be gone with the socket (an exchange restart forgets Binance's listen keys).
             reset_stream_session(self.client, self.quirks.stream_session_options)
-            delays = delays or self.settings.backoff.delays(random.random)
-            await asyncio.sleep(_wait(error, next(delays)))
+            await self._pause(name, retry, error, down_since)
             forget_dial_backoff(self.client)
+
+    async def _pause(self, name: str, retry: Retry, error: ExchangeError, down_since: float) -> None:
+        """The retry's wait, cut short when another failing call of this account answers again (the exchange
+        is back: after an outage the first of the feed's retries to find it up brings the others along; never
+        after a rate limit), and at `give_up_after_s` from `down_since`, where the stream is given up: whatever
+        state the client is in, failing the feed has its runner start again on a new client (new sockets, new
+        session)."""
+        wait = retry.next_wait(error)
+        give_up = self.settings.give_up_after_s
+        if give_up is not None:
+            wait = max(0.0, min(wait, down_since + give_up - time.monotonic()))
+        if isinstance(error, RateLimited):
+            await asyncio.sleep(wait)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._back.wait(), timeout=wait)
+        if give_up is not None and time.monotonic() - down_since >= give_up:
+            raise FeedStalled(f"{name} stream down for {time.monotonic() - down_since:.0f} s: {error}")
+
+    def _exchange_back(self) -> None:
+        """A call that was failing answers again: wake the streams waiting out their backoff."""
+        self._back.set()
+        self._back = asyncio.Event()
 
     async def _first_after_reconnect(
         self, clock: StreamClock, next_events: Callable[[], Awaitable[list[Event]]]
@@ -346,13 +345,13 @@ class AccountFeed:
         watch = asyncio.ensure_future(next_events())
         try:
             await asyncio.wait({watch}, timeout=self.settings.resubscribe_grace_s)
-            if not watch.done() and not _socket_up(self.client):
-                while not watch.done() and not _socket_up(self.client):
+            if not watch.done() and not socket_up(self.client):
+                while not watch.done() and not socket_up(self.client):
                     await asyncio.wait({watch}, timeout=self.settings.check_every_s)
                 await asyncio.wait({watch}, timeout=self.settings.resubscribe_grace_s)
             self._ledger.rebaseline()
             self.request_reconcile()
-            if not watch.done() and clock.stale_after_s is None and _socket_up(self.client):
+            if not watch.done() and clock.stale_after_s is None and socket_up(self.client):
                 # A stream not judged by silence (it pushes only on change) has no data to show it is alive:
                 # being connected and resubscribed is the evidence there is; the reconciliation covers the gap.
                 health = clock.seen(time.monotonic())
@@ -365,7 +364,9 @@ class AccountFeed:
     async def _next_positions(self) -> list[Event]:
         returned = await self.client.watch_positions()
         rows = self._ledger.with_coalesced(self.client, returned)
-        facts = self._fill_margin_mode(tuple(f for f in facts_from_positions(rows) if self._wanted(f.symbol)))
+        facts = self._terms.fill_margin_mode(
+            tuple(f for f in facts_from_positions(rows) if self._wanted(f.symbol))
+        )
         if not facts:
             return []
         if self.quirks.positions_push_is_thin:
@@ -417,7 +418,7 @@ class AccountFeed:
         try:
             self.emit(event)
         except Exception:
-            log.exception("feed listener failed", event=type(event).__name__)
+            log.exception("feed listener failed", event_type=type(event).__name__)
 
     def _on_mark(self, event: MarkEvent) -> None:
         self._emit(event)
@@ -427,7 +428,10 @@ class AccountFeed:
         held = self._ledger.symbols
         for symbol in sorted(held - self._subscribed):
             self._subscribed.add(symbol)
-            self.hub.subscribe(symbol, self._on_mark)
+            threshold = self.settings.mark_stale_after_s_by_symbol.get(
+                symbol, self.settings.mark_stale_after_s
+            )
+            self.hub.subscribe(symbol, self._on_mark, threshold)
         for symbol in sorted(self._subscribed - held):
             self._subscribed.discard(symbol)
             self.hub.unsubscribe(symbol, self._on_mark)
@@ -440,15 +444,4 @@ class AccountFeed:
             raise _Stopped(error)
 
 
-def _wait(error: ExchangeError, backoff_delay: float) -> float:
-    if isinstance(error, RateLimited) and error.retry_after is not None:
-        return max(backoff_delay, error.retry_after)
-    return backoff_delay
-
-
-def _socket_up(client: Any) -> bool:
-    """Some websocket of the client is connected and healthy (a failed one may linger until forgotten)."""
-    return any(
-        getattr(ws, "isConnected", False) and not getattr(ws, "error", None) and not ws.closed()
-        for ws in list(getattr(client, "clients", {}).values())
-    )
+__all__ = ["ACCOUNT", "BALANCE", "POSITIONS", "AccountFeed", "FeedSettings", "FeedStalled"]

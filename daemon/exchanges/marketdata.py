@@ -10,16 +10,16 @@ One `watch_mark_price` task per symbol (rather than one `watch_mark_prices(list)
 waiting watch once per batch of frames read together: a single multi-symbol watch hands user code only a
 fraction of the updates under load, while per-symbol watches deliver every frame.
 
-Each symbol's stream is judged by the age of its last mark: past `stale_after_s` its listeners hear
-`StreamHealth(STALE)`, the hub's sockets are failed so the next watch reconnects and resubscribes, and the
-symbol is FRESH again only when a new mark arrives.
+Each symbol's stream is judged by the age of its last mark, by each listener on its own `stale_after_s` (an
+account's, or a symbol's within it: `subscribe(symbol, listener, stale_after_s)`): past it that listener hears
+`StreamHealth(STALE)`; past the shortest, the hub's sockets are failed so the next watch reconnects and
+resubscribes. A listener hears FRESH again only when a new mark arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,11 +32,12 @@ from daemon.core.backoff import Backoff
 from daemon.core.events import MarketRules, MarkPrice, StreamHealth
 from daemon.exchanges.client import Environment, build_client, environment, public_account, share_markets
 from daemon.exchanges.config import ExchangeAccount
-from daemon.exchanges.errors import ExchangeError, InvalidRequest, RateLimited, translate
+from daemon.exchanges.errors import InvalidRequest
 from daemon.exchanges.parse import mark_from_ticker, market_rules
 from daemon.exchanges.quirks import Quirks, quirks_for
+from daemon.exchanges.retry import Retry, read, translated
 from daemon.exchanges.streams import (
-    StreamClock,
+    SharedStream,
     cancelled_by_us,
     force_reconnect,
     forget_dial_backoff,
@@ -78,9 +79,8 @@ class MarketHub:
         self.settings = settings or HubSettings()
         # Which server the public client talks to (set by `hub_for`); None: not checked.
         self.environment: Environment | None = None
-        self._listeners: dict[str, list[MarkListener]] = {}
+        self._streams: dict[str, SharedStream] = {}  # symbol -> its listeners and freshness
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._clocks: dict[str, StreamClock] = {}
         self._latest: dict[str, MarkPrice] = {}
         self._markets_lock = asyncio.Lock()
         self._tiers_locks: dict[str, asyncio.Lock] = {}
@@ -128,10 +128,7 @@ class MarketHub:
         """The exchange's markets, fetched on first use only (concurrent callers share the one load)."""
         async with self._markets_lock:
             if not self.client.markets:
-                try:
-                    await self.client.load_markets()
-                except Exception as exc:
-                    raise translate(exc) from exc
+                await read(self.client.load_markets, client=self.client, attempts=1)
                 self.markets_loads += 1
             markets: Mapping[str, Any] = self.client.markets
             return markets
@@ -203,83 +200,78 @@ class MarketHub:
 
     # ---- mark prices, one stream per symbol ----
 
-    def subscribe(self, symbol: str, listener: MarkListener) -> None:
-        """Add a listener to `symbol`'s marks; the first one starts the symbol's single watch task."""
-        listeners = self._listeners.setdefault(symbol, [])
-        listeners.append(listener)
-        if symbol in self._tasks:
+    def subscribe(self, symbol: str, listener: MarkListener, stale_after_s: float | None = None) -> None:
+        """Add a listener to `symbol`'s marks, judging their silence on its own `stale_after_s` (None: the
+        hub's); the first one starts the symbol's single watch task."""
+        threshold = self.settings.stale_after_s if stale_after_s is None else stale_after_s
+        stream = self._streams.get(symbol)
+        if stream is not None:
+            stream.add(listener, threshold)
             latest = self._latest.get(symbol)
             if latest is not None:
                 _deliver(listener, latest)  # a late subscriber need not wait for the next frame
             return
         if self._group is None:
             raise RuntimeError("MarketHub.subscribe outside `async with hub:`")
-        self._clocks[symbol] = StreamClock(
-            mark_stream_name(symbol), self.settings.stale_after_s, time.monotonic()
-        )
+        stream = self._streams[symbol] = SharedStream(mark_stream_name(symbol), time.monotonic())
+        stream.add(listener, threshold)
         self._tasks[symbol] = self._group.create_task(
-            self._watch_marks(symbol), name=f"hub-{self.exchange_id}-mark-{symbol}"
+            self._watch_marks(symbol, stream), name=f"hub-{self.exchange_id}-mark-{symbol}"
         )
 
     def unsubscribe(self, symbol: str, listener: MarkListener) -> None:
         """Remove one listener; the last one stops the symbol's watch task."""
-        listeners = self._listeners.get(symbol)
-        if not listeners or listener not in listeners:
+        stream = self._streams.get(symbol)
+        if stream is None or not stream.remove(listener) or stream.listeners:
             return
-        listeners.remove(listener)
-        if listeners:
-            return
-        del self._listeners[symbol]
+        del self._streams[symbol]
         task = self._tasks.pop(symbol, None)
         if task is not None:
             task.cancel()
-        self._clocks.pop(symbol, None)
         self._latest.pop(symbol, None)
 
     @property
     def subscriptions(self) -> dict[str, int]:
         """Symbol -> number of listeners, for every symbol with a running mark stream."""
-        return {symbol: len(listeners) for symbol, listeners in self._listeners.items()}
+        return {symbol: len(stream.listeners) for symbol, stream in self._streams.items()}
 
     def stream_age(self, symbol: str, now: float) -> float | None:
         """Seconds since `symbol`'s mark stream last carried data (monotonic `now`); None when not watched."""
-        clock = self._clocks.get(symbol)
-        return None if clock is None else max(0.0, now - clock.last_data)
+        stream = self._streams.get(symbol)
+        return None if stream is None else max(0.0, now - stream.clock.seen_at)
 
     def latest(self, symbol: str) -> MarkPrice | None:
         return self._latest.get(symbol)
 
-    async def _watch_marks(self, symbol: str) -> None:
-        clock = self._clocks[symbol]
-        retry_delays = self.settings.backoff.delays(random.random)
+    async def _watch_marks(self, symbol: str, stream: SharedStream) -> None:
+        retry = Retry(self.settings.backoff)
         while True:
             try:
                 ticker = await self._next_ticker(symbol)
             except asyncio.CancelledError:
                 if cancelled_by_us():
                     raise
-                ticker, error = None, translate(ConnectionError("mark stream closed"))
+                error = translated(ConnectionError("mark stream closed"))
             except Exception as exc:
-                ticker, error = None, translate(exc)
-            if ticker is None:
-                self._broadcast(symbol, clock.down(str(error)))
-                wait = next(retry_delays)
-                if isinstance(error, RateLimited) and error.retry_after:
-                    wait = max(wait, error.retry_after)
-                await asyncio.sleep(wait)
-                forget_dial_backoff(self.client)
+                error = translated(exc, self.client)
+            else:
+                retry.reset()
+                self._on_ticker(symbol, stream, ticker)
                 continue
-            retry_delays = self.settings.backoff.delays(random.random)
-            price = mark_from_ticker(ticker)
-            if price is None:
-                continue
-            timestamp = ticker.get("timestamp")
-            mark = MarkPrice(symbol, price, int(timestamp) if timestamp else now_ms())
-            self._latest[symbol] = mark
-            health = clock.seen(time.monotonic())
-            self._broadcast(symbol, mark)
-            if health is not None:
-                self._broadcast(symbol, health)
+            stream.down(str(error), _deliver)
+            await retry.pause(error)
+            forget_dial_backoff(self.client)
+
+    def _on_ticker(self, symbol: str, stream: SharedStream, ticker: Mapping[str, Any]) -> None:
+        price = mark_from_ticker(ticker)
+        if price is None:
+            return
+        timestamp = ticker.get("timestamp")
+        mark = MarkPrice(symbol, price, int(timestamp) if timestamp else now_ms())
+        self._latest[symbol] = mark
+        for listener in tuple(stream.listeners):
+            _deliver(listener.deliver, mark)
+        stream.seen(time.monotonic(), _deliver)
 
     async def _next_ticker(self, symbol: str) -> Mapping[str, Any]:
         stream = self.quirks.mark_stream
@@ -293,23 +285,13 @@ class MarketHub:
             ticker = await self.client.fetch_ticker(symbol)
         return ticker
 
-    def _broadcast(self, symbol: str, event: MarkEvent | None) -> None:
-        if event is None:
-            return
-        for listener in tuple(self._listeners.get(symbol, ())):
-            _deliver(listener, event)
-
     async def _watch_freshness(self) -> None:
-        """Declare silent symbols STALE and fail the hub's sockets so the watches reconnect."""
+        """Tell each listener STALE past its own threshold, and fail the hub's sockets once a symbol is silent
+        past its shortest one, so the watches reconnect."""
         while True:
             await asyncio.sleep(self.settings.check_every_s)
             now = time.monotonic()
-            silent = []
-            for symbol, clock in list(self._clocks.items()):
-                health, reconnect = clock.check(now)
-                self._broadcast(symbol, health)
-                if reconnect:
-                    silent.append(clock)
+            silent = [stream for stream in list(self._streams.values()) if stream.check(now, _deliver)]
             if silent:
                 # ccxt multiplexes symbols over shared sockets, so the sockets are failed as a whole; every
                 # symbol on them resubscribes, and each is judged again a full threshold later.
@@ -318,17 +300,13 @@ class MarketHub:
                     "mark streams silent; reconnecting", exchange=self.exchange_id, symbols=len(silent)
                 )
                 force_reconnect(self.client, f"marginguard: no mark for {len(silent)} symbol(s)")
-                for clock in silent:
-                    clock.rearm(now)
+                for stream in silent:
+                    stream.clock.rearm(now)
 
 
 async def _call(method: Callable[..., Any], *args: Any) -> Any:
-    try:
-        return await method(*args)
-    except ExchangeError:
-        raise
-    except Exception as exc:
-        raise translate(exc) from exc
+    """One try, its error translated: metadata is asked for again by the feed's next reconciliation."""
+    return await read(lambda: method(*args), client=getattr(method, "__self__", None), attempts=1)
 
 
 def _deliver(listener: MarkListener, event: MarkEvent) -> None:

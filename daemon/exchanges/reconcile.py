@@ -5,6 +5,11 @@ A push may trail the REST answer that already contains its change, so one disagr
 the feed takes a confirmation snapshot shortly after, and only a disagreement that persists declares the stream
 deaf. The first snapshot, and the first after a reconnect, set a new baseline (what the stream missed while it
 was down is expected).
+
+ccxt caches position rows by symbol and side, so in one-way mode a flip (Binance reports it as one row whose
+size changed sign) leaves the old side's row in its cache and hands over only the new side's: read alone, the
+stream would keep a leg the exchange no longer has. A one-way row therefore also states that the symbol's
+other side is flat.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from daemon.core.events import PositionFacts
 from daemon.core.types import Side
 
 LegKey = tuple[str, Side]
+RowKey = tuple[Any, ...]  # what tells a ccxt position row apart from another (see `_row_key`)
 
 
 class Verdict(enum.Enum):
@@ -32,6 +38,7 @@ class PositionLedger:
         self._suspect = False
         self._rebaseline = True
         self._pushed_until: float = 0.0  # newest position-push timestamp taken from ccxt
+        self._taken_at_until: set[RowKey] = set()  # the rows stamped `_pushed_until` already taken
         self.missed = ""  # the legs the last DEAF verdict was about
 
     @property
@@ -73,24 +80,70 @@ class PositionLedger:
         return Verdict.DEAF
 
     def with_coalesced(self, client: Any, returned: Sequence[Any]) -> list[Mapping[str, Any]]:
-        """The rows a watch returned plus those ccxt cached without handing them over.
+        """The rows a watch returned plus those ccxt cached without handing them over, oldest first, and for
+        every symbol whose newest row is one-way, a close of its other side.
 
         ccxt resolves a waiting watch with the first message of a batch read together; the next messages
         (a second leg liquidated in the same instant) only reach its cache. Cached rows stamped at or after
-        the last row seen are taken too (re-applying one is harmless); older cache entries are not, since
-        the cache is never corrected by the snapshots and may be stale.
+        the last row seen are taken too, unless they were taken already: the cache is never corrected by the
+        snapshots, so a row handed over before may be superseded (the old side of a flipped one-way
+        position) and must not be applied again. Older cache entries are never taken.
         """
-        rows = [row for row in returned if isinstance(row, Mapping)]
-        taken = {id(row) for row in rows}
         since = self._pushed_until
+        rows = [row for row in returned if isinstance(row, Mapping)]
+        keys = {_row_key(row) for row in rows}
         for row in _cached_position_rows(client):
-            stamp = row.get("timestamp")
-            if id(row) not in taken and isinstance(stamp, int | float) and stamp >= since:
-                rows.append(row)
-                taken.add(id(row))
-        stamps = [row["timestamp"] for row in rows if isinstance(row.get("timestamp"), int | float)]
-        self._pushed_until = max([since, *stamps])
-        return rows
+            stamp, key = _stamp(row), _row_key(row)
+            if stamp is None or stamp < since or key in keys or key in self._taken_at_until:
+                continue
+            keys.add(key)
+            rows.append(row)
+        rows.sort(key=lambda row: _stamp(row) or 0.0)  # stable: the newest word on a leg comes last
+        until = max([since, *(s for s in map(_stamp, rows) if s is not None)])
+        if until > since:
+            self._taken_at_until = set()
+        self._taken_at_until |= {_row_key(row) for row in rows if _stamp(row) == until}
+        self._pushed_until = until
+        return rows + _one_way_closes(rows)
+
+
+def _stamp(row: Mapping[str, Any]) -> float | None:
+    stamp = row.get("timestamp")
+    return float(stamp) if isinstance(stamp, int | float) and not isinstance(stamp, bool) else None
+
+
+def _row_key(row: Mapping[str, Any]) -> RowKey:
+    return (row.get("symbol"), row.get("side"), _stamp(row), row.get("contracts"), row.get("entryPrice"))
+
+
+def _one_way_closes(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """For each symbol whose newest row is an open one-way position, a row closing its other side.
+
+    Only rows that say they are one-way (`hedged` False) count: in hedge mode both sides live side by side."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        symbol = row.get("symbol")
+        if isinstance(symbol, str):
+            newest[symbol] = row  # rows are oldest first
+    closes: list[Mapping[str, Any]] = []
+    for symbol, row in newest.items():
+        side = row.get("side")
+        contracts = row.get("contracts")
+        if row.get("hedged") is not False or side not in (Side.LONG.value, Side.SHORT.value):
+            continue
+        if not isinstance(contracts, int | float) or contracts == 0:
+            continue
+        other = Side.SHORT if side == Side.LONG.value else Side.LONG
+        closes.append(
+            {
+                "symbol": symbol,
+                "side": other.value,
+                "contracts": 0.0,
+                "hedged": False,
+                "timestamp": row.get("timestamp"),
+            }
+        )
+    return closes
 
 
 def _cached_position_rows(client: Any) -> list[Mapping[str, Any]]:

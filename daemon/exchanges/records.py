@@ -12,7 +12,7 @@ asked (the caller keeps the question open and asks again later: an unanswered qu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -58,6 +58,9 @@ class AccountRecords(Protocol):
         """Margin changes since `since_ms`, oldest first; None when the venue keeps no such history."""
         ...
 
-    async def liquidations(self, since_ms: int) -> Sequence[LiquidationRecord] | None:
-        """Liquidations since `since_ms`, oldest first; None when the venue keeps no such record."""
+    async def liquidations(
+        self, since_ms: int, symbols: Collection[str] = ()
+    ) -> Sequence[LiquidationRecord] | None:
+        """Liquidations since `since_ms`, oldest first; None when the venue keeps no such record. `symbols`: the
+        symbols asked about, where naming them makes the read cheaper (records of others may still come)."""
         ...

@@ -9,6 +9,11 @@ handler) run inside an asyncio done-callback, so the exception is only logged by
 scheduled, and the socket stays open and silent (its pings unanswered only after minutes) until a freshness
 threshold notices. `tolerate_bad_frames` turns such a frame into a failed socket at once: the pending watches
 raise, the next watch reconnects and resubscribes, and one bad frame costs one reconnect.
+
+A private stream whose session ends says so once and then goes silent (Binance: `listenKeyExpired`; the socket
+stays open and nothing more comes). ccxt ignores the event, and a position stream that pushes only on change
+cannot be judged by silence, so it would stay deaf until a reconciliation noticed. The same guard fails such a
+socket at once: the feed opens a new session and reconnects.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +60,14 @@ def force_reconnect(exchange: Any, reason: str) -> int:
     return len(clients)
 
 
+def socket_up(client: Any) -> bool:
+    """Some websocket of the client is connected and healthy (a failed one may linger until forgotten)."""
+    return any(
+        getattr(ws, "isConnected", False) and not getattr(ws, "error", None) and not ws.closed()
+        for ws in list(getattr(client, "clients", {}).values())
+    )
+
+
 def forget_dial_backoff(exchange: Any) -> None:
     """Clear ccxt's own hold on websocket dials before the caller's retry dials again.
 
@@ -73,6 +86,10 @@ def reset_stream_session(exchange: Any, session_options: Mapping[str, Mapping[st
     for bucket, values in session_options.items():
         current = exchange.options.get(bucket)
         exchange.options[bucket] = {**(current if isinstance(current, dict) else {}), **values}
+
+
+# Events after which a socket carries nothing more (see the module docstring), by their "e" field.
+SESSION_ENDED_EVENTS = frozenset({"listenKeyExpired"})
 
 
 def tolerate_bad_frames(exchange: Any) -> None:
@@ -107,7 +124,19 @@ def _guard_frames(exchange: Any, ws: Any) -> None:
             )
             ws.on_error(NetworkError(f"marginguard: unreadable frame ({type(exc).__name__})"))
 
+    deliver = ws.on_message_callback
+
+    def delivered(client: Any, message: Any) -> None:
+        deliver(client, message)
+        event = message.get("e") if isinstance(message, dict) else None
+        if event in SESSION_ENDED_EVENTS:
+            log.warning(
+                "stream session ended; reconnecting", exchange=getattr(exchange, "id", None), said=event
+            )
+            client.on_error(NetworkError(f"marginguard: stream session ended ({event})"))
+
     ws.handle_text_or_binary_message = guarded
+    ws.on_message_callback = delivered
     ws._marginguard_frames_guarded = True
 
 
@@ -146,7 +175,23 @@ class StreamClock:
         if self.state in (Freshness.STALE, Freshness.DOWN):
             return None, True
         self.state = Freshness.STALE
-        return StreamHealth(self.name, Freshness.STALE, now_ms(), f"no data for {silent:.1f} s"), True
+        since = self.silent_since_ms(now)
+        return StreamHealth(
+            self.name, Freshness.STALE, now_ms(), f"no data for {silent:.1f} s", silent_since_ms=since
+        ), True
+
+    def silent_since_ms(self, now: float) -> int | None:
+        """Wall-clock ms of the last data, where silence judges this stream (None otherwise: a stream that
+        pushes only on change says nothing by its silence), so the stale-data policy can apply the account's
+        own threshold to the true silence."""
+        if self.stale_after_s is None:
+            return None
+        return now_ms() - int((now - self.seen_at) * 1000)
+
+    @property
+    def seen_at(self) -> float:
+        """Monotonic time data really last arrived (a forced reconnect does not move it)."""
+        return self.data_seen if self.data_seen is not None else self.last_data
 
     def rearm(self, now: float) -> None:
         """After a forced reconnect: give the new socket a full threshold before judging it again."""
@@ -165,19 +210,84 @@ class StreamClock:
         return StreamHealth(self.name, Freshness.DOWN, wall_ms, detail, silent_since_ms=since_ms)
 
 
-class Retry:
-    """A stream's retry schedule: `Backoff` delays, restarted after every success."""
+Send = Callable[[Callable[[Any], None], StreamHealth], None]
 
-    def __init__(self, schedule: Any, draws: Any) -> None:
-        self._schedule = schedule
-        self._draws = draws
-        self._delays: Iterator[float] | None = None
 
-    def next_delay(self, at_least: float | None = None) -> float:
-        if self._delays is None:
-            self._delays = self._schedule.delays(self._draws)
-        delay = next(self._delays)
-        return max(delay, at_least) if at_least is not None else delay
+@dataclass(slots=True)
+class Listener:
+    """One listener of a shared stream, with its own silence threshold and what it was last told."""
 
-    def succeeded(self) -> None:
-        self._delays = None
+    deliver: Callable[[Any], None]
+    stale_after_s: float
+    told: Freshness | None = None
+
+
+class SharedStream:
+    """One stream (a symbol's marks) heard by several listeners (accounts), each judging its silence on its
+    own threshold: an account with a short `stale_after_s` hears STALE when its threshold passes, another
+    with a longer one only when its own does. The stream is reconnected on the shortest threshold.
+
+    `send(deliver, health)` hands a health event to one listener (the caller isolates listener failures).
+    """
+
+    def __init__(self, name: str, now: float) -> None:
+        self.clock = StreamClock(name, None, now)
+        self.listeners: list[Listener] = []
+
+    @property
+    def name(self) -> str:
+        return self.clock.name
+
+    def add(self, deliver: Callable[[Any], None], stale_after_s: float) -> None:
+        self.listeners.append(Listener(deliver, stale_after_s))
+        self._rethreshold()
+
+    def remove(self, deliver: Callable[[Any], None]) -> bool:
+        """Forget one listener; True if it was there."""
+        for listener in self.listeners:
+            if listener.deliver == deliver:
+                self.listeners.remove(listener)
+                self._rethreshold()
+                return True
+        return False
+
+    def _rethreshold(self) -> None:
+        self.clock.stale_after_s = min((lst.stale_after_s for lst in self.listeners), default=None)
+
+    def seen(self, now: float, send: Send) -> None:
+        """Data arrived (and was delivered): FRESH to every listener told anything else before."""
+        self.clock.seen(now)
+        fresh = None
+        for listener in tuple(self.listeners):
+            if listener.told is not Freshness.FRESH:
+                listener.told = Freshness.FRESH
+                fresh = fresh or StreamHealth(self.name, Freshness.FRESH, now_ms())
+                send(listener.deliver, fresh)
+
+    def down(self, detail: str, send: Send) -> None:
+        """The stream failed and will be retried: DOWN, once per outage, to each listener."""
+        self.clock.state = Freshness.DOWN
+        health = None
+        for listener in tuple(self.listeners):
+            if listener.told is not Freshness.DOWN:
+                listener.told = Freshness.DOWN
+                since = self.clock.silent_since_ms(time.monotonic())
+                health = health or StreamHealth(
+                    self.name, Freshness.DOWN, now_ms(), detail, silent_since_ms=since
+                )
+                send(listener.deliver, health)
+
+    def check(self, now: float, send: Send) -> bool:
+        """STALE to each listener whose own threshold the silence has passed; whether to reconnect now."""
+        silent = now - self.clock.seen_at
+        for listener in tuple(self.listeners):
+            if silent > listener.stale_after_s and listener.told not in (Freshness.STALE, Freshness.DOWN):
+                listener.told = Freshness.STALE
+                since = self.clock.silent_since_ms(now)
+                detail = f"no data for {silent:.1f} s"
+                send(
+                    listener.deliver,
+                    StreamHealth(self.name, Freshness.STALE, now_ms(), detail, silent_since_ms=since),
+                )
+        _, reconnect = self.clock.check(now)
+        return reconnect

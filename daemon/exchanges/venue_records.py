@@ -16,7 +16,7 @@ symbol, so they are tested on recorded payloads (tests/unit/test_venue_records.p
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from daemon.core.types import Side
@@ -65,13 +65,16 @@ class VenueRecords:
                 return facts.isolated_margin
         return None
 
-    async def liquidations(self, since_ms: int) -> Sequence[LiquidationRecord] | None:
+    async def liquidations(
+        self, since_ms: int, symbols: Collection[str] = ()
+    ) -> Sequence[LiquidationRecord] | None:
         call = self.quirks.liquidations
         if call is None:
             return None
         mapper = LIQUIDATION_ROWS[call.rows]
         found: dict[str, LiquidationRecord] = {}  # by the venue's own id: a row seen twice counts once
-        for row in await self._rows(call, since_ms):
+        named = symbols if call.cheaper_by_symbol else ()
+        for row in await self._rows(call, since_ms, named):
             mapped = mapper(row)
             if mapped is not None and mapped[1].ts_ms >= since_ms:
                 found.setdefault(mapped[0], mapped[1])
@@ -85,7 +88,9 @@ class VenueRecords:
         changes = [c for c in map(mapper, await self._rows(call, since_ms)) if c is not None]
         return sorted((c for c in changes if c.ts_ms >= since_ms), key=lambda c: c.ts_ms)
 
-    async def _rows(self, call: RecordsCall, since_ms: int) -> list[Row]:
+    async def _rows(self, call: RecordsCall, since_ms: int, symbols: Collection[str] = ()) -> list[Row]:
+        """The call's rows since `since_ms`: asked once, or once per symbol where the endpoint needs one
+        (`per_symbol`: the watched symbols) or `symbols` are named."""
         method = getattr(self.client, call.method)
         since = since_ms if call.pass_since else None
         if call.implicit:
@@ -98,10 +103,10 @@ class VenueRecords:
             listed = list(rows or [])
             return listed[::-1] if call.newest_first else listed
 
-        if not call.per_symbol:
+        if not call.per_symbol and not symbols:
             return await one()
         rows: list[Row] = []
-        for symbol in sorted(set(self.symbols())):
+        for symbol in sorted(set(symbols or self.symbols())):
             rows += await one(symbol=symbol)
         return rows
 

@@ -19,6 +19,9 @@ Each fault can be set with an optional `duration_s` (wall time, on the injectabl
                        what a restart loses (Binance: its listen keys); then it serves again, the accounts,
                        positions and marks as they were.
 
+An `http_status` fault may also set `retry_after_s`: the Retry-After header its answers carry instead of the
+dialect's own (Binance's 429 says 60 s, too long for most tests).
+
 Listeners registered with `on_change` hear `FaultChanged` after every set/clear (the server forwards them to
 the dialect's `on_event`, e.g. to push `listenKeyExpired`).
 """
@@ -132,6 +135,13 @@ class Faults:
     def delay_ms(self) -> float:
         fault = self._get("delay")
         return float(fault.params["ms"]) if fault is not None else 0.0
+
+    def http_status_retry_after_s(self) -> float | None:
+        """The Retry-After the active http_status fault asks its answers to carry (None: the dialect's own).
+        Read before `take_http_status`, which may use the fault up."""
+        fault = self._get("http_status")
+        value = None if fault is None else fault.params.get("retry_after_s")
+        return None if value is None else float(value)
 
     @property
     def restarting(self) -> bool:

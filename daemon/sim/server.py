@@ -208,6 +208,7 @@ class SimServer:
             "status": None,
         }
         self.engine.request_log.append(entry)
+        retry_after_s = self.faults.http_status_retry_after_s()  # before the fault may be used up
         if self.faults.restarting and not request.path.startswith("/_sim/"):
             # Down for a restart: refused like a load balancer with no backend (websocket upgrades too).
             entry["fault"] = "restart"
@@ -227,6 +228,8 @@ class SimServer:
             if status is not None:
                 entry["fault"] = f"http_status:{status}"
                 response = self.dialect.error_response(error_kind_for_status(status), status)
+                if retry_after_s is not None:
+                    response.headers["Retry-After"] = f"{retry_after_s:g}"
                 entry["status"] = response.status
                 return response
         try:

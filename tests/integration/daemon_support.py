@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,13 @@ class Running:
         url = f"http://127.0.0.1:{self.port}/readyz"
         async with aiohttp.ClientSession() as http, http.get(url) as response:
             return response.status, await response.json()
+
+    async def ready(self) -> bool:
+        """/readyz answers 200 (False while it does not, or is not listening yet)."""
+        try:
+            return (await self.readyz())[0] == 200
+        except aiohttp.ClientConnectionError:
+            return False
 
 
 @contextlib.asynccontextmanager
@@ -71,5 +78,17 @@ async def eventually(condition: Callable[[], bool], within_s: float = WAIT_S, wh
 
     try:
         await asyncio.wait_for(poll(), within_s)
+    except TimeoutError:
+        raise AssertionError(f"not within {within_s} s: {what}") from None
+
+
+async def eventually_async(
+    check: Callable[[], Awaitable[bool]], within_s: float = WAIT_S, what: str = ""
+) -> None:
+    """Poll an async `check` every 50 ms until it answers True, failing after `within_s`."""
+    try:
+        async with asyncio.timeout(within_s):
+            while not await check():  # noqa: ASYNC110 - an HTTP endpoint has no event to wait on
+                await asyncio.sleep(0.05)
     except TimeoutError:
         raise AssertionError(f"not within {within_s} s: {what}") from None

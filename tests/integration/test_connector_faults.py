@@ -69,7 +69,8 @@ def stall(sim: SimServer) -> None:
 
 
 def rate_limited(sim: SimServer) -> None:
-    sim.faults.set("http_status", status=429, count=3)
+    # A short Retry-After (Binance's own 429 says 60 s, and the feeds wait at least that long).
+    sim.faults.set("http_status", status=429, count=3, retry_after_s=1)
     sim.faults.drop_websockets()  # the reconnect and its reconciliation meet the errors
 
 

@@ -11,10 +11,13 @@ import pytest
 
 from daemon.core.events import Freshness, PositionUpdate, StreamHealth
 from daemon.core.types import MarginMode, Side
-from daemon.exchanges.marketdata import HubSettings, mark_stream_name
+from daemon.exchanges.connector import Connector
+from daemon.exchanges.marketdata import HubSettings, hub_for, mark_stream_name
 from tests.integration.connector_support import (
     EXCHANGES,
     FAST_FEED,
+    FAST_HUB,
+    account_for,
     connected,
     eventually,
     health,
@@ -104,3 +107,33 @@ async def test_private_streams_recover_after_the_exchange_restarts(exchange: str
             recovered_s = time.monotonic() - serving_at
             await until_in_step(sim, connector)
             assert recovered_s < RECOVERY_BOUND_S
+
+
+async def test_the_account_is_fresh_again_once_a_snapshot_succeeds_after_failing() -> None:
+    async with simulator("binance", mark_interval_s=0.25) as sim:
+        open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.CROSS, leverage=10)
+        sim.faults.set("http_status", status=503, count=2, path="/fapi/v3/positionRisk")
+        account = account_for(sim)
+        async with hub_for(account, FAST_HUB) as hub, Connector(account, hub, FAST_FEED) as connector:
+            await until(connector, lambda c: health(c, "account") is Freshness.DOWN)
+            # Before: the DOWN of the failed first snapshot was never lifted, and /readyz said "not fresh:
+            # account" for as long as the daemon ran.
+            await until(connector, lambda c: health(c, "account") is Freshness.FRESH)
+            await until_in_step(sim, connector)
+
+
+async def test_a_rate_limited_reconciliation_waits_at_least_what_the_exchange_asked() -> None:
+    async with simulator("binance", mark_interval_s=0.25) as sim:
+        open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.CROSS, leverage=10)
+        path = "/fapi/v3/positionRisk"
+        async with connected(sim, feed=FAST_FEED) as (_hub, connector):
+            log = sim.engine.request_log
+            since = len(log)
+            sim.faults.set("http_status", status=429, count=1, retry_after_s=2, path=path)
+            connector.feed.request_reconcile()
+            await eventually(lambda: any(e.get("status") == 429 for e in log[since:]))
+            limited = next(e for e in log[since:] if e.get("status") == 429)
+            await eventually(lambda: any(e["path"] == path and e["ts"] > limited["ts"] for e in log[since:]))
+            retried = next(e for e in log[since:] if e["path"] == path and e["ts"] > limited["ts"])
+            # The feed's own backoff would retry within 0.1 s here; the exchange asked for 2 s.
+            assert retried["ts"] - limited["ts"] >= 2.0

@@ -4,7 +4,7 @@ records that cannot be read, and the fallback where the venue keeps none."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
 from daemon.core.state import AccountState, Change, ChangeKind
@@ -31,7 +31,9 @@ class Records:
     async def margin_changes(self, since_ms: int) -> Sequence[MarginChange] | None:
         return None
 
-    async def liquidations(self, since_ms: int) -> Sequence[LiquidationRecord] | None:
+    async def liquidations(
+        self, since_ms: int, symbols: Collection[str] = ()
+    ) -> Sequence[LiquidationRecord] | None:
         self.asked += 1
         if self.failing:
             raise TransientError(
@@ -76,10 +78,14 @@ async def test_no_liquidation_on_record_is_a_close_by_the_owner_once_the_settle_
     assert await endings.ask(records, STATE) == []  # too early for "no": the record may not be written yet
     clock.now += 1.5
     assert await endings.ask(records, STATE) == []
+    # Asked once at once and once more when the settle time is up, not every second meanwhile: every read takes
+    # from the request budget the account's reconnects and top-ups share.
+    assert records.asked == 1
     records.found = [_liquidation(T0 + 1)]  # written late: still found
-    clock.now += 1.0
+    clock.now += 1.5
     [change] = await endings.ask(records, STATE)
     assert change.kind is ChangeKind.LIQUIDATED
+    assert records.asked == 2
 
     clock.now += 10.0
     endings.hold([_gone(ChangeKind.CLOSED)])  # the same leg again later: that record is spent

@@ -3,7 +3,7 @@ records): what a new journal counts before its first top-up, and how an unknown 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,9 @@ class Records:
             raise TransientError("RequestTimeout: records unreachable")
         return None if self.history is None else [c for c in self.history if c.ts_ms >= since_ms]
 
-    async def liquidations(self, since_ms: int) -> Sequence[LiquidationRecord] | None:
+    async def liquidations(
+        self, since_ms: int, symbols: Collection[str] = ()
+    ) -> Sequence[LiquidationRecord] | None:
         return None
 
 

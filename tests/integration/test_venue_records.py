@@ -128,3 +128,21 @@ async def test_a_cross_liquidation_is_on_record_once_for_every_leg_it_closed(exc
             ]
         finally:
             await client.close()
+
+
+async def test_binance_liquidation_records_are_asked_per_named_symbol_at_the_lighter_weight() -> None:
+    # GET /fapi/v1/forceOrders weighs 50 without a symbol, 20 with one; ccxt's request queue holds every other
+    # call of the account (a reconnect's listen key, a snapshot, a top-up) behind the heavier one for 2.5 s.
+    async with simulator("binance") as sim:
+        account = account_for(sim)
+        client = build_client(account)
+        try:
+            await client.load_markets()
+            records = VenueRecords(client, quirks_for(account.exchange))
+            since = int(time.time() * 1000) - 1_000
+            first = len(sim.engine.request_log)
+            assert await records.liquidations(since, [unified(sim, BTC)]) == []
+            asked = [e for e in sim.engine.request_log[first:] if "forceOrders" in str(e.get("path"))]
+            assert len(asked) == 1 and f"symbol={BTC}" in asked[0]["query"], asked
+        finally:
+            await client.close()

@@ -14,6 +14,7 @@ from daemon.core.alerts import Alert, AlertIdentity, AlertKind
 from daemon.core.events import Freshness, StreamHealth
 from daemon.core.policy_memory import Figures, Level, PolicyMemory, Track
 from daemon.core.policy_rules import RuleOverride, RuleSet
+from daemon.core.policy_stale import blind_streams
 from tests.unit.account_feed import (
     ACCOUNT,
     BTC,
@@ -236,3 +237,20 @@ def test_one_alert_and_one_resolve_per_outage_longer_than_the_threshold(
         ):
             assert start + THRESHOLD <= fired.ts < stop  # raised only once blind for the threshold
             assert resolved.ts == stop  # and cleared the moment every stream of the kind is back
+
+
+def test_readiness_counts_private_streams_and_the_marks_of_held_symbols_only() -> None:
+    # A mark stream left DOWN by a reconnect just as its last leg closed is no longer watched: it must not keep the
+    # account "not ready" for ever (binance seed 23 of the market-path harness: malformed frames, then a close).
+    health = {
+        "positions": StreamHealth("positions", Freshness.FRESH, 1),
+        "mark:ETH/USDT:USDT": StreamHealth("mark:ETH/USDT:USDT", Freshness.DOWN, 1, "unreadable frame"),
+        "mark:BTC/USDT:USDT": StreamHealth("mark:BTC/USDT:USDT", Freshness.STALE, 1),
+        "balance": StreamHealth("balance", Freshness.DOWN, 1),
+    }
+    assert blind_streams(health, {"BTC/USDT:USDT"}) == ["balance", "mark:BTC/USDT:USDT"]
+    assert blind_streams(health, {"ETH/USDT:USDT", "BTC/USDT:USDT"}) == [
+        "balance",
+        "mark:BTC/USDT:USDT",
+        "mark:ETH/USDT:USDT",
+    ]

@@ -31,7 +31,9 @@ QUIRKS = Quirks(
     # sets options.disableFuturesSandboxWarning; demo trading is the environment ccxt supports.
     modes=frozen({"demo": ModeSettings(demo_trading=True), "testnet": ModeSettings(sandbox=True)}),
     # GET /fapi/v1/forceOrders (autoCloseType LIQUIDATION): the `autoclose-` orders that closed legs.
-    liquidations=RecordsCall("fetch_my_liquidations", "binance_force_orders", limit=100),
+    liquidations=RecordsCall(
+        "fetch_my_liquidations", "binance_force_orders", limit=100, cheaper_by_symbol=True
+    ),
     # GET /fapi/v1/positionMargin/history needs a symbol.
     margin_history=RecordsCall(
         "fetch_margin_adjustment_history", "binance_margin_history", per_symbol=True, limit=500
