@@ -30,7 +30,7 @@ from daemon.core.policy_stale import blind_streams
 from daemon.core.policy_topup import TopUpOutcome, announce_topup
 from daemon.core.state import AccountState, Change, ChangeKind
 from daemon.core.topup import Refused, TopUp, TopUpDecision, TopUpLimits, decide_topup
-from daemon.core.types import MarginMode
+from daemon.core.types import MarginMode, Side
 from daemon.core.view import AccountView, LegView
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
@@ -181,7 +181,7 @@ class AccountRunner:
         if self.config.limits is not None and state.last_snapshot_ms is not None:
             await self.executor.ensure_seeded(self._records(), state)
             for leg in view.legs:
-                await self._consider_topup(gateway, leg, state, view, silences)
+                await self._consider_topup(gateway, (leg.key[0], leg.key[1]), silences)
         if self._memory is not before:
             self._save_memory(self.clock())
         self._update_metrics(state, view)
@@ -276,19 +276,24 @@ class AccountRunner:
     # ---- top-ups ----
 
     async def _consider_topup(
-        self,
-        gateway: ExchangeGateway,
-        leg: LegView,
-        state: AccountState,
-        view: AccountView,
-        silences: list[Silence],
+        self, gateway: ExchangeGateway, key: tuple[str, Side], silences: list[Silence]
     ) -> None:
-        assert self.config.limits is not None
-        episode = self._memory.episode(risk_identity(self.account_id, leg.key[0], leg.key[1]))
+        """Decide a top-up for one leg on the picture as it is at the moment of deciding: the step's awaits
+        (records, settlements, the balance read) may take seconds under retries, and a picture read before them
+        may show a leg that has since been liquidated, reopened or resized (money moved on a leg the exchange
+        had far from liquidation)."""
+        assert self.config.limits is not None and self.connector is not None
+        connector = self.connector
+        symbol, side = key
+        episode = self._memory.episode(risk_identity(self.account_id, symbol, side))
         limits = self.config.limits
 
-        def decide_with(available: float | None) -> TopUpDecision:
-            return decide_topup(
+        def decide_with(available: float | None) -> tuple[LegView | None, TopUpDecision | None]:
+            state, view = connector.state, connector.view
+            leg = view.leg(symbol, side.value)
+            if leg is None or key in self.endings.asking:
+                return None, None  # gone meanwhile: the policy tells how it ended
+            decision = decide_topup(
                 leg,
                 view,
                 limits,
@@ -298,11 +303,16 @@ class AccountRunner:
                 available_balance=available,
                 episode=episode,
             )
+            return leg, decision
 
-        decision = decide_with(None)
-        if isinstance(decision, Refused) and decision.code == "balance_unknown":
-            # Every other rule passed: only now is the balance worth a REST call.
-            decision = decide_with(await self._available_balance(gateway, leg))
+        leg, decision = decide_with(None)
+        if leg is not None and isinstance(decision, Refused) and decision.code == "balance_unknown":
+            # Every other rule passed: only now is the balance worth a REST call; then decide again on the
+            # picture as it is after that read.
+            leg, decision = decide_with(await self._available_balance(gateway, leg))
+        if leg is None or decision is None:
+            return
+        state = connector.state
         if isinstance(decision, TopUp):
             settle = self.connector.quirks.settle if self.connector else "USDT"
             outcome = await self.executor.execute(gateway, self._records(), decision, state, settle)

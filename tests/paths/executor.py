@@ -30,6 +30,11 @@ RESTART_DOWN_S = 1.0
 SETTLE_S = 0.3  # a pause after most steps, so the daemon sees each state at least once
 
 
+# Steps that may cut a stream just before a stall, so that its silence began with them (the malformed frame's
+# reconnect, say, is still under way when the stall starts).
+_CUTTING_STEPS = frozenset({"drop", "malformed", "sim_restart", "listen_key_expired", "http_burst", "slow"})
+
+
 @dataclass
 class Executor:
     path: MarketPath
@@ -198,10 +203,19 @@ class Executor:
         # Marks are watched for held symbols only, and private streams push only on change: without a leg, a
         # stall silences nothing the daemon judges.
         watched = bool(self.engine.account(self.key).positions)
+        stale_after = self.world.settings.stale_after_s
+        cut = [
+            ts
+            for ts, _index, text in self.world.recorder.timeline
+            if start - stale_after <= ts < start and text.split("(", 1)[0] in _CUTTING_STEPS
+        ]
         self.faults.set("stall", duration_s=seconds)
         await asyncio.sleep(seconds)
-        if seconds > self.world.settings.stale_after_s and watched:
-            self.world.recorder.silences.append((start, time.time()))
+        end = time.time()
+        if watched and seconds > stale_after:
+            self.world.recorder.silences.append((start, end))
+        if watched and cut and end - min(cut) > stale_after:
+            self.world.recorder.possible_silences.append((min(cut), end))
         await asyncio.sleep(1.0)
 
     async def _do_malformed(self, step: Step) -> None:

@@ -88,6 +88,9 @@ class Recorder:
     margin_moves: list[MarginMove] = field(default_factory=list)
     distances: dict[tuple[str, str], list[tuple[float, float | None]]] = field(default_factory=dict)
     silences: list[tuple[float, float]] = field(default_factory=list)  # stalls beyond stale_after_s
+    # Silences that may have begun before a stall, at a drop, garbled frame or restart just before it (the
+    # daemon counts a silence from its last data): they explain an alert, but need not raise one.
+    possible_silences: list[tuple[float, float]] = field(default_factory=list)
     kills: list[float] = field(default_factory=list)  # wall-clock
     kill_times: list[float] = field(default_factory=list)  # monotonic, as the receiver stamps arrivals
     events: int = 0
