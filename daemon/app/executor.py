@@ -55,6 +55,11 @@ from daemon.exchanges.records import AccountRecords, MarginChange
 from daemon.store import IntentRecord, Journal, JournalUnavailable
 from daemon.store.journal_records import SEEDED_PREFIX
 
+# A top-up is decided on the streamed picture and sent only while a fresh REST read of the leg's margin agrees
+# with it: relative tolerance (funding, fee rounding between a push and a read).
+PICTURE_MARGIN_TOLERANCE = 1e-3
+PICTURE_STALE = "picture_stale"
+
 log = structlog.get_logger("marginguard.topup")
 
 # A read of the exchange's records that takes longer than this is given up for this tick (alerts wait on it);
@@ -303,6 +308,19 @@ class TopUpExecutor:
                 return Refused("margin_unknown", f"the position's margin could not be read: {said(exc)}")
             if before is None:
                 return Refused("margin_unknown", "the exchange gives no margin for this position")
+            pictured = state.legs.get((topup.symbol, Side(topup.side)))
+            pictured_margin = pictured.isolated_margin if pictured is not None else None
+            if pictured_margin is None or not math.isclose(
+                pictured_margin, before, rel_tol=PICTURE_MARGIN_TOLERANCE, abs_tol=1e-6
+            ):
+                # The decision was made on a picture the exchange no longer matches (a missed liquidation,
+                # reopening or flip: the leg on the books is another one). Nothing is sent; the runner asks a
+                # snapshot, and the next decision is made on the exchange's own figures.
+                return Refused(
+                    PICTURE_STALE,
+                    f"the exchange holds {before:g} of margin on this position where marginguard's picture has "
+                    f"{pictured_margin}: nothing sent until a fresh snapshot agrees",
+                )
         now = self.clock()
         record = IntentRecord(
             topup.intent_key,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from daemon.app.executor import TopUpExecutor, said
+from daemon.app.executor import PICTURE_STALE, TopUpExecutor, said
 from daemon.app.http import Metrics
 from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
 from daemon.core.alerts import Alert
@@ -49,7 +49,7 @@ log = structlog.get_logger("marginguard.runner")
 
 TICK_S = 1.0
 # Refusals not worth a message: a cooldown follows marginguard's own top-up (the position's risk alerts go on).
-_QUIET_REFUSALS = frozenset({"cooldown"})
+_QUIET_REFUSALS = frozenset({"cooldown", PICTURE_STALE})
 
 
 @dataclass(frozen=True)
@@ -348,6 +348,9 @@ class AccountRunner:
 
     def _announce(self, leg: LegView | None, outcome: TopUpOutcome | None, silences: list[Silence]) -> None:
         if outcome is None or leg is None:  # a gone leg: its liquidation or close is told by the policy
+            return
+        if isinstance(outcome, Refused) and outcome.code in _QUIET_REFUSALS:
+            log.info("top-up not sent", account=self.account_id, symbol=leg.key[0], reason=outcome.reason)
             return
         now = self.clock()
         self._memory, alert = announce_topup(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.app.executor import SEED_HISTORY, SEED_OPEN_LEGS, TopUpExecutor
+from daemon.app.executor import PICTURE_STALE, SEED_HISTORY, SEED_OPEN_LEGS, TopUpExecutor
 from daemon.app.http import Metrics
 from daemon.core.policy_topup import TopUpExecuted, TopUpUnknown
 from daemon.core.topup import DAY_S, Refused, TopUp, TopUpLimits, decide_topup
@@ -169,3 +169,23 @@ async def test_an_unknown_outcome_is_told_unknown_once_while_unreadable_then_don
         # Its leg waits until the picture shows the new margin.
         waiting = _decide(executor, feed, clock.now + 1)
         assert "waiting for the exchange's picture" in getattr(waiting, "reason", "")
+
+
+async def test_a_top_up_decided_on_a_picture_the_exchange_no_longer_matches_is_not_sent(
+    tmp_path: Path,
+) -> None:
+    # The picture still holds a leg the exchange liquidated and the owner reopened (or flipped) meanwhile: the
+    # leg on the books is another one, with another margin. Money must not move on the old leg's distance
+    # (market-path soak, binance seed 4000: 400 USDT added where the exchange's distance was 14 %).
+    clock, feed = Clock(), _feed(margin=10.0)
+    records = Records(margin=42.0, history=[])
+    with Journal(tmp_path / "j.sqlite") as journal:
+        executor = TopUpExecutor(ACCOUNT, journal, Metrics(), LIMITS, clock)
+        await executor.ensure_seeded(records, feed.state)
+        topup = _decide(executor, feed, NOW)
+        assert isinstance(topup, TopUp)
+        refused = await executor.execute(None, records, topup, feed.state, "USDT")  # type: ignore[arg-type]
+        assert isinstance(refused, Refused) and refused.code == PICTURE_STALE
+        assert journal.intents(ACCOUNT) == []  # nothing journaled, nothing sent (no actuator was even given)
+        records.margin = 10.0  # a fresh snapshot agrees again: the top-up goes ahead
+        assert isinstance(_decide(executor, feed, NOW), TopUp)
