@@ -30,6 +30,7 @@ from daemon.app.http import Metrics
 from daemon.app.intents import (
     Judgement,
     expected_after,
+    judge_by_both,
     judge_by_changes,
     judge_by_margin,
     judge_by_snapshot,
@@ -174,10 +175,7 @@ class TopUpExecutor:
         margin = await records.position_margin(record.symbol, side)
         if margin is None and (record.symbol, side) in state.legs:
             return by_history or Judgement("open", "the exchange did not give the position's margin")
-        by_margin = judge_by_margin(record, margin, now)
-        if by_history is not None and by_margin.verdict in ("gone", "open"):
-            return by_history
-        return by_margin
+        return judge_by_both(record, by_history, judge_by_margin(record, margin, now), now)
 
     def _tell_unknown(self, item: _Open, reason: str) -> TopUpOutcome | None:
         if item.told_unknown:

@@ -102,6 +102,32 @@ def judge_by_margin(record: IntentRecord, margin_now: float | None, now: float) 
     return _not_there(record, now, f"not on the exchange's books ({moved})")
 
 
+def judge_by_both(
+    record: IntentRecord, by_history: Judgement | None, by_margin: Judgement, now: float
+) -> Judgement:
+    """An add-margin judged by the venue's margin history (None: it keeps none) and the leg's fresh margin.
+
+    Where a history is kept it decides: a leg's margin also grows when its owner adds to the position, so a
+    margin grown by the amount is no proof. While the history may still lag, wait; once the landing window has
+    closed with the margin grown but the history silent, the records disagree: unconfirmed (counted as landed,
+    told as unknown), never "done"."""
+    if by_history is None:
+        return by_margin
+    if by_history.verdict == "done":
+        return by_history
+    if by_margin.verdict == "done":
+        if now < record.created + LANDING_WINDOW_S:
+            return Judgement("open", f"{by_margin.detail}, but not in the exchange's margin history yet")
+        return Judgement(
+            "gone",
+            f"{by_margin.detail}, but the exchange's margin history does not show the top-up: "
+            "whether it landed cannot be told",
+        )
+    if by_margin.verdict in ("gone", "open"):
+        return by_history
+    return by_margin
+
+
 def judge_by_snapshot(record: IntentRecord, state: AccountState, now: float) -> Judgement:
     """A transfer on a venue without history, from the picture's wallet: only a REST snapshot taken once the
     landing window has closed can say "never"; a wallet that grew by the amount says "landed" at once."""

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from daemon.app.intents import (
     APPLIED_SHARE,
     LANDING_WINDOW_S,
+    judge_by_both,
     judge_by_changes,
     judge_by_margin,
     judge_by_snapshot,
@@ -116,3 +117,24 @@ def _state(isolated_margin: float | None, wallet: float = 1_000.0, at: float = S
 def test_journal_statuses_become_ledger_statuses(status: str, entry: EntryStatus) -> None:
     ledger = ledger_entry(_record(status=status))
     assert (ledger.status, ledger.episode, ledger.method) == (entry, 2, TopUpMethod.ADD_MARGIN)
+
+
+@given(grown=st.floats(100.0, 1e5), now=st.floats(SENT, SENT + 3 * LANDING_WINDOW_S))
+def test_where_a_margin_history_is_kept_a_grown_margin_alone_never_settles_a_top_up_done(
+    grown: float, now: float
+) -> None:
+    # The owner added to the position while the add-margin's answer was lost: the leg's margin grew by more than
+    # the top-up, the history shows no top-up. Told "done", it was a top-up announced that never happened
+    # (market-path soak, binance seed 6000: 158 USDT told added, nothing moved).
+    record = _record()
+    by_margin = judge_by_margin(record, 300.0 + grown, now)
+    by_history = judge_by_changes(record, [_change(40.0)], now)
+    verdict = judge_by_both(record, by_history, by_margin, now).verdict
+    assert verdict == ("open" if now < SENT + LANDING_WINDOW_S else "gone")  # gone: unconfirmed, never done
+    assert (
+        judge_by_both(record, judge_by_changes(record, [_change(100.0)], now), by_margin, now).verdict
+        == "done"
+    )
+    assert (
+        judge_by_both(record, None, by_margin, now).verdict == "done"
+    )  # no history: the margin is all there is
