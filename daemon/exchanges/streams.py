@@ -148,9 +148,14 @@ class StreamClock:
     stale_after_s: float | None  # None: silence alone says nothing (pushes come only on change)
     last_data: float  # monotonic seconds; moved on by `rearm`, so a new socket gets a full threshold
     state: Freshness | None = None
-    # When data really last arrived (monotonic; None: the clock's start). A forced reconnect does not move it,
-    # so a stream that drops after a long silence is reported silent since then, not since the drop.
+    # When data really last arrived, or the clock started if none has (monotonic). A forced reconnect does not
+    # move it, so a stream that drops after a long silence, or that never carried anything, is reported silent
+    # since then, not since the drop.
     data_seen: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.data_seen is None:
+            self.data_seen = self.last_data
 
     def seen(self, now: float) -> StreamHealth | None:
         """Data arrived: returns FRESH if the stream was anything else before (first data included)."""
@@ -190,7 +195,7 @@ class StreamClock:
 
     @property
     def seen_at(self) -> float:
-        """Monotonic time data really last arrived (a forced reconnect does not move it)."""
+        """Monotonic time data really last arrived, or the clock started (a forced reconnect moves neither)."""
         return self.data_seen if self.data_seen is not None else self.last_data
 
     def rearm(self, now: float) -> None:
@@ -204,7 +209,7 @@ class StreamClock:
         self.state = Freshness.DOWN
         if self.stale_after_s is None:  # silence says nothing on such a stream: it is blind from the drop on
             return StreamHealth(self.name, Freshness.DOWN, now_ms(), detail)
-        silent_s = time.monotonic() - (self.data_seen if self.data_seen is not None else self.last_data)
+        silent_s = time.monotonic() - self.seen_at
         wall_ms = now_ms()
         since_ms = wall_ms - int(silent_s * 1000)
         return StreamHealth(self.name, Freshness.DOWN, wall_ms, detail, silent_since_ms=since_ms)

@@ -12,7 +12,8 @@ import time
 
 from daemon.core.events import Freshness
 from daemon.core.policy_stale import outage
-from daemon.exchanges.streams import StreamClock
+from daemon.core.events import StreamHealth
+from daemon.exchanges.streams import SharedStream, StreamClock
 
 STALE_AFTER_S = 5.0
 
@@ -29,6 +30,27 @@ def test_a_drop_after_a_long_silence_is_blind_at_once() -> None:
     assert down.silent_since_ms is not None
     assert abs(down.silent_since_ms / 1000.0 - (time.time() - 20.0)) < 0.5  # silent since its last data
     assert outage(down.stream, down, STALE_AFTER_S).blind(time.time())
+
+
+def test_a_new_stream_that_never_carried_data_is_silent_since_it_was_opened() -> None:
+    """Found by the market-path harness (okx seed 7002): a leg opened just before a 12 s websocket stall. Its
+    symbol's mark stream, subscribed then, carried nothing; at the threshold the hub failed the socket to
+    reconnect, and the failed watch's DOWN said "silent since now" (the forced reconnect had moved the only
+    clock a stream without data had), so the policy waited a second threshold, the stall ended first, and
+    12 s of blindness raised no alert."""
+    opened = time.monotonic() - 20.0
+    stream = SharedStream("mark:BTC/USDT:USDT", opened)
+    told: list[StreamHealth] = []
+    stream.add(lambda _event: None, STALE_AFTER_S)
+    reconnect = stream.check(opened + 6.0, lambda _listener, health: told.append(health))
+    assert reconnect and [h.freshness for h in told] == [Freshness.STALE]
+    stream.clock.rearm(opened + 6.0)  # the forced reconnect ...
+    stream.down("mark stream closed", lambda _listener, health: told.append(health))  # ... fails the watch
+    down = told[-1]
+    assert down.freshness is Freshness.DOWN and down.silent_since_ms is not None
+    assert abs(down.silent_since_ms / 1000.0 - (time.time() - 20.0)) < 0.5  # silent since it was opened
+    assert outage(down.stream, down, STALE_AFTER_S).blind(time.time())
+    assert abs(stream.clock.seen_at - opened) < 1e-9  # and its age counts from then too
 
 
 def test_a_routine_drop_of_a_flowing_stream_is_not_blind_before_its_threshold() -> None:
