@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from daemon.app.executor import PICTURE_STALE, TopUpExecutor, said
+from daemon.app.executor import PICTURE_STALE, TopUpExecutor
 from daemon.app.http import Metrics
 from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
 from daemon.core.alerts import Alert
@@ -34,7 +34,7 @@ from daemon.core.types import MarginMode, Side
 from daemon.core.view import AccountView, LegView
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
-from daemon.exchanges.errors import ExchangeError
+from daemon.exchanges.errors import ExchangeError, said
 from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.gateway import ExchangeGateway, GatewaySettings
 from daemon.exchanges.marketdata import MarketHub
@@ -94,7 +94,7 @@ class AccountRunner:
         self.executor = TopUpExecutor(self.account_id, journal, metrics, config.limits, clock)
         # Legs that closed or vanished wait here until the exchange's records say whether it liquidated them.
         self.endings = LegEndings(clock)
-        self._restart_checked = False  # legs gone while marginguard was down: looked for once
+        self._restart_checked = False  # legs gone while no run watched: looked for once per run
 
     # ---- state the supervisor reads ----
 
@@ -119,6 +119,9 @@ class AccountRunner:
     # ---- the loop ----
 
     async def run(self) -> None:
+        # Each run starts on a new picture: legs the memory knows that its first snapshot lacks went while no
+        # run watched (a restarted runner as much as a restarted daemon), and are asked about like any leg that goes.
+        self._restart_checked = False
         gateway = ExchangeGateway(
             self.config.account,
             dry_run=self.config.dry_run,

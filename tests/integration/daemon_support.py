@@ -41,10 +41,13 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_daemon(
-    tmp_path: Path, accounts: list[dict[str, Any]], rules: dict[str, Any] | None = None
+    tmp_path: Path,
+    accounts: list[dict[str, Any]],
+    rules: dict[str, Any] | None = None,
+    sinks: list[dict[str, Any]] | None = None,
 ) -> AsyncIterator[Running]:
     """A configured daemon, running until the block is left (then stopped and awaited, as on SIGTERM); a
-    daemon that fails meanwhile fails the test."""
+    daemon that fails meanwhile fails the test. `sinks`: where its alerts go (none by default)."""
     port = free_port()
     document: dict[str, Any] = {
         "daemon": {
@@ -56,6 +59,8 @@ async def running_daemon(
         "rules": rules or {"stale_after_s": 10},
         "accounts": accounts,
     }
+    if sinks:
+        document["sinks"] = sinks
     config = write_config(tmp_path / "marginguard.toml", document)
     daemon = Daemon(load_settings(config, env={}))
     stop = asyncio.Event()

@@ -11,8 +11,10 @@ import pytest
 from daemon.core.types import MarginMode, Side
 from daemon.exchanges.connector import Connector, ConnectorUpdate
 from daemon.exchanges.marketdata import hub_for
+from daemon.notify.receiver import Receiver
 from daemon.sim.server import SimServer
 from tests.e2e.support import account_for as configured_account
+from tests.e2e.support import webhook_alerts, webhook_sink
 from tests.integration.connector_support import (
     FAST_FEED,
     FAST_HUB,
@@ -80,3 +82,37 @@ async def test_a_feed_that_cannot_come_back_fails_its_runner_which_is_restarted_
             await eventually_async(running.ready, within_s=40.0, what="ready again once the exchange is back")
             runner = daemon.runners[0]
             assert runner.view is not None and [leg.key[0] for leg in runner.view.legs] == [unified(sim, BTC)]
+
+
+async def test_a_leg_liquidated_while_its_runner_restarts_is_told_as_a_liquidation(tmp_path: Path) -> None:
+    """Found by the market-path harness (binance seed 7007): a 429 with Retry-After held the listen key back, the
+    feed gave up and its runner was restarted; meanwhile a gap liquidated a leg that had never been near a
+    threshold. The restarted run's first picture simply lacked it, and only the first run of a daemon asked the
+    exchange's records about legs gone while nobody watched: nothing at all was said about the liquidation."""
+    async with SimServer("binance", mark_interval_s=0.25) as sim, Receiver() as receiver:
+        key = sim.account.api_key
+        sim.engine.set_wallet(key, "USDT", 10_000.0)
+        open_leg(sim, BTC, Side.LONG, 0.1, MarginMode.ISOLATED, leverage=10)  # about 10 % from liquidation
+        btc = unified(sim, BTC)
+        liquidation = sim.engine.liquidation_price(key, BTC, Side.LONG)
+        assert liquidation is not None
+        rules = {"stale_after_s": 1}  # the feed gives up after 4 s down
+        sinks = [webhook_sink(receiver.url)]
+        async with running_daemon(tmp_path, [configured_account("main", sim)], rules, sinks) as running:
+            daemon = running.daemon
+            await eventually_async(running.ready, what="ready at first")
+            sim.faults.set("restart", down_s=8.0)
+            sim.engine.set_mark(BTC, round(liquidation * 0.95, 1))  # liquidated while the exchange is away
+            assert [r["symbol"] for r in sim.engine.liquidations] == [BTC]
+            await eventually(
+                lambda: daemon.restarts.get("main", 0) >= 1, what="the runner failed and restarted"
+            )
+            await eventually(
+                lambda: [a for a in webhook_alerts(receiver) if a["symbol"] == btc],
+                within_s=40.0,
+                what="what the restarted runner says about BTC",
+            )
+        told = [
+            (a["kind"], a["severity"], a["resolved"]) for a in webhook_alerts(receiver) if a["symbol"] == btc
+        ]
+        assert told == [("liquidated", "critical", False)], told
