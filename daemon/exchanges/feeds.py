@@ -316,16 +316,17 @@ class AccountFeed:
         is back: after an outage the first of the feed's retries to find it up brings the others along; never
         after a rate limit), and at `give_up_after_s` from `down_since`, where the stream is given up: whatever
         state the client is in, failing the feed has its runner start again on a new client (new sockets, new
-        session)."""
+        session). Never during a rate limit's wait: a new client would ask again before the exchange allows
+        it, which exchanges answer by banning the address; the stream stays down (and alerted) meanwhile."""
         wait = retry.next_wait(error)
+        if isinstance(error, RateLimited):
+            await asyncio.sleep(wait)
+            return
         give_up = self.settings.give_up_after_s
         if give_up is not None:
             wait = max(0.0, min(wait, down_since + give_up - time.monotonic()))
-        if isinstance(error, RateLimited):
-            await asyncio.sleep(wait)
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._back.wait(), timeout=wait)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._back.wait(), timeout=wait)
         if give_up is not None and time.monotonic() - down_since >= give_up:
             raise FeedStalled(f"{name} stream down for {time.monotonic() - down_since:.0f} s: {error}")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -137,3 +138,28 @@ async def test_a_rate_limited_reconciliation_waits_at_least_what_the_exchange_as
             retried = next(e for e in log[since:] if e["path"] == path and e["ts"] > limited["ts"])
             # The feed's own backoff would retry within 0.1 s here; the exchange asked for 2 s.
             assert retried["ts"] - limited["ts"] >= 2.0
+
+
+async def test_a_private_stream_held_back_by_a_rate_limit_waits_it_out_rather_than_starting_over() -> None:
+    """Found by the market-path harness (binance seed 7007): the listen key a reconnect needed was refused with
+    429 and Retry-After, the feed gave up on the stream at `give_up_after_s` in the middle of that wait, and its
+    runner started again on a new client that asked at once: against the exchange's rule, which a real exchange
+    answers by banning the address. The wait the exchange asked for is never cut short."""
+    async with simulator("binance", mark_interval_s=0.25) as sim:
+        open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.CROSS, leverage=10)
+        path = "/fapi/v1/listenKey"
+        feed = replace(FAST_FEED, give_up_after_s=1.5)
+        async with connected(sim, feed=feed) as (_hub, connector):
+            log = sim.engine.request_log
+            since = len(log)
+            sim.faults.set("http_status", status=429, count=1, retry_after_s=4, path=path, method="POST")
+            sim.faults.set("drop")  # the reconnect needs a new session: a new listen key
+            await eventually(lambda: any(e.get("status") == 429 for e in log[since:]))
+            limited = next(e for e in log[since:] if e.get("status") == 429)
+            await eventually(
+                lambda: any(e["path"] == path and e["ts"] > limited["ts"] for e in log[since:]), within_s=10.0
+            )
+            asked_again = next(e for e in log[since:] if e["path"] == path and e["ts"] > limited["ts"])
+            assert asked_again["ts"] - limited["ts"] >= 4.0
+            assert connector.running, connector.stopped_because()
+            await until(connector, lambda c: health(c, "positions") is Freshness.FRESH)
