@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -51,7 +50,7 @@ from daemon.core.topup import (
 )
 from daemon.core.types import Side
 from daemon.exchanges.actuator import MarginActions
-from daemon.exchanges.errors import ExchangeError, TransientError
+from daemon.exchanges.errors import ExchangeError, TransientError, said
 from daemon.exchanges.records import AccountRecords, MarginChange
 from daemon.store import IntentRecord, Journal, JournalUnavailable
 from daemon.store.journal_records import SEEDED_PREFIX
@@ -405,11 +404,3 @@ class TopUpExecutor:
         self.journal.settle_intent(record.intent_key, status, detail, now)
         self.ledger = self.ledger.record(replace(ledger_entry(with_status(record, status)), ts=now))
         self.metrics.topups.labels(self.account_id, status).inc()
-
-
-def said(exc: BaseException) -> str:
-    """The error in words, for logs and alerts: a request's query string (timestamps, signatures) left out."""
-    return _QUERY.sub("", str(exc)) or type(exc).__name__
-
-
-_QUERY = re.compile(r"\?[^\s\"']*")

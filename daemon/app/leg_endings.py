@@ -18,7 +18,6 @@ on its steps (`ask`), and `asking` tells the policy which legs not to judge mean
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ import structlog
 from daemon.core.events import Event, GoneCause, LegGone, LegLiquidated
 from daemon.core.state import AccountState, Change, ChangeKind, apply
 from daemon.core.types import Side
-from daemon.exchanges.errors import ExchangeError
+from daemon.exchanges.errors import ExchangeError, said
 from daemon.exchanges.records import AccountRecords, LiquidationRecord
 
 log = structlog.get_logger("marginguard.runner")
@@ -103,7 +102,7 @@ class LegEndings:
             symbols = sorted({symbol for symbol, _side in due})
             found = await asyncio.wait_for(records.liquidations(since_ms, symbols), self.read_timeout_s)
         except (ExchangeError, TimeoutError) as exc:
-            return self._unanswered(due, now, _said(exc), state)
+            return self._unanswered(due, now, said(exc), state)
         if found is None:
             self._no_records = True
             return [self._asked.pop(key).change for key in due]
@@ -161,14 +160,6 @@ class LegEndings:
                 asked.next_try = min(now + backoff, asked.since + self.deadline_s)
         log.warning("liquidation records unavailable", legs=[f"{s} {d.value}" for s, d in due], error=error)
         return _fold(state, events)
-
-
-_QUERY = re.compile(r"\?[^\s\"']*")
-
-
-def _said(exc: BaseException) -> str:
-    """The error in words for an alert: a request's query string (timestamps, signatures) left out."""
-    return _QUERY.sub("", str(exc)) or type(exc).__name__
 
 
 def _fold(state: AccountState, events: list[Event]) -> list[Change]:

@@ -115,7 +115,9 @@ def translate(
     """
     if isinstance(exc, ExchangeError):
         return exc
-    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    # Said without the request's query string: a stream's "down" detail and a refusal reach alerts and receivers,
+    # where timestamps and signatures are noise (the original error stays attached for the logs).
+    message = f"{type(exc).__name__}: {said(exc)}" if str(exc) else type(exc).__name__
     for ccxt_class, ours in _TABLE:
         if isinstance(exc, ccxt_class):
             if ours is RateLimited:
@@ -134,6 +136,14 @@ def translate(
         # exist" for margin on a cross position): a refusal of this request.
         return InvalidRequest(message, exc)
     return ExchangeError(message, exc)
+
+
+def said(exc: BaseException) -> str:
+    """The error in words, for logs and alerts: a request's query string (timestamps, signatures) left out."""
+    return _QUERY.sub("", str(exc)) or type(exc).__name__
+
+
+_QUERY = re.compile(r"\?[^\s\"']*")
 
 
 def retry_after_seconds(

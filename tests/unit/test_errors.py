@@ -84,6 +84,20 @@ def test_python_timeouts_and_connection_errors_are_transient() -> None:
     assert type(translate(ConnectionResetError("reset by peer"))) is TransientError
 
 
+def test_a_request_s_query_string_is_not_part_of_what_the_error_says() -> None:
+    """A stream's "down" detail is built from the error and reaches the receivers' stale-data alert: a signed
+    request's timestamp and signature there are noise (seen in a restarted exchange's 503)."""
+    raw = ccxt.ExchangeNotAvailable(
+        "binanceusdm GET http://127.0.0.1:1/fapi/v3/positionRisk?timestamp=1796595104942&recvWindow=10000"
+        "&signature=c310a6854f73d7ca 503 Service Unavailable: restarting"
+    )
+    error = translate(raw)
+    assert isinstance(error, ExchangeUnavailable)
+    assert "signature" not in str(error) and "timestamp" not in str(error)
+    assert "/fapi/v3/positionRisk 503 Service Unavailable: restarting" in str(error)
+    assert error.cause is raw  # the original, whole, stays with it for the logs
+
+
 def test_an_error_already_translated_passes_through() -> None:
     error = RateLimited("slow down", retry_after=3.0)
     assert translate(error) is error

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import time
 
-from daemon.core.events import Freshness
+from daemon.core.events import Freshness, StreamHealth
 from daemon.core.policy_stale import outage
-from daemon.core.events import StreamHealth
 from daemon.exchanges.streams import SharedStream, StreamClock
 
 STALE_AFTER_S = 5.0
