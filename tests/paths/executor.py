@@ -22,7 +22,7 @@ from daemon.sim.engine import Engine, EngineError, SimPosition
 from daemon.sim.faults import KINDS as FAULT_KINDS
 from daemon.sim.faults import Faults
 from tests.paths.generator import ADD_MARGIN_PATHS, MarketPath, Step, count_faults, count_kills
-from tests.paths.invariants import Checker
+from tests.paths.invariants import RATE_LIMIT_RETRY_AFTER_S, Checker
 from tests.paths.report import PathResult, Violation
 from tests.paths.world import Settings, World
 
@@ -223,7 +223,11 @@ class Executor:
         await asyncio.sleep(1.5)
 
     async def _do_http_burst(self, step: Step) -> None:
-        self.faults.set("http_status", count=int(step.arg("count")), status=int(step.arg("status")))
+        status = int(step.arg("status"))
+        # A 429 asks for a short wait, as an exchange does when a burst of weight rolls out of its window within
+        # seconds (the simulator's Binance says 60 s: one burst would blind the private streams for a minute).
+        extra = {"retry_after_s": RATE_LIMIT_RETRY_AFTER_S} if status == 429 else {}
+        self.faults.set("http_status", count=int(step.arg("count")), status=status, **extra)
         await asyncio.sleep(1.0)
 
     async def _do_slow(self, step: Step) -> None:

@@ -33,6 +33,8 @@ CONVERGE_S = 25.0  # a reconnect, a resubscription and a reconciliation snapshot
 # How long a request held by the late-answer fault may leave a stream without what it needs: the client's own
 # timeout (ccxt: 10 s) and the retry after it.
 LATE_ANSWER_BLIND_S = 15.0
+# The Retry-After of a 429 burst: a stream whose reconnect is refused so waits it out before asking again.
+RATE_LIMIT_RETRY_AFTER_S = 3.0
 TOLD_S = 15.0  # how long a liquidation or a delivery may take to reach the receiver
 POLL_S = 0.25
 DISTANCE_SLACK = 0.001  # the oracle's distance is sampled every 100 ms; the daemon decides between samples
@@ -266,11 +268,13 @@ class Checker:
         alerts = [d for d in self._webhook() if d["kind"] == "stale_data" and not d["resolved"]]
         for doc in alerts:
             # A request held past the client's timeout blinds whatever needed its answer: the listen key a
-            # reconnect asks for, say (held from when the exchange took it until the client gave up on it).
+            # reconnect asks for, say (held from when the exchange took it until the client gave up on it); one
+            # refused with a rate limit does so until its Retry-After has passed.
+            blinding = {"http_timeout": LATE_ANSWER_BLIND_S, "http_status:429": RATE_LIMIT_RETRY_AFTER_S}
             held = [
-                (entry["ts"], entry["ts"] + LATE_ANSWER_BLIND_S + stale_after)
+                (entry["ts"], entry["ts"] + blinding[entry["fault"]] + stale_after)
                 for entry in self.world.engine.request_log
-                if entry.get("fault") == "http_timeout"
+                if entry.get("fault") in blinding
             ]
             windows = [*silences, *self.world.recorder.possible_silences, *held]
             explained = any(start + stale_after - 1.0 <= doc["ts"] <= end + 5.0 for start, end in windows)
