@@ -95,6 +95,15 @@ class StreamHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamLeft:
+    """The account stopped watching a stream (a mark stream of a symbol it no longer holds): whatever the stream
+    last said is forgotten, so a stream opened for the symbol later starts with nothing said, not with an
+    outage that ended for this account when it stopped listening."""
+
+    stream: str
+
+
+@dataclass(frozen=True, slots=True)
 class LegLiquidated:
     """The exchange's own records say it liquidated this leg: `contracts` closed at `price` (None: the record
     gives none) at `ts_ms`. `source` names the record (a forced order, a bust execution, a history row)."""
@@ -133,6 +142,7 @@ Event = (
     | BalanceUpdate
     | MarketRules
     | StreamHealth
+    | StreamLeft
     | LegLiquidated
     | LegGone
 )

@@ -24,6 +24,7 @@ from daemon.core.events import (
     PositionSnapshot,
     PositionUpdate,
     StreamHealth,
+    StreamLeft,
 )
 from daemon.core.types import MarginMode, Side
 
@@ -101,7 +102,7 @@ def apply(state: AccountState, event: Event) -> tuple[AccountState, tuple[Change
     """Fold one event into the state. Returns the new state and what changed about the set of legs."""
     ts = (
         max(state.last_event_ms or 0, event.ts_ms)
-        if not isinstance(event, MarketRules)
+        if not isinstance(event, MarketRules | StreamLeft)
         else state.last_event_ms
     )
     if isinstance(event, MarkPrice):
@@ -114,6 +115,9 @@ def apply(state: AccountState, event: Event) -> tuple[AccountState, tuple[Change
         return replace(state, wallet_balance=event.wallet_balance, legs=legs, last_event_ms=ts), ()
     if isinstance(event, StreamHealth):
         return replace(state, health={**state.health, event.stream: event}, last_event_ms=ts), ()
+    if isinstance(event, StreamLeft):
+        health = {stream: said for stream, said in state.health.items() if stream != event.stream}
+        return replace(state, health=health), ()
     if isinstance(event, MarketRules):
         return replace(state, rules={**state.rules, event.symbol: event}), ()
     if isinstance(event, LegLiquidated):

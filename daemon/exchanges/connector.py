@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from daemon.core.events import Event, MarkPrice, StreamHealth
+from daemon.core.events import Event, MarkPrice, StreamHealth, StreamLeft
 from daemon.core.state import AccountState, Change, apply
 from daemon.core.view import AccountView, view
 from daemon.exchanges.client import build_client, environment
@@ -233,7 +233,7 @@ class Connector:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush_marks)
             return
-        if isinstance(event, StreamHealth):  # health changes no figure: keep the view
+        if isinstance(event, StreamHealth | StreamLeft):  # health changes no figure: keep the view
             self._publish((event,), changes)
             return
         folded, self._pending = (*self._pending, event), []

@@ -34,6 +34,7 @@ from daemon.core.events import (
     PositionSnapshot,
     PositionUpdate,
     StreamHealth,
+    StreamLeft,
 )
 from daemon.exchanges.account_terms import AccountTerms
 from daemon.exchanges.errors import (
@@ -44,7 +45,7 @@ from daemon.exchanges.errors import (
     TransientError,
 )
 from daemon.exchanges.feed_settings import FeedSettings, FeedStalled
-from daemon.exchanges.marketdata import MarketHub, MarkEvent
+from daemon.exchanges.marketdata import MarketHub, MarkEvent, mark_stream_name
 from daemon.exchanges.parse import facts_from_positions, wallet_balance
 from daemon.exchanges.quirks import Quirks
 from daemon.exchanges.reconcile import PositionLedger, Verdict
@@ -436,6 +437,7 @@ class AccountFeed:
         for symbol in sorted(self._subscribed - held):
             self._subscribed.discard(symbol)
             self.hub.unsubscribe(symbol, self._on_mark)
+            self._emit(StreamLeft(mark_stream_name(symbol)))
 
     def _wanted(self, symbol: str) -> bool:
         return self.symbols is None or symbol in self.symbols

@@ -163,3 +163,27 @@ async def test_a_private_stream_held_back_by_a_rate_limit_waits_it_out_rather_th
             assert asked_again["ts"] - limited["ts"] >= 4.0
             assert connector.running, connector.stopped_because()
             await until(connector, lambda c: health(c, "positions") is Freshness.FRESH)
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+async def test_a_mark_stream_left_with_its_symbol_says_nothing_about_the_stream_opened_when_it_is_held_again(
+    exchange: str,
+) -> None:
+    """Found by the market-path harness (binance seed 7007): BTC's mark stream was down (an unreadable frame)
+    when a liquidation ended the leg; a minute later a new BTC leg opened, and the account's state still held the
+    old stream's DOWN from a minute before, so a new, healthy stream was alerted at once as "down for 64 s"."""
+    async with simulator(exchange, mark_interval_s=0.25) as sim:
+        open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.CROSS, leverage=10)
+        btc = unified(sim, BTC)
+        stream = mark_stream_name(btc)
+        async with connected(sim) as (_hub, connector):
+            await until(connector, lambda c: health(c, stream) is Freshness.FRESH)
+            sim.engine.close_position(sim.account.api_key, BTC, Side.LONG)
+            await until(connector, lambda c: not c.state.legs)
+            await until(connector, lambda c: stream not in c.state.health)
+
+            open_leg(sim, BTC, Side.SHORT, 0.1, MarginMode.CROSS, leverage=10)
+            await until(connector, lambda c: bool(c.state.legs))
+            said = connector.state.health.get(stream)
+            assert said is None or said.freshness is Freshness.FRESH, said  # nothing from the old stream
+            await until(connector, lambda c: health(c, stream) is Freshness.FRESH)
