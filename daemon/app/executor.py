@@ -80,6 +80,9 @@ class _Open:
     next_check: float = -math.inf
     failures: int = 0
     told_unknown: bool = False
+    # The leg's size read just before sending (None: not known, as after a restart). Kept in memory only: where
+    # the venue keeps no margin history, margin grown on a leg whose size changed proves nothing.
+    contracts_before: float | None = None
 
 
 class TopUpExecutor:
@@ -127,7 +130,7 @@ class TopUpExecutor:
         record = item.record
         try:
             async with asyncio.timeout(READ_TIMEOUT_S):
-                judgement = await self._judge(records, state, record)
+                judgement = await self._judge(records, state, item)
         except (ExchangeError, TimeoutError) as exc:
             item.failures += 1
             item.next_check = self.clock() + min(_RECHECK_S * 2 ** (item.failures - 1), _RECHECK_MAX_S)
@@ -157,10 +160,12 @@ class TopUpExecutor:
         item.next_check = self.clock() + _RECHECK_S
         return None
 
-    async def _judge(self, records: AccountRecords, state: AccountState, record: IntentRecord) -> Judgement:
+    async def _judge(self, records: AccountRecords, state: AccountState, item: _Open) -> Judgement:
         """The margin history where the venue keeps one, and the leg's fresh margin: either showing the top-up
         landed settles it (a history can lag; a margin can have moved for other reasons); a closed leg is
-        settled by the history alone."""
+        settled by the history alone. The exchange's read says whether the leg is open, never the picture,
+        which may lag behind a close and a reopening."""
+        record = item.record
         now = self.clock()
         changes = await records.margin_changes(int(record.created * 1000) - 60_000)
         by_history = None if changes is None else judge_by_changes(record, changes, now)
@@ -170,10 +175,16 @@ class TopUpExecutor:
             return by_history
         if record.action == TopUpMethod.TRANSFER.value:
             return judge_by_snapshot(record, state, now)
-        side = Side(record.side)
-        margin = await records.position_margin(record.symbol, side)
-        if margin is None and (record.symbol, side) in state.legs:
+        leg = await records.leg_margin(record.symbol, Side(record.side))
+        if leg is not None and leg.margin is None:
             return by_history or Judgement("open", "the exchange did not give the position's margin")
+        if leg is not None and by_history is None and item.contracts_before not in (None, leg.contracts):
+            return Judgement(
+                "gone",
+                f"the position changed size ({item.contracts_before:g} -> {leg.contracts:g} contracts) while the "
+                "top-up was out: whether it landed cannot be told",
+            )
+        margin = None if leg is None else leg.margin
         return judge_by_both(record, by_history, judge_by_margin(record, margin, now), now)
 
     def _tell_unknown(self, item: _Open, reason: str) -> TopUpOutcome | None:
@@ -295,16 +306,19 @@ class TopUpExecutor:
                 "journal", f"the journal cannot be written ({failure}): no top-up is started until it can"
             )
         cross = topup.method is TopUpMethod.TRANSFER
+        contracts_before: float | None = None
         if cross:
             before = state.wallet_balance
         else:
             try:
                 async with asyncio.timeout(READ_TIMEOUT_S):
-                    before = await records.position_margin(topup.symbol, Side(topup.side))
+                    leg = await records.leg_margin(topup.symbol, Side(topup.side))
             except (ExchangeError, TimeoutError) as exc:
                 return Refused("margin_unknown", f"the position's margin could not be read: {said(exc)}")
-            if before is None:
+            before = None if leg is None else leg.margin
+            if leg is None or before is None:
                 return Refused("margin_unknown", "the exchange gives no margin for this position")
+            contracts_before = leg.contracts
             pictured = state.legs.get((topup.symbol, Side(topup.side)))
             pictured_margin = pictured.isolated_margin if pictured is not None else None
             if pictured_margin is None or not math.isclose(
@@ -366,7 +380,9 @@ class TopUpExecutor:
             self.journal.settle_intent(
                 record.intent_key, "unknown", f"answer lost: {said(exc)}", self.clock()
             )
-            item = self._open[record.intent_key] = _Open(with_status(record, "unknown"))
+            item = self._open[record.intent_key] = _Open(
+                with_status(record, "unknown"), contracts_before=contracts_before
+            )
             return await self._settle(records, state, item)
         except ExchangeError as exc:
             self._finish(record, "failed", said(exc))

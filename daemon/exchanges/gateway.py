@@ -15,7 +15,7 @@ the typed errors of `daemon.exchanges.errors`:
     async with ExchangeGateway(account) as gateway:
         rows = await gateway.fetch_positions()
         free = await gateway.free_balance("USDT")
-        margin = await gateway.records.position_margin("BTC/USDT:USDT", Side.LONG)
+        leg = await gateway.records.leg_margin("BTC/USDT:USDT", Side.LONG)
 
 The streaming feed keeps its own loops over `gateway.client` (websocket watches are not one-shot reads).
 """

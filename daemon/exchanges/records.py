@@ -1,7 +1,7 @@
 """The exchange's own records of an account, read when marginguard must not trust its in-memory picture.
 
 Two questions need the exchange's authoritative answer rather than the streamed picture:
-- did an add-margin (or transfer) whose answer was lost actually land? (`position_margin`, `margin_changes`)
+- did an add-margin (or transfer) whose answer was lost actually land? (`leg_margin`, `margin_changes`)
 - was a vanished position liquidated, or closed by its owner? (`liquidations`)
 
 `AccountRecords` is the port the runner asks; the per-account exchange gateway implements it over ccxt (REST
@@ -49,9 +49,18 @@ class LiquidationRecord:
     source: str  # what said so, e.g. "autoclose order", "BustTrade execution", "liquidation bill"
 
 
+@dataclass(frozen=True, slots=True)
+class LegMargin:
+    """An open leg as a fresh REST read gives it: its size, and its isolated margin (None: the exchange gives
+    none for it)."""
+
+    contracts: float
+    margin: float | None
+
+
 class AccountRecords(Protocol):
-    async def position_margin(self, symbol: str, side: Side) -> float | None:
-        """The leg's isolated margin by a fresh REST read; None when the leg is not open (or has no such figure)."""
+    async def leg_margin(self, symbol: str, side: Side) -> LegMargin | None:
+        """The leg's size and isolated margin by a fresh REST read; None when the leg is not open."""
         ...
 
     async def margin_changes(self, since_ms: int) -> Sequence[MarginChange] | None:

@@ -23,7 +23,7 @@ from daemon.core.types import Side
 from daemon.exchanges.errors import translate
 from daemon.exchanges.parse import facts_from_positions
 from daemon.exchanges.quirks import Quirks, RecordsCall
-from daemon.exchanges.records import LiquidationRecord, MarginChange
+from daemon.exchanges.records import LegMargin, LiquidationRecord, MarginChange
 
 Read = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 Row = Mapping[str, Any]
@@ -58,12 +58,12 @@ class VenueRecords:
         self.read = read or translating_read(client)
         self.symbols = symbols
 
-    async def position_margin(self, symbol: str, side: Side) -> float | None:
+    async def leg_margin(self, symbol: str, side: Side) -> LegMargin | None:
         rows = await self.read(lambda: self.client.fetch_positions([symbol]))
         for facts in facts_from_positions(rows):
             if facts.symbol == symbol and facts.side is side and facts.contracts != 0.0:
-                return facts.isolated_margin
-        return None
+                return LegMargin(facts.contracts, facts.isolated_margin)
+        return None  # not listed, or listed with no size (Bybit keeps a closed leg's row)
 
     async def liquidations(
         self, since_ms: int, symbols: Collection[str] = ()

@@ -108,7 +108,7 @@ async def test_a_leg_liquidated_while_its_runner_restarts_is_told_as_a_liquidati
                 lambda: daemon.restarts.get("main", 0) >= 1, what="the runner failed and restarted"
             )
             await eventually(
-                lambda: [a for a in webhook_alerts(receiver) if a["symbol"] == btc],
+                lambda: any(a["symbol"] == btc for a in webhook_alerts(receiver)),
                 within_s=40.0,
                 what="what the restarted runner says about BTC",
             )

@@ -184,8 +184,9 @@ async def test_records_read_the_legs_margin_through_the_retries() -> None:
     async with gateway_on(BYBIT) as (sim, gateway, waits):
         margin = open_isolated_btc(sim, BYBIT)
         sim.faults.set("http_status", status=502, count=1, path=BYBIT.positions_path)
-        assert await gateway.records.position_margin(BTC, Side.LONG) == pytest.approx(margin)
-        assert await gateway.records.position_margin(BTC, Side.SHORT) is None  # no such leg
+        leg = await gateway.records.leg_margin(BTC, Side.LONG)
+        assert leg is not None and leg.margin == pytest.approx(margin) and leg.contracts > 0
+        assert await gateway.records.leg_margin(BTC, Side.SHORT) is None  # no such leg
         assert len(waits.seconds) == 1
 
 
@@ -216,8 +217,8 @@ async def test_an_action_answered_after_the_timeout_is_sent_once_and_its_landing
         assert len(requests_to(sim, BYBIT.margin_path)) == 1
 
         async def landed() -> bool:
-            margin = await gateway.records.position_margin(BTC, Side.LONG)
-            return margin is not None and margin == pytest.approx(before + 25.0)
+            leg = await gateway.records.leg_margin(BTC, Side.LONG)
+            return leg is not None and leg.margin == pytest.approx(before + 25.0)
 
         await until(landed)
         assert len(requests_to(sim, BYBIT.margin_path)) == 1  # never sent again
@@ -266,4 +267,5 @@ async def test_an_action_answered_in_a_shape_ccxt_cannot_read_is_unknown_not_fai
             with pytest.raises(OutcomeUnknown):
                 await gateway.add_isolated_margin(BTC, Side.LONG, 25.0, tag="t-1", hedged=False)
             assert len(requests_to(sim, venue.margin_path)) == 1
-            assert await gateway.records.position_margin(BTC, Side.LONG) == pytest.approx(before + 25.0)
+            leg = await gateway.records.leg_margin(BTC, Side.LONG)
+            assert leg is not None and leg.margin == pytest.approx(before + 25.0)

@@ -10,7 +10,7 @@ from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
 from daemon.core.state import AccountState, Change, ChangeKind
 from daemon.core.types import Side
 from daemon.exchanges.errors import TransientError
-from daemon.exchanges.records import LiquidationRecord, MarginChange
+from daemon.exchanges.records import LegMargin, LiquidationRecord, MarginChange
 
 BTC = "BTC/USDT:USDT"
 T0 = 1_800_000_000.0
@@ -25,7 +25,7 @@ class Records:
         self.failing = False
         self.asked = 0
 
-    async def position_margin(self, symbol: str, side: Side) -> float | None:
+    async def leg_margin(self, symbol: str, side: Side) -> LegMargin | None:
         return None
 
     async def margin_changes(self, since_ms: int) -> Sequence[MarginChange] | None:

@@ -23,7 +23,7 @@ from daemon.core.types import Side
 from daemon.core.view import AccountView, view
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.feeds import FeedSettings
-from daemon.exchanges.records import LiquidationRecord, MarginChange
+from daemon.exchanges.records import LegMargin, LiquidationRecord, MarginChange
 from daemon.store import Journal
 
 ACCOUNT = "acct"
@@ -68,7 +68,7 @@ class SlowRecords:
     def __init__(self, while_reading: list[Callable[[], None]]) -> None:
         self.while_reading = while_reading
 
-    async def position_margin(self, symbol: str, side: Side) -> float | None:
+    async def leg_margin(self, symbol: str, side: Side) -> LegMargin | None:
         return None
 
     async def margin_changes(self, since_ms: int) -> Sequence[MarginChange] | None:

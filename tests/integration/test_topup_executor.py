@@ -3,7 +3,7 @@ records): what a new journal counts before its first top-up, and how an unknown 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from daemon.core.policy_topup import TopUpExecuted, TopUpUnknown
 from daemon.core.topup import DAY_S, Refused, TopUp, TopUpLimits, decide_topup
 from daemon.core.types import Side
 from daemon.exchanges.errors import TransientError
-from daemon.exchanges.records import LiquidationRecord, MarginChange
+from daemon.exchanges.records import LegMargin, LiquidationRecord, MarginChange
 from daemon.store import IntentRecord, Journal
 from tests.unit.account_feed import ACCOUNT, BTC, Feed, isolated_long, mark, mark_at, snapshot
 
@@ -29,18 +29,22 @@ LIMITS = TopUpLimits(
 
 
 class Records:
-    """The exchange's books as a test sets them: a margin per leg, a margin history (None: the venue keeps
-    none), or a failure to answer."""
+    """The exchange's books as a test sets them: the leg's size and margin (`open` False: no such leg), a margin
+    history (None: the venue keeps none), or a failure to answer."""
 
-    def __init__(self, margin: float | None = 10.0, history: list[MarginChange] | None = None) -> None:
+    def __init__(
+        self, margin: float | None = 10.0, history: list[MarginChange] | None = None, contracts: float = 1.0
+    ) -> None:
         self.margin = margin
+        self.contracts = contracts
+        self.open = True
         self.history = history
         self.failing = False
 
-    async def position_margin(self, symbol: str, side: Side) -> float | None:
+    async def leg_margin(self, symbol: str, side: Side) -> LegMargin | None:
         if self.failing:
             raise TransientError("RequestTimeout: records unreachable")
-        return self.margin
+        return LegMargin(self.contracts, self.margin) if self.open else None
 
     async def margin_changes(self, since_ms: int) -> Sequence[MarginChange] | None:
         if self.failing:
@@ -189,3 +193,59 @@ async def test_a_top_up_decided_on_a_picture_the_exchange_no_longer_matches_is_n
         assert journal.intents(ACCOUNT) == []  # nothing journaled, nothing sent (no actuator was even given)
         records.margin = 10.0  # a fresh snapshot agrees again: the top-up goes ahead
         assert isinstance(_decide(executor, feed, NOW), TopUp)
+
+
+class LostAnswer:
+    """An actuator whose add-margin request reaches the exchange but whose answer never comes back; `meanwhile`
+    is what happens on the exchange while the request is out."""
+
+    def __init__(self, meanwhile: Callable[[], None]) -> None:
+        self.meanwhile = meanwhile
+
+    async def add_isolated_margin(self, symbol: str, side: Side, amount: float, key: str) -> object:
+        self.meanwhile()
+        raise TransientError("RequestTimeout: bybit POST /v5/position/add-margin")
+
+
+async def _lost_answer_on_a_venue_without_history(
+    tmp_path: Path, after_send: Callable[[Records], None]
+) -> tuple[list[object], list[str]]:
+    clock, feed = Clock(), _feed(margin=10.0, leverage=10.0)  # opened with its 10: nothing added today
+    records = Records(margin=10.0, history=None)
+    with Journal(tmp_path / "j.sqlite") as journal:
+        executor = TopUpExecutor(ACCOUNT, journal, Metrics(), LIMITS, clock)
+        await executor.ensure_seeded(records, feed.state)
+        topup = _decide(executor, feed, NOW)
+        assert isinstance(topup, TopUp), topup
+        actuator = LostAnswer(lambda: after_send(records))
+        first = await executor.execute(actuator, records, topup, feed.state, "USDT")  # type: ignore[arg-type]
+        told = [first]
+        for _ in range(3):
+            clock.now += 31
+            told += [outcome for _r, outcome in await executor.settle_open(records, feed.state)]
+        return [o for o in told if o is not None], [i.status for i in journal.intents(ACCOUNT)]
+
+
+def _closed(records: Records) -> None:
+    records.open = False  # the owner closes the leg while the request is out
+
+
+async def test_a_lost_answer_whose_leg_the_exchange_shows_closed_is_never_settled_done(
+    tmp_path: Path,
+) -> None:
+    """Found by the market-path soak (bybit seed 8009): an add-margin's answer was lost while its owner closed
+    the leg; the exchange's read said the leg was closed, but marginguard's lagging picture still held it, so
+    it waited, and a new leg opened seconds later with 800 of margin was taken for the 187 added: "done"."""
+    told, statuses = await _lost_answer_on_a_venue_without_history(tmp_path, _closed)
+    assert [type(o) for o in told] == [TopUpUnknown] and statuses == ["unconfirmed"]
+
+
+async def test_a_lost_answer_whose_leg_changed_size_is_not_settled_by_its_margin(tmp_path: Path) -> None:
+    """A venue without a margin history: margin grown by more than the amount on a leg whose size changed
+    meanwhile (an owner's addition, a reopened leg) is no proof the top-up landed."""
+
+    def resized(records: Records) -> None:
+        records.contracts, records.margin = 3.0, 40.0
+
+    told, statuses = await _lost_answer_on_a_venue_without_history(tmp_path, resized)
+    assert [type(o) for o in told] == [TopUpUnknown] and statuses == ["unconfirmed"]
