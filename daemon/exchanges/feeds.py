@@ -364,8 +364,12 @@ class AccountFeed:
             watch.cancel()
 
     async def _next_positions(self) -> list[Event]:
-        returned = await self.client.watch_positions()
-        rows = self._ledger.with_coalesced(self.client, returned)
+        # A message ccxt read after the one that answered the last watch, while nobody was waiting, reached only
+        # its cache (a one-way flip comes as a close, then the new side): it is handed over before waiting for
+        # the next message, which may be the next push of anything, minutes later.
+        rows = self._ledger.with_coalesced(self.client, [])
+        if not rows:
+            rows = self._ledger.with_coalesced(self.client, await self.client.watch_positions())
         facts = self._terms.fill_margin_mode(
             tuple(f for f in facts_from_positions(rows) if self._wanted(f.symbol))
         )

@@ -87,3 +87,31 @@ async def test_a_one_way_flip_shows_the_new_side_and_keeps_the_stream_trusted(ex
             both = [u.event for u in seen if {(btc, Side.LONG), (btc, Side.SHORT)} <= set(u.state.legs)]
             assert both == []
             assert sum(isinstance(u.event, PositionSnapshot) for u in seen) >= 3 * len(sides)
+
+
+# Reconciling only every 30 s: a flip must reach the picture through the stream itself.
+PUSHED_ONLY_FEED = FeedSettings(
+    reconcile_every_s=30.0,
+    confirm_after_s=0.3,
+    resubscribe_grace_s=0.2,
+    backoff=Backoff(initial=0.1, cap=1.0),
+)
+
+
+@pytest.mark.parametrize("exchange", ["binance", "bybit", "okx"])
+async def test_a_flip_pushed_as_a_close_then_an_open_shows_the_new_side_at_once(exchange: str) -> None:
+    """Found by the market-path soak (bybit seed 8007): a one-way flip reaches the stream as two messages, the
+    position going flat, then the new side. ccxt answered the waiting watch with the first; the second only
+    reached its cache, where nothing looked until the next push of anything (30 s later): the flipped leg was
+    missing from the picture, unwatched, and was liquidated meanwhile."""
+    async with simulator(exchange, mark_interval_s=0.25) as sim:
+        key = sim.account.api_key
+        open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.ISOLATED, leverage=5)
+        async with connected(sim, feed=PUSHED_ONLY_FEED) as (_hub, connector):
+            btc = unified(sim, BTC)
+            # A slow link: frames queued together arrive together, as after a hiccup on a loaded machine.
+            sim.faults.set("delay", ms=300)
+            for side in (Side.SHORT, Side.LONG, Side.SHORT):
+                size = sum(p.contracts for p in sim.engine.account(key).positions if p.symbol == BTC)
+                sim.engine.open_position(key, BTC, side, size + contracts_for(sim, BTC, 0.1))
+                await until(connector, only_side(btc, side), within_s=3.0)
