@@ -32,7 +32,6 @@ SETTLE_S = 0.3  # a pause after most steps, so the daemon sees each state at lea
 
 # Steps that may cut a stream just before a stall, so that its silence began with them (the malformed frame's
 # reconnect, say, is still under way when the stall starts).
-_CUTTING_STEPS = frozenset({"drop", "malformed", "sim_restart", "listen_key_expired", "http_burst", "slow"})
 
 
 @dataclass
@@ -204,18 +203,14 @@ class Executor:
         # stall silences nothing the daemon judges.
         watched = bool(self.engine.account(self.key).positions)
         stale_after = self.world.settings.stale_after_s
-        cut = [
-            ts
-            for ts, _index, text in self.world.recorder.timeline
-            if start - stale_after <= ts < start and text.split("(", 1)[0] in _CUTTING_STEPS
-        ]
+        cut = self.world.recorder.first_cut(start, stale_after)
         self.faults.set("stall", duration_s=seconds)
         await asyncio.sleep(seconds)
         end = time.time()
         if watched and seconds > stale_after:
             self.world.recorder.silences.append((start, end))
-        if watched and cut and end - min(cut) > stale_after:
-            self.world.recorder.possible_silences.append((min(cut), end))
+        if watched and cut is not None and end - cut > stale_after:
+            self.world.recorder.possible_silences.append((cut, end))
         await asyncio.sleep(1.0)
 
     async def _do_malformed(self, step: Step) -> None:

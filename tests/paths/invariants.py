@@ -269,10 +269,15 @@ class Checker:
         for doc in alerts:
             # A request held past the client's timeout blinds whatever needed its answer: the listen key a
             # reconnect asks for, say (held from when the exchange took it until the client gave up on it); one
-            # refused with a rate limit does so until its Retry-After has passed.
+            # refused with a rate limit does so until its Retry-After has passed. The silence it prolongs may
+            # have begun at a drop or garbled frame just before (the reason the reconnect needed it).
             blinding = {"http_timeout": LATE_ANSWER_BLIND_S, "http_status:429": RATE_LIMIT_RETRY_AFTER_S}
+            recorder = self.world.recorder
             held = [
-                (entry["ts"], entry["ts"] + blinding[entry["fault"]] + stale_after)
+                (
+                    min(entry["ts"], recorder.first_cut(entry["ts"], stale_after) or entry["ts"]),
+                    entry["ts"] + blinding[entry["fault"]] + stale_after,
+                )
                 for entry in self.world.engine.request_log
                 if entry.get("fault") in blinding
             ]

@@ -79,6 +79,10 @@ class MarginMove:
     amount: float
 
 
+# Steps after which a stream is down until it reconnects.
+CUTTING_STEPS = frozenset({"drop", "malformed", "sim_restart", "listen_key_expired", "http_burst", "slow"})
+
+
 @dataclass
 class Recorder:
     """What happened to the simulated account, in wall-clock time (the alerts' `ts` is wall-clock too)."""
@@ -109,6 +113,16 @@ class Recorder:
                 MarginMove(time.time(), event.symbol, event.side.value, margin - self._margins.get(key, 0.0))
             )
         self._margins[key] = margin
+
+    def first_cut(self, before: float, within_s: float) -> float | None:
+        """When the earliest step that cuts a stream (a drop, a garbled frame, a restart...) started within
+        `within_s` before `before`: a silence that ends later may have begun there."""
+        cuts = [
+            ts
+            for ts, _index, text in self.timeline
+            if before - within_s <= ts < before and text.split("(", 1)[0] in CUTTING_STEPS
+        ]
+        return min(cuts, default=None)
 
     def steps_between(self, since: float, until: float) -> list[str]:
         """The steps started in [since, until], as "index op(args)"."""
@@ -191,7 +205,7 @@ class World:
                     "storage_path": str(self.journal_path),
                     "http_bind": f"127.0.0.1:{self.http_port}",
                     "log_format": "json",
-                    "log_level": "info",
+                    "log_level": "debug",
                     "shutdown_timeout_s": 5,
                 },
                 "rules": self.settings.rules(),
