@@ -205,7 +205,7 @@ class World:
                     "storage_path": str(self.journal_path),
                     "http_bind": f"127.0.0.1:{self.http_port}",
                     "log_format": "json",
-                    "log_level": "debug",
+                    "log_level": "info",
                     "shutdown_timeout_s": 5,
                 },
                 "rules": self.settings.rules(),
