@@ -271,11 +271,22 @@ class AccountFeed:
         # The first watch subscribes: like a reconnect, it is followed by a reconciliation, so a change made
         # between the first snapshot and the subscription is not missed.
         recovering = True
+
+        def resubscribed() -> None:
+            # A new socket that carries the subscription is the reconnect's success, data or not: a stream that
+            # pushes only on change may carry nothing for hours, and its next failure must not inherit this
+            # one's backoff (grown to 30 s over a day of drops) or its start (an instant give-up).
+            nonlocal down_since
+            retry.reset()
+            if down_since is not None:
+                down_since = None
+                self._exchange_back()
+
         while True:
             answered = recovering
             try:
                 if recovering:
-                    events = await self._first_after_reconnect(clock, next_events)
+                    events = await self._first_after_reconnect(clock, next_events, resubscribed)
                     recovering = False
                 else:
                     events = await next_events()
@@ -337,7 +348,10 @@ class AccountFeed:
         self._back = asyncio.Event()
 
     async def _first_after_reconnect(
-        self, clock: StreamClock, next_events: Callable[[], Awaitable[list[Event]]]
+        self,
+        clock: StreamClock,
+        next_events: Callable[[], Awaitable[list[Event]]],
+        resubscribed: Callable[[], None],
     ) -> list[Event]:
         """The first watch after a failure reconnects; reconcile once the new socket had time to subscribe.
 
@@ -353,12 +367,15 @@ class AccountFeed:
                 await asyncio.wait({watch}, timeout=self.settings.resubscribe_grace_s)
             self._ledger.rebaseline()
             self.request_reconcile()
-            if not watch.done() and clock.stale_after_s is None and socket_up(self.client):
-                # A stream not judged by silence (it pushes only on change) has no data to show it is alive:
-                # being connected and resubscribed is the evidence there is; the reconciliation covers the gap.
-                health = clock.seen(time.monotonic())
-                if health is not None:
-                    self._emit(health)
+            if not watch.done() and socket_up(self.client):
+                resubscribed()
+                if clock.stale_after_s is None:
+                    # A stream not judged by silence (it pushes only on change) has no data to show it is
+                    # alive: being connected and resubscribed is the evidence there is; the reconciliation
+                    # covers the gap.
+                    health = clock.seen(time.monotonic())
+                    if health is not None:
+                        self._emit(health)
             return await watch
         finally:
             watch.cancel()
