@@ -1,7 +1,8 @@
 """`AccountFeed`: one account's picture from ccxt, as core events, that never goes silently blind.
 
 The feed first takes a REST snapshot (positions, balance, the rules of every held symbol), then runs:
-- websocket loops for positions and balance (`watch_positions` / `watch_balance`);
+- websocket loops for positions and balance (`watch_positions` / `watch_balance`, each a `PrivateStream`:
+  see `daemon.exchanges.stream_loop` for how a failing stream backs off, reconnects and is given up);
 - mark prices through the shared `MarketHub` for every held symbol (subscribed as legs open, dropped as
   they close);
 - a reconciliation snapshot on a timer, after every reconnect, and shortly after a thin push (Binance's
@@ -50,14 +51,12 @@ from daemon.exchanges.parse import facts_from_positions, wallet_balance
 from daemon.exchanges.quirks import Quirks
 from daemon.exchanges.reconcile import PositionLedger, Verdict
 from daemon.exchanges.retry import Retry, translated, wait_after
+from daemon.exchanges.stream_loop import PrivateStream, Recovery, StreamHooks
 from daemon.exchanges.streams import (
     StreamClock,
     cancelled_by_us,
     force_reconnect,
-    forget_dial_backoff,
     now_ms,
-    reset_stream_session,
-    socket_up,
 )
 
 log = structlog.get_logger(__name__)
@@ -108,8 +107,7 @@ class AccountFeed:
         self._buffer: list[Event] | None = None  # private events held back while a snapshot is taken
         self._reconcile_due: float | None = None
         self._not_before = 0.0  # monotonic: no reconciliation before (a rate limit's wait)
-        # Set (and replaced) when a failing call answers again: streams waiting out a backoff retry at once.
-        self._back = asyncio.Event()
+        self._recovery = Recovery()  # told when a failing call answers again
         self._wake = asyncio.Event()
         self.snapshots = 0
         self.stopped_because: ExchangeError | None = None
@@ -128,9 +126,9 @@ class AccountFeed:
         try:
             await self._first_snapshot()
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._stream(POSITIONS, self._next_positions))
+                group.create_task(self._private_stream(POSITIONS, self._next_positions).run())
                 if self.settings.watch_balance:
-                    group.create_task(self._stream(BALANCE, self._next_balance))
+                    group.create_task(self._private_stream(BALANCE, self._next_balance).run())
                 group.create_task(self._reconcile_loop())
                 if any(clock.stale_after_s is not None for clock in self._clocks.values()):
                     group.create_task(self._watch_freshness())
@@ -251,7 +249,7 @@ class AccountFeed:
                 error = translated(exc, self.client)
             else:
                 if retry.failures:
-                    self._exchange_back()
+                    self._recovery.announce()
                 retry.reset()
                 self.request_reconcile(after_s=self.settings.reconcile_every_s)
                 continue
@@ -264,121 +262,27 @@ class AccountFeed:
 
     # ---- websocket streams ----
 
-    async def _stream(self, name: str, next_events: Callable[[], Awaitable[list[Event]]]) -> None:
-        clock = self._clocks[name]
-        retry = Retry(self.settings.backoff)
-        down_since: float | None = None  # monotonic: when the stream last failed after working
-        # The first watch subscribes: like a reconnect, it is followed by a reconciliation, so a change made
-        # between the first snapshot and the subscription is not missed.
-        recovering = True
+    def _private_stream(self, name: str, next_events: Callable[[], Awaitable[list[Event]]]) -> PrivateStream:
+        hooks = StreamHooks(
+            publish=self._publish,
+            emit=self._emit,
+            subscribed=self._resubscribed,
+            check_fatal=self._give_up_if_fatal,
+        )
+        return PrivateStream(
+            self._clocks[name],
+            next_events,
+            self.client,
+            self.settings,
+            self.quirks.stream_session_options,
+            hooks,
+            self._recovery,
+        )
 
-        def resubscribed() -> None:
-            # A new socket that carries the subscription is the reconnect's success, data or not: a stream that
-            # pushes only on change may carry nothing for hours, and its next failure must not inherit this
-            # one's backoff (grown to 30 s over a day of drops) or its start (an instant give-up).
-            nonlocal down_since
-            retry.reset()
-            if down_since is not None:
-                down_since = None
-                self._exchange_back()
-
-        while True:
-            answered = recovering
-            try:
-                if recovering:
-                    events = await self._first_after_reconnect(clock, next_events, resubscribed)
-                    recovering = False
-                else:
-                    events = await next_events()
-            except asyncio.CancelledError:
-                if cancelled_by_us():
-                    raise
-                error: ExchangeError = TransientError(f"{name} stream closed")
-            except Exception as exc:
-                error = translated(exc, self.client)
-            else:
-                retry.reset()
-                if down_since is not None:  # back after failing: so is the exchange, for the others too
-                    down_since = None
-                    self._exchange_back()
-                # An empty result is an acknowledgement, not data; but the first one after a (re)subscription is
-                # the exchange's answer to it (OKX: the open positions, none on an empty account), and a stream
-                # that pushes only on change may say nothing more for hours: it is alive.
-                if not events and not answered:
-                    continue
-                health = clock.seen(time.monotonic())
-                for event in events:
-                    self._publish(event)
-                if health is not None:
-                    self._emit(health)
-                continue
-            self._give_up_if_fatal(error)
-            down_since = time.monotonic() if down_since is None else down_since
-            down = clock.down(str(error))
-            if down is not None:
-                self._emit(down)
-            recovering = True
-            # The session may be gone with the socket (an exchange restart forgets Binance's listen keys).
-            reset_stream_session(self.client, self.quirks.stream_session_options)
-            await self._pause(name, retry, error, down_since)
-            forget_dial_backoff(self.client)
-
-    async def _pause(self, name: str, retry: Retry, error: ExchangeError, down_since: float) -> None:
-        """The retry's wait, cut short when another failing call of this account answers again (the exchange
-        is back: after an outage the first of the feed's retries to find it up brings the others along; never
-        after a rate limit), and at `give_up_after_s` from `down_since`, where the stream is given up: whatever
-        state the client is in, failing the feed has its runner start again on a new client (new sockets, new
-        session). Never during a rate limit's wait: a new client would ask again before the exchange allows
-        it, which exchanges answer by banning the address; the stream stays down (and alerted) meanwhile."""
-        wait = retry.next_wait(error)
-        if isinstance(error, RateLimited):
-            await asyncio.sleep(wait)
-            return
-        give_up = self.settings.give_up_after_s
-        if give_up is not None:
-            wait = max(0.0, min(wait, down_since + give_up - time.monotonic()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._back.wait(), timeout=wait)
-        if give_up is not None and time.monotonic() - down_since >= give_up:
-            raise FeedStalled(f"{name} stream down for {time.monotonic() - down_since:.0f} s: {error}")
-
-    def _exchange_back(self) -> None:
-        """A call that was failing answers again: wake the streams waiting out their backoff."""
-        self._back.set()
-        self._back = asyncio.Event()
-
-    async def _first_after_reconnect(
-        self,
-        clock: StreamClock,
-        next_events: Callable[[], Awaitable[list[Event]]],
-        resubscribed: Callable[[], None],
-    ) -> list[Event]:
-        """The first watch after a failure reconnects; reconcile once the new socket had time to subscribe.
-
-        The socket may come up well after the watch starts (a dial refused while the exchange restarts, a
-        slow handshake): the reconciliation and the evidence of life wait for it, so neither is taken from a
-        socket that is not there yet."""
-        watch = asyncio.ensure_future(next_events())
-        try:
-            await asyncio.wait({watch}, timeout=self.settings.resubscribe_grace_s)
-            if not watch.done() and not socket_up(self.client):
-                while not watch.done() and not socket_up(self.client):
-                    await asyncio.wait({watch}, timeout=self.settings.check_every_s)
-                await asyncio.wait({watch}, timeout=self.settings.resubscribe_grace_s)
-            self._ledger.rebaseline()
-            self.request_reconcile()
-            if not watch.done() and socket_up(self.client):
-                resubscribed()
-                if clock.stale_after_s is None:
-                    # A stream not judged by silence (it pushes only on change) has no data to show it is
-                    # alive: being connected and resubscribed is the evidence there is; the reconciliation
-                    # covers the gap.
-                    health = clock.seen(time.monotonic())
-                    if health is not None:
-                        self._emit(health)
-            return await watch
-        finally:
-            watch.cancel()
+    def _resubscribed(self) -> None:
+        """A (new) socket had time to subscribe: what it missed meanwhile is expected, and reconciled now."""
+        self._ledger.rebaseline()
+        self.request_reconcile()
 
     async def _next_positions(self) -> list[Event]:
         # A message ccxt read after the one that answered the last watch, while nobody was waiting, reached only
