@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import structlog
@@ -37,6 +37,7 @@ from daemon.app.intents import (
     topup_of,
     with_status,
 )
+from daemon.app.topup_seed import SEED_HISTORY, SEED_OPEN_LEGS, seeded_from_history, seeded_record
 from daemon.core.policy_topup import TopUpExecuted, TopUpFailed, TopUpOutcome, TopUpUnknown
 from daemon.core.state import AccountState
 from daemon.core.topup import (
@@ -51,9 +52,8 @@ from daemon.core.topup import (
 from daemon.core.types import Side
 from daemon.exchanges.actuator import MarginActions
 from daemon.exchanges.errors import ExchangeError, TransientError, said
-from daemon.exchanges.records import AccountRecords, MarginChange
+from daemon.exchanges.records import AccountRecords
 from daemon.store import IntentRecord, Journal, JournalUnavailable
-from daemon.store.journal_records import SEEDED_PREFIX
 
 # A top-up is decided on the streamed picture and sent only while a fresh REST read of the leg's margin agrees
 # with it: relative tolerance (funding, fee rounding between a push and a read).
@@ -67,9 +67,6 @@ log = structlog.get_logger("marginguard.topup")
 READ_TIMEOUT_S = 12.0
 # While an unknown outcome cannot be settled, the records are asked again after 2, 4, 8 ... at most 30 s.
 _RECHECK_S, _RECHECK_MAX_S = 2.0, 30.0
-# How a new journal counted the account's last day of top-ups (kept in the journal).
-SEED_HISTORY = "the exchange's margin history"
-SEED_OPEN_LEGS = "the open legs' margin above their opening margin (no margin history)"
 
 
 @dataclass
@@ -208,15 +205,22 @@ class TopUpExecutor:
         except (ExchangeError, TimeoutError) as exc:
             return self._seed_later(f"its margin history cannot be read: {said(exc)}")
         if changes is not None:
-            spent, note = self._from_history(changes, state, now), SEED_HISTORY
+            spent, note = seeded_from_history(self.account_id, changes, state, now), SEED_HISTORY
         else:
             added = margin_added_while_open(state)
             if added is None:
                 return self._seed_later("the open positions' margins are not known yet")
             ordered = sorted(added.items(), key=lambda kv: (kv[0][0], kv[0][1].value))
             spent = [
-                self._seed_record(
-                    sym, side.value, TopUpMethod.ADD_MARGIN, amount, state.settle_currency, now, i
+                seeded_record(
+                    self.account_id,
+                    sym,
+                    side.value,
+                    TopUpMethod.ADD_MARGIN,
+                    amount,
+                    state.settle_currency,
+                    now,
+                    i,
                 )
                 for i, ((sym, side), amount) in enumerate(ordered)
             ]
@@ -240,33 +244,6 @@ class TopUpExecutor:
         self._seed_retry_at = self.clock() + min(_RECHECK_S * 2 ** (self._seed_failures - 1), _RECHECK_MAX_S)
         self._seed_problem = problem
         log.warning("the last day's top-ups cannot be counted yet", account=self.account_id, problem=problem)
-
-    def _from_history(
-        self, changes: Sequence[MarginChange], state: AccountState, now: float
-    ) -> list[IntentRecord]:
-        spent = []
-        for i, change in enumerate(changes):
-            if change.amount <= 0.0 or change.kind not in ("add", "transfer_in"):
-                continue
-            if change.kind == "transfer_in":
-                symbol, side, method = "*", "-", TopUpMethod.TRANSFER
-            else:
-                symbol, method = change.symbol or "*", TopUpMethod.ADD_MARGIN
-                sides = [s for (sym, s) in state.legs if sym == change.symbol]
-                # A one-way venue does not say the side: the leg open on the symbol is the one it fed.
-                side = change.side.value if change.side else (sides[0].value if len(sides) == 1 else "-")
-            ts = min(change.ts_ms / 1000.0, now)
-            spent.append(self._seed_record(symbol, side, method, change.amount, change.asset, ts, i))
-        return spent
-
-    def _seed_record(
-        self, symbol: str, side: str, method: TopUpMethod, amount: float, asset: str, ts: float, index: int
-    ) -> IntentRecord:
-        key = f"{SEEDED_PREFIX}{self.account_id}|{symbol}|{side}|{int(ts * 1000)}|{index}"
-        action = method.value
-        return IntentRecord(
-            key, self.account_id, symbol, side, action, asset, amount, "done", None, "", ts, ts, -1
-        )
 
     def _not_yet(self, topup: TopUp) -> Refused | None:
         """Why a new journal may not start this top-up yet (None: it may)."""

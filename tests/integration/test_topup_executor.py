@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.app.executor import PICTURE_STALE, SEED_HISTORY, SEED_OPEN_LEGS, TopUpExecutor
+from daemon.app.executor import PICTURE_STALE, TopUpExecutor
 from daemon.app.http import Metrics
+from daemon.app.topup_seed import SEED_HISTORY, SEED_OPEN_LEGS
 from daemon.core.policy_topup import TopUpExecuted, TopUpUnknown
 from daemon.core.topup import DAY_S, Refused, TopUp, TopUpLimits, decide_topup
 from daemon.core.types import Side
