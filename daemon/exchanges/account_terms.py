@@ -4,19 +4,13 @@ has ccxt's guess (Bybit, whose maintenance margin includes the fee to close)."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import Any
-
-import structlog
 
 from daemon.core.events import MarketRules, PositionFacts
 from daemon.core.types import MarginMode
 from daemon.exchanges.parse import margin_mode_of, number
 from daemon.exchanges.quirks import Quirks
-from daemon.exchanges.retry import translated
-
-log = structlog.get_logger(__name__)
 
 
 class AccountTerms:
@@ -41,15 +35,10 @@ class AccountTerms:
         return tuple(f if f.margin_mode is not None else replace(f, margin_mode=mode) for f in facts)
 
     async def with_fee(self, rules: MarketRules) -> MarketRules:
-        """The rules with the taker fee this account pays, where the market list only has ccxt's guess."""
+        """The rules with the taker fee this account pays, where the market list only has ccxt's guess. A failed
+        read raises (ccxt's error): the caller keeps the guess meanwhile and asks again."""
         if not self.quirks.account_fee_rates:
             return rules
-        try:
-            fee = await self.client.fetch_trading_fee(rules.symbol)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # ccxt's guess is close (a few 1e-4 of the liquidation price): keep it
-            log.warning("account fee rate unavailable", symbol=rules.symbol, error=str(translated(exc)))
-            return rules
+        fee = await self.client.fetch_trading_fee(rules.symbol)
         taker = number(fee.get("taker"))
         return rules if taker is None else replace(rules, taker_fee_rate=taker)

@@ -104,6 +104,7 @@ class AccountFeed:
         self._terms = AccountTerms(client, quirks)
         self._subscribed: set[str] = set()
         self._rules_sent: set[str] = set()
+        self._fee_unread: dict[str, MarketRules] = {}  # rules sent with ccxt's guessed fee, by symbol
         self._buffer: list[Event] | None = None  # private events held back while a snapshot is taken
         self._reconcile_due: float | None = None
         self._not_before = 0.0  # monotonic: no reconciliation before (a rate limit's wait)
@@ -213,6 +214,7 @@ class AccountFeed:
             force_reconnect(self.client, f"marginguard: {detail}")
 
     async def _send_rules(self, symbols: set[str]) -> None:
+        asked: set[str] = set()
         for symbol in sorted(symbols - self._rules_sent):
             try:
                 rules: MarketRules = await self.hub.rules(symbol, via=self.client)
@@ -224,7 +226,30 @@ class AccountFeed:
                 self.request_reconcile(after_s=wait_after(error, self.settings.backoff.initial * 4))
                 continue
             self._rules_sent.add(symbol)
-            self._emit(await self._terms.with_fee(rules))
+            # Until the account's own fee is read, ccxt's guess stands in: the base tier's rate, no less than what
+            # the account pays, so the requirement is no lower than the exchange's.
+            self._emit(await self._with_own_fee(symbol, rules) or rules)
+            asked.add(symbol)
+        for symbol in sorted((symbols & self._fee_unread.keys()) - asked):
+            ruled = await self._with_own_fee(symbol, self._fee_unread[symbol])
+            if ruled is not None:
+                self._emit(ruled)
+
+    async def _with_own_fee(self, symbol: str, rules: MarketRules) -> MarketRules | None:
+        """The rules with the account's own taker fee; None while it cannot be read (asked again soon: a guess
+        kept for the runner's life made every liquidation price of a Bybit symbol a few 1e-4 off)."""
+        try:
+            ruled = await self._terms.with_fee(rules)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = translated(exc, self.client)
+            log.warning("account fee rate unavailable", symbol=symbol, error=str(error))
+            self._fee_unread[symbol] = rules
+            self.request_reconcile(after_s=wait_after(error, self.settings.backoff.initial * 4))
+            return None
+        self._fee_unread.pop(symbol, None)
+        return ruled
 
     async def _reconcile_loop(self) -> None:
         retry = Retry(self.settings.backoff)
