@@ -204,6 +204,11 @@ class AccountFeed:
             for event in held or ():
                 self._publish(event)
         self._follow_marks()
+        if self._clocks[POSITIONS].state is Freshness.DOWN:
+            # The stream is known down and reconnecting (its outage is told on its own clock): what changed
+            # meanwhile says nothing of deafness; its resubscription takes the next baseline.
+            self._ledger.rebaseline()
+            return
         verdict = self._ledger.judge()
         if verdict is Verdict.SUSPECT:
             self.request_reconcile(after_s=self.settings.confirm_after_s)

@@ -187,3 +187,43 @@ async def test_a_mark_stream_left_with_its_symbol_says_nothing_about_the_stream_
             said = connector.state.health.get(stream)
             assert said is None or said.freshness is Freshness.FRESH, said  # nothing from the old stream
             await until(connector, lambda c: health(c, stream) is Freshness.FRESH)
+
+
+async def test_a_position_stream_known_down_is_not_called_deaf_for_what_changed_while_it_was_down() -> None:
+    """Binance seed 12005 of `bench/market_paths.py`: the exchange restarted and the listen key the reconnect
+    asked for was held; a leg was liquidated meanwhile, the reconciliation saw it, and the down stream was told
+    "stale: it missed changes" at once, a second alert for one outage, before the threshold. A stream known down
+    is expected to miss what changes; its outage is told on its own clock, after `stale_after_s`."""
+    feed = replace(FAST_FEED, reconcile_every_s=0.5)
+    async with simulator("binance", mark_interval_s=0.25) as sim:
+        open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.CROSS, leverage=10)
+        open_leg(sim, ETH, Side.SHORT, 1.0, MarginMode.CROSS, leverage=10)
+        async with connected(sim, feed=feed) as (_hub, connector):
+            await until_in_step(sim, connector)
+            verdicts: list[Freshness] = []
+            updates = connector.updates()
+
+            async def positions_health() -> None:
+                async for update in updates:
+                    for event in update.folded:
+                        if isinstance(event, StreamHealth) and event.stream == "positions":
+                            verdicts.append(event.freshness)
+
+            async with asyncio.TaskGroup() as group:
+                listening = group.create_task(positions_health())
+                # The new listen key is asked for and not answered: the reconnect waits on it.
+                sim.faults.set("http_timeout", path="/fapi/v1/listenKey", hold_s=60.0)
+                sim.faults.set("drop")
+                await until(connector, lambda c: health(c, "positions") is Freshness.DOWN)
+                sim.engine.close_position(sim.account.api_key, ETH, Side.SHORT)
+                eth = unified(sim, ETH)
+                # A reconciliation saw it, and the ones after it confirmed it.
+                await until(connector, lambda c: (eth, Side.SHORT) not in c.state.legs)
+                snapshots = connector.feed.snapshots
+                await until(connector, lambda c: c.feed.snapshots >= snapshots + 3)
+                listening.cancel()
+            assert Freshness.STALE not in verdicts, verdicts
+            sim.faults.clear("http_timeout")  # the held request is answered: the stream comes back
+            await until(
+                connector, lambda c: health(c, "positions") is Freshness.FRESH, within_s=RECOVERY_BOUND_S
+            )
