@@ -1,7 +1,8 @@
 """The invariants of issue 8, checked after every quiet period and at the end of a path.
 
 1. picture: the daemon's legs, sizes, entries, wallet, isolated margins and marks equal the oracle's (once
-   the faults are cleared, within `CONVERGE_S`), and its streams are fresh again (`ready`).
+   the faults are cleared, within `CONVERGE_S`; after a stall, which may swallow a position push, within
+   the daemon's reconciliation period), and its streams are fresh again (`ready`).
 2. liquidation_price: the daemon's liquidation price, whenever it is not null, is the oracle's within
    `LIQUIDATION_REL_TOL`.
 3. liquidation_told: every liquidation the oracle performed is reported as a liquidation, not only as an
@@ -24,12 +25,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from daemon.exchanges.feed_settings import FeedSettings
 from tests.paths.generator import MarketPath
 from tests.paths.picture import differences, unified
 from tests.paths.report import Violation
 from tests.paths.world import ACCOUNT, MarginMove, World
 
 CONVERGE_S = 25.0  # a reconnect, a resubscription and a reconciliation snapshot fit well inside
+# A stall withholds frames on open sockets: a position push it swallowed shows nothing amiss to a stream that
+# pushes only on change (and a stall shorter than `stale_after_s` forces no reconnect), so the daemon's periodic
+# reconciliation is what finds the change.
+AFTER_STALL_S = FeedSettings().reconcile_every_s + 10.0
 # How long a request held by the late-answer fault may leave a stream without what it needs: the client's own
 # timeout (ccxt: 10 s) and the retry after it.
 LATE_ANSWER_BLIND_S = 15.0
@@ -50,6 +56,7 @@ class Checker:
     _moves_checked: int = 0
     _liquidations_checked: int = 0
     _seen: set[tuple[str, str]] = field(default_factory=set)
+    _checked_up_to: int = -1  # the last step before the previous quiet check
 
     def fail(self, invariant: str, detail: str, step: int | None = None) -> None:
         key = (invariant, detail)
@@ -76,7 +83,10 @@ class Checker:
 
     async def _converge(self) -> None:
         world = self.world
-        deadline = time.monotonic() + self._patience(CONVERGE_S)
+        since = [text for _ts, index, text in world.recorder.timeline if index > self._checked_up_to]
+        self._checked_up_to = self.step_index
+        stalled = any(text.startswith("stall(") for text in since)
+        deadline = time.monotonic() + self._patience(AFTER_STALL_S if stalled else CONVERGE_S)
         while True:
             found = differences(await world.status(), ACCOUNT, world.engine, world.api_key)
             if not found:
