@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "daemon.app.check_config_command",
     "daemon.app.run_command",
     "daemon.app.ops_commands",
+    "daemon.app.silence_command",
     "daemon.app.demo_command",
 )
 

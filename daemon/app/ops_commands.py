@@ -1,26 +1,23 @@
-"""`marginguard status`, `history` and `silence`: what the daemon sees, what it said, and quiet hours.
+"""`marginguard status` and `history`: what the daemon sees and what it said (`silence` has its own module).
 
-`status` asks the running daemon (its /status endpoint on `http_bind`); `history` and `silence` use the journal
-file directly, so they work whether or not the daemon runs. Tables in a terminal, JSON otherwise or with --json.
+`status` asks the running daemon (its /status endpoint on `http_bind`); `history` uses the journal file
+directly, so it works whether or not the daemon runs. Tables in a terminal, JSON otherwise or with --json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from daemon.app.timefmt import utc
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,14 +31,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _common(history)
     history.add_argument("--limit", type=int, default=30, help="how many alerts (default 30)")
     history.set_defaults(handler=run_history)
-
-    silence = subparsers.add_parser("silence", help="mute an account's (or one symbol's) alerts for a while")
-    _common(silence)
-    silence.add_argument("--account", required=True)
-    silence.add_argument("--symbol", default=None, help="unified symbol, e.g. BTC/USDT:USDT (default: all)")
-    silence.add_argument("--for", dest="duration", required=True, help="e.g. 30m, 2h, 1d")
-    silence.add_argument("--reason", default="")
-    silence.set_defaults(handler=run_silence)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -128,42 +117,11 @@ def run_history(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [("time", "severity", "state", "summary", "deliveries")]
     for entry in history:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["ts"]))
+        when = utc(entry["ts"])
         deliveries = ", ".join(f"{d['sink']}:{d['status']}" for d in entry["deliveries"]) or "-"
         state = "resolved" if entry["resolved"] else "firing"
         rows.append((when, entry["severity"], state, entry["summary"], deliveries))
     _print_table(rows)
-    return EXIT_OK
-
-
-def parse_duration(text: str) -> float:
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise ValueError(f"--for: {text!r} is not a duration like 30m, 2h or 1d")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def run_silence(args: argparse.Namespace) -> int:
-    from daemon.store import Journal
-
-    try:
-        seconds = parse_duration(args.duration)
-    except ValueError as error:
-        print(f"marginguard silence: {error}", file=sys.stderr)
-        return EXIT_INVALID
-    settings = _settings(args)
-    if settings is None:
-        return EXIT_INVALID
-    if args.account not in {account.id for account in settings.accounts}:
-        print(
-            f"marginguard silence: --account: no account {args.account!r} in {args.config}", file=sys.stderr
-        )
-        return EXIT_INVALID
-    now = time.time()
-    with Journal(settings.daemon.storage_path) as journal:
-        journal.add_silence(args.account, args.symbol, now + seconds, args.reason, now)
-    until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now + seconds))
-    print(f"silenced {args.account} {args.symbol or '(all symbols)'} until {until}")
     return EXIT_OK
 
 

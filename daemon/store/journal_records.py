@@ -172,6 +172,17 @@ class JournalRecords:
         )[0]
         return int(cursor.lastrowid or 0)
 
+    def end_silence(self, silence_id: int, now: float) -> SilenceRecord | None:
+        """Lift a silence in force now (kept, ending now, for the record); None when no such silence is in force."""
+        row = self._db.execute(
+            "SELECT id, account, symbol, until, reason FROM silences WHERE id = ? AND until > ?",
+            (silence_id, now),
+        ).fetchone()
+        if row is None:
+            return None
+        self._transaction([("UPDATE silences SET until = ? WHERE id = ?", (now, silence_id))])
+        return SilenceRecord(**dict(row))
+
     def active_silences(self, now: float) -> list[SilenceRecord]:
         rows = self._db.execute(
             "SELECT id, account, symbol, until, reason FROM silences WHERE until > ? ORDER BY id", (now,)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
 import json
+import os
 import subprocess
 import sys
 import time
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.app.ops_commands import parse_duration
+from daemon.app.silence_command import parse_duration
 from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
 from daemon.store import Journal
 
@@ -62,7 +64,9 @@ def test_a_silence_is_journaled_until_it_expires(tmp_path: Path) -> None:
         "maintenance",
     )
     assert done.returncode == 0, done.stderr
-    assert "silenced acct BTC/USDT:USDT until" in done.stdout
+    assert done.stdout.startswith("silence 1: acct BTC/USDT:USDT until ") and done.stdout.strip().endswith(
+        " UTC"
+    )
     with Journal(tmp_path / "journal.sqlite") as journal:
         [silence] = journal.active_silences(time.time())
         assert (silence.account, silence.symbol, silence.reason) == ("acct", "BTC/USDT:USDT", "maintenance")
@@ -74,6 +78,9 @@ def test_a_silence_is_journaled_until_it_expires(tmp_path: Path) -> None:
     [
         (("--account", "nobody", "--for", "1h"), "--account"),
         (("--account", "acct", "--for", "soon"), "--for"),
+        (("--account", "acct", "--for", "0m"), "--for"),  # a silence of nothing is a mistake, said as one
+        (("--account", "acct"), "--for"),
+        (("--for", "1h"), "--account"),
     ],
 )
 def test_a_bad_silence_names_what_is_wrong_and_exits_2(
@@ -127,3 +134,45 @@ def test_status_says_so_when_no_daemon_answers(tmp_path: Path) -> None:
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_silences_in_force_are_listed_and_one_lifted_early_by_its_id(tmp_path: Path) -> None:
+    config = str(_config(tmp_path))
+    for symbol in ("BTC/USDT:USDT", "ETH/USDT:USDT"):
+        added = _marginguard(
+            "silence", "--config", config, "--account", "acct", "--symbol", symbol, "--for", "1h"
+        )
+        assert added.returncode == 0, added.stderr
+    listed = json.loads(_marginguard("silence", "list", "--config", config).stdout)  # piped: JSON
+    assert [(s["id"], s["symbol"]) for s in listed] == [(1, "BTC/USDT:USDT"), (2, "ETH/USDT:USDT")]
+
+    removed = _marginguard("silence", "remove", "1", "--config", config)
+    assert removed.returncode == 0, removed.stderr
+    assert "silence 1 removed: acct BTC/USDT:USDT alerts resume" in removed.stdout
+    with Journal(tmp_path / "journal.sqlite") as journal:  # what a running daemon reads every second
+        assert [s.symbol for s in journal.active_silences(time.time())] == ["ETH/USDT:USDT"]
+
+    again = _marginguard("silence", "remove", "1", "--config", config)
+    assert again.returncode == 1
+    assert "no silence 1 in force" in again.stderr
+    missing = _marginguard("silence", "remove", "--config", config)
+    assert missing.returncode == 2 and "give its ID" in missing.stderr
+
+
+def test_history_and_silences_are_told_in_utc_whatever_the_machine_s_zone(tmp_path: Path) -> None:
+    config = str(_config(tmp_path))
+    env_zone = {"TZ": "America/New_York"}
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon", "silence", "--config", config, "--account", "acct", "--for", "1h"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **env_zone},
+    )
+    assert done.returncode == 0, done.stderr
+    until = done.stdout.strip().rsplit(" until ", 1)[1]
+    expected = time.time() + 3600
+    told = calendar.timegm(time.strptime(until, "%Y-%m-%d %H:%M:%S UTC"))
+    assert abs(told - expected) < 60  # read as UTC, it is an hour from now
