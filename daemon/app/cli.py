@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "daemon.app.run_command",
     "daemon.app.ops_commands",
     "daemon.app.silence_command",
+    "daemon.app.test_alert_command",
     "daemon.app.demo_command",
 )
 

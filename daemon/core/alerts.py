@@ -33,6 +33,7 @@ class AlertKind(enum.Enum):
     JOURNAL_FAILURE = (
         "journal_failure"  # the journal cannot be written: alerts go out from memory, no top-ups
     )
+    SINK_CHECK = "test"  # `marginguard test-alert`: proves a sink delivers; no account or position concerned
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,4 +123,31 @@ def journal_failure_alert(reason: str | None, sequence: int, now: float) -> Aler
         action=action,
         summary=summary,
         sequence=sequence,
+    )
+
+
+def sink_check_alert(sink: str, now: float) -> Alert:
+    """The clearly labelled message `marginguard test-alert` sends through `sink`. Its sequence is the moment it
+    was sent (ms), so each test is a message of its own to a receiver that drops repeats."""
+    return Alert(
+        identity=AlertIdentity("*", None, None, f"test:{sink}"),
+        kind=AlertKind.SINK_CHECK,
+        severity=Severity.INFO,
+        resolved=False,
+        ts=now,
+        account="*",
+        exchange="",
+        symbol=None,
+        side=None,
+        contracts=None,
+        mark_price=None,
+        liquidation_price=None,
+        distance=None,
+        margin_ratio=None,
+        action=None,
+        summary=(
+            f"TEST MESSAGE from marginguard through the sink {sink!r}: alerts reach this destination. "
+            "No position is concerned and nothing needs doing."
+        ),
+        sequence=int(now * 1000),
     )

@@ -41,6 +41,7 @@ KIND_LABEL = {
     AlertKind.TOPUP_UNKNOWN: "Top-up outcome unknown",
     AlertKind.AUTH_FAILURE: "Authentication failure",
     AlertKind.JOURNAL_FAILURE: "Journal failure",
+    AlertKind.SINK_CHECK: "Test message",
 }
 
 # Platform limits (characters): Slack header text and section field, Discord embed parts, Telegram message.
@@ -108,23 +109,30 @@ class Card:
         return f"{self.emoji} {self.status} {self.kind}: {self.summary}"
 
 
-def card(alert: Alert) -> Card:
-    status = "RESOLVED" if alert.resolved else alert.severity.value.upper()
-    emoji = RESOLVED_EMOJI if alert.resolved else SEVERITY_EMOJI[alert.severity]
-    subject = " ".join(part for part in (alert.account, alert.symbol, alert.side) if part)
-    fields: list[tuple[str, str]] = [("Account", f"{alert.account} ({alert.exchange})")]
-    if alert.symbol is None:
-        fields.append(("Symbol", "account-wide"))
-    else:
-        size = UNKNOWN if number(alert.contracts) == UNKNOWN else f"{number(alert.contracts)} contracts"
-        fields += [("Symbol", alert.symbol), ("Side", alert.side or UNKNOWN), ("Size", size)]
-    fields += [
+def _figures(alert: Alert) -> list[tuple[str, str]]:
+    return [
         ("Mark", number(alert.mark_price)),
         ("Liquidation", number(alert.liquidation_price)),
         ("Distance", percent(alert.distance)),
         ("Margin ratio", percent(alert.margin_ratio)),
         ("Action", alert.action or "alert only"),
     ]
+
+
+def card(alert: Alert) -> Card:
+    status = "RESOLVED" if alert.resolved else alert.severity.value.upper()
+    emoji = RESOLVED_EMOJI if alert.resolved else SEVERITY_EMOJI[alert.severity]
+    subject = " ".join(part for part in (alert.account, alert.symbol, alert.side) if part)
+    fields: list[tuple[str, str]] = [("Account", f"{alert.account} ({alert.exchange})")]
+    if alert.kind is AlertKind.SINK_CHECK:  # no account, no figures: only what the message is
+        subject, fields = "marginguard", [("Concerns", "this destination only: no position")]
+    elif alert.symbol is None:
+        fields.append(("Symbol", "account-wide"))
+    else:
+        size = UNKNOWN if number(alert.contracts) == UNKNOWN else f"{number(alert.contracts)} contracts"
+        fields += [("Symbol", alert.symbol), ("Side", alert.side or UNKNOWN), ("Size", size)]
+    if alert.kind is not AlertKind.SINK_CHECK:
+        fields += _figures(alert)
     when = iso_time(alert.ts)
     return Card(
         emoji=emoji,
