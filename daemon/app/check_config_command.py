@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config, secrets_dir=args.secrets_dir)
     except SettingsError as error:
-        print(error, file=sys.stderr)
+        for line in error.lines():  # every problem at once: one run to fix them all
+            print(line, file=sys.stderr)
         return EXIT_INVALID
     config = effective_config(settings)
     if args.json:

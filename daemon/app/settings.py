@@ -193,9 +193,9 @@ def settings_from_document(
         # pydantic-settings' own way to hand it ready-made sources; its __init__ signature is hidden from mypy.
         settings = Settings(_build_sources=(sources, {}))  # type: ignore[call-arg]
     except ValidationError as error:
-        problems = error.errors()
-        field_path, message = describe(problems[0])
-        raise SettingsError(field_path, message, more=len(problems) - 1) from None
+        problems = tuple(describe(problem, Settings) for problem in error.errors())
+        field_path, message = problems[0]
+        raise SettingsError(field_path, message, more=len(problems) - 1, problems=problems) from None
     except pydantic_settings.SettingsError as error:
         # Raised by the sources themselves, e.g. a MARGINGUARD_ACCOUNTS value that is not JSON.
         field = re.search(r'field "(\w+)"', str(error))

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from daemon.app.settings_base import FieldProblem, Section
+from daemon.app.settings_base import FieldProblem, Section, nearest
 from daemon.app.settings_rules import AccountRules
 from daemon.exchanges.config import EXCHANGE_IDS, Mode
 
@@ -220,7 +220,8 @@ class AccountSettings(Section):
     @classmethod
     def _known_exchange(cls, value: str) -> str:
         if value not in EXCHANGE_IDS:
-            raise ValueError(f"unknown exchange {value!r} (known: {', '.join(EXCHANGE_IDS)})")
+            hint = nearest(value, EXCHANGE_IDS) or f" (known: {', '.join(EXCHANGE_IDS)})"
+            raise ValueError(f"unknown exchange {value!r}{hint}")
         return value
 
     @model_validator(mode="after")

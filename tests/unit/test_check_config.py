@@ -29,7 +29,7 @@ from tests.unit.settings_samples import (
 INVALID_CONFIGS = [
     (
         BINANCE_ACCOUNT.replace("binanceusdm", "binnance"),
-        "accounts[0].exchange: unknown exchange 'binnance' (known: binanceusdm, bybit, okx, gate, hyperliquid)",
+        "accounts[0].exchange: unknown exchange 'binnance'; did you mean 'binanceusdm'?",
     ),
     (
         BINANCE_ACCOUNT.replace('"demo"', '"live"'),
@@ -141,6 +141,30 @@ def test_check_config_names_the_field_of_each_mistake_and_exits_2(
     assert result.stdout == ""
     assert result.stderr.startswith(f"config error: {expected}"), result.stderr
     assert result.stderr.count("\n") == 1  # one line
+
+
+def test_check_config_reports_every_mistake_at_once_with_the_name_it_was_meant_to_be(tmp_path: Path) -> None:
+    text = (
+        BINANCE_ACCOUNT.replace("binanceusdm", "okex").replace(
+            'mode = "demo"', 'mode = "demo"\napi_secrt = "x"'
+        )
+        + '\n[daemon]\nhttp_bnd = "127.0.0.1:9108"\n'
+    )
+    result = check_config(write(tmp_path, text))
+    assert result.returncode == 2 and result.stdout == ""
+    assert sorted(result.stderr.splitlines()) == [
+        "config error: accounts[0].api_secrt: unknown key (not a marginguard setting); did you mean 'secret'?",
+        "config error: accounts[0].exchange: unknown exchange 'okex'; did you mean 'okx'?",
+        "config error: daemon.http_bnd: unknown key (not a marginguard setting); did you mean 'http_bind'?",
+    ]
+
+
+def test_a_name_far_from_every_known_one_is_answered_with_the_known_ones(tmp_path: Path) -> None:
+    result = check_config(write(tmp_path, BINANCE_ACCOUNT.replace("binanceusdm", "kraken")))
+    assert result.stderr == (
+        "config error: accounts[0].exchange: unknown exchange 'kraken' (known: binanceusdm, bybit, okx, gate, "
+        "hyperliquid)\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -158,10 +158,11 @@ def test_a_key_that_is_no_threshold_is_refused_in_every_table(tmp_path: Path) ->
     ):
         with pytest.raises(SettingsError) as raised:
             with_rules(tmp_path, rules, account_rules)
-        assert (raised.value.field_path, raised.value.message) == (
-            path,
-            "unknown key (not a marginguard setting)",
-        )
+        assert raised.value.field_path == path
+        assert raised.value.message.startswith("unknown key (not a marginguard setting)")
+    with pytest.raises(SettingsError) as raised:  # a near miss is answered with the key it was meant to be
+        with_rules(tmp_path, {"stale_after": 10}, None)
+    assert raised.value.message.endswith("; did you mean 'stale_after_s'?")
 
 
 def test_domains_refuse_what_their_messages_say() -> None:
