@@ -2,7 +2,8 @@
 
 The first stdout line is one JSON object, `{"exchange": <ccxt id>, "ccxt_config": {...}}`, flushed at once,
 so a script (or the daemon's end-to-end tests) can start the simulator and read how to reach it; human
-help follows on the next lines. Registration stays cheap: the simulator is imported inside the handler.
+help follows on the next lines, and with `--print-config toml` an `[[accounts]]` block to paste into a
+configuration. Registration stays cheap: the simulator is imported inside the handler.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import asyncio
 import json
 import signal
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 EXCHANGES = ("binance", "bybit", "okx")
+BLOCK_END = "# end of the [[accounts]] block"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--speed", type=float, default=1.0, help="scenario speed factor (default 1)")
     parser.add_argument("--port", type=int, default=0, help="TCP port (default: any free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--print-config",
+        choices=("toml",),
+        default=None,
+        help="also print an [[accounts]] block for this simulator, ready to paste into marginguard.toml",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -58,9 +66,25 @@ async def serve(args: argparse.Namespace, out: TextIO) -> int:
         out.write(json.dumps({"exchange": sim.ccxt_id, "ccxt_config": sim.ccxt_config()}) + "\n")
         out.flush()
         out.write(_help_text(sim.http_base, sim.ccxt_id, scenario_names(), args.scenario))
+        if args.print_config == "toml":
+            out.write(_account_block(sim.ccxt_id, sim.ccxt_config(), args.exchange))
         out.flush()
         await stop.wait()
     return 0
+
+
+def _account_block(ccxt_id: str, ccxt_config: dict[str, Any], exchange: str) -> str:
+    """A paste-ready `[[accounts]]` entry: the simulator's keys as the account's credentials, its URLs in
+    `ccxt_config` (valid while this simulator runs on this port)."""
+    import io
+
+    from daemon.app.check_config_command import write_toml
+    from daemon.app.demo_command import sim_account
+
+    text = io.StringIO()
+    write_toml({"accounts": [sim_account(f"sim-{exchange}", ccxt_id, ccxt_config)]}, text)
+    block = text.getvalue().strip("\n")
+    return f"# paste into marginguard.toml (this simulator's account; its URLs hold while it runs):\n{block}\n{BLOCK_END}\n"
 
 
 def _help_text(http_base: str, ccxt_id: str, scenarios: list[str], playing: str | None) -> str:
