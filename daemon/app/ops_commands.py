@@ -75,29 +75,59 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"marginguard status: the daemon does not answer at {url} ({error})", file=sys.stderr)
         return EXIT_FAILED
     if not _as_table(args):
-        json.dump(status, sys.stdout, indent=2)
+        from daemon.app.silence_command import silences_in_force
+
+        json.dump({**status, "silences": silences_in_force(settings)}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return EXIT_OK
-    header = ("account", "symbol", "side", "size", "mark", "liq. price", "distance", "margin ratio")
+    header = (
+        "account",
+        "symbol",
+        "side",
+        "size",
+        "notional",
+        "lev.",
+        "mode",
+        "mark",
+        "liq. price",
+        "distance",
+        "margin ratio",
+        "uPnL",
+    )
     rows = [header]
     for account, info in status["accounts"].items():
         if not info["legs"]:
-            rows.append((account, "-", "-", "-", "-", "-", "-", info["state"]))
+            rows.append((account, "-", "-", "-", "-", "-", "-", "-", "-", "-", info["state"], "-"))
         for leg in info["legs"]:
+            leverage = leg.get("leverage")
             rows.append(
                 (
                     account,
                     leg["symbol"],
                     leg["side"],
-                    _fmt(leg["contracts"]),
+                    _fmt(leg.get("quantity")),
+                    _fmt(leg.get("notional")),
+                    "unknown" if leverage is None else f"{leverage:g}x",
+                    leg.get("margin_mode") or "unknown",
                     _fmt(leg["mark_price"]),
                     _fmt(leg["liquidation_price"]),
                     _fmt(leg["distance_to_liquidation"], percent=True),
                     _fmt(leg["margin_ratio"], percent=True),
+                    _fmt(leg.get("unrealized_pnl")),
                 )
             )
     _print_table(rows)
+    _print_silences(settings)
     return EXIT_OK
+
+
+def _print_silences(settings: Any) -> None:
+    """The silences in force under the table: a muted position must not look like a quiet one."""
+    from daemon.app.silence_command import silences_in_force
+
+    silences = silences_in_force(settings)
+    for silence in silences:
+        print(f"silenced: {silence}")
 
 
 def run_history(args: argparse.Namespace) -> int:

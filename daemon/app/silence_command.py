@@ -121,6 +121,22 @@ def _list(args: argparse.Namespace, settings: Any) -> int:
     return EXIT_OK
 
 
+def silences_in_force(settings: Any) -> list[str]:
+    """Each silence in force, one line each (for `status`), or [] when the journal cannot be read."""
+    from daemon.store import Journal
+
+    try:
+        with Journal(settings.daemon.storage_path) as journal:
+            silences = journal.active_silences(time.time())
+    except Exception:  # the table stands on its own; a journal locked or missing only hides this footnote
+        return []
+    return [
+        f"#{s.id} {s.account} {s.symbol or '(all symbols)'} until {utc(s.until)}"
+        + (f" ({s.reason})" if s.reason else "")
+        for s in silences
+    ]
+
+
 def _remove(args: argparse.Namespace, settings: Any) -> int:
     from daemon.store import Journal
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from daemon.core.events import PositionFacts
 from daemon.core.margin import evaluate_account
+from daemon.core.margin.terms import pnl_terms, to_u
 from daemon.core.state import AccountState, LegKey
 from daemon.core.types import Account, AccountRisk, ContractType, MarginMode, Position, PositionRisk
 
@@ -22,6 +23,22 @@ class LegView:
     mark_price: float | None
     risk: PositionRisk | None  # None: unknown, see `unknown_because`
     unknown_because: str | None = None
+    size: LegSize | None = None  # None while the leg cannot be modelled (no mark, entry or tiers yet)
+
+
+@dataclass(frozen=True, slots=True)
+class LegSize:
+    """How big a leg is, in the terms a trader reads: `quantity` in base units (linear; the quote value for
+    inverse contracts), `notional` and `unrealized_pnl` in the settle currency, at the leg's mark."""
+
+    quantity: float
+    notional: float
+    unrealized_pnl: float
+
+
+def leg_size(position: Position) -> LegSize:
+    u = to_u(position, position.mark_price)
+    return LegSize(position.quantity, position.quantity * u, pnl_terms(position).at(u))
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +131,14 @@ def view(state: AccountState) -> AccountView:
         risks = {index: risk for (index, _p), risk in zip(computable, account_risk.positions, strict=True)}
 
     legs = []
-    for index, (key, facts, _position_built, mark, reason) in enumerate(built):
+    for index, (key, facts, position_built, mark, reason) in enumerate(built):
+        size = leg_size(position_built) if position_built is not None else None
         if index in risks:
-            legs.append(LegView(key, facts, mark, risks[index]))
+            legs.append(LegView(key, facts, mark, risks[index], size=size))
         elif reason is not None:
-            legs.append(LegView(key, facts, mark, None, reason))
+            legs.append(LegView(key, facts, mark, None, reason, size=size))
         else:
-            legs.append(LegView(key, facts, mark, None, f"cross figures unknown: {cross_blocker}"))
+            legs.append(LegView(key, facts, mark, None, f"cross figures unknown: {cross_blocker}", size=size))
     complete = len(risks) == len(built)
     blocker = (
         None

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from daemon.core.types import Side
 from daemon.notify.receiver import PLATFORMS, Receiver
 from daemon.notify.webhook import verify_signature
 from daemon.sim.server import DEFAULT_PASSPHRASE, DEFAULT_SECRET, SimServer
@@ -25,6 +26,7 @@ from tests.e2e.support import (
     HMAC_SECRET,
     MARGIN_STEPS,
     SLACK_TOKEN,
+    SYMBOL,
     TELEGRAM_BOT_TOKEN,
     UNIFIED_SYMBOL,
     WEBHOOK_TOKEN,
@@ -164,6 +166,16 @@ async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolv
         assert f'marginguard_topups_total{{account="{account}",outcome="done"}} 1.0' in metrics
         leg = status["accounts"][account]["legs"][0]
         assert math.isclose(leg["liquidation_price"], lp_after, rel_tol=1e-6), leg
+        # Its size as a trader reads it: base units, notional and unrealised PnL at the mark, the exchange's.
+        position = sim.engine.find_position(sim.account.api_key, SYMBOL, Side.LONG)
+        assert position is not None and leg["mark_price"] == sim.engine.marks[SYMBOL]
+        market = sim.engine.markets[SYMBOL]
+        assert math.isclose(leg["quantity"], position.contracts * market.contract_size, rel_tol=1e-9), leg
+        assert math.isclose(leg["notional"], sim.engine.notional(position), rel_tol=1e-9), leg
+        pnl_rounding = leg["quantity"] * market.price_tick  # some venues state the entry at the price tick
+        assert math.isclose(
+            leg["unrealized_pnl"], sim.engine.unrealized_pnl(position), abs_tol=pnl_rounding
+        ), leg
 
         # SIGTERM: a prompt, clean exit with the outbox flushed.
         daemon.signal(signal.SIGTERM)
