@@ -53,6 +53,38 @@ class Metrics:
         self.outbox_pending = Gauge(
             "marginguard_outbox_pending", "Deliveries waiting in the outbox", registry=r
         )
+        # Per leg: bounded by the legs held (a closed leg's series are removed), never by symbols seen.
+        leg = ["account", "symbol", "side"]
+        self.leg_distance = Gauge(
+            "marginguard_leg_distance_to_liquidation",
+            "A leg's distance to liquidation (fraction of mark); absent while unknown",
+            leg,
+            registry=r,
+        )
+        self.leg_margin_ratio = Gauge(
+            "marginguard_leg_margin_ratio",
+            "A leg's margin ratio (1.0: liquidation); absent while unknown",
+            leg,
+            registry=r,
+        )
+        self.leg_liquidation_price = Gauge(
+            "marginguard_leg_liquidation_price",
+            "A leg's liquidation price (the model's); absent while unknown",
+            leg,
+            registry=r,
+        )
+        self.stream_outages = Counter(
+            "marginguard_stream_outages",
+            "Times a stream went down or stale (each one is reconnected)",
+            ["account", "stream"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "marginguard_deliveries",
+            "Delivery attempts by outcome (sent, refused, rate_limited, failed)",
+            ["sink", "outcome"],
+            registry=r,
+        )
         self.journal_writable = Gauge(
             "marginguard_journal_writable",
             "1 while the journal can be written; 0 while alerts are held in memory and top-ups are paused",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from daemon.app.account_metrics import AccountMetrics
 from daemon.app.executor import PICTURE_STALE, TopUpExecutor
 from daemon.app.http import Metrics
 from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
@@ -78,6 +79,7 @@ class AccountRunner:
         self.hub = hub
         self.journal = journal
         self.metrics = metrics
+        self._account_metrics = AccountMetrics(metrics, self.account_id)
         self.wake_outbox = wake_outbox
         self.clock = clock
         self.connector: Connector | None = None
@@ -187,7 +189,7 @@ class AccountRunner:
                 await self._consider_topup(gateway, (leg.key[0], leg.key[1]), silences)
         if self._memory is not before:
             self._save_memory(self.clock())
-        self._update_metrics(state, view)
+        self._publish_metrics(state, view)
 
     def _hold_legs_gone_while_down(self, view: AccountView) -> None:
         """Legs the kept memory has alerts about but the first snapshot lacks went while marginguard was down:
@@ -370,32 +372,10 @@ class AccountRunner:
         if alert is not None:
             self._emit([alert], now)
 
-    # ---- metrics ----
-
-    def _update_metrics(self, state: AccountState, view: AccountView) -> None:
-        account = self.account_id
-        self.metrics.positions.labels(account).set(len(view.legs))
-        distances = [
-            leg.risk.distance_to_liquidation
-            for leg in view.legs
-            if leg.risk is not None and leg.risk.distance_to_liquidation is not None
-        ]
-        if distances:
-            self.metrics.min_distance.labels(account).set(min(distances))
-        else:  # unknown is absent, never a reassuring number
-            with contextlib.suppress(KeyError):
-                self.metrics.min_distance.remove(account)
-        self.metrics.unknown_legs.labels(account).set(sum(1 for leg in view.legs if leg.risk is None))
-        for name, health in state.health.items():
-            self.metrics.stream_stale.labels(account, name).set(0 if health.freshness.value == "fresh" else 1)
-        if self.connector is not None:
-            now = time.monotonic()
-            for name, age in self.connector.feed.stream_ages(now).items():
-                self.metrics.stream_age.labels(account, name).set(age)
-            for symbol in {leg.key[0] for leg in view.legs}:
-                mark_age = self.hub.stream_age(symbol, now)
-                if mark_age is not None:
-                    self.metrics.stream_age.labels(account, f"mark:{symbol}").set(mark_age)
+    def _publish_metrics(self, state: AccountState, view: AccountView) -> None:
+        now = time.monotonic()
+        ages = self.connector.feed.stream_ages(now) if self.connector is not None else {}
+        self._account_metrics.publish(state, view, ages, lambda symbol: self.hub.stream_age(symbol, now))
 
 
 def _durable(memory: PolicyMemory) -> tuple[object, ...]:

@@ -63,7 +63,12 @@ class Daemon:
         self.journal = Journal(settings.daemon.storage_path, redact=Redactor(secret_values(settings)).text)
         self.metrics = Metrics()
         self.sinks = {sink.name: sink_from_settings(sink) for sink in settings.sinks}
-        self.outbox = Outbox(self.journal, self.sinks, clock=clock)
+        self.outbox = Outbox(
+            self.journal,
+            self.sinks,
+            clock=clock,
+            attempted=lambda sink, outcome: self.metrics.deliveries.labels(sink, outcome).inc(),
+        )
         rules = rule_set(settings)
         # One router for every account: it remembers which sinks heard each alarm, so the all-clear follows it.
         router = Router(settings.routes, [sink.name for sink in settings.sinks])

@@ -79,6 +79,15 @@ class OutboxJournal(Protocol):
     def max_sequences(self, account: str | None = None) -> dict[str, int]: ...
 
 
+# How an attempt's outcome is counted (the `marginguard_deliveries_total` metric's `outcome` label).
+OUTCOME_NAMES: dict[type, str] = {
+    Sent: "sent",
+    Failed: "refused",
+    RetryAfter: "rate_limited",
+    Transient: "failed",
+}
+
+
 class Outbox:
     """Delivers journaled alerts. `clock` is the journal's time (unix seconds); waits are in real seconds."""
 
@@ -89,8 +98,10 @@ class Outbox:
         clock: Callable[[], float] = time.time,
         backoff: Backoff = DEFAULT_BACKOFF,
         draw: Callable[[], float] = random.random,
+        attempted: Callable[[str, str], None] | None = None,
     ) -> None:
         self.journal = journal
+        self.attempted = attempted  # told (sink, "sent" | "refused" | "rate_limited" | "failed") per attempt
         self.sinks = dict(sinks)
         self.clock = clock
         self.backoff = backoff
@@ -200,6 +211,8 @@ class Outbox:
 
     def _record(self, delivery: DeliveryLike, outcome: Outcome) -> bool:
         """Journal the outcome; True when the sink may go on with its next alert."""
+        if self.attempted is not None:
+            self.attempted(delivery.sink, OUTCOME_NAMES[type(outcome)])
         now = self.clock()
         fields: dict[str, Any] = {"sink": delivery.sink, "key": delivery.alert.identity.key}
         fields["sequence"] = delivery.alert.sequence

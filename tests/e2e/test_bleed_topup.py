@@ -164,6 +164,17 @@ async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolv
             f'marginguard_stream_age_seconds{{account="{account}",stream="mark:{UNIFIED_SYMBOL}"}}' in metrics
         )
         assert f'marginguard_topups_total{{account="{account}",outcome="done"}} 1.0' in metrics
+        leg_series = f'{{account="{account}",side="long",symbol="{UNIFIED_SYMBOL}"}}'
+        [leg_lp] = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith(f"marginguard_leg_liquidation_price{leg_series}")
+        ]
+        assert lp_after is not None and math.isclose(float(leg_lp.split()[-1]), lp_after, rel_tol=1e-6), (
+            leg_lp
+        )
+        assert f"marginguard_leg_distance_to_liquidation{leg_series}" in metrics
+        assert 'marginguard_deliveries_total{outcome="sent",sink="audit-hook"}' in metrics
         leg = status["accounts"][account]["legs"][0]
         assert math.isclose(leg["liquidation_price"], lp_after, rel_tol=1e-6), leg
         # Its size as a trader reads it: base units, notional and unrealised PnL at the mark, the exchange's.
