@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "status", help="each account's positions with liquidation price and distance"
     )
     _common(status)
+    status.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=2.0,
+        default=None,
+        metavar="SECONDS",
+        help="a live view: redraw every SECONDS (default 2) until Ctrl-C",
+    )
     status.set_defaults(handler=run_status)
 
     history = subparsers.add_parser("history", help="the latest alerts and their deliveries")
@@ -61,18 +71,18 @@ def _fmt(value: Any, percent: bool = False) -> str:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    import urllib.error
-    import urllib.request
-
     settings = _settings(args)
     if settings is None:
         return EXIT_INVALID
     url = f"http://{settings.daemon.http_bind}/status"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            status = json.load(response)
-    except (urllib.error.URLError, OSError) as error:
-        print(f"marginguard status: the daemon does not answer at {url} ({error})", file=sys.stderr)
+    if args.watch is not None:
+        if args.watch <= 0:
+            print("marginguard status: --watch: give a period longer than zero seconds", file=sys.stderr)
+            return EXIT_INVALID
+        return _watch(url, settings, args.watch)
+    status, problem = _fetch(url)
+    if status is None:
+        print(f"marginguard status: {problem}", file=sys.stderr)
         return EXIT_FAILED
     if not _as_table(args):
         from daemon.app.silence_command import silences_in_force
@@ -80,6 +90,42 @@ def run_status(args: argparse.Namespace) -> int:
         json.dump({**status, "silences": silences_in_force(settings)}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return EXIT_OK
+    print("\n".join(_status_lines(status, settings)))
+    return EXIT_OK
+
+
+_CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear the screen
+
+
+def _watch(url: str, settings: Any, period_s: float) -> int:
+    """Redraw the table every `period_s` until Ctrl-C; a daemon that does not answer is said, and asked again
+    (it may be restarting)."""
+    try:
+        while True:
+            status, problem = _fetch(url)
+            lines = _status_lines(status, settings) if status is not None else [problem]
+            heading = f"marginguard status · {utc(time.time())} · every {period_s:g} s · Ctrl-C to stop"
+            sys.stdout.write(_CLEAR + heading + "\n\n" + "\n".join(lines) + "\n")
+            sys.stdout.flush()
+            time.sleep(period_s)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _fetch(url: str) -> tuple[dict[str, Any] | None, str]:
+    """The daemon's /status, or None and why not."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            status: dict[str, Any] = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return None, f"the daemon does not answer at {url} ({error})"
+    return status, ""
+
+
+def _status_lines(status: dict[str, Any], settings: Any) -> list[str]:
     header = (
         "account",
         "symbol",
@@ -94,7 +140,7 @@ def run_status(args: argparse.Namespace) -> int:
         "margin ratio",
         "uPnL",
     )
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     for account, info in status["accounts"].items():
         if not info["legs"]:
             rows.append((account, "-", "-", "-", "-", "-", "-", "-", "-", "-", info["state"], "-"))
@@ -116,18 +162,9 @@ def run_status(args: argparse.Namespace) -> int:
                     _fmt(leg.get("unrealized_pnl")),
                 )
             )
-    _print_table(rows)
-    _print_silences(settings)
-    return EXIT_OK
-
-
-def _print_silences(settings: Any) -> None:
-    """The silences in force under the table: a muted position must not look like a quiet one."""
     from daemon.app.silence_command import silences_in_force
 
-    silences = silences_in_force(settings)
-    for silence in silences:
-        print(f"silenced: {silence}")
+    return _table(rows) + [f"silenced: {silence}" for silence in silences_in_force(settings)]
 
 
 def run_history(args: argparse.Namespace) -> int:
@@ -155,7 +192,13 @@ def run_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_table(rows: Sequence[Sequence[str]]) -> None:
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    print("\n".join(_table(rows)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -176,3 +177,41 @@ def test_history_and_silences_are_told_in_utc_whatever_the_machine_s_zone(tmp_pa
     expected = time.time() + 3600
     told = calendar.timegm(time.strptime(until, "%Y-%m-%d %H:%M:%S UTC"))
     assert abs(told - expected) < 60  # read as UTC, it is an hour from now
+
+
+def test_status_watch_redraws_until_ctrl_c_and_keeps_asking_a_daemon_that_does_not_answer(
+    tmp_path: Path,
+) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daemon",
+            "status",
+            "--config",
+            str(_config(tmp_path, port=9)),
+            "--watch",
+            "0.1",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    frames = 0
+    while frames < 3:  # three redraws: it goes on after the first failure
+        line = process.stdout.readline()
+        assert line, process.stderr.read() if process.stderr else ""
+        if "marginguard status · " in line:
+            assert line.startswith("\x1b[H\x1b[2J") and " UTC · every 0.1 s · Ctrl-C to stop" in line
+            frames += 1
+        elif line.strip():
+            assert "the daemon does not answer at http://127.0.0.1:9/status" in line
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=10) == 0
+
+
+def test_status_watch_refuses_a_period_of_zero(tmp_path: Path) -> None:
+    done = _marginguard("status", "--config", str(_config(tmp_path)), "--watch", "0")
+    assert done.returncode == 2 and "--watch" in done.stderr
