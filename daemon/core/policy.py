@@ -117,13 +117,15 @@ def remembered_legs(memory: PolicyMemory, account_id: str) -> set[tuple[str, Sid
 
 def leg_figures(leg: LegView) -> Figures:
     """What an alert about this leg shows: its size and mark, and the model's figures where known."""
-    risk = leg.risk
+    risk, size = leg.risk, leg.size
     return Figures(
         contracts=abs(leg.facts.contracts),
         mark_price=leg.mark_price,
         liquidation_price=risk.liquidation_price if risk else None,
         distance=risk.distance_to_liquidation if risk else None,
         margin_ratio=risk.margin_ratio if risk else None,
+        quantity=size.quantity if size else None,
+        notional=size.notional if size else None,
     )
 
 
@@ -176,7 +178,7 @@ class _Run:
         own_ratio = risk.margin_ratio if leg.facts.margin_mode is MarginMode.ISOLATED else None
         warning, critical = crossings(risk.distance_to_liquidation, own_ratio, th, track)
         after = track.step(warning, critical, self.now, th.min_duration_s, figures)
-        self._advance(after, th, lambda level: text.position_risk(subject, level, figures))
+        self._advance(after, th, lambda level: text.position_risk(subject, level, figures, th, own_ratio))
 
         exchange_price = leg.facts.exchange_liquidation_price
         if exchange_price is None or exchange_price <= 0.0:
@@ -277,7 +279,9 @@ class _Run:
             warning = critical = False
         after = track.step(warning, critical, self.now, th.min_duration_s, figures)
         account_id = self.account_id
-        self._advance(after, th, lambda level: text.account_margin(account_id, level, figures, bool(cross)))
+        self._advance(
+            after, th, lambda level: text.account_margin(account_id, level, figures, bool(cross), th)
+        )
 
     def key(self, stream: str, health: StreamHealth, refused: bool) -> None:
         """The refused-key alert. `refused`: some stream of the account is down because the exchange refused the

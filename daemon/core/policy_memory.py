@@ -47,6 +47,8 @@ class Figures:
     liquidation_price: float | None = None
     distance: float | None = None
     margin_ratio: float | None = None
+    quantity: float | None = None  # base units (linear; quote value for inverse)
+    notional: float | None = None  # in the settle currency, at the mark
 
 
 @dataclass(frozen=True, slots=True)

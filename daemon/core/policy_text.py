@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from daemon.core.policy_memory import Figures, Level
+from daemon.core.policy_rules import Thresholds
 from daemon.core.policy_stale import MARKS, Outage
 
 
@@ -20,15 +21,46 @@ def percent(value: float | None) -> str:
 def _where(figures: Figures) -> str:
     return (
         f"{percent(figures.distance)} from liquidation at {number(figures.liquidation_price)} "
-        f"(mark {number(figures.mark_price)}), margin ratio {percent(figures.margin_ratio)}"
+        f"(mark {number(figures.mark_price)}), margin ratio {percent(figures.margin_ratio)}{_size(figures)}"
     )
 
 
-def position_risk(subject: str, level: Level, figures: Figures) -> str:
+def _size(figures: Figures) -> str:
+    """The leg's size as a trader reads it: base units and notional (contracts where that is all we know)."""
+    if figures.quantity is not None:
+        return f"; size {number(figures.quantity)} ({number(figures.notional)} notional)"
+    if figures.contracts is not None:
+        return f"; size {number(figures.contracts)} contracts"
+    return ""
+
+
+def crossed(level: Level, distance: float | None, ratio: float | None, th: Thresholds) -> str:
+    """Which of the level's thresholds the figures are past, with both values ("distance 0.80% <= critical
+    2.00%"); for a level held by hysteresis, the threshold it is held at."""
+    name = "critical" if level is Level.CRITICAL else "warning"
+    limit_d = th.critical_distance if level is Level.CRITICAL else th.warning_distance
+    limit_r = th.critical_margin_ratio if level is Level.CRITICAL else th.warning_margin_ratio
+    past = []
+    if distance is not None and limit_d is not None and distance <= limit_d:
+        past.append(f"distance {percent(distance)} <= {name} {percent(limit_d)}")
+    if ratio is not None and limit_r is not None and ratio >= limit_r:
+        past.append(f"margin ratio {percent(ratio)} >= {name} {percent(limit_r)}")
+    if past:
+        return " and ".join(past)
+    held = [
+        f"distance {percent(limit_d)}" if limit_d is not None else "",
+        f"margin ratio {percent(limit_r)}" if limit_r is not None else "",
+    ]
+    return f"held within {percent(th.hysteresis)} of the {name} " + " / ".join(h for h in held if h)
+
+
+def position_risk(
+    subject: str, level: Level, figures: Figures, th: Thresholds, own_ratio: float | None
+) -> str:
     if level is Level.OK:
         return f"{subject} is clear of its thresholds again: {_where(figures)}"
     word = "critical" if level is Level.CRITICAL else "warning"
-    return f"{subject} {word}: {_where(figures)}"
+    return f"{subject} {word} ({crossed(level, figures.distance, own_ratio, th)}): {_where(figures)}"
 
 
 def position_gone(subject: str, how: str) -> str:
@@ -58,7 +90,7 @@ def gone_unexplained(subject: str, detail: str, last: Figures) -> str:
     )
 
 
-def account_margin(account: str, level: Level, figures: Figures, has_cross: bool) -> str:
+def account_margin(account: str, level: Level, figures: Figures, has_cross: bool, th: Thresholds) -> str:
     if level is Level.OK:
         if not has_cross:
             return f"{account} has no cross positions left; cross margin alert over"
@@ -67,8 +99,8 @@ def account_margin(account: str, level: Level, figures: Figures, has_cross: bool
         return f"{account} cross margin balance is not positive: liquidation is due"
     word = "critical" if level is Level.CRITICAL else "warning"
     return (
-        f"{account} cross margin ratio {word}: {percent(figures.margin_ratio)} "
-        f"(nearest cross position {percent(figures.distance)} from liquidation)"
+        f"{account} cross margin ratio {word} ({crossed(level, None, figures.margin_ratio, th)}): "
+        f"{percent(figures.margin_ratio)} (nearest cross position {percent(figures.distance)} from liquidation)"
     )
 
 
