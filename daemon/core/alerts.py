@@ -24,6 +24,7 @@ class AlertKind(enum.Enum):
     DIVERGENCE = "divergence"  # model vs exchange liquidation price beyond tolerance
     LIQUIDATED = "liquidated"  # a position vanished while near liquidation / was liquidated
     TOPUP_DONE = "topup_done"
+    TOPUP_DRY_RUN = "topup_dry_run"  # a rehearsal: what a top-up would have done; nothing was sent
     TOPUP_FAILED = "topup_failed"
     TOPUP_REFUSED = "topup_refused"
     TOPUP_UNKNOWN = (

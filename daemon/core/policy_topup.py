@@ -89,10 +89,16 @@ def announce_topup(
         move = describe(outcome.topup, currency)
         action = f"outcome unknown: {move}"
         summary = f"{subject}: top-up outcome unknown ({move}): {outcome.reason}"
+    elif outcome.dry_run:  # its own kind: a rehearsal must never read as money moved
+        kind, severity = AlertKind.TOPUP_DRY_RUN, Severity.INFO
+        move = describe(outcome.topup, currency)
+        action = f"dry run: would {move}"
+        capped = f"; {outcome.topup.capped_by}" if outcome.topup.capped_by else ""
+        summary = f"{subject}: DRY RUN, nothing sent: would {move}{capped}"
     else:
         kind, severity = AlertKind.TOPUP_DONE, Severity.INFO
         move = describe(outcome.topup, currency)
-        action = f"dry run: would {move}" if outcome.dry_run else _past(move)
+        action = _past(move)
         capped = f"; {outcome.topup.capped_by}" if outcome.topup.capped_by else ""
         summary = f"{subject}: {action}{capped}"
 

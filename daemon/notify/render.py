@@ -36,6 +36,7 @@ KIND_LABEL = {
     AlertKind.DIVERGENCE: "Model divergence",
     AlertKind.LIQUIDATED: "Liquidated",
     AlertKind.TOPUP_DONE: "Top-up done",
+    AlertKind.TOPUP_DRY_RUN: "Top-up rehearsal (dry run, nothing sent)",
     AlertKind.TOPUP_FAILED: "Top-up failed",
     AlertKind.TOPUP_REFUSED: "Top-up refused",
     AlertKind.TOPUP_UNKNOWN: "Top-up outcome unknown",

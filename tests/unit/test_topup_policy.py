@@ -346,11 +346,12 @@ def test_top_up_outcomes_become_alerts_saying_what_marginguard_did() -> None:
     assert done.distance == pytest.approx(0.04)  # the figures that called for it
     memory, dry = announce(memory, TopUpExecuted(topup, dry_run=True), NOW + 1)
     assert dry is not None and dry.action == "dry run: would add 5.625 USDT margin"
+    assert dry.kind is AlertKind.TOPUP_DRY_RUN and "DRY RUN, nothing sent" in dry.summary  # never "done"
     memory, failed = announce(memory, TopUpFailed(topup, "InsufficientFunds: balance 3"), NOW + 2)
     assert failed is not None
     assert (failed.kind, failed.severity) == (AlertKind.TOPUP_FAILED, Severity.CRITICAL)
     assert failed.action == "failed to add 5.625 USDT margin: InsufficientFunds: balance 3"
-    assert [done.sequence, dry.sequence, failed.sequence] == [1, 2, 1]  # numbered per identity
+    assert [done.sequence, dry.sequence, failed.sequence] == [1, 1, 1]  # numbered per identity
 
 
 def test_an_unchanged_refusal_is_told_once_per_repeat_interval() -> None:
