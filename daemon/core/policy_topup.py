@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
-from daemon.core.policy import compose_alert, leg_figures
-from daemon.core.policy_memory import Notice, PolicyMemory
+from daemon.core.policy import compose_alert, leg_figures, risk_identity
+from daemon.core.policy_memory import Level, Notice, PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
 from daemon.core.policy_text import number
 from daemon.core.topup import Refused, TopUp, TopUpMethod
@@ -113,6 +113,11 @@ def announce_topup(
         if last is not None and last.topic == topic:
             return memory, None
     if isinstance(outcome, Refused):
+        # A refusal speaks of an alarm: never before the position's own risk alert has been sent (a trigger
+        # above the warning distance, or a warning still proving its minimum duration); it is told once it has.
+        risk = memory.tracks.get(risk_identity(account, symbol, leg.key[1]).key)
+        if risk is None or risk.notified is Level.OK:
+            return memory, None
         repeat = rules.for_symbol(account, symbol).repeat_interval_s
         last = memory.notices.get(key)
         if last is not None and last.topic == topic and (repeat is None or now - last.sent_at < repeat):

@@ -357,7 +357,7 @@ def test_top_up_outcomes_become_alerts_saying_what_marginguard_did() -> None:
 def test_an_unchanged_refusal_is_told_once_per_repeat_interval() -> None:
     # The cooldown text counts seconds and changes every tick; the refusal's code does not.
     first = Refused("cooldown", "cooling down after the last top-up 10 s ago", retry_at=NOW + 290)
-    memory, told = announce(PolicyMemory(), first, NOW)
+    memory, told = announce(alerted(), first, NOW)
     assert told is not None and (told.kind, told.severity) == (AlertKind.TOPUP_REFUSED, Severity.WARNING)
     assert told.action == "refused: cooling down after the last top-up 10 s ago"
     later = Refused("cooldown", "cooling down after the last top-up 20 s ago", retry_at=NOW + 290)
@@ -372,8 +372,26 @@ def test_an_unchanged_refusal_is_told_once_per_repeat_interval() -> None:
     assert repeated is not None and repeated.sequence == 3  # 600 s later: told again
 
 
+def alerted() -> PolicyMemory:
+    """The memory once the leg's risk alert has gone out (at 4 % from liquidation: critical)."""
+    feed = Feed()
+    feed.step(0, snapshot(0, isolated_long()), mark(0, mark_at(0.04)))
+    return feed.memory
+
+
+def test_a_refusal_waits_for_the_risk_alert_it_refers_to() -> None:
+    """Seen in a soak: "top-up refused: alert only" reached the receiver a second before the critical alert it
+    was about (the top-up trigger sits above the warning, or the warning is still proving its minimum
+    duration). The refusal is held until the position's risk alert has been sent, then told."""
+    refusal = Refused("alert_only", "alert only: no source wallet")
+    memory, early = announce(PolicyMemory(), refusal, NOW)
+    assert early is None and memory == PolicyMemory()  # nothing remembered: it is asked again next tick
+    memory, told = announce(alerted(), refusal, NOW + 1)
+    assert told is not None and told.kind is AlertKind.TOPUP_REFUSED
+
+
 def test_alert_only_and_silences() -> None:
-    memory, told = announce(PolicyMemory(), Refused("alert_only", "alert only: no source wallet"), NOW)
+    memory, told = announce(alerted(), Refused("alert_only", "alert only: no source wallet"), NOW)
     assert told is not None and told.action == "alert only"
     muted = (Silence(ACCOUNT, BTC, until=NOW + 100),)
     topup = decide()
