@@ -1,6 +1,7 @@
 """The daemon's HTTP face: /healthz, /readyz and /metrics (Prometheus), on 127.0.0.1 by default.
 
-/status gives each account's legs with the model's figures (what `marginguard status` prints).
+/status gives each account's legs with the model's figures (what `marginguard status` prints); / is the status
+page that shows it, live.
 /healthz answers 200 while the process serves requests and can keep its promises, and 503 with the reason when it
 cannot (its journal cannot be written: alerts are not durable and no top-up starts). /readyz answers 200 only when every account has had its
 first snapshot and all of its streams are fresh, and 503 with the reasons otherwise — so an orchestrator (or a
@@ -11,8 +12,10 @@ than hand-written exposition text.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -139,7 +142,36 @@ def build_app(
     app.router.add_get("/metrics", metrics_endpoint)
     if status is not None:
         app.router.add_get("/status", status_endpoint)
+        app.router.add_get("/", _asset_handler("status.html"))
+        for name in PAGE_ASSETS:
+            app.router.add_get(f"/static/{name}", _asset_handler(name))
     return app
+
+
+# The status page: one HTML file, its stylesheet and script, served from the package (no build step, nothing
+# fetched from elsewhere: it works offline). The page only reads /status.
+PAGE_ASSETS = ("status.css", "status.js")
+_CONTENT_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript"}
+# Everything from this server and nothing else; no inline script or markup style; never inside another page.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def _asset_handler(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    body = resources.files("daemon.app").joinpath("static", name).read_bytes()
+    content_type = _CONTENT_TYPES[Path(name).suffix]
+
+    async def serve(_request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=content_type, charset="utf-8", headers=PAGE_HEADERS)
+
+    return serve
 
 
 def parse_bind(bind: str) -> tuple[str, int]:

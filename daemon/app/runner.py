@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from daemon.app.account_metrics import AccountMetrics
+from daemon.app.distance_history import DistanceHistory
 from daemon.app.executor import PICTURE_STALE, TopUpExecutor
 from daemon.app.http import Metrics
 from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
@@ -80,6 +81,7 @@ class AccountRunner:
         self.journal = journal
         self.metrics = metrics
         self._account_metrics = AccountMetrics(metrics, self.account_id)
+        self.distance_history = DistanceHistory()  # each leg's last hour, for the status page
         self.wake_outbox = wake_outbox
         self.clock = clock
         self.connector: Connector | None = None
@@ -376,6 +378,7 @@ class AccountRunner:
         now = time.monotonic()
         ages = self.connector.feed.stream_ages(now) if self.connector is not None else {}
         self._account_metrics.publish(state, view, ages, lambda symbol: self.hub.stream_age(symbol, now))
+        self.distance_history.record(self.clock(), view)
 
 
 def _durable(memory: PolicyMemory) -> tuple[object, ...]:

@@ -24,6 +24,7 @@ from daemon.app.runner import AccountRunner, RunnerConfig
 from daemon.app.settings import Settings
 from daemon.app.settings_models import SinkSettings
 from daemon.app.settings_view import secret_values
+from daemon.app.status_view import status_document
 from daemon.app.wiring import feed_settings, hub_settings, rule_set, topup_limits
 from daemon.core.backoff import Backoff
 from daemon.exchanges.client import Environment, environment
@@ -60,7 +61,8 @@ class Daemon:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        self.journal = Journal(settings.daemon.storage_path, redact=Redactor(secret_values(settings)).text)
+        self._redactor = Redactor(secret_values(settings))
+        self.journal = Journal(settings.daemon.storage_path, redact=self._redactor.text)
         self.metrics = Metrics()
         self.sinks = {sink.name: sink_from_settings(sink) for sink in settings.sinks}
         self.outbox = Outbox(
@@ -99,43 +101,8 @@ class Daemon:
         return all(ready for ready, _ in states.values()), {k: reason for k, (_, reason) in states.items()}
 
     def status(self) -> dict[str, Any]:
-        """Each account's legs with the model's figures, for `marginguard status`."""
-        accounts: dict[str, Any] = {}
-        for runner in self.runners:
-            view = runner.view
-            ready, reason = runner.readiness()
-            legs = []
-            for leg in view.legs if view is not None else ():
-                risk = leg.risk
-                legs.append(
-                    {
-                        "symbol": leg.key[0],
-                        "side": leg.key[1].value,
-                        "contracts": leg.facts.contracts,
-                        "quantity": None if leg.size is None else leg.size.quantity,
-                        "notional": None if leg.size is None else leg.size.notional,
-                        "unrealized_pnl": None if leg.size is None else leg.size.unrealized_pnl,
-                        "entry_price": leg.facts.entry_price,
-                        "margin_mode": None if leg.facts.margin_mode is None else leg.facts.margin_mode.value,
-                        "leverage": leg.facts.leverage,
-                        "isolated_margin": leg.facts.isolated_margin,
-                        "mark_price": leg.mark_price,
-                        "liquidation_price": None if risk is None else risk.liquidation_price,
-                        "exchange_liquidation_price": leg.facts.exchange_liquidation_price,
-                        "distance_to_liquidation": None if risk is None else risk.distance_to_liquidation,
-                        "margin_ratio": None if risk is None else risk.margin_ratio,
-                        "unknown_because": leg.unknown_because,
-                    }
-                )
-            # The cross wallet as the daemon knows it (None: not known yet), for checks against the exchange.
-            wallet = None if runner.connector is None else runner.connector.state.wallet_balance
-            accounts[runner.account_id] = {
-                "ready": ready,
-                "state": reason,
-                "legs": legs,
-                "wallet_balance": wallet,
-            }
-        return {"accounts": accounts, "outbox_pending": self.journal.pending_deliveries()}
+        """Each account's legs with the model's figures, and what the status page shows (see `status_view`)."""
+        return status_document(self.runners, self.journal, self._redactor.value, self.clock())
 
     async def run(self, stop: asyncio.Event) -> None:
         app = build_app(self.metrics, self.readiness, self.status, self._refresh_gauges, self.health)

@@ -158,6 +158,15 @@ async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolv
                 metrics = await response.text()
             async with http.get(f"http://127.0.0.1:{port}/status") as response:
                 status = await response.json()
+            async with http.get(f"http://127.0.0.1:{port}/") as response:
+                page, page_headers = await response.text(), response.headers
+            async with http.get(f"http://127.0.0.1:{port}/static/status.js") as response:
+                script = await response.text()
+        # The status page: served by the daemon, nothing from elsewhere, no inline script.
+        assert "<title>marginguard</title>" in page and 'src="/static/status.js"' in page
+        assert "script-src 'self'" in page_headers["Content-Security-Policy"]
+        assert "<script>" not in page and "://" not in page  # no inline script, no address elsewhere
+        assert "textContent" in script and "innerHTML" not in script
         assert f'marginguard_positions{{account="{account}"}} 1.0' in metrics
         assert f'marginguard_min_distance_to_liquidation{{account="{account}"}}' in metrics
         assert (
@@ -177,6 +186,13 @@ async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolv
         assert 'marginguard_deliveries_total{outcome="sent",sink="audit-hook"}' in metrics
         leg = status["accounts"][account]["legs"][0]
         assert math.isclose(leg["liquidation_price"], lp_after, rel_tol=1e-6), leg
+        # What the status page draws: the leg's last hour ending at the present figure, the account's thresholds
+        # (its colours), its streams, and the latest alerts with what was done.
+        assert leg["history"] and leg["history"][-1][1] == leg["distance_to_liquidation"], leg["history"]
+        assert status["accounts"][account]["thresholds"]["critical_distance"] == 0.02
+        assert status["accounts"][account]["streams"]["positions"] == "fresh"
+        told = [a for a in status["alerts"] if a["kind"] == "topup_done"]
+        assert told and told[0]["action"] == done["action"], status["alerts"]
         # Its size as a trader reads it: base units, notional and unrealised PnL at the mark, the exchange's.
         position = sim.engine.find_position(sim.account.api_key, SYMBOL, Side.LONG)
         assert position is not None and leg["mark_price"] == sim.engine.marks[SYMBOL]
