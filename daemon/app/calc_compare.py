@@ -43,9 +43,14 @@ class PositionComparison:
 
 @dataclass(frozen=True, slots=True)
 class ModeComparison:
+    """`cross_wallet_balance` is also what is at risk under cross margin: every position can lose all of it.
+    Under isolated margin each position risks its own margin only. `isolated_unfunded` says why the account
+    cannot have the isolated version (its wallet is smaller than the margins its cross positions would need)."""
+
     exchange: str
     cross_wallet_balance: float
     positions: tuple[PositionComparison, ...]
+    isolated_unfunded: str | None = None
 
 
 def compare_modes(document: CalcDocument) -> ModeComparison:
@@ -81,7 +86,28 @@ def compare_modes(document: CalcDocument) -> ModeComparison:
             zip(account.positions, document.own_margins, cross_risks, strict=True)
         )
     )
-    return ModeComparison(account.exchange, cross_wallet, comparisons)
+    return ModeComparison(account.exchange, cross_wallet, comparisons, _isolated_unfunded(document))
+
+
+def _isolated_unfunded(document: CalcDocument) -> str | None:
+    """The cross positions, made isolated, each take their initial margin out of the wallet: say so when it is
+    not there (None when it is, or when nothing is cross)."""
+    account = document.account
+    needed = [
+        own_margin
+        for position, own_margin in zip(account.positions, document.own_margins, strict=True)
+        if position.margin_mode is MarginMode.CROSS
+    ]
+    if not needed or any(margin is None for margin in needed):
+        return None
+    total = sum(margin for margin in needed if margin is not None)
+    wallet = account.wallet_balance or 0.0
+    if total <= wallet:
+        return None
+    return (
+        f"the wallet ({wallet:,.2f}) cannot fund the isolated version: its cross positions would need "
+        f"{total:,.2f} of isolated margin at their leverage"
+    )
 
 
 def isolated_outcome(

@@ -56,19 +56,27 @@ def outcome_as_json(outcome: ModeOutcome) -> JsonObject:
 
 
 def comparison_as_json(comparison: ModeComparison) -> JsonObject:
-    return {
+    # At risk: under isolated margin a position can lose its own margin; under cross, the whole shared wallet.
+    document: JsonObject = {
         "cross_wallet_balance": finite(comparison.cross_wallet_balance),
         "positions": [
             {
                 "symbol": leg.symbol,
                 "side": leg.side.value,
                 "mark_price": finite(leg.mark_price),
-                "isolated": {"margin": finite(leg.isolated_margin), **outcome_as_json(leg.isolated)},
-                "cross": outcome_as_json(leg.cross),
+                "isolated": {
+                    "margin": finite(leg.isolated_margin),
+                    "at_risk": finite(leg.isolated_margin),
+                    **outcome_as_json(leg.isolated),
+                },
+                "cross": {"at_risk": finite(comparison.cross_wallet_balance), **outcome_as_json(leg.cross)},
             }
             for leg in comparison.positions
         ],
     }
+    if comparison.isolated_unfunded:
+        document["isolated_unfunded"] = comparison.isolated_unfunded
+    return document
 
 
 def dumps(document: JsonObject, pretty: bool) -> str:
@@ -128,5 +136,11 @@ def comparison_table(comparison: ModeComparison) -> str:
         f"{comparison.exchange}: isolated margin vs cross margin "
         f"(cross wallet {amount(comparison.cross_wallet_balance)} = wallet balance + isolated margins)"
     )
-    footer = ["DIST = how far the mark may move against the position before it is liquidated."]
+    footer = [
+        "DIST = how far the mark may move against the position before it is liquidated.",
+        f"AT RISK: isolated, each position's own margin (ISO MARGIN); cross, the whole shared wallet "
+        f"({amount(comparison.cross_wallet_balance)}).",
+    ]
+    if comparison.isolated_unfunded:
+        footer.append(f"Isolated: {comparison.isolated_unfunded}.")
     return "\n".join([title, "", *aligned(rows, right_from=2), "", *footer, *notes])

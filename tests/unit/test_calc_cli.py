@@ -205,6 +205,9 @@ def test_compare_modes_shows_cross_drawing_on_the_shared_wallet(
     assert btc["isolated"]["margin"] == 3200.0
     assert eth["isolated"]["margin"] == pytest.approx(eth_initial_margin)
     assert btc["isolated"]["liquidation_price"] == pytest.approx(BTC_LIQUIDATION)
+    # At risk: each position's own margin when isolated; the whole shared wallet when cross.
+    assert (btc["isolated"]["at_risk"], btc["cross"]["at_risk"]) == (3200.0, answer["cross_wallet_balance"])
+    assert "isolated_unfunded" not in answer  # both are isolated already: nothing to fund
     for leg in (btc, eth):
         # Sharing the wallet and the other position's spare margin, a long survives a deeper fall.
         assert leg["cross"]["liquidation_price"] < leg["isolated"]["liquidation_price"]
@@ -311,8 +314,29 @@ def test_compare_modes_says_when_a_cross_position_has_no_isolated_margin_to_comp
     eth = json.loads(capsys.readouterr().out)["positions"][0]
     assert eth["isolated"] == {
         "margin": None,
+        "at_risk": None,  # unknown, never 0
         "liquidation_price": None,
         "distance_to_liquidation": None,
         "note": "isolated margin unknown: give leverage or isolated_margin",
     }
     assert eth["cross"]["liquidation_price"] is not None
+
+
+def test_compare_modes_says_when_the_wallet_cannot_fund_the_isolated_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cross position made isolated takes its initial margin out of the wallet: with a wallet smaller than
+    that, the isolated version is not available, and the comparison says so rather than showing it as a choice."""
+    cross_eth = {**ETH_LONG, "margin_mode": "cross"}  # 10 ETH at 3,000, 10x: 3,000 of margin needed
+    main(
+        [
+            "calc",
+            "--compare-modes",
+            write(tmp_path, {**ACCOUNT, "wallet_balance": 500.0, "positions": [cross_eth]}),
+        ]
+    )
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["isolated_unfunded"] == (
+        "the wallet (500.00) cannot fund the isolated version: its cross positions would need 3,000.00 of "
+        "isolated margin at their leverage"
+    )
