@@ -107,8 +107,8 @@ function render(status) {
     cell(row, account);
     cell(row, info.state, info.ready ? "" : "sev-critical");
     cell(row, Object.entries(info.streams || {}).map(([name, state]) => name + ": " + state).join(", ") || "-");
-    cell(row, (info.silences || []).join("; ") || "-");
-    cell(row, (info.pending_topups || []).join("; ") || "-");
+    cell(row, (info.silences || []).join("; ") || "-", "wrap");
+    cell(row, (info.pending_topups || []).join("; ") || "-", "wrap");
     accounts.appendChild(row);
   }
 
@@ -119,8 +119,8 @@ function render(status) {
     cell(row, new Date(alert.ts * 1000).toISOString().replace("T", " ").slice(0, 19));
     cell(row, alert.severity, "sev-" + alert.severity);
     cell(row, alert.resolved ? "resolved" : "firing");
-    cell(row, alert.summary);
-    cell(row, alert.action || "alert only");
+    cell(row, alert.summary, "text");
+    cell(row, alert.action || "alert only", "text");
     alerts.appendChild(row);
   }
 }
