@@ -49,13 +49,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from daemon.app.settings import SettingsError, load_settings
+    from daemon.app.settings import load_or_report
 
-    try:
-        return load_settings(args.config)
-    except SettingsError as error:
-        print(error, file=sys.stderr)
-        return None
+    return load_or_report(args.config)
 
 
 def _as_table(args: argparse.Namespace) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -313,3 +314,12 @@ def _resolve_paths(settings: Settings, environ: Mapping[str, str], base_dir: Pat
         raise SettingsError("daemon.storage_path", problem)
     daemon = settings.daemon.model_copy(update={"storage_path": storage})
     return settings.model_copy(update={"daemon": daemon})
+
+
+def load_or_report(path: Path) -> Settings | None:
+    """The settings for a command, or None once the one-line problem is printed to stderr (it then exits 2)."""
+    try:
+        return load_settings(path)
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return None

@@ -153,13 +153,9 @@ def _remove(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from daemon.app.settings import SettingsError, load_settings
+    from daemon.app.settings import load_or_report
 
-    try:
-        return load_settings(args.config)
-    except SettingsError as error:
-        print(error, file=sys.stderr)
-        return None
+    return load_or_report(args.config)
 
 
 def _refuse(message: str) -> int:

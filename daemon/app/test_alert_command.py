@@ -34,12 +34,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_test_alert(args: argparse.Namespace) -> int:
-    from daemon.app.settings import SettingsError, load_settings
+    from daemon.app.settings import load_or_report
 
-    try:
-        settings = load_settings(args.config)
-    except SettingsError as error:
-        print(error, file=sys.stderr)
+    settings = load_or_report(args.config)
+    if settings is None:
         return EXIT_INVALID
     configured = {sink.name: sink for sink in settings.sinks}
     if not configured:
