@@ -150,8 +150,9 @@ def build_app(
 
 # The status page: one HTML file, its stylesheet and script, served from the package (no build step, nothing
 # fetched from elsewhere: it works offline). The page only reads /status.
-PAGE_ASSETS = ("status.css", "status.js")
-_CONTENT_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript"}
+# The icon too: a browser asks for one with every page, and a 404 for it is an error in the page's console.
+PAGE_ASSETS = ("status.css", "status.js", "favicon.svg")
+_CONTENT_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 # Everything from this server and nothing else; no inline script or markup style; never inside another page.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
