@@ -1,9 +1,9 @@
 """The document /status serves: each account's legs with the model's figures and their last hour, its streams,
 silences and pending top-ups, and the latest alerts. `marginguard status` and the status page read it.
 
-Read-only and cheap enough to be asked every two seconds: everything comes from memory but the silences and the
-latest alerts, two small journal reads. Alert texts are redacted again on the way out (an entry journaled before
-a secret was configured may hold it).
+Read-only and cheap enough for each open status page to ask every second: everything comes from memory but the
+silences and the latest alerts, two small journal reads. Alert texts are redacted again on the way out (an entry
+journaled before a secret was configured may hold it).
 """
 
 from __future__ import annotations

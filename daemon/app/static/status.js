@@ -1,8 +1,9 @@
-// marginguard's status page: reads /status every 2 s and redraws. Read-only; every value is put in the page
+// marginguard's status page: reads /status every second and redraws. Read-only; every value is put in the page
 // as text (textContent), never as markup, so nothing an exchange or a configuration says can run here.
 "use strict";
 
-const PERIOD_MS = 2000;
+// A mark move shows within 2 s (the page's promise): one period plus the daemon's own delay must fit in it.
+const PERIOD_MS = 1000;
 
 function cell(row, text, className) {
   const td = document.createElement("td");
@@ -106,7 +107,8 @@ function render(status) {
     const row = document.createElement("tr");
     cell(row, account);
     cell(row, info.state, info.ready ? "" : "sev-critical");
-    cell(row, Object.entries(info.streams || {}).map(([name, state]) => name + ": " + state).join(", ") || "-");
+    const streams = Object.entries(info.streams || {}).map(([name, state]) => name + ": " + state);
+    cell(row, streams.join(", ") || "-", "wrap");  // one per symbol held: wraps rather than widen the page
     cell(row, (info.silences || []).join("; ") || "-", "wrap");
     cell(row, (info.pending_topups || []).join("; ") || "-", "wrap");
     accounts.appendChild(row);
