@@ -218,7 +218,8 @@ def groups_of(family: MarginFamily, account: Account) -> list[tuple[list[int], G
     return groups
 
 
-def _ratio(requirement: float, balance: float) -> float | None:
+def margin_ratio(requirement: float, balance: float) -> float | None:
+    """Requirement over balance; None when the balance is not positive."""
     return requirement / balance if balance > 0.0 else None
 
 
@@ -265,7 +266,7 @@ def evaluate_account(account: Account) -> AccountRisk:
             ratio = (
                 totals.cross_ratio
                 if leg.margin_mode is MarginMode.CROSS
-                else _ratio(requirement, group.collateral + pnl)
+                else margin_ratio(requirement, group.collateral + pnl)
             )
             results[index] = position_risk(leg, liquidation, group.bankruptcy.u, requirement, ratio)
     return totals.risk(tuple(results[i] for i in range(len(account.positions))))
@@ -284,7 +285,7 @@ class AccountTotals:
 
     @property
     def cross_ratio(self) -> float | None:
-        return _ratio(self.cross_requirement, self.cross_balance) if self.has_cross else None
+        return margin_ratio(self.cross_requirement, self.cross_balance) if self.has_cross else None
 
     def risk(self, positions: tuple[PositionRisk, ...]) -> AccountRisk:
         balance = self.cross_balance + self.isolated_balance
@@ -293,7 +294,7 @@ class AccountTotals:
             positions=positions,
             margin_balance=balance,
             maintenance_margin=requirement,
-            margin_ratio=_ratio(requirement, balance),
+            margin_ratio=margin_ratio(requirement, balance),
             cross_margin_ratio=self.cross_ratio,
         )
 
