@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from daemon.core.margin.families import MarginFamily, family_for
-from daemon.core.margin.solver import Boundary, find_boundary
+from daemon.core.margin.solver import Boundary, Stops, find_boundary, stops_from, walk_boundary
 from daemon.core.margin.terms import (
     ZERO,
     Affine,
@@ -63,15 +63,21 @@ def _sum(parts: Sequence[Affine]) -> Affine:
     return total
 
 
-def _equity_boundary(equity_less_fee: Affine, u_mark: float) -> Boundary:
-    return find_boundary(lambda _u: equity_less_fee, (), u_mark)
+def _equity_boundary(equity_less_fee: Affine, flat: Stops) -> Boundary:
+    return walk_boundary(lambda _u: equity_less_fee, flat, _same)
+
+
+def _same(u: float) -> float:
+    return u
 
 
 def bankruptcy_of(family: MarginFamily, legs: Sequence[Position], equity_collateral: float) -> Boundary:
     """Where collateral + PnL − the fee to close (where the family counts one) reaches zero."""
     pnl = _sum([pnl_terms(leg) for leg in legs])
     fees = _sum([closing_fee_terms(family, leg) for leg in legs])
-    return _equity_boundary(Affine(equity_collateral) + pnl - fees, to_u(legs[0], legs[0].mark_price))
+    return _equity_boundary(
+        Affine(equity_collateral) + pnl - fees, stops_from((), to_u(legs[0], legs[0].mark_price))
+    )
 
 
 class GroupTerms:
@@ -82,18 +88,24 @@ class GroupTerms:
     the legs' brackets, which is all that u changes in it.
     """
 
-    __slots__ = ("_by_brackets", "_tables", "breakpoints", "family", "fee_u", "fees", "legs", "pnl")
+    __slots__ = ("_at_u", "_by_brackets", "_tables", "breakpoints", "family", "fee_u", "fees", "legs", "pnl")
 
     def __init__(self, family: MarginFamily, legs: Sequence[Position], fee_u: float | None) -> None:
         self.family, self.legs, self.fee_u = family, tuple(legs), fee_u
         self.pnl = _sum([pnl_terms(leg) for leg in legs])
         self.fees = _sum([closing_fee_terms(family, leg) for leg in legs])
-        self.breakpoints = [b for leg in legs for b in bracket_breakpoints(family, leg)]
+        self.breakpoints = sorted(b for leg in legs for b in bracket_breakpoints(family, leg))
         self._tables = [leg_tiers(family, leg) for leg in legs]
         self._by_brackets: dict[tuple[int, ...], Affine] = {}
+        self._at_u: dict[float, Affine] = {}  # the last few probes: a kept group is read at the same ones
 
     def requirement(self, u_ref: float) -> Affine:
         """The legs' summed requirement in the brackets that contain `u_ref` (as `requirement_terms`)."""
+        known = self._at_u.get(u_ref)
+        if known is not None:
+            return known
+        if len(self._at_u) >= 64:
+            self._at_u.clear()
         family = self.family
         key = tuple(
             tier_index(table, bracket_size(family, leg, u_ref))
@@ -108,16 +120,17 @@ class GroupTerms:
                 ]
             )
             self._by_brackets[key] = summed
+        self._at_u[u_ref] = summed
         return summed
 
     def gap(self, collateral: float) -> Callable[[float], Affine]:
-        """g's terms in the bracket of each u, for this collateral."""
-        pnl, requirement = self.pnl, self.requirement
-        return lambda u_ref: Affine(collateral) + pnl - requirement(u_ref)
+        """g's terms in the bracket of each u, for this collateral: (collateral + PnL) − requirement."""
+        balance, requirement = Affine(collateral) + self.pnl, self.requirement
+        return lambda u_ref: balance - requirement(u_ref)
 
-    def bankruptcy(self, equity_collateral: float, u_mark: float) -> Boundary:
-        """As `bankruptcy_of` these legs."""
-        return _equity_boundary(Affine(equity_collateral) + self.pnl - self.fees, u_mark)
+    def bankruptcy(self, equity_collateral: float, flat: Stops) -> Boundary:
+        """As `bankruptcy_of` these legs; `flat` is `stops_from((), u_mark)`."""
+        return _equity_boundary(Affine(equity_collateral) + self.pnl - self.fees, flat)
 
 
 def solve_group(family: MarginFamily, group: Group) -> Boundary:

@@ -40,7 +40,7 @@ from daemon.core.margin.account import (
 )
 from daemon.core.margin.families import MarginFamily, family_for
 from daemon.core.margin.reach import Reach
-from daemon.core.margin.solver import Boundary, Stops, stops_from, walk_boundary
+from daemon.core.margin.solver import Boundary, Stops, stops_around, walk_boundary
 from daemon.core.margin.terms import from_u, to_u
 from daemon.core.types import Account, AccountRisk, MarginMode, PositionRisk
 
@@ -63,16 +63,14 @@ class ExactSum:
 
     def add(self, term: float) -> None:
         if math.isfinite(term):
-            numerator, denominator = term.as_integer_ratio()
-            self._units += numerator << (1075 - denominator.bit_length())
+            self._units += _units(term)
         else:
             self._odd.append(term)
 
     def remove(self, term: float) -> None:
         """Take away a term added before (the same float)."""
         if math.isfinite(term):
-            numerator, denominator = term.as_integer_ratio()
-            self._units -= numerator << (1075 - denominator.bit_length())
+            self._units -= _units(term)
         else:
             self._odd.remove(term)  # list.remove matches the very object first, so a NaN is found too
 
@@ -84,6 +82,18 @@ class ExactSum:
         if self._odd:
             return math.fsum(self._odd)
         return self._units / _ONE  # int / int is correctly rounded in CPython
+
+    def plus(self, term: float) -> float:
+        """The value with a finite `term` added, leaving the sum as it is."""
+        if self._odd:
+            return math.fsum(self._odd)
+        return (self._units + _units(term)) / _ONE
+
+
+def _units(term: float) -> int:
+    """A finite float as a whole number of 2**-1074."""
+    numerator, denominator = term.as_integer_ratio()  # denominator: a power of two, at most 2**1074
+    return numerator << (1075 - denominator.bit_length())
 
 
 @dataclass(slots=True, eq=False)
@@ -99,6 +109,7 @@ class _Kept:
     symbol_pnl: float = 0.0  # cross: this symbol's share of the totals, at its mark
     symbol_requirement: float = 0.0
     stops: Stops | None = None  # around the current mark; None after the mark moved
+    flat: Stops | None = None  # the same with no breakpoints, for the bankruptcy price
     reach: Reach | None = None  # built on first read, kept for the model's life
     solved: tuple[int, Boundary, float | None] | None = field(
         default=None
@@ -139,8 +150,7 @@ class IncrementalAccount:
             )
         cross_ids = [i for i, k in enumerate(self._group_of) if k.cross]
         isolated_ids = [i for i, k in enumerate(self._group_of) if not k.cross]
-        self._total_pnl = ExactSum(self._pnl[i] for i in cross_ids)
-        self._cross_balance = ExactSum([self._wallet, *(self._pnl[i] for i in cross_ids)])
+        self._total_pnl = ExactSum(self._pnl[i] for i in cross_ids)  # the cross balance is the wallet plus it
         self._cross_requirement = ExactSum(self._requirement[i] for i in cross_ids)
         self._isolated_balance = ExactSum(self._group_of[i].collateral + self._pnl[i] for i in isolated_ids)
         self._isolated_requirement = ExactSum(self._requirement[i] for i in isolated_ids)
@@ -189,14 +199,12 @@ class IncrementalAccount:
                 )
                 if kept.cross:
                     self._total_pnl.replace(self._pnl[index], pnl)
-                    self._cross_balance.replace(self._pnl[index], pnl)
                     self._cross_requirement.replace(self._requirement[index], requirement)
                 else:
                     self._isolated_balance.replace(kept.collateral + self._pnl[index], kept.collateral + pnl)
                     self._isolated_requirement.replace(self._requirement[index], requirement)
                 self._pnl[index], self._requirement[index] = pnl, requirement
-            kept.stops = None
-            kept.solved = None
+            kept.stops = kept.flat = kept.solved = None
             if kept.cross:
                 before = kept.symbol_requirement
                 self._share(kept)
@@ -208,7 +216,7 @@ class IncrementalAccount:
         totals = self._totals
         if totals is None or totals[0] != self._version:
             cross_ratio = (
-                margin_ratio(self._cross_requirement.value(), self._cross_balance.value())
+                margin_ratio(self._cross_requirement.value(), self._total_pnl.plus(self._wallet))
                 if self._has_cross
                 else None
             )
@@ -224,16 +232,17 @@ class IncrementalAccount:
             return solved[1], solved[2]
         first = self._positions[kept.indexes[0]]
         u_mark = to_u(first, first.mark_price)
+        if kept.stops is None or kept.flat is None:
+            kept.stops = stops_around(kept.terms.breakpoints, u_mark)
+            kept.flat = stops_around((), u_mark)
         if kept.cross:
             _v, total_pnl, total_requirement, _r = self._cross_totals()
             equity, collateral = cross_collateral(
                 self._wallet, total_pnl, kept.symbol_pnl, total_requirement, kept.symbol_requirement
             )
-            bankruptcy_u = kept.terms.bankruptcy(equity, u_mark).u
+            bankruptcy_u = kept.terms.bankruptcy(equity, kept.flat).u
         else:
             collateral, bankruptcy_u = kept.collateral, kept.bankruptcy_u
-        if kept.stops is None:
-            kept.stops = stops_from(kept.terms.breakpoints, u_mark)
         if kept.reach is None:
             kept.reach = Reach(kept.terms)
         liquidation = walk_boundary(
@@ -262,7 +271,7 @@ class IncrementalAccount:
 
     def totals(self) -> AccountTotals:
         return AccountTotals(
-            self._cross_balance.value(),
+            self._total_pnl.plus(self._wallet),
             self._cross_requirement.value(),
             self._isolated_balance.value(),
             self._isolated_requirement.value(),

@@ -7,8 +7,9 @@ liquidation price is the one nearer the mark.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from daemon.core.margin.terms import Affine
@@ -45,12 +46,18 @@ class Stops:
 
 
 def stops_from(breakpoints: Iterable[float], u_mark: float) -> Stops:
-    breaks = list(breakpoints)
+    return stops_around(sorted(breakpoints), u_mark)
+
+
+def stops_around(ordered: Sequence[float], u_mark: float) -> Stops:
+    """`stops_from` for breakpoints already in ascending order (a kept group sorts its own once)."""
+    first_positive = bisect.bisect_right(ordered, 0.0)
+    below, above = bisect.bisect_left(ordered, u_mark), bisect.bisect_right(ordered, u_mark)
     return Stops(
         u_mark,
-        (*sorted((b for b in breaks if 0.0 < b < u_mark), reverse=True), 0.0),
-        (*sorted(b for b in breaks if b > u_mark), math.inf),
-        not breaks,
+        (*reversed(ordered[first_positive:below]), 0.0),
+        (*ordered[above:], math.inf),
+        not ordered,
     )
 
 
