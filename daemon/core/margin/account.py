@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from daemon.core.margin.families import MarginFamily, family_for
-from daemon.core.margin.solver import Boundary, Stops, find_boundary, stops_from, walk_boundary
+from daemon.core.margin.solver import Boundary, affine_boundary, find_boundary
 from daemon.core.margin.terms import (
     ZERO,
     Affine,
@@ -63,21 +63,11 @@ def _sum(parts: Sequence[Affine]) -> Affine:
     return total
 
 
-def _equity_boundary(equity_less_fee: Affine, flat: Stops) -> Boundary:
-    return walk_boundary(lambda _u: equity_less_fee, flat, _same)
-
-
-def _same(u: float) -> float:
-    return u
-
-
 def bankruptcy_of(family: MarginFamily, legs: Sequence[Position], equity_collateral: float) -> Boundary:
     """Where collateral + PnL − the fee to close (where the family counts one) reaches zero."""
     pnl = _sum([pnl_terms(leg) for leg in legs])
     fees = _sum([closing_fee_terms(family, leg) for leg in legs])
-    return _equity_boundary(
-        Affine(equity_collateral) + pnl - fees, stops_from((), to_u(legs[0], legs[0].mark_price))
-    )
+    return affine_boundary(Affine(equity_collateral) + pnl - fees, to_u(legs[0], legs[0].mark_price))
 
 
 class GroupTerms:
@@ -128,9 +118,9 @@ class GroupTerms:
         balance, requirement = Affine(collateral) + self.pnl, self.requirement
         return lambda u_ref: balance - requirement(u_ref)
 
-    def bankruptcy(self, equity_collateral: float, flat: Stops) -> Boundary:
-        """As `bankruptcy_of` these legs; `flat` is `stops_from((), u_mark)`."""
-        return _equity_boundary(Affine(equity_collateral) + self.pnl - self.fees, flat)
+    def bankruptcy(self, equity_collateral: float, u_mark: float) -> Boundary:
+        """As `bankruptcy_of` these legs."""
+        return affine_boundary(Affine(equity_collateral) + self.pnl - self.fees, u_mark)
 
 
 def solve_group(family: MarginFamily, group: Group) -> Boundary:

@@ -109,7 +109,6 @@ class _Kept:
     symbol_pnl: float = 0.0  # cross: this symbol's share of the totals, at its mark
     symbol_requirement: float = 0.0
     stops: Stops | None = None  # around the current mark; None after the mark moved
-    flat: Stops | None = None  # the same with no breakpoints, for the bankruptcy price
     reach: Reach | None = None  # built on first read, kept for the model's life
     solved: tuple[int, Boundary, float | None] | None = field(
         default=None
@@ -204,7 +203,7 @@ class IncrementalAccount:
                     self._isolated_balance.replace(kept.collateral + self._pnl[index], kept.collateral + pnl)
                     self._isolated_requirement.replace(self._requirement[index], requirement)
                 self._pnl[index], self._requirement[index] = pnl, requirement
-            kept.stops = kept.flat = kept.solved = None
+            kept.stops = kept.solved = None
             if kept.cross:
                 before = kept.symbol_requirement
                 self._share(kept)
@@ -232,15 +231,14 @@ class IncrementalAccount:
             return solved[1], solved[2]
         first = self._positions[kept.indexes[0]]
         u_mark = to_u(first, first.mark_price)
-        if kept.stops is None or kept.flat is None:
+        if kept.stops is None:
             kept.stops = stops_around(kept.terms.breakpoints, u_mark)
-            kept.flat = stops_around((), u_mark)
         if kept.cross:
             _v, total_pnl, total_requirement, _r = self._cross_totals()
             equity, collateral = cross_collateral(
                 self._wallet, total_pnl, kept.symbol_pnl, total_requirement, kept.symbol_requirement
             )
-            bankruptcy_u = kept.terms.bankruptcy(equity, kept.flat).u
+            bankruptcy_u = kept.terms.bankruptcy(equity, u_mark).u
         else:
             collateral, bankruptcy_u = kept.collateral, kept.bankruptcy_u
         if kept.reach is None:

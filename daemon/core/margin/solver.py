@@ -127,8 +127,27 @@ def walk_boundary(
         if (root := _first_root(terms_at, side, u_mark, here, skip)) is not None
     ]
     if not roots:
-        if here.slope == 0.0 and stops.flat:
-            return Boundary(None, past=past, reason="the margin balance does not move with this price")
-        return Boundary(None, past=past, reason="the margin covers any move of this price")
+        return Boundary(None, past=past, reason=_no_root(here.slope == 0.0 and stops.flat))
     mark = price_of(u_mark)
     return Boundary(min(roots, key=lambda root: abs(price_of(root) - mark)), past=past)
+
+
+def affine_boundary(terms: Affine, u_mark: float) -> Boundary:
+    """`find_boundary` for a g that is one affine piece everywhere (no breakpoints), in closed form.
+
+    The walk would test the piece's one root against [0, mark] and then [mark, ∞); either way the root it keeps
+    is that number, so it is the answer wherever it lies at a positive, finite u.
+    """
+    root = segment_root(terms, u_mark, 0.0)
+    if root is None:
+        root = segment_root(terms, u_mark, math.inf)
+    past = terms.at(u_mark) <= 0.0
+    if root is None:
+        return Boundary(None, past=past, reason=_no_root(terms.slope == 0.0))
+    return Boundary(root, past=past)
+
+
+def _no_root(flat: bool) -> str:
+    if flat:
+        return "the margin balance does not move with this price"
+    return "the margin covers any move of this price"
