@@ -48,7 +48,7 @@ lint: setup
 	$(BIN)/mypy --strict daemon/core
 
 bench: setup
-	$(BIN)/python bench/margin_model.py
+	$(BIN)/python bench/model.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

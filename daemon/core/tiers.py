@@ -7,21 +7,26 @@ from collections.abc import Sequence
 from daemon.core.types import Tier
 
 
-def tier_for(tiers: Sequence[Tier], size: float) -> Tier:
-    """The bracket that applies to `size`: the last tier whose minimum is at or below it.
+def tier_index(tiers: Sequence[Tier], size: float) -> int:
+    """Where in `tiers` the bracket for `size` is: the last tier whose minimum is at or below it.
 
     A size below the first tier's minimum (tables normally start at 0) falls into the first tier, so a table
     never leaves a position without a maintenance rate.
     """
     if not tiers:
         raise ValueError("a position needs at least one maintenance tier")
-    chosen = tiers[0]
-    for tier in tiers:
+    chosen = 0
+    for index, tier in enumerate(tiers):
         if tier.min_notional <= size:
-            chosen = tier
+            chosen = index
         else:
             break
     return chosen
+
+
+def tier_for(tiers: Sequence[Tier], size: float) -> Tier:
+    """The bracket that applies to `size` (see `tier_index`)."""
+    return tiers[tier_index(tiers, size)]
 
 
 def tier_boundaries(tiers: Sequence[Tier]) -> list[float]:

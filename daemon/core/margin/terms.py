@@ -69,7 +69,8 @@ def pnl_terms(leg: Position) -> Affine:
     return Affine(signed / leg.entry_price, -signed)
 
 
-def _bracket_size(family: MarginFamily, leg: Position, u: float) -> float:
+def bracket_size(family: MarginFamily, leg: Position, u: float) -> float:
+    """What the family sizes its brackets by, for this leg at u (only NOTIONAL_AT_PRICE depends on u)."""
     if family.tier_basis is TierBasis.NOTIONAL_AT_PRICE:
         return leg.quantity * u  # q·P for linear, q/P (coin) for inverse
     if family.tier_basis is TierBasis.NOTIONAL_AT_ENTRY:
@@ -82,7 +83,15 @@ def requirement_terms(family: MarginFamily, leg: Position, u_ref: float, u_bankr
 
     `u_bankrupt` prices Bybit's fee to close at the bankruptcy price; None (no bankruptcy price) charges none.
     """
-    tier = tier_for(leg_tiers(family, leg), _bracket_size(family, leg, u_ref))
+    tier = tier_for(leg_tiers(family, leg), bracket_size(family, leg, u_ref))
+    return tier_requirement_terms(family, leg, tier, u_bankrupt)
+
+
+def tier_requirement_terms(
+    family: MarginFamily, leg: Position, tier: Tier, u_bankrupt: float | None
+) -> Affine:
+    """The leg's maintenance requirement in bracket `tier`: u enters only through which bracket applies, so
+    a model that keeps a leg can keep these terms per bracket."""
     q = leg.quantity
     if family.maintenance_at_entry:
         requirement = Affine(q * to_u(leg, leg.entry_price) * tier.mmr - tier.maintenance_amount)
