@@ -1,16 +1,22 @@
 """What an account's positions and the market list leave out, asked of the exchange for this account: its margin
-mode where the exchange keeps it account-wide (Bybit unified), and the taker fee it pays where the market list only
-has ccxt's guess (Bybit, whose maintenance margin includes the fee to close)."""
+mode where the exchange keeps it account-wide (Bybit unified), the leverage where positions do not state it
+(Binance), and the taker fee it pays where the market list only has ccxt's guess (Bybit, whose maintenance margin
+includes the fee to close)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
+import structlog
+
 from daemon.core.events import MarketRules, PositionFacts
-from daemon.core.types import MarginMode
-from daemon.exchanges.parse import margin_mode_of, number
+from daemon.core.types import MarginMode, Side
+from daemon.exchanges.parse import margin_mode_of, number, positive
 from daemon.exchanges.quirks import Quirks
+
+log = structlog.get_logger("marginguard.exchanges")
 
 
 class AccountTerms:
@@ -18,6 +24,7 @@ class AccountTerms:
         self.client = client
         self.quirks = quirks
         self.margin_mode: MarginMode | None = None  # the last answer, reused for pushes
+        self.leverages: dict[tuple[str, Side], float] = {}  # the last answers, reused for pushes
 
     async def with_margin_mode(self, facts: tuple[PositionFacts, ...]) -> tuple[PositionFacts, ...]:
         """Where positions do not state their margin mode (Bybit unified: account-wide), ask for it once per
@@ -33,6 +40,36 @@ class AccountTerms:
         if mode is None:
             return facts
         return tuple(f if f.margin_mode is not None else replace(f, margin_mode=mode) for f in facts)
+
+    async def with_leverage(self, facts: tuple[PositionFacts, ...]) -> tuple[PositionFacts, ...]:
+        """Where positions do not state their leverage (Binance), ask for the held symbols' leverage once per
+        snapshot and fill it in. Leverage is shown, never used to judge a liquidation (isolated margin is read
+        as it is): a failed read keeps the last answers and the snapshot goes on."""
+        if self.quirks.leverage_in_positions or not facts:
+            return facts
+        try:
+            answers = await self.client.fetch_leverages(sorted({f.symbol for f in facts}))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any ccxt error: the figure stays as last read, or unknown
+            log.warning("leverage unavailable", error=type(exc).__name__)
+        else:
+            for symbol, answer in answers.items():
+                for side, key in ((Side.LONG, "longLeverage"), (Side.SHORT, "shortLeverage")):
+                    leverage = positive(answer.get(key))
+                    if leverage is not None:
+                        self.leverages[(symbol, side)] = leverage
+        return self.fill_leverage(facts)
+
+    def fill_leverage(self, facts: tuple[PositionFacts, ...]) -> tuple[PositionFacts, ...]:
+        if not self.leverages:
+            return facts
+        return tuple(
+            f
+            if f.leverage is not None or (f.symbol, f.side) not in self.leverages
+            else replace(f, leverage=self.leverages[(f.symbol, f.side)])
+            for f in facts
+        )
 
     async def with_fee(self, rules: MarketRules) -> MarketRules:
         """The rules with the taker fee this account pays, where the market list only has ccxt's guess. A failed

@@ -187,7 +187,7 @@ class AccountFeed:
             facts = tuple(
                 f for f in facts_from_positions(rows) if f.contracts != 0.0 and self._wanted(f.symbol)
             )
-            facts = await self._terms.with_margin_mode(facts)
+            facts = await self._terms.with_leverage(await self._terms.with_margin_mode(facts))
             await self._send_rules({f.symbol for f in facts})
             if balance is not None:
                 wallet = wallet_balance(balance, self.quirks.settle)
@@ -321,8 +321,10 @@ class AccountFeed:
         rows = self._ledger.with_coalesced(self.client, [])
         if not rows:
             rows = self._ledger.with_coalesced(self.client, await self.client.watch_positions())
-        facts = self._terms.fill_margin_mode(
-            tuple(f for f in facts_from_positions(rows) if self._wanted(f.symbol))
+        facts = self._terms.fill_leverage(
+            self._terms.fill_margin_mode(
+                tuple(f for f in facts_from_positions(rows) if self._wanted(f.symbol))
+            )
         )
         if not facts:
             return []

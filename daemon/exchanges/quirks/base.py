@@ -135,6 +135,9 @@ class Quirks:
         judge it by keepalive and reconciliation.
     margin_mode_in_positions: positions state their margin mode; when False (Bybit unified accounts, where
         the mode is account-wide) ask ccxt's `fetch_margin_mode` and fill it in (`parse.margin_mode_of`).
+    leverage_in_positions: positions state their leverage; when False (Binance's v3 position risk, which ccxt
+        reads, has none) ask ccxt's `fetch_leverages` at each snapshot and fill it in: the status, the page and
+        `calc --compare-modes` show it.
     tiers_call: `fetch_leverage_tiers` (all symbols in one call) or `fetch_market_leverage_tiers` (per symbol).
     account_fee_rates: the market list does not carry the taker fee the exchange charges (ccxt guesses one),
         and the exchange's maintenance margin includes the fee to close: ask ccxt's `fetch_trading_fee` for the
@@ -167,6 +170,7 @@ class Quirks:
     add_margin: AddMarginRequest | None
     margin_amount_uses_market_precision: bool = False
     margin_mode_in_positions: bool = True
+    leverage_in_positions: bool = True
     account_fee_rates: bool = False
     margin_decimals: int = 8
     leg_param: LegParam | None = None

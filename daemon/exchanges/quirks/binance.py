@@ -18,6 +18,8 @@ QUIRKS = Quirks(
     # only when something changes (ccxt #20201).
     positions_push_is_thin=True,
     positions_quiet_by_nature=True,
+    # GET /fapi/v3/positionRisk has no leverage: GET /fapi/v1/symbolConfig (ccxt's fetch_leverages) has it.
+    leverage_in_positions=False,
     tiers_call="fetch_leverage_tiers",
     # With a key, load_markets would also fetch currencies from the spot host (api.binance.com/sapi).
     default_options=frozen({"fetchCurrencies": False, "defaultType": "swap"}),
