@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup browser run test lint bench clean
+.PHONY: setup browser run test test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,9 @@ run: setup
 
 test: setup browser
 	$(BIN)/pytest -q
+
+test-slow: setup
+	$(BIN)/pytest -q -m slow
 
 lint: setup
 	$(BIN)/ruff check daemon tests bench
