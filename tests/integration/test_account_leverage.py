@@ -32,7 +32,9 @@ async def test_binance_legs_carry_the_leverage_the_exchange_holds_for_each_symbo
             assert _leverage(connector, eth, Side.SHORT) == 12.0
 
 
-async def test_a_leverage_read_that_fails_leaves_the_positions_watched_and_is_made_good_at_a_later_snapshot() -> None:
+async def test_a_leverage_read_that_fails_leaves_the_positions_watched_and_is_made_good_at_a_later_snapshot() -> (
+    None
+):
     async with simulator("binance", mark_interval_s=0.25) as sim:
         open_leg(sim, BTC, Side.LONG, 0.05, MarginMode.ISOLATED, leverage=9)
         btc = unified(sim, BTC)
