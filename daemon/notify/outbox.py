@@ -28,7 +28,7 @@ import structlog
 
 from daemon.core.alerts import JOURNAL_IDENTITY, Alert, journal_failure_alert
 from daemon.core.backoff import Backoff
-from daemon.notify.sink import Failed, Outcome, RetryAfter, Sent, Sink, Transient
+from daemon.notify.sink import Failed, Outcome, Picture, RetryAfter, Sent, Sink, Transient
 
 # A receiver asking for a longer pause than this is retried after this long anyway (and asked again).
 MAX_RETRY_AFTER = 3600.0
@@ -53,6 +53,12 @@ class DeliveryLike(Protocol):
     @property
     def alert(self) -> Alert: ...
 
+    @property
+    def alert_id(self) -> int: ...
+
+    @property
+    def chart(self) -> bytes | None: ...
+
 
 class OutboxJournal(Protocol):
     """The part of the journal (daemon.store.Journal) the outbox uses."""
@@ -75,6 +81,10 @@ class OutboxJournal(Protocol):
     def probe(self) -> bool: ...
 
     def record_alert(self, alert: Alert, sinks: Sequence[str], now: float) -> Alert | None: ...
+
+    def store_chart(self, key: str, sequence: int, png: bytes, now: float) -> int | None: ...
+
+    def release_hold(self, key: str, sequence: int, now: float) -> None: ...
 
     def max_sequences(self, account: str | None = None) -> dict[str, int]: ...
 
@@ -195,14 +205,16 @@ class Outbox:
         attempts = 0
         for delivery in queue:
             attempts += 1
-            outcome = await self._attempt(sink, delivery.alert)
+            outcome = await self._attempt(sink, delivery)
             if not self._record(delivery, outcome):
                 break  # this sink must wait; its later alerts stay behind this one
         return attempts
 
-    async def _attempt(self, sink: Sink, alert: Alert) -> Outcome:
+    async def _attempt(self, sink: Sink, delivery: DeliveryLike) -> Outcome:
+        # The message's incident chart, when one was stored in time for it (the journal decides, once).
+        picture = None if delivery.chart is None else Picture(delivery.chart, delivery.alert_id)
         try:
-            return await sink.send(alert)
+            return await sink.send(delivery.alert, picture)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a sink bug must not stop delivery to the others; retry it like an outage
