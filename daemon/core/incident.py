@@ -136,6 +136,25 @@ class MarkerLog:
         return sum(len(kept) for kept in self._markers.values())
 
 
+class IncidentRecorder:
+    """One account's price trail and markers: what its charts are drawn from."""
+
+    def __init__(self) -> None:
+        self.trail = price_trail()
+        self.markers = MarkerLog()
+
+    def record(self, now: float, view: AccountView) -> None:
+        self.trail.record(now, price_points(view))
+
+    def chart_for(self, alert: Alert, now: float) -> IncidentChart | None:
+        """Note `alert` as a marker; its chart when it is worth one and there is something to draw."""
+        self.markers.note(alert)
+        leg = leg_of(alert)
+        if leg is None or not wants_chart(alert):
+            return None
+        return incident_chart(alert, self.trail.series(leg), self.markers.markers(leg), now)
+
+
 def incident_chart(
     alert: Alert,
     points: list[tuple[float, PricePoint]],
