@@ -105,6 +105,7 @@ class ChartRenderer:
             log.warning(
                 "incident chart not drawn in time: the message goes as text", **fields, hold_s=self.hold_s
             )
+            self.wake_outbox()  # its hold has run out: the message is due
             return
         except asyncio.CancelledError:
             self.journal.release_hold(request.key, request.sequence, self.clock())
