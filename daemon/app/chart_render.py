@@ -68,7 +68,8 @@ def render_png(chart: IncidentChart) -> bytes:
             bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
         )
     if chart.end > chart.start:
-        axes.set_xlim(chart.start, chart.end)
+        # A little room on the right: the alert's own marker stands at the end and must not sit on the frame.
+        axes.set_xlim(chart.start, chart.end + 0.03 * (chart.end - chart.start))
     axes.xaxis.set_major_locator(MaxNLocator(nbins=7, steps=[1, 2, 3, 5, 6, 10]))
     axes.xaxis.set_major_formatter(FuncFormatter(_clock))
     axes.set_xlabel("time (UTC)")
