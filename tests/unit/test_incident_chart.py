@@ -5,6 +5,8 @@ worth one."""
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from dataclasses import replace
 
 from hypothesis import given
@@ -195,3 +197,12 @@ def test_the_trail_spacing_bounds_a_legs_memory() -> None:
     for second in range(3600):
         trail.record(float(second), {LEG: PricePoint(100.0, 90.0, 90.5)})
     assert len(trail.series(LEG)) <= CHART_WINDOW_S / CHART_SPACING_S + 2
+
+
+def test_matplotlib_is_imported_only_to_draw_a_chart() -> None:
+    """`marginguard calc`, the other commands and the daemon's start-up never pay matplotlib's import."""
+    code = (
+        "import sys, daemon.app.cli, daemon.app.supervisor, daemon.app.calc_command, daemon.app.incident_charts;"
+        "assert 'matplotlib' not in sys.modules, 'imported at start-up'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
