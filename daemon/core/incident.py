@@ -114,8 +114,8 @@ def marker_for(alert: Alert) -> Marker | None:
 
 
 class MarkerLog:
-    """The markers of each leg's recent alerts: at most `MAX_MARKERS_PER_LEG` per leg, and a leg whose newest
-    marker left the window is forgotten at the next note, so memory stays bounded however long the daemon runs."""
+    """The markers of each leg's recent alerts: at most `MAX_MARKERS_PER_LEG` per leg, and markers that left the
+    window are forgotten at the next note, so memory stays bounded however long the daemon runs."""
 
     def __init__(self, window_s: float = CHART_WINDOW_S) -> None:
         self.window_s = window_s
@@ -123,8 +123,12 @@ class MarkerLog:
 
     def note(self, alert: Alert) -> None:
         leg, marker = leg_of(alert), marker_for(alert)
-        for key in [k for k, kept in self._markers.items() if alert.ts - kept[-1].t > self.window_s]:
-            del self._markers[key]
+        for key in list(self._markers):  # alerts are rare: looking over every leg each time costs nothing
+            kept = self._markers[key]
+            while kept and alert.ts - kept[0].t > self.window_s:
+                kept.popleft()
+            if not kept:
+                del self._markers[key]
         if leg is None or marker is None:
             return
         self._markers.setdefault(leg, deque(maxlen=MAX_MARKERS_PER_LEG)).append(marker)

@@ -180,7 +180,7 @@ def test_the_marker_log_stays_bounded_per_leg(notes: list[tuple[str, float]]) ->
         log.note(alert(now, severity=Severity.WARNING, symbol=symbol))
     assert len(log) <= 3 * MAX_MARKERS_PER_LEG
     for symbol in (BTC, ETH, "SOL/USDT:USDT"):
-        assert all(now - m.t <= CHART_WINDOW_S + 100.0 for m in log.markers((symbol, "long")))
+        assert all(now - m.t <= CHART_WINDOW_S for m in log.markers((symbol, "long")))
 
 
 def test_charts_are_for_critical_position_alerts_and_liquidations() -> None:
