@@ -1,7 +1,7 @@
 """The daemon's HTTP face: /healthz, /readyz and /metrics (Prometheus), on 127.0.0.1 by default.
 
 /status gives each account's legs with the model's figures (what `marginguard status` prints); / is the status
-page that shows it, live.
+page that shows it, live; /incident/<number>.png is the incident chart of a critical or liquidated message.
 /healthz answers 200 while the process serves requests and can keep its promises, and 503 with the reason when it
 cannot (its journal cannot be written: alerts are not durable and no top-up starts). /readyz answers 200 only when every account has had its
 first snapshot and all of its streams are fresh, and 503 with the reasons otherwise — so an orchestrator (or a
@@ -98,6 +98,7 @@ class Metrics:
 Readiness = Callable[[], tuple[bool, dict[str, str]]]
 Status = Callable[[], dict[str, Any]]
 Health = Callable[[], list[str]]  # what keeps the daemon from keeping its promises (empty: healthy)
+Chart = Callable[[int], bytes | None]  # a message's incident chart (PNG) by its number; None: none kept
 
 
 def build_app(
@@ -106,9 +107,11 @@ def build_app(
     status: Status | None = None,
     before_scrape: Callable[[], None] | None = None,
     health: Health | None = None,
+    chart: Chart | None = None,
 ) -> web.Application:
     """The app; `status` serves /status (the accounts' legs, for `marginguard status`), `before_scrape`
-    refreshes gauges that are cheaper to read on demand than to keep current, `health` says what is broken."""
+    refreshes gauges that are cheaper to read on demand than to keep current, `health` says what is broken,
+    `chart` gives a message's incident chart (PNG) by its number, served at /incident/<number>.png."""
 
     async def healthz(_request: web.Request) -> web.Response:
         problems = health() if health is not None else []
@@ -136,6 +139,13 @@ def build_app(
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
+    async def incident(request: web.Request) -> web.Response:
+        assert chart is not None
+        png = chart(int(request.match_info["number"]))
+        if png is None:
+            raise web.HTTPNotFound(text="no such chart (charts are kept a week)")
+        return web.Response(body=png, content_type="image/png", headers=CHART_HEADERS)
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -145,6 +155,8 @@ def build_app(
         app.router.add_get("/", _asset_handler("status.html"))
         for name in PAGE_ASSETS:
             app.router.add_get(f"/static/{name}", _asset_handler(name))
+    if chart is not None:
+        app.router.add_get(r"/incident/{number:\d{1,18}}.png", incident)
     return app
 
 
@@ -162,6 +174,14 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
+}
+
+
+# A chart never changes once drawn; it is an image, never a document to interpret.
+CHART_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "private, max-age=86400, immutable",
 }
 
 

@@ -23,8 +23,10 @@ from daemon.app.account_metrics import AccountMetrics
 from daemon.app.distance_history import DistanceHistory
 from daemon.app.executor import PICTURE_STALE, TopUpExecutor
 from daemon.app.http import Metrics
+from daemon.app.incident_charts import ChartRenderer
 from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
 from daemon.core.alerts import Alert
+from daemon.core.incident import IncidentRecorder
 from daemon.core.policy import decide, remembered_legs, risk_identity
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
@@ -63,6 +65,7 @@ class RunnerConfig:
     feed: FeedSettings
     sinks_for: Callable[[Alert], list[str]]  # the routing table: alert -> sink names
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    chart_sinks: frozenset[str] = frozenset()  # sinks that show incident charts: their messages wait for one
 
 
 class AccountRunner:
@@ -74,6 +77,7 @@ class AccountRunner:
         metrics: Metrics,
         wake_outbox: Callable[[], None],
         clock: Callable[[], float] = time.time,
+        charts: ChartRenderer | None = None,
     ) -> None:
         self.config = config
         self.account_id = config.account.account_id
@@ -82,6 +86,8 @@ class AccountRunner:
         self.metrics = metrics
         self._account_metrics = AccountMetrics(metrics, self.account_id)
         self.distance_history = DistanceHistory()  # each leg's last hour, for the status page
+        self.incidents = IncidentRecorder()  # each leg's last minutes and alerts, for incident charts
+        self.charts = charts
         self.wake_outbox = wake_outbox
         self.clock = clock
         self.connector: Connector | None = None
@@ -157,6 +163,9 @@ class AccountRunner:
         assert self.connector is not None
         state, view = self.connector.state, self.connector.view
         changes, self._changes = self.endings.hold(self._changes), []
+        self.incidents.record(
+            self.clock(), view
+        )  # before deciding: a chart ends at the figures it was made on
         if not self._restart_checked and state.last_snapshot_ms is not None:
             self._hold_legs_gone_while_down(view)
         if self.endings.asking:
@@ -229,9 +238,16 @@ class AccountRunner:
         memory = (self.account_id, memory_to_json(self._memory))
         for alert in alerts:
             sinks = self.config.sinks_for(alert)
-            stored = self.journal.record_alert(alert, sinks, now, memory)
+            chart = self.incidents.chart_for(alert, now)
+            deadline, hold = now, {}
+            if chart is not None and self.charts is not None and self.journal.write_failure is None:
+                deadline = now + self.charts.hold_s  # chart-showing sinks wait this long for it, no longer
+                hold = {sink: deadline for sink in sinks if sink in self.config.chart_sinks}
+            stored = self.journal.record_alert(alert, sinks, now, memory, hold)
             if stored is None:
                 continue
+            if deadline > now and chart is not None and self.charts is not None:
+                self.charts.request(stored, chart, deadline)
             if (
                 stored.sequence != alert.sequence
             ):  # renumbered: its number was taken (the journal said so, loudly)

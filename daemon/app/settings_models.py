@@ -13,6 +13,7 @@ import itertools
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
@@ -91,6 +92,34 @@ class DaemonSettings(Section):
     log_format: LogFormat = "auto"
     log_level: LogLevel = "info"
     shutdown_timeout_s: PositiveSeconds = 10.0
+    # Where people reach the status page (http_bind, or a reverse proxy in front of it), e.g.
+    # "https://marginguard.example.com/". With it, Slack and webhook messages link to their incident chart
+    # (<status_page_url>/incident/<number>.png); without it they are text only. Not a secret: messages carry it.
+    status_page_url: str | None = None
+
+    _no_page = field_validator("status_page_url", mode="before")(empty_means_none)
+
+    @field_validator("status_page_url")
+    @classmethod
+    def _page_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"expected an http:// or https:// address such as https://marginguard.example.com/, got {value!r}"
+            )
+        if (
+            parts.username
+            or parts.password
+            or parts.query
+            or parts.fragment
+            or any(c.isspace() for c in value)
+        ):
+            raise ValueError(
+                "must be a plain address: no user:password@, query (?), fragment (#) or spaces (every message would carry them)"
+            )
+        return value.rstrip("/")
 
     @field_validator("http_bind")
     @classmethod

@@ -56,8 +56,12 @@ def status_document(
         }
     latest = [
         {
-            key: entry.get(key)
-            for key in ("ts", "account", "kind", "severity", "resolved", "summary", "action")
+            **{
+                key: entry.get(key)
+                for key in ("ts", "account", "kind", "severity", "resolved", "summary", "action")
+            },
+            # The message's incident chart on this server, when one was drawn (critical and liquidated alerts).
+            "chart": f"/incident/{entry['id']}.png" if entry.get("chart") else None,
         }
         for entry in journal.history(LATEST_ALERTS)
     ]

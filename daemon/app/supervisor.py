@@ -19,6 +19,7 @@ import structlog
 
 from daemon.app import systemd
 from daemon.app.http import Metrics, build_app, start_http
+from daemon.app.incident_charts import ChartRenderer
 from daemon.app.redaction import Redactor
 from daemon.app.runner import AccountRunner, RunnerConfig
 from daemon.app.settings import Settings
@@ -45,9 +46,10 @@ _HEALTHY_RUN_S = 60.0
 _SINK_FIELDS = ("url", "base_url", "bot_token", "chat_id", "hmac_secret")
 
 
-def sink_from_settings(sink: SinkSettings) -> Sink:
+def sink_from_settings(sink: SinkSettings, page_url: str | None = None) -> Sink:
+    """`page_url`: `daemon.status_page_url`, where Slack and webhook messages link to their incident charts."""
     given = {name: getattr(sink, name) for name in _SINK_FIELDS if getattr(sink, name) is not None}
-    return build_sink(sink.type, name=sink.name, **given)
+    return build_sink(sink.type, name=sink.name, page_url=page_url, **given)
 
 
 def _describe(exc: BaseException) -> str:
@@ -64,13 +66,17 @@ class Daemon:
         self._redactor = Redactor(secret_values(settings))
         self.journal = Journal(settings.daemon.storage_path, redact=self._redactor.text)
         self.metrics = Metrics()
-        self.sinks = {sink.name: sink_from_settings(sink) for sink in settings.sinks}
+        page_url = settings.daemon.status_page_url
+        self.sinks = {sink.name: sink_from_settings(sink, page_url) for sink in settings.sinks}
         self.outbox = Outbox(
             self.journal,
             self.sinks,
             clock=clock,
             attempted=lambda sink, outcome: self.metrics.deliveries.labels(sink, outcome).inc(),
         )
+        # Incident charts of critical and liquidated alerts: drawn off the event loop, kept in the journal.
+        self.charts = ChartRenderer(self.journal, self.outbox.notify, clock=clock)
+        chart_sinks = frozenset(name for name, sink in self.sinks.items() if sink.shows_charts)
         rules = rule_set(settings)
         # One router for every account: it remembers which sinks heard each alarm, so the all-clear follows it.
         router = Router(settings.routes, [sink.name for sink in settings.sinks])
@@ -91,9 +97,18 @@ class Daemon:
                 dry_run=topup.dry_run,
                 feed=feed_settings(settings, account.account_id),
                 sinks_for=router.sinks_for,
+                chart_sinks=chart_sinks,
             )
             self.runners.append(
-                AccountRunner(config, self.hubs[where], self.journal, self.metrics, self.outbox.notify, clock)
+                AccountRunner(
+                    config,
+                    self.hubs[where],
+                    self.journal,
+                    self.metrics,
+                    self.outbox.notify,
+                    clock,
+                    self.charts,
+                )
             )
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
@@ -105,7 +120,9 @@ class Daemon:
         return status_document(self.runners, self.journal, self._redactor.value, self.clock())
 
     async def run(self, stop: asyncio.Event) -> None:
-        app = build_app(self.metrics, self.readiness, self.status, self._refresh_gauges, self.health)
+        app = build_app(
+            self.metrics, self.readiness, self.status, self._refresh_gauges, self.health, self.journal.chart
+        )
         http = await start_http(app, self.settings.daemon.http_bind)
         tasks: list[asyncio.Task[None]] = []
         stopped_at = time.monotonic()
@@ -115,6 +132,7 @@ class Daemon:
                     await stack.enter_async_context(hub)
                 async with asyncio.TaskGroup() as group:
                     tasks.append(group.create_task(self.outbox.run(), name="outbox"))
+                    tasks.append(group.create_task(self.charts.run(), name="incident-charts"))
                     for runner in self.runners:
                         tasks.append(
                             group.create_task(self._supervise(runner), name=f"runner-{runner.account_id}")

@@ -6,7 +6,17 @@ import inspect
 from typing import Any
 
 from daemon.notify.discord import DiscordSink
-from daemon.notify.sink import Failed, HttpSink, Outcome, RetryAfter, Sent, Sink, Transient, close_all
+from daemon.notify.sink import (
+    Failed,
+    HttpSink,
+    Outcome,
+    Picture,
+    RetryAfter,
+    Sent,
+    Sink,
+    Transient,
+    close_all,
+)
 from daemon.notify.slack import SlackSink
 from daemon.notify.telegram import TelegramSink
 from daemon.notify.webhook import WebhookSink
@@ -35,7 +45,7 @@ def build_sink(kind: str, **kwargs: Any) -> Sink:
     """A sink of type `kind` ("slack" | "discord" | "telegram" | "webhook").
 
     Takes the transport's keyword arguments (`name`, and `url`; or `bot_token`, `chat_id`, `base_url`; and
-    `hmac_secret`, `session`, `timeout`). A settings object's sink fields can be passed as they are: None means
+    `hmac_secret`, `page_url` (Slack and the webhook link charts there), `session`, `timeout`). A settings object's sink fields can be passed as they are: None means
     "default", and another sink type's field (a Slack sink's `base_url`) is ignored. A name no sink type knows
     raises TypeError.
     """
@@ -58,6 +68,7 @@ __all__ = [
     "DiscordSink",
     "Failed",
     "Outcome",
+    "Picture",
     "RetryAfter",
     "Sent",
     "Sink",

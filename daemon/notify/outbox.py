@@ -28,7 +28,7 @@ import structlog
 
 from daemon.core.alerts import JOURNAL_IDENTITY, Alert, journal_failure_alert
 from daemon.core.backoff import Backoff
-from daemon.notify.sink import Failed, Outcome, RetryAfter, Sent, Sink, Transient
+from daemon.notify.sink import Failed, Outcome, Picture, RetryAfter, Sent, Sink, Transient
 
 # A receiver asking for a longer pause than this is retried after this long anyway (and asked again).
 MAX_RETRY_AFTER = 3600.0
@@ -52,6 +52,12 @@ class DeliveryLike(Protocol):
 
     @property
     def alert(self) -> Alert: ...
+
+    @property
+    def alert_id(self) -> int: ...
+
+    @property
+    def chart(self) -> bytes | None: ...
 
 
 class OutboxJournal(Protocol):
@@ -195,14 +201,16 @@ class Outbox:
         attempts = 0
         for delivery in queue:
             attempts += 1
-            outcome = await self._attempt(sink, delivery.alert)
+            outcome = await self._attempt(sink, delivery)
             if not self._record(delivery, outcome):
                 break  # this sink must wait; its later alerts stay behind this one
         return attempts
 
-    async def _attempt(self, sink: Sink, alert: Alert) -> Outcome:
+    async def _attempt(self, sink: Sink, delivery: DeliveryLike) -> Outcome:
+        # The message's incident chart, when one was stored in time for it (the journal decides, once).
+        picture = None if delivery.chart is None else Picture(delivery.chart, delivery.alert_id)
         try:
-            return await sink.send(alert)
+            return await sink.send(delivery.alert, picture)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a sink bug must not stop delivery to the others; retry it like an outage

@@ -5,6 +5,12 @@ It answers each platform the way the real one does (Slack "ok", Discord's messag
 that platform's shape, with its retry hint), 500 or any other status for the next N requests. Telegram messages
 are checked like Telegram does: an unsupported HTML tag is refused with 400 "can't parse entities".
 
+Messages with a picture come as the platforms take them: Telegram's `sendPhoto` as multipart/form-data (chat_id,
+photo, caption of at most 1,024 characters as shown, parse_mode), a Discord webhook as multipart with
+`payload_json` and `files[n]` (an embed's `attachment://<name>` must name one of them). A file that is not a PNG
+(signature and IHDR checked) is refused with 400, as the platform refuses an image it cannot process; the
+accepted image bytes are kept (`Received.images`).
+
 Used by the tests, by `marginguard demo` to print the alerts it receives, and on its own:
 
     python -m daemon.notify.receiver --port 8787
@@ -30,13 +36,16 @@ from typing import Any
 
 from aiohttp import web
 
+from daemon.notify.forms import Form, parse_form, png_size
+
 PLATFORMS = ("slack", "discord", "telegram", "webhook")
+TELEGRAM_CAPTION_MAX = 1024  # characters as shown, markup aside
 TELEGRAM_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "span"}
 TELEGRAM_TAGS |= {"tg-spoiler", "tg-emoji", "blockquote"}
 
 
 def platform_of(path: str) -> str:
-    if path.startswith("/bot") and path.endswith("/sendMessage"):
+    if path.startswith("/bot") and path.endswith(("/sendMessage", "/sendPhoto")):
         return "telegram"
     if path.startswith("/api/webhooks/"):
         return "discord"
@@ -54,10 +63,21 @@ class Received:
     body: bytes
     status: int  # what the receiver answered
     at: float  # time.monotonic() on arrival
+    form: Form | None = None  # a multipart/form-data request's fields and files
 
     @property
     def json(self) -> Any:
-        return json.loads(self.body)
+        """The message as a document: the JSON body; for a form, Discord's `payload_json` or Telegram's fields."""
+        if self.form is None:
+            return json.loads(self.body)
+        if self.platform == "discord":
+            return json.loads(self.form.fields.get("payload_json", "null"))
+        return dict(self.form.fields)
+
+    @property
+    def images(self) -> list[bytes]:
+        """The files sent with the message, in the order sent."""
+        return [] if self.form is None else [upload.data for upload in self.form.files.values()]
 
     def describe(self) -> str:
         """One line for a person: the message's headline as the platform would show it in a preview."""
@@ -70,11 +90,14 @@ class Received:
         elif self.platform == "discord":
             text = str(doc.get("content", ""))
         elif self.platform == "telegram":
-            first = re.sub(r"<[^>]+>", "", str(doc.get("text", ""))).split("\n")
+            first = re.sub(r"<[^>]+>", "", str(doc.get("text") or doc.get("caption", ""))).split("\n")
             text = html.unescape(" — ".join(part for part in first[:3] if part))
         else:
             text = f"{doc.get('status', '?')} {doc.get('severity', '?')}: {doc.get('summary', '')}"
-        return f"[{self.platform}] {text}"
+        pictures = "".join(
+            f" [+ chart {size[0]}x{size[1]}]" for size in map(png_size, self.images) if size is not None
+        )
+        return f"[{self.platform}] {text}{pictures}"
 
 
 @dataclass
@@ -166,11 +189,14 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         platform = platform_of(request.path)
+        form = parse_form(request.headers.get("Content-Type", ""), body)
         failure = self._take_failure(platform)
         if failure:
             response = self._failure_response(platform, failure)
+        elif form is not None:
+            response = self._answer_form(platform, request.path, form, request.query.get("wait") == "true")
         else:
-            response = self._answer(platform, body, request.query.get("wait") == "true")
+            response = self._answer(platform, body, request.query.get("wait") == "true", request.path)
         record = Received(
             platform,
             request.path,
@@ -179,6 +205,7 @@ class Receiver:
             body,
             response.status,
             time.monotonic(),
+            form,
         )
         self.requests.append(record)
         if 200 <= response.status < 300:
@@ -197,11 +224,13 @@ class Receiver:
                 return failure
         return None
 
-    def _answer(self, platform: str, body: bytes, wait: bool) -> web.Response:
+    def _answer(self, platform: str, body: bytes, wait: bool, path: str = "") -> web.Response:
         try:
             doc = json.loads(body)
         except ValueError:
             return self._refusal(platform, 400, "invalid_payload")
+        if path.endswith("/sendPhoto"):
+            return self._refusal(platform, 400, "Bad Request: there is no photo in the request")
         if platform == "slack":
             return web.Response(text="ok")
         if platform == "discord":
@@ -225,6 +254,57 @@ class Receiver:
             }
             return web.json_response({"ok": True, "result": message})
         return web.json_response({"ok": True})
+
+    def _answer_form(self, platform: str, path: str, form: Form, wait: bool) -> web.Response:
+        """A multipart message: Telegram's sendPhoto or a Discord webhook with files, checked like they check."""
+        bad_files = [name for name, upload in form.files.items() if png_size(upload.data) is None]
+        if platform == "telegram":
+            photo = form.files.get("photo")
+            if not form.fields.get("chat_id"):
+                return self._refusal(platform, 400, "Bad Request: chat_id is empty")
+            if not path.endswith("/sendPhoto") or photo is None:
+                return self._refusal(platform, 400, "Bad Request: there is no photo in the request")
+            size = png_size(photo.data)
+            if size is None:
+                return self._refusal(platform, 400, "Bad Request: IMAGE_PROCESS_FAILED")
+            if sum(size) > 10_000 or max(size) > 20 * min(size):
+                return self._refusal(platform, 400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+            caption = form.fields.get("caption", "")
+            if len(html.unescape(re.sub(r"<[^>]+>", "", caption))) > TELEGRAM_CAPTION_MAX:
+                return self._refusal(platform, 400, "Bad Request: message caption is too long")
+            problem = form.fields.get("parse_mode") == "HTML" and telegram_entities_problem(caption)
+            if problem:
+                return self._refusal(platform, 400, f"Bad Request: can't parse entities: {problem}")
+            photos = [{"file_id": f"photo-{len(self.accepted) + 1}", "width": size[0], "height": size[1]}]
+            message = {
+                "message_id": len(self.accepted) + 1,
+                "chat": {"id": form.fields["chat_id"]},
+                "photo": photos,
+                "caption": caption,
+            }
+            return web.json_response({"ok": True, "result": message})
+        if platform == "discord":
+            try:
+                doc = json.loads(form.fields["payload_json"])
+            except (KeyError, ValueError):
+                return self._refusal(platform, 400, "Cannot send an empty message")
+            names = {upload.filename for upload in form.files.values()}
+            wanted = {
+                str(embed.get("image", {}).get("url", ""))[len("attachment://") :]
+                for embed in doc.get("embeds", [])
+                if str(embed.get("image", {}).get("url", "")).startswith("attachment://")
+            }
+            stray = [name for name in form.files if not re.fullmatch(r"files\[\d+\]", name)]
+            if bad_files or stray or not wanted <= names:
+                return self._refusal(platform, 400, "Invalid Form Body")
+            if not wait:
+                return web.Response(status=204)
+            files = [
+                {"id": str(i), "filename": upload.filename} for i, upload in enumerate(form.files.values())
+            ]
+            body = {"id": str(len(self.accepted) + 1), "type": 0, "content": doc.get("content")}
+            return web.json_response({**body, "attachments": files})
+        return self._refusal(platform, 400, "invalid_payload")  # Slack and webhooks take JSON only
 
     def _failure_response(self, platform: str, failure: _Failure) -> web.Response:
         if failure.status != 429:
@@ -260,7 +340,16 @@ class Receiver:
         return web.json_response({"ok": True})
 
     async def _control_received(self, _request: web.Request) -> web.Response:
-        bodies = [{"platform": r.platform, "path": r.path, "body": r.body.decode()} for r in self.accepted]
+        bodies = [
+            {
+                "platform": r.platform,
+                "path": r.path,
+                # A form's document as JSON text (its files are binary: their sizes say what came).
+                "body": r.body.decode() if r.form is None else json.dumps(r.json),
+                "images": [png_size(image) for image in r.images],
+            }
+            for r in self.accepted
+        ]
         return web.json_response(bodies)
 
 

@@ -53,6 +53,8 @@ DISCORD_DESCRIPTION_MAX = 4096
 DISCORD_FIELD_MAX = 1024
 DISCORD_CONTENT_MAX = 2000
 TELEGRAM_TEXT_MAX = 4096
+TELEGRAM_CAPTION_MAX = 1024  # a photo's caption, counted as shown (markup aside)
+CHART_LINK_TEXT = "📈 Incident chart: mark vs liquidation price, last 15 minutes"
 
 
 def number(value: float | None) -> str:
@@ -155,7 +157,8 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render_slack(alert: Alert) -> dict[str, Any]:
+def render_slack(alert: Alert, chart_url: str | None = None) -> dict[str, Any]:
+    """`chart_url`: where the message's incident chart can be opened (the status page's address), or None."""
     c = card(alert)
     fields = [
         {"type": "mrkdwn", "text": _clip(f"*{label}*\n{_slack_escape(value)}", SLACK_FIELD_MAX)}
@@ -170,9 +173,19 @@ def render_slack(alert: Alert) -> dict[str, Any]:
                 "text": {"type": "mrkdwn", "text": _clip(_slack_escape(c.summary), SLACK_FIELD_MAX)},
                 "fields": fields[:10],  # Slack allows at most ten fields per section
             },
+            *_slack_chart_link(chart_url),
             {"type": "context", "elements": [{"type": "mrkdwn", "text": _slack_escape(c.footer)}]},
         ],
     }
+
+
+def _slack_chart_link(chart_url: str | None) -> list[dict[str, Any]]:
+    # A link, not an image block: Slack fetches an image block's URL itself and refuses the whole message when it
+    # cannot, and the status page is often reachable only from the user's own network.
+    if chart_url is None:
+        return []
+    link = f"<{_slack_escape(chart_url)}|{CHART_LINK_TEXT}>"
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": link}}]
 
 
 # -- Discord: webhook with one embed ------------------------------------------------------------------------------
@@ -184,10 +197,11 @@ def _discord_escape(text: str) -> str:
     return _DISCORD_MARKDOWN.sub(r"\\\1", text)
 
 
-def render_discord(alert: Alert) -> dict[str, Any]:
+def render_discord(alert: Alert, image: str | None = None) -> dict[str, Any]:
+    """`image`: the file name of the incident chart sent with the message (`files[0]`), shown in the embed."""
     c = card(alert)
     colour = RESOLVED_COLOUR if alert.resolved else SEVERITY_COLOUR[alert.severity]
-    return {
+    payload: dict[str, Any] = {
         "content": _clip(_discord_escape(c.headline), DISCORD_CONTENT_MAX),
         "embeds": [
             {
@@ -205,6 +219,10 @@ def render_discord(alert: Alert) -> dict[str, Any]:
         # An account or symbol name must never ping @everyone or a role.
         "allowed_mentions": {"parse": []},
     }
+    if image is not None:
+        payload["embeds"][0]["image"] = {"url": f"attachment://{image}"}
+        payload["attachments"] = [{"id": 0, "filename": image, "description": CHART_LINK_TEXT[2:]}]
+    return payload
 
 
 # -- Telegram: Bot API sendMessage with HTML ---------------------------------------------------------------------
@@ -214,8 +232,7 @@ def _html(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def render_telegram(alert: Alert, chat_id: str) -> dict[str, Any]:
-    c = card(alert)
+def _telegram_text(c: Card) -> str:
     lines = [
         f"<b>{_html(c.emoji)} {_html(c.status)} · {_html(c.kind)}</b>",
         f"<b>{_html(c.subject)}</b>",
@@ -225,11 +242,43 @@ def render_telegram(alert: Alert, chat_id: str) -> dict[str, Any]:
         "",
         f"<i>{_html(c.footer)}</i>",
     ]
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def telegram_shown_length(text: str) -> int:
+    """How long Telegram counts an HTML text (a caption's limit applies to what is shown, tags aside)."""
+    return len(html.unescape(re.sub(r"<[^>]+>", "", text)))
+
+
+def render_telegram(alert: Alert, chat_id: str) -> dict[str, Any]:
+    c = card(alert)
+    text = _telegram_text(c)
     if len(text) > TELEGRAM_TEXT_MAX:
         # Clipping HTML could cut a tag in half; fall back to a short form that always fits.
         text = f"<b>{_html(c.title)}</b>\n{_html(_clip(c.summary, TELEGRAM_TEXT_MAX // 2))}"
     return {"chat_id": chat_id, "text": text, "parse_mode": "HTML", "disable_web_page_preview": True}
+
+
+_CAPTION_FIGURES = ("Mark", "Liquidation", "Distance", "Action")
+
+
+def render_telegram_caption(alert: Alert) -> str:
+    """The caption of a message sent as a photo (its incident chart): the whole message when it fits Telegram's
+    1,024 characters; else a short form that keeps what matters at a glance — the title, the position's figures
+    and what was done — and shortens the summary to fit. One request either way (a second message for the rest
+    could be half-delivered and then repeated by a retry)."""
+    c = card(alert)
+    text = _telegram_text(c)
+    if telegram_shown_length(text) <= TELEGRAM_CAPTION_MAX:
+        return text
+    head = f"<b>{_html(_clip(c.title, 200))}</b>"
+    figures = "\n".join(
+        f"{_html(label)}: <b>{_html(_clip(value, 120))}</b>"
+        for label, value in c.fields
+        if label in _CAPTION_FIGURES
+    )
+    room = TELEGRAM_CAPTION_MAX - telegram_shown_length(head) - telegram_shown_length(figures) - 2
+    return f"{head}\n{_html(_clip(c.summary, max(room, 1)))}\n{figures}"
 
 
 # -- Generic JSON webhook (schema documented in docs/webhook.md) -------------------------------------------------
@@ -239,9 +288,10 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def render_webhook(alert: Alert) -> dict[str, Any]:
+def render_webhook(alert: Alert, chart_url: str | None = None) -> dict[str, Any]:
+    """`chart_url`: where the message's incident chart can be fetched; the field is absent when there is none."""
     identity = alert.identity
-    return {
+    document = {
         "schema_version": WEBHOOK_SCHEMA_VERSION,
         "idempotency_key": idempotency_key(alert),
         "key": identity.key,
@@ -271,6 +321,9 @@ def render_webhook(alert: Alert) -> dict[str, Any]:
         "action": alert.action,
         "summary": alert.summary,
     }
+    if chart_url is not None:
+        document["chart_url"] = chart_url
+    return document
 
 
 def encode(payload: dict[str, Any]) -> bytes:

@@ -19,12 +19,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import aiohttp
+import structlog
 
 from daemon.core.alerts import Alert
 
 USER_AGENT = "marginguard (+https://github.com/marginguard/marginguard)"
 DEFAULT_TIMEOUT = 10.0  # seconds per request: a chat API slower than this is treated as down for now
 ERROR_SNIPPET = 200  # characters of a response body kept in an error message
+
+log = structlog.get_logger("marginguard.notify")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +60,34 @@ class Failed:
 Outcome = Sent | RetryAfter | Transient | Failed
 
 
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """A message's incident chart: the PNG, and the message's number, which names it on the status page."""
+
+    png: bytes
+    number: int
+
+    @property
+    def filename(self) -> str:
+        return f"incident-{self.number}.png"
+
+    @property
+    def path(self) -> str:
+        """Its address on the daemon's HTTP server (`daemon.status_page_url` + this)."""
+        return f"/incident/{self.number}.png"
+
+
 class Sink(Protocol):
     """One configured destination. `send` must not raise for receiver or network trouble: it returns an outcome."""
 
     name: str
 
-    async def send(self, alert: Alert) -> Outcome: ...
+    @property
+    def shows_charts(self) -> bool:
+        """Whether the sink shows a message's incident chart (its deliveries wait a few seconds for one)."""
+        ...
+
+    async def send(self, alert: Alert, picture: Picture | None = None) -> Outcome: ...
 
     async def close(self) -> None: ...
 
@@ -88,7 +113,8 @@ def parse_retry_after_header(value: str | None, now: float) -> float | None:
 
 
 class HttpSink:
-    """A sink that POSTs one JSON document per alert. Subclasses say where, what, and how to read a 429."""
+    """A sink that POSTs one JSON document per alert (or one multipart form, when it attaches the message's
+    incident chart). Subclasses say where, what, and how to read a 429."""
 
     kind: ClassVar[str] = "http"
 
@@ -110,11 +136,22 @@ class HttpSink:
 
     # -- what subclasses provide --------------------------------------------------------------------------------
 
-    def _url(self) -> str:
+    def _url(self, attached: bool = False) -> str:
+        """Where to post; `attached`: the request carries the chart as a file (a form, not JSON)."""
         raise NotImplementedError
 
-    def _body(self, alert: Alert) -> bytes:
+    def _body(self, alert: Alert, picture: Picture | None = None) -> bytes:
         raise NotImplementedError
+
+    def _form(self, alert: Alert, picture: Picture) -> aiohttp.FormData | None:
+        """The message with its chart attached as a file (multipart/form-data); None: this sink sends JSON."""
+        return None
+
+    @property
+    def shows_charts(self) -> bool:
+        """Whether this sink shows a message's incident chart (attached or linked): such a message's delivery
+        waits a few seconds for it."""
+        return False
 
     def _headers(self, alert: Alert, body: bytes) -> dict[str, str]:
         return {}
@@ -129,13 +166,32 @@ class HttpSink:
 
     # -- the attempt ---------------------------------------------------------------------------------------------
 
-    async def send(self, alert: Alert) -> Outcome:
-        body = self._body(alert)
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **self._headers(alert, body)}
+    async def send(self, alert: Alert, picture: Picture | None = None) -> Outcome:
+        form = None if picture is None else self._form(alert, picture)
+        outcome = await self._post(alert, picture, form)
+        if form is not None and isinstance(outcome, Failed):
+            # The platform refused the attachment and created no message: the text alone must still get through
+            # (one message either way: a refusal is no half success that a retry would repeat).
+            log.warning("chart refused: message sent as text", sink=self.name, reason=outcome.reason)
+            outcome = await self._post(alert, None, None)
+        return outcome
+
+    async def _post(self, alert: Alert, picture: Picture | None, form: aiohttp.FormData | None) -> Outcome:
+        data: bytes | aiohttp.FormData
+        headers = {"User-Agent": USER_AGENT}
+        if form is None:
+            data = self._body(alert, picture)
+            headers |= {"Content-Type": "application/json", **self._headers(alert, data)}
+        else:
+            data = form  # aiohttp writes the multipart body and its Content-Type (with the boundary)
         try:
             session = self._session_for_use()
             async with session.post(
-                self._url(), data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+                self._url(form is not None),
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
             ) as response:
                 payload = await response.read()
                 return self._classify(response.status, response.headers, payload)

@@ -17,7 +17,7 @@ import aiohttp
 
 from daemon.core.alerts import Alert
 from daemon.notify.render import encode, idempotency_key, render_webhook
-from daemon.notify.sink import DEFAULT_TIMEOUT, HttpSink
+from daemon.notify.sink import DEFAULT_TIMEOUT, HttpSink, Picture
 
 SIGNATURE_HEADER = "X-Marginguard-Signature"
 TIMESTAMP_HEADER = "X-Marginguard-Timestamp"
@@ -43,20 +43,29 @@ class WebhookSink(HttpSink):
         *,
         url: str,
         hmac_secret: str | None = None,
+        page_url: str | None = None,
         session: aiohttp.ClientSession | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(name, session=session, timeout=timeout)
+        # The status page's address as people reach it (`daemon.status_page_url`): with it, a message that has an
+        # incident chart links to it; without it, the message is text only (a loopback address helps nobody).
+        self._page_url = page_url.rstrip("/") if page_url else None
         self._webhook_url = url
         self._secret = hmac_secret
         self._clock = clock
 
-    def _url(self) -> str:
+    @property
+    def shows_charts(self) -> bool:
+        return self._page_url is not None
+
+    def _url(self, attached: bool = False) -> str:
         return self._webhook_url
 
-    def _body(self, alert: Alert) -> bytes:
-        return encode(render_webhook(alert))
+    def _body(self, alert: Alert, picture: Picture | None = None) -> bytes:
+        link = None if picture is None or self._page_url is None else self._page_url + picture.path
+        return encode(render_webhook(alert, link))
 
     def _headers(self, alert: Alert, body: bytes) -> dict[str, str]:
         headers = {IDEMPOTENCY_HEADER: idempotency_key(alert)}

@@ -33,3 +33,26 @@ def alert_to_json(alert: Alert) -> str:
 
 def alert_from_json(text: str) -> Alert:
     return alert_from_dict(json.loads(text))
+
+
+def alert_row(alert: Alert) -> tuple[Any, ...]:
+    """The journal's `alerts` columns (key, sequence, ts, account, kind, severity, resolved, payload)."""
+    return (
+        alert.identity.key,
+        alert.sequence,
+        alert.ts,
+        alert.account,
+        alert.kind.value,
+        alert.severity.value,
+        int(alert.resolved),
+        alert_to_json(alert),
+    )
+
+
+def same_message(payload: str, alert: Alert) -> bool:
+    """Whether a journaled payload is this alert (whichever journal instance numbered it)."""
+    stored = json.loads(payload)
+    stored.pop("origin", None)
+    mine = alert_to_dict(alert)
+    mine.pop("origin", None)
+    return bool(stored == json.loads(json.dumps(mine)))

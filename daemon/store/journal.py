@@ -19,11 +19,10 @@ idempotency key: a journal that was lost cannot make a new message look like an 
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,8 @@ from typing import Any
 import structlog
 
 from daemon.core.alerts import Alert
-from daemon.store.codec import alert_from_json, alert_to_dict, alert_to_json
+from daemon.store.codec import alert_from_json, alert_row, same_message
+from daemon.store.journal_charts import JournalCharts
 from daemon.store.journal_records import JournalRecords, save_memory_statement
 from daemon.store.schema import SCHEMA, Delivery, JournalUnavailable
 from daemon.store.spill import Spill, SpilledDelivery
@@ -53,7 +53,7 @@ class _Row:
     sent_at: float | None = None
 
 
-class Journal(JournalRecords):
+class Journal(JournalRecords, JournalCharts):
     def __init__(self, path: Path | str, redact: Callable[[str], str] | None = None) -> None:
         """`redact` masks secrets in the free text the journal keeps (delivery errors, top-up details): a
         receiver's error page that echoes its webhook URL must not bring the token into `history`."""
@@ -191,9 +191,17 @@ class Journal(JournalRecords):
     # -- alerts and their deliveries (the outbox) ------------------------------------------------------------
 
     def record_alert(
-        self, alert: Alert, sinks: Sequence[str], now: float, memory: tuple[str, str] | None = None
+        self,
+        alert: Alert,
+        sinks: Sequence[str],
+        now: float,
+        memory: tuple[str, str] | None = None,
+        hold: Mapping[str, float] | None = None,
     ) -> Alert | None:
         """Journal an alert, queue it for each sink and save `memory` (account, payload), atomically.
+
+        `hold`: sinks whose delivery waits until the given time for the message's incident chart (see
+        `store_chart`, which ends the wait); held in memory, nothing waits.
 
         Returns the alert as journaled (stamped with this journal's origin; renumbered, loudly, if its sequence
         was already taken by a different message), or None if this very message is already journaled. When the
@@ -206,7 +214,9 @@ class Journal(JournalRecords):
                 self._flush()
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                stored = self._insert_alert(alert, [_Row(sink, now) for sink in sinks], now)
+                held = hold or {}
+                rows = [_Row(sink, max(now, held.get(sink, now))) for sink in sinks]
+                stored = self._insert_alert(alert, rows, now)
                 if memory is not None:
                     self._db.execute(*save_memory_statement(memory[0], memory[1], now))
             except BaseException:
@@ -222,12 +232,12 @@ class Journal(JournalRecords):
 
     def _insert_alert(self, alert: Alert, rows: Sequence[_Row], now: float) -> tuple[Alert, list[int]] | None:
         """Insert inside the caller's transaction; the alert as stored and its delivery ids."""
-        cursor = self._db.execute(_INSERT_ALERT, _alert_params(alert))
+        cursor = self._db.execute(_INSERT_ALERT, alert_row(alert))
         if cursor.rowcount == 0:
             existing = self._db.execute(
                 "SELECT payload FROM alerts WHERE key=? AND sequence=?", (alert.identity.key, alert.sequence)
             ).fetchone()
-            if existing is not None and _same_message(existing[0], alert):
+            if existing is not None and same_message(existing[0], alert):
                 return None
             top = self._db.execute("SELECT MAX(sequence) FROM alerts WHERE key=?", (alert.identity.key,))
             renumbered = replace(alert, sequence=int(top.fetchone()[0] or 0) + 1)
@@ -238,7 +248,7 @@ class Journal(JournalRecords):
                 renumbered=renumbered.sequence,
             )
             alert = renumbered
-            cursor = self._db.execute(_INSERT_ALERT, _alert_params(alert))
+            cursor = self._db.execute(_INSERT_ALERT, alert_row(alert))
         alert_id = int(cursor.lastrowid or 0)
         ids = []
         for row in rows:
@@ -293,6 +303,7 @@ class Journal(JournalRecords):
         held back, so a receiver that was down gets its alerts later, in order.
         """
         due: list[Delivery] = []
+        charts: dict[int, bytes | None] = {}
         blocked: set[str] = set()
         for sink, when, delivery_id, alert_id, attempts, payload in self._pending():
             if sink in blocked:
@@ -301,7 +312,9 @@ class Journal(JournalRecords):
                 blocked.add(sink)
                 continue
             alert = alert_from_json(payload) if isinstance(payload, str) else payload
-            due.append(Delivery(delivery_id, alert_id, sink, attempts, alert))
+            if alert_id >= 0 and alert_id not in charts:
+                charts[alert_id] = self.attached_chart(alert_id)
+            due.append(Delivery(delivery_id, alert_id, sink, attempts, alert, charts.get(alert_id)))
             if len(due) >= limit:
                 break
         return due
@@ -377,28 +390,6 @@ _INSERT_ALERT = (
     "INSERT OR IGNORE INTO alerts (key, sequence, ts, account, kind, severity, resolved, payload)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-def _alert_params(alert: Alert) -> tuple[Any, ...]:
-    return (
-        alert.identity.key,
-        alert.sequence,
-        alert.ts,
-        alert.account,
-        alert.kind.value,
-        alert.severity.value,
-        int(alert.resolved),
-        alert_to_json(alert),
-    )
-
-
-def _same_message(payload: str, alert: Alert) -> bool:
-    """Whether a journaled payload is this alert (whichever journal instance numbered it)."""
-    stored = json.loads(payload)
-    stored.pop("origin", None)
-    mine = alert_to_dict(alert)
-    mine.pop("origin", None)
-    return bool(stored == json.loads(json.dumps(mine)))
 
 
 def _unchanged(text: str) -> str:

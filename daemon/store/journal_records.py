@@ -126,9 +126,11 @@ class JournalRecords:
         return found
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Latest alerts first, each with its deliveries' status per sink."""
+        """Latest alerts first, each with its deliveries' status per sink, its number and whether it has a chart."""
         alerts = self._db.execute(
-            "SELECT id, payload FROM alerts ORDER BY id DESC LIMIT ?", (limit,)
+            "SELECT id, payload, EXISTS (SELECT 1 FROM charts WHERE charts.alert_id = alerts.id) AS chart"
+            " FROM alerts ORDER BY id DESC LIMIT ?",
+            (limit,),
         ).fetchall()
         result = []
         for row in alerts:
@@ -138,6 +140,8 @@ class JournalRecords:
             ).fetchall()
             entry = json.loads(row["payload"])
             entry["deliveries"] = [dict(d) for d in deliveries]
+            entry["id"] = row["id"]  # the message's number (its chart, if any: /incident/<id>.png)
+            entry["chart"] = bool(row["chart"])
             result.append(entry)
         return result
 

@@ -59,6 +59,15 @@ CREATE TABLE IF NOT EXISTS silences (
     reason TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL
 );
+-- Incident charts (PNG) of critical and liquidated alerts, one per message. Created on open like every table
+-- here, so a journal from before charts opens as it is. `attached`: stored while the message's deliveries
+-- still waited for it, so every attempt (retries and restarts included) sends the same picture, or none.
+CREATE TABLE IF NOT EXISTS charts (
+    alert_id INTEGER PRIMARY KEY REFERENCES alerts(id),
+    png BLOB NOT NULL,
+    attached INTEGER NOT NULL,
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,                     -- created | seeded:<account> | probe
     value TEXT NOT NULL
@@ -83,6 +92,7 @@ class Delivery:
     sink: str
     attempts: int
     alert: Alert
+    chart: bytes | None = None  # the message's incident chart (PNG), when one was stored in time for it
 
 
 @dataclass(frozen=True, slots=True)

@@ -374,6 +374,19 @@ def visible_text(received: Received) -> str:
         return html.unescape(str(doc["text"]))
     if received.platform == "discord":
         return re.sub(r"\\([\\*_~`|])", r"\1", str(doc["content"]))
-    if received.platform == "telegram":
-        return html.unescape(re.sub(r"<[^>]+>", "", str(doc["text"])))
+    if received.platform == "telegram":  # a message's text, or a photo's caption
+        return html.unescape(re.sub(r"<[^>]+>", "", str(doc.get("text") or doc["caption"])))
     return str(doc.get("summary", ""))
+
+
+def decoded_png(data: bytes) -> tuple[int, int]:
+    """A PNG's (width, height) once fully decoded by Pillow (matplotlib's own image library): every chunk, CRC
+    and pixel row read, as a chat client does before showing it. Raises if it is not a valid PNG."""
+    from PIL import Image
+
+    assert data.startswith(b"\x89PNG\r\n\x1a\n"), data[:16]
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG", image.format
+        image.load()
+        width, height = image.size
+    return width, height

@@ -35,6 +35,7 @@ from tests.e2e.support import (
     account_for,
     all_sinks,
     config_document,
+    decoded_png,
     eventually,
     first,
     free_port,
@@ -93,6 +94,8 @@ async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolv
             topup=True,
             log_level="debug",
         )
+        # Where people reach the status page: Slack and the webhook link the critical alert's chart there.
+        document["daemon"]["status_page_url"] = f"http://127.0.0.1:{port}/"
         daemon = await stack.enter_async_context(
             DaemonProcess(write_config(tmp_path / "marginguard.toml", document), port)
         )
@@ -152,6 +155,26 @@ async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolv
             for text, message in zip(texts, hook, strict=True):
                 assert message.json["summary"] in text, (platform, text)
 
+        # The critical alert came to Telegram and Discord with its incident chart, a real PNG, in the same
+        # message; Slack and the webhook got a link to the same picture on the status page. Nothing else did.
+        critical_at = index_of(alerts, critical)
+        charts = {}
+        for platform in ("telegram", "discord"):
+            messages = receiver.received(platform)
+            assert [bool(m.images) for m in messages] == [i == critical_at for i in range(len(hook))], (
+                platform
+            )
+            (png,) = messages[critical_at].images
+            width, height = decoded_png(png)
+            assert 400 <= width <= 2000 and 200 <= height <= 1500, (platform, width, height)
+            charts[platform] = png
+        assert charts["telegram"] == charts["discord"]
+        assert receiver.received("telegram")[critical_at].path.endswith("/sendPhoto")
+        chart_url = hook[critical_at].json["chart_url"]
+        assert chart_url.startswith(f"http://127.0.0.1:{port}/incident/") and chart_url.endswith(".png")
+        assert [("chart_url" in m.json) for m in hook] == [i == critical_at for i in range(len(hook))]
+        assert chart_url in receiver.received("slack")[critical_at].body.decode()
+
         # What an operator scrapes and asks: the leg's figures, stream ages and alert counts.
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
@@ -162,6 +185,8 @@ async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolv
                 page, page_headers = await response.text(), response.headers
             async with http.get(f"http://127.0.0.1:{port}/static/status.js") as response:
                 script = await response.text()
+            async with http.get(chart_url) as response:
+                served, served_type = await response.read(), response.headers["Content-Type"]
         # The status page: served by the daemon, nothing from elsewhere, no inline script.
         assert "<title>marginguard</title>" in page and 'src="/static/status.js"' in page
         assert "script-src 'self'" in page_headers["Content-Security-Policy"]
@@ -191,6 +216,10 @@ async def test_a_bleeding_position_is_warned_escalated_topped_up_once_and_resolv
         assert leg["history"] and leg["history"][-1][1] == leg["distance_to_liquidation"], leg["history"]
         assert status["accounts"][account]["thresholds"]["critical_distance"] == 0.02
         assert status["accounts"][account]["streams"]["positions"] == "fresh"
+        # The status page serves the very picture the chat platforms got, and its latest alerts point to it.
+        assert served == charts["telegram"] and served_type == "image/png"
+        page_charts = [a["chart"] for a in status["alerts"] if a["chart"]]
+        assert page_charts == [chart_url.removeprefix(f"http://127.0.0.1:{port}")], status["alerts"]
         told = [a for a in status["alerts"] if a["kind"] == "topup_done"]
         assert told and told[0]["action"] == done["action"], status["alerts"]
         # Its size as a trader reads it: base units, notional and unrealised PnL at the mark, the exchange's.

@@ -18,9 +18,12 @@ from daemon.sim.server import SimServer
 from tests.e2e.support import (
     DaemonProcess,
     account_for,
+    all_sinks,
     config_document,
+    decoded_png,
     eventually,
     free_port,
+    visible_text,
     webhook_alerts,
     webhook_sink,
     write_config,
@@ -71,8 +74,9 @@ async def test_a_gap_through_liquidation_is_told_as_a_liquidation_and_an_owners_
         btc, eth = _unified(sim, BTC), _unified(sim, ETH)
 
         port = free_port()
+        discord = next(sink for sink in all_sinks(receiver.url) if sink["type"] == "discord")
         document = config_document(
-            tmp_path, port, [account_for("main", sim)], [webhook_sink(receiver.url)], topup=False
+            tmp_path, port, [account_for("main", sim)], [webhook_sink(receiver.url), discord], topup=False
         )
         daemon = await stack.enter_async_context(
             DaemonProcess(write_config(tmp_path / "marginguard.toml", document), port)
@@ -106,6 +110,13 @@ async def test_a_gap_through_liquidation_is_told_as_a_liquidation_and_an_owners_
             "the BTC liquidation alert",
             daemon,
         )
+        # Discord waits a few seconds at most for the message's chart (a stop meanwhile sends it as text).
+        await eventually(
+            lambda: len(receiver.received("discord")) == len(webhook_alerts(receiver)),
+            10,
+            "the liquidation on Discord",
+            daemon,
+        )
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait(15) == 0, daemon.tail()
 
@@ -119,6 +130,13 @@ async def test_a_gap_through_liquidation_is_told_as_a_liquidation_and_an_owners_
         [eth_close] = closed
         assert eth_close["kind"] == "liquidation_risk" and "closed" in str(eth_close["summary"])
         assert not [a for a in _about(webhook_alerts(receiver), eth) if a["kind"] == "liquidated"]
+
+        # The liquidation came to Discord with the chart of the position's last minutes (drawn after the leg
+        # was gone); ETH's warning and close came as text.
+        pictured = [(visible_text(m), m.images) for m in receiver.received("discord")]
+        assert len(pictured) == len(webhook_alerts(receiver))
+        [(text, [png])] = [(text, images) for text, images in pictured if images]
+        assert alert["summary"] in text and decoded_png(png)[0] >= 400
 
 
 async def test_a_liquidation_while_marginguard_was_down_is_told_as_a_liquidation_after_the_restart(

@@ -66,3 +66,21 @@ def test_sd_notify_reaches_systemds_socket(tmp_path: Path, monkeypatch: pytest.M
 def test_sd_notify_is_a_no_op_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     assert systemd.notify("READY=1") is False
+
+
+async def test_incident_charts_are_served_as_images_by_their_number() -> None:
+    charts = {812: b"\x89PNG\r\n\x1a\n...chart bytes"}
+    app = build_app(Metrics(), lambda: (True, {}), chart=charts.get)
+    runner = await start_http(app, "127.0.0.1:0")
+    try:
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/incident/812.png") as response:
+                assert response.status == 200 and await response.read() == charts[812]
+                assert response.headers["Content-Type"] == "image/png"
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
+            for missing in ("/incident/813.png", "/incident/abc.png", "/incident/812.svg"):
+                async with http.get(base + missing) as response:
+                    assert response.status == 404, missing
+    finally:
+        await runner.cleanup()

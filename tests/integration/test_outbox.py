@@ -17,7 +17,7 @@ from daemon.core.backoff import Backoff
 from daemon.notify import DiscordSink, Outcome, SlackSink, TelegramSink, Transient, WebhookSink
 from daemon.notify.outbox import Outbox
 from daemon.notify.receiver import Received, Receiver
-from daemon.notify.sink import HttpSink, Sink
+from daemon.notify.sink import HttpSink, Picture, Sink
 from daemon.store import Journal
 
 TOKEN = "987654:BBtoken"
@@ -212,9 +212,10 @@ class LostAnswer:
         self.name = inner.name
         self.inner = inner
         self.lost = False
+        self.shows_charts = inner.shows_charts
 
-    async def send(self, alert: Alert) -> Outcome:
-        outcome = await self.inner.send(alert)
+    async def send(self, alert: Alert, picture: Picture | None = None) -> Outcome:
+        outcome = await self.inner.send(alert, picture)
         if not self.lost:
             self.lost = True
             return Transient("connection reset before the answer")

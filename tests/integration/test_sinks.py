@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -21,8 +22,10 @@ from daemon.notify import (
     WebhookSink,
     build_sink,
 )
+from daemon.notify.forms import png_size
 from daemon.notify.receiver import Receiver
-from daemon.notify.sink import HttpSink
+from daemon.notify.render import encode, render_slack, render_telegram, render_webhook, telegram_shown_length
+from daemon.notify.sink import HttpSink, Picture
 from daemon.notify.webhook import verify_signature
 
 TOKEN = "123456:AAsecret-token"
@@ -207,3 +210,124 @@ async def test_the_receiver_can_be_driven_from_another_process(
             received = await response.json()
     assert [json.loads(r["body"])["sequence"] for r in received] == [2]
     assert receiver.accepted[0].describe() == "[webhook] firing critical: BTC long critical, message 2"
+
+
+# ---- messages with an incident chart ----
+
+
+def _chart_png() -> bytes:
+    from daemon.app.chart_render import render_png
+    from daemon.core.incident import IncidentChart, Marker, MarkerKind, PricePoint
+
+    t0 = 1_795_000_000.0
+    points = tuple((t0 + 5 * i, PricePoint(59_500.0 - 10 * i, 57_000.0, 57_010.0)) for i in range(30))
+    markers = (
+        Marker(t0 + 40, MarkerKind.WARNING, "warning 3.90%"),
+        Marker(t0 + 140, MarkerKind.CRITICAL, "critical"),
+    )
+    return render_png(IncidentChart("main BTC/USDT:USDT long: critical", t0, t0 + 150, points, markers))
+
+
+@pytest.fixture(scope="module")
+def chart_png() -> bytes:
+    return _chart_png()
+
+
+def _picture(png: bytes) -> Picture:
+    return Picture(png, 42)
+
+
+async def test_telegram_sends_the_chart_as_a_photo_with_the_message_as_its_caption(
+    receiver: Receiver, sinks: dict[str, HttpSink], chart_png: bytes
+) -> None:
+    assert await sinks["telegram"].send(alert(), _picture(chart_png)) == Sent()
+    (record,) = receiver.accepted
+    assert record.path == f"/bot{TOKEN}/sendPhoto"
+    assert record.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+    assert record.json["chat_id"] == "-100123" and record.json["parse_mode"] == "HTML"
+    assert record.json["caption"] == render_telegram(alert(), "-100123")["text"]  # the whole message fits
+    assert record.images == [chart_png] and png_size(chart_png) == (800, 450)
+    assert record.form is not None and record.form.files["photo"].filename == "incident-42.png"
+
+
+async def test_a_text_too_long_for_a_caption_goes_in_its_short_form_in_the_same_request(
+    receiver: Receiver, sinks: dict[str, HttpSink], chart_png: bytes
+) -> None:
+    long = replace(
+        alert(), summary="funding and fees moved the margin; " * 60, action="added 120.5 USDT margin"
+    )
+    assert await sinks["telegram"].send(long, _picture(chart_png)) == Sent()
+    (record,) = receiver.requests  # one request: nothing a retry could half-repeat
+    caption = record.json["caption"]
+    assert telegram_shown_length(caption) <= 1024
+    assert "CRITICAL" in caption and "Mark: <b>59,000</b>" in caption and "added 120.5 USDT margin" in caption
+    assert record.images == [chart_png]
+
+
+async def test_discord_attaches_the_chart_and_shows_it_in_the_embed(
+    receiver: Receiver, sinks: dict[str, HttpSink], chart_png: bytes
+) -> None:
+    assert await sinks["discord"].send(alert(), _picture(chart_png)) == Sent()
+    (record,) = receiver.accepted
+    assert record.query == {"thread_id": "7", "wait": "true"}
+    assert record.form is not None and set(record.form.fields) == {"payload_json"}
+    assert record.form.files["files[0]"].filename == "incident-42.png"
+    (embed,) = record.json["embeds"]
+    assert embed["image"] == {"url": "attachment://incident-42.png"} and embed["title"].startswith(
+        "🔴 CRITICAL"
+    )
+    assert record.json["allowed_mentions"] == {"parse": []}
+    assert record.images == [chart_png]
+
+
+@pytest.mark.parametrize("platform", ["telegram", "discord"])
+async def test_a_picture_the_platform_refuses_costs_the_picture_not_the_message(
+    receiver: Receiver, sinks: dict[str, HttpSink], platform: str
+) -> None:
+    assert await sinks[platform].send(alert(), Picture(b"GIF89a not a png", 7)) == Sent()
+    refused, accepted = receiver.requests
+    assert refused.status == 400 and accepted.status == 200
+    assert accepted.images == [] and "BTC long critical" in accepted.describe()
+
+
+@pytest.mark.parametrize("platform", ["telegram", "discord"])
+async def test_a_failed_photo_request_keeps_the_token_out_of_its_reason(
+    receiver: Receiver, sinks: dict[str, HttpSink], platform: str, chart_png: bytes
+) -> None:
+    receiver.fail(500, times=1)
+    outcome = await sinks[platform].send(alert(), _picture(chart_png))
+    assert isinstance(outcome, Transient) and TOKEN not in outcome.reason and "tok" not in outcome.reason
+
+
+async def test_slack_and_the_webhook_link_the_chart_only_where_the_page_is_reachable(
+    receiver: Receiver, chart_png: bytes
+) -> None:
+    page = "https://marginguard.example.com/desk/"
+    made = [
+        SlackSink("s", url=f"{receiver.url}/services/T/B/X"),
+        SlackSink("s-page", url=f"{receiver.url}/services/T/B/Y", page_url=page),
+        WebhookSink("w", url=f"{receiver.url}/hook"),
+        WebhookSink("w-page", url=f"{receiver.url}/hook", page_url=page),
+    ]
+    try:
+        assert [sink.shows_charts for sink in made] == [False, True, False, True]
+        for sink in made:
+            assert await sink.send(alert(), _picture(chart_png)) == Sent()
+        assert await made[1].send(alert(2)) == Sent()  # no chart for this message: no link
+    finally:
+        for sink in made:
+            await sink.close()
+    slack, slack_page, hook, hook_page, slack_no_chart = receiver.accepted
+    url = "https://marginguard.example.com/desk/incident/42.png"
+    assert slack.body == encode(render_slack(alert()))  # text only, as before charts
+    assert hook.json == render_webhook(replace(alert(), origin=""))
+    assert "chart_url" not in hook.json
+    assert hook_page.json["chart_url"] == url
+    links = [
+        b["text"]["text"]
+        for b in slack_page.json["blocks"]
+        if b["type"] == "section" and url in b["text"]["text"]
+    ]
+    assert links == [f"<{url}|📈 Incident chart: mark vs liquidation price, last 15 minutes>"]
+    assert url not in slack_no_chart.body.decode()
+    assert slack_page.images == [] and hook_page.images == []  # a link, never the file

@@ -314,3 +314,22 @@ def test_a_remote_http_bind_is_taken_when_explicitly_allowed(tmp_path: Path) -> 
     env = {"MARGINGUARD_DAEMON__HTTP_BIND": "0.0.0.0:9108"}
     with pytest.raises(SettingsError, match=r"^config error: daemon\.http_bind: 0\.0\.0\.0 is reachable"):
         load_settings(write(tmp_path, "", "plain.toml"), env=env)
+
+
+def test_the_status_page_url_is_a_plain_web_address_stored_without_its_trailing_slash() -> None:
+    def page(url: str) -> str | None:
+        return settings_from_document({"daemon": {"status_page_url": url}}, env={}).daemon.status_page_url
+
+    assert settings_from_document({}, env={}).daemon.status_page_url is None  # default: text-only messages
+    assert page("https://marginguard.example.com/") == "https://marginguard.example.com"
+    assert page("http://10.0.0.5:9108/desk/") == "http://10.0.0.5:9108/desk"
+    assert page("") is None
+    for wrong, said in [
+        ("marginguard.example.com", "http:// or https://"),
+        ("ftp://marginguard.example.com", "http:// or https://"),
+        ("https://user:pass@marginguard.example.com", "no user:password@"),
+        ("https://marginguard.example.com/?token=1", "query"),
+    ]:
+        with pytest.raises(SettingsError, match=re.escape("daemon.status_page_url")) as caught:
+            page(wrong)
+        assert said in str(caught.value)

@@ -63,6 +63,26 @@ function sparkline(td, history) {
   td.appendChild(svg);
 }
 
+// A critical or liquidated alert's incident chart (mark vs liquidation price, its last minutes), served by the
+// daemon at /incident/<number>.png: a thumbnail that opens the full picture. Only an address of this server is
+// ever used (the page's img-src is 'self').
+function chart(td, path) {
+  if (typeof path !== "string" || !/^\/incident\/\d+\.png$/.test(path)) {
+    td.textContent = "-";
+    return;
+  }
+  const link = document.createElement("a");
+  link.href = path;
+  link.target = "_blank";
+  link.rel = "noopener";
+  const img = document.createElement("img");
+  img.src = path;
+  img.alt = "incident chart";
+  img.className = "thumb";
+  link.appendChild(img);
+  td.appendChild(link);
+}
+
 function legRows(status) {
   const legs = [];
   for (const [account, info] of Object.entries(status.accounts)) {
@@ -123,6 +143,7 @@ function render(status) {
     cell(row, alert.resolved ? "resolved" : "firing");
     cell(row, alert.summary, "text");
     cell(row, alert.action || "alert only", "text");
+    chart(cell(row, "", "chart"), alert.chart);
     alerts.appendChild(row);
   }
 }

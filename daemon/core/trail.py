@@ -1,0 +1,63 @@
+"""A bounded recent past per key: at most a point every `spacing_s` over the last `window_s` (pure: the caller
+gives the time).
+
+The status page's sparklines (each leg's distance, 30 s apart over an hour) and the incident charts (each leg's
+mark and liquidation prices, a few seconds apart over 15 minutes) are both this. However fast figures arrive, a
+key holds at most `window_s / spacing_s + 2` points, so memory per leg is fixed whatever the mark rate and
+however many accounts run. The newest figure always replaces the last point while it is within `spacing_s` of
+the point before, so a series ends at the present.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Hashable, Mapping
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Trail(Generic[K, V]):
+    """`record(now, {key: value})` for every key present now; `series(key)` -> [(t, value)], oldest first.
+
+    `keep_gone`: a key missing from a record keeps its points until they leave the window (an incident chart is
+    drawn after its leg is gone: a liquidation is told once the exchange's records say so); otherwise it is
+    forgotten at once (a closed leg leaves no sparkline).
+    """
+
+    def __init__(self, window_s: float, spacing_s: float, *, keep_gone: bool = False) -> None:
+        if not (window_s > 0 and spacing_s > 0):
+            raise ValueError("window_s and spacing_s must be positive")
+        self.window_s = window_s
+        self.spacing_s = spacing_s
+        self.keep_gone = keep_gone
+        # A hard ceiling as well as the window: memory stays bounded even if the clock jumps about.
+        self.max_points = math.ceil(window_s / spacing_s) + 2
+        self._series: dict[K, deque[tuple[float, V]]] = {}
+
+    def record(self, now: float, values: Mapping[K, V]) -> None:
+        for key, value in values.items():
+            series = self._series.setdefault(key, deque(maxlen=self.max_points))
+            if series and now < series[-1][0]:
+                continue  # never out of order: a clock that stepped back waits until it passes the last point
+            if len(series) >= 2 and series[-1][0] - series[-2][0] < self.spacing_s:
+                series[-1] = (now, value)  # the live end moves on until it is a spacing past the point before
+            else:
+                series.append((now, value))  # the live end stays as a point; the new figure is the live end
+        for key in list(self._series):
+            series = self._series[key]
+            if key not in values and not self.keep_gone:
+                del self._series[key]
+                continue
+            while series and now - series[0][0] > self.window_s:
+                series.popleft()
+            if not series:
+                del self._series[key]
+
+    def series(self, key: K) -> list[tuple[float, V]]:
+        return list(self._series.get(key, ()))
+
+    def keys(self) -> list[K]:
+        return list(self._series)
