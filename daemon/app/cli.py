@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,9 +23,11 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "daemon.app.silence_command",
     "daemon.app.test_alert_command",
     "daemon.app.demo_command",
+    "daemon.app.receiver_command",
 )
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    exit_code: int = handler(args)
+    try:
+        exit_code: int = handler(args)
+    except BrokenPipeError:
+        # The reader went away (`marginguard check-config | head`): stop quietly, as other command-line tools
+        # do, instead of a traceback; stdout is pointed at /dev/null so the interpreter's final flush is silent.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return exit_code
 
 

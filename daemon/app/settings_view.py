@@ -39,6 +39,9 @@ def effective_config(settings: Settings) -> dict[str, Any]:
     """The configuration as JSON-ready data (unset keys left out), every secret "***" (API keys: "***abcd"),
     and, as a last guard, every configured secret value masked wherever else it appears."""
     dumped = settings.model_dump(mode="python", exclude_none=True)
+    for sink in dumped.get("sinks", []):
+        if sink.get("type") != "telegram":
+            sink.pop("base_url", None)  # Telegram's API address: a default that means nothing to other sinks
     masked: dict[str, Any] = _masked(dumped, key="", secret=False)
     redactor = Redactor(secret_values(settings))
     guarded: dict[str, Any] = _redacted(masked, redactor)

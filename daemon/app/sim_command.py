@@ -17,6 +17,11 @@ from typing import Any, TextIO
 
 EXCHANGES = ("binance", "bybit", "okx")
 BLOCK_END = "# end of the [[accounts]] block"
+# Named here so `--help` lists them without importing the simulator (a test holds it to the scenario files).
+SCENARIOS = ("cross_winner_loser", "flash_crash", "replay", "short_squeeze", "slow_bleed")
+OPEN_EXAMPLE = (
+    '{"symbol":"BTCUSDT","side":"long","contracts":0.1,"action":"open","leverage":5,"margin_mode":"isolated"}'
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +34,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--exchange", choices=EXCHANGES, default="binance", help="dialect (default binance)")
-    parser.add_argument("--scenario", default=None, metavar="NAME", help="play a scenario from the start")
+    parser.add_argument(
+        "--scenario",
+        default=None,
+        metavar="NAME",
+        help=f"play a scenario from the start: {', '.join(SCENARIOS)} (without one the account starts empty)",
+    )
     parser.add_argument("--speed", type=float, default=1.0, help="scenario speed factor (default 1)")
     parser.add_argument("--port", type=int, default=0, help="TCP port (default: any free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -93,6 +103,8 @@ def _help_text(http_base: str, ccxt_id: str, scenarios: list[str], playing: str 
             f"marginguard simulator ({ccxt_id}) listening on {http_base}",
             f"  client:     ccxt.pro.{ccxt_id}(<ccxt_config above>)",
             f'  marks:      curl -X POST {http_base}/_sim/mark -d \'{{"symbol":"BTCUSDT","price":60000}}\'',
+            f"  positions:  curl -X POST {http_base}/_sim/position -d '{OPEN_EXAMPLE}'"
+            + ("" if playing else "   (the account starts empty)"),
             f"  state:      curl {http_base}/_sim/state",
             f'  faults:     curl -X POST {http_base}/_sim/fault -d \'{{"kind":"drop"}}\''
             "   (drop, stall, delay, malformed, http_status, http_timeout, listen_key_expired, clock_skew)",

@@ -13,7 +13,7 @@ accepted image bytes are kept (`Received.images`).
 
 Used by the tests, by `marginguard demo` to print the alerts it receives, and on its own:
 
-    python -m daemon.notify.receiver --port 8787
+    marginguard receiver --port 8787      (or: python -m daemon.notify.receiver --port 8787)
 
 Control endpoints (for another process): POST /_receiver/fail {"status": 429, "times": 2, "retry_after": 1,
 "platform": "discord"}; GET /_receiver/received -> the accepted requests' bodies.
@@ -353,10 +353,14 @@ class Receiver:
         return web.json_response(bodies)
 
 
-async def _serve(host: str, port: int) -> None:
+async def serve_and_print(host: str, port: int) -> None:
+    """Print every accepted message until cancelled (`marginguard receiver`)."""
     receiver = Receiver(host, port, on_accept=lambda record: print(record.describe(), flush=True))
     async with receiver:
-        print(f"marginguard receiver listening on {receiver.url}", flush=True)
+        print(
+            f"marginguard receiver listening on {receiver.url} (webhook sinks: {receiver.url}/alerts)",
+            flush=True,
+        )
         await asyncio.Event().wait()
 
 
@@ -366,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8787)
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port))
+        asyncio.run(serve_and_print(args.host, args.port))
     return 0
 
 

@@ -371,3 +371,13 @@ def test_printed_toml_reads_back_as_the_same_settings(tmp_path: Path) -> None:
     assert printed["rules"] == expected["rules"]
     assert printed["accounts"][0]["rules"]["symbols"] == expected["accounts"][0]["rules"]["symbols"]
     assert printed["routes"] == expected["routes"]
+
+
+def test_telegrams_api_address_is_shown_on_telegram_sinks_only() -> None:
+    result = check_config(EXAMPLE, "--json", env=EXAMPLE_ENV)
+
+    assert result.returncode == 0, result.stderr
+    sinks = json.loads(result.stdout)["sinks"]
+    assert {s["type"] for s in sinks} >= {"telegram", "slack"}
+    for sink in sinks:
+        assert ("base_url" in sink) == (sink["type"] == "telegram"), sink
