@@ -13,6 +13,7 @@ import contextlib
 import html
 import io
 import os
+import random
 import re
 import signal
 import socket
@@ -54,11 +55,30 @@ HMAC_SECRET = "hmacSecret-91b7e0aa"
 CHAT_ID = "-100200300"
 
 
+# Ports handed to a child to listen on are drawn below the kernel's ephemeral range: a port the kernel chose for
+# the probe could be taken by any outgoing connection (the simulator's sockets, ccxt's) before the child binds it,
+# which made a daemon fail to start under load. Nothing takes a port below that range unasked.
+LISTEN_PORTS = range(20_000, 32_000)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on right now (for the daemon's /readyz)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port nobody listens on right now (for the daemon's /readyz), outside the ephemeral range."""
+    ports = [port for port in LISTEN_PORTS if port < _ephemeral_low()] or list(LISTEN_PORTS)
+    for port in random.sample(ports, 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port between 20000 and 32000")
 
 
 # ---- configuration ----
