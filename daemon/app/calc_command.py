@@ -17,7 +17,7 @@ from typing import TextIO
 from daemon.app.calc_answer import answer_account
 from daemon.app.calc_compare import compare_modes
 from daemon.app.calc_input import CalcInputError, parse_document_text
-from daemon.app.calc_output import comparison_as_json, comparison_table, dumps, risk_as_json
+from daemon.app.calc_output import comparison_as_json, comparison_table, dumps, risk_as_json, risk_table
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         with source:
             if args.jsonl:
                 return answer_lines(source, sys.stdout, args.compare_modes)
-            table = args.compare_modes and not args.json and sys.stdout.isatty()
+            table = not args.json and sys.stdout.isatty()
             return answer_document(source.read(), sys.stdout, args.compare_modes, table)
     except OSError as error:  # a directory given as FILE, a read error mid-way
         print(f"{PROGRAM}: {args.file}: cannot read: {error.strerror}", file=sys.stderr)
@@ -68,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
 
 def answer_document(text: str | bytes, out: TextIO, compare: bool, table: bool) -> int:
     try:
-        if table:
+        if table and compare:
             rendered = comparison_table(compare_modes(parse_document_text(text)))
+        elif table:
+            document = parse_document_text(text)
+            rendered = risk_table(answer_account(document), document.account.exchange)
         else:
             rendered = dumps(answer(text, compare), pretty=True)
     except CalcInputError as error:

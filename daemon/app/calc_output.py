@@ -144,3 +144,28 @@ def comparison_table(comparison: ModeComparison) -> str:
     if comparison.isolated_unfunded:
         footer.append(f"Isolated: {comparison.isolated_unfunded}.")
     return "\n".join([title, "", *aligned(rows, right_from=2), "", *footer, *notes])
+
+
+def risk_table(risk: AccountAnswer, exchange: str) -> str:
+    """The account's figures for a person: one row per position, the account's totals, then any notes."""
+    rows = [["SYMBOL", "SIDE", "LIQ PRICE", "DIST", "MAINT MARGIN", "MARGIN RATIO"]]
+    notes: list[str] = []
+    for leg in risk.positions:
+        rows.append(
+            [
+                leg.symbol,
+                leg.side.value,
+                amount(leg.liquidation_price),
+                percent(leg.distance_to_liquidation),
+                amount(leg.maintenance_margin),
+                percent(leg.margin_ratio),
+            ]
+        )
+        if leg.note:
+            notes.append(f"{leg.symbol} {leg.side.value}: {leg.note}")
+    totals = (
+        f"account: margin balance {amount(risk.margin_balance)}, maintenance margin "
+        f"{amount(risk.maintenance_margin)}, margin ratio {percent(risk.margin_ratio)}"
+    )
+    footer = ["DIST = how far the mark may move against the position before it is liquidated (- : never)."]
+    return "\n".join([f"{exchange}:", "", *aligned(rows, right_from=2), "", totals, *footer, *notes])

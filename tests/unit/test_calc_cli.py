@@ -239,6 +239,26 @@ def test_compare_modes_on_a_terminal_is_an_aligned_table(tmp_path: Path) -> None
     assert json.loads(as_json)["cross_wallet_balance"] == pytest.approx(7200.0)
 
 
+def test_calc_on_a_terminal_is_a_table_of_the_same_figures_as_its_json(tmp_path: Path) -> None:
+    path = write(tmp_path, ACCOUNT)
+    table = run_on_terminal(["calc", path])
+    as_json = json.loads(run_on_terminal(["calc", "--json", path]))
+    piped = run_calc(path)
+
+    assert json.loads(piped.stdout) == as_json  # piped: JSON, as with --json
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith("SYMBOL"))
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith(("BTC/", "ETH/"))}
+    assert header.split() == ["SYMBOL", "SIDE", "LIQ", "PRICE", "DIST", "MAINT", "MARGIN", "MARGIN", "RATIO"]
+    for position in as_json["positions"]:
+        row = rows[position["symbol"]]
+        assert row[1] == position["side"]
+        assert row[2] == f"{position['liquidation_price']:,.2f}"
+        assert row[3] == f"{position['distance_to_liquidation']:.1%}"
+    assert f"{BTC_LIQUIDATION:,.2f}" == rows["BTC/USDT:USDT"][2]
+    assert any(line.startswith("account: margin balance") for line in lines)
+
+
 def run_on_terminal(args: list[str]) -> str:
     """Run marginguard with stdout on a pseudo-terminal, as a person at a shell would."""
     controller, terminal = pty.openpty()
