@@ -163,9 +163,8 @@ class AccountRunner:
         assert self.connector is not None
         state, view = self.connector.state, self.connector.view
         changes, self._changes = self.endings.hold(self._changes), []
-        self.incidents.record(
-            self.clock(), view
-        )  # before deciding: a chart ends at the figures it was made on
+        # Before deciding: a chart ends at the figures it was made on.
+        self.incidents.record(self.clock(), view)
         if not self._restart_checked and state.last_snapshot_ms is not None:
             self._hold_legs_gone_while_down(view)
         if self.endings.asking:
@@ -248,9 +247,8 @@ class AccountRunner:
                 continue
             if deadline > now and chart is not None and self.charts is not None:
                 self.charts.request(stored, chart, deadline)
-            if (
-                stored.sequence != alert.sequence
-            ):  # renumbered: its number was taken (the journal said so, loudly)
+            # Renumbered: its number was taken (the journal said so, loudly).
+            if stored.sequence != alert.sequence:
                 self._memory = self._memory.numbered_at_least({stored.identity.key: stored.sequence})
             state = "resolved" if alert.resolved else "firing"
             self.metrics.alerts.labels(self.account_id, alert.kind.value, alert.severity.value, state).inc()
