@@ -2,8 +2,8 @@
 on a mark. Off unless `MARGINGUARD_MARK_TRACE` names a file; then `TRACE` is set at import.
 
 Off, it costs one module-global `is None` test per hub built and per runner step, nothing per frame (the frame
-hook is installed only when on). On, it appends text lines to its file (flushed every quarter second and at
-exit), times from `time.monotonic()` (CLOCK_MONOTONIC: one clock for every process on the machine, so a bench
+hook is installed only when on). On, it appends text lines to its file (flushed a quarter second after a write and
+at exit), times from `time.monotonic()` (CLOCK_MONOTONIC: one clock for every process on the machine, so a bench
 can set them beside the simulator's send times):
 
     F <t> <market id> <price>                    ccxt took a mark frame (before parsing it)
@@ -16,6 +16,7 @@ dict with `s` and `p`: the benches' simulator dialect); other venues' frames are
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import time
@@ -31,7 +32,7 @@ class MarkTrace:
         self.path = path
         self._clock = clock
         self._lines: list[str] = []
-        self._flushed_at = clock()
+        self._flush_due = False
         self._decided: dict[tuple[str, str], float] = {}
         open(path, "w").close()  # truncated: one trace per process life
         atexit.register(self.flush)
@@ -63,11 +64,17 @@ class MarkTrace:
 
     def _write(self, line: str) -> None:
         self._lines.append(line)
-        if self._clock() - self._flushed_at >= FLUSH_EVERY_S:
-            self.flush()
+        if not self._flush_due:
+            # A timer rather than a check on the next write: the last lines before a quiet spell must reach
+            # the file too. Outside an event loop (a test) they wait for `flush()` or the exit.
+            try:
+                asyncio.get_running_loop().call_later(FLUSH_EVERY_S, self.flush)
+                self._flush_due = True
+            except RuntimeError:
+                pass
 
     def flush(self) -> None:
-        self._flushed_at = self._clock()
+        self._flush_due = False
         if not self._lines:
             return
         lines, self._lines = self._lines, []

@@ -3,6 +3,7 @@ runner's decisions, with the mark ccxt held at that moment (how a bench counts d
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -75,3 +76,18 @@ def test_a_decision_is_written_once_per_new_mark_with_the_mark_ccxt_held(tmp_pat
         "D 100.000000 main BTC/USDT:USDT 60000.0 60001.0",
         "D 101.000000 other BTC/USDT:USDT 60000.0 60001.0",
     ]
+
+
+def test_lines_reach_the_file_soon_after_a_write_even_when_nothing_follows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mark_trace, "FLUSH_EVERY_S", 0.01)
+    path = tmp_path / "trace.txt"
+
+    async def write_then_wait() -> list[str]:
+        trace = MarkTrace(str(path), Clock())
+        trace.decided("main", [leg("BTC/USDT:USDT", 60000.0)], FakeClient())
+        await asyncio.sleep(0.1)
+        return path.read_text().splitlines()
+
+    assert asyncio.run(write_then_wait()) == ["D 100.000000 main BTC/USDT:USDT 60000.0 None"]
