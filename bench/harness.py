@@ -252,7 +252,7 @@ async def ready_daemon(session: Any, port: int) -> bool:
 
     try:
         async with session.get(f"http://127.0.0.1:{port}/readyz") as answer:
-            return answer.status == 200
+            return bool(answer.status == 200)
     except aiohttp.ClientError:
         return False
 
@@ -446,6 +446,17 @@ def fmt(values: Sequence[float], digits: int = 2) -> str:
     if len([v for v in values if v == v]) == 1:
         return f"{median:.{digits}f}"
     return f"{median:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
+
+
+def json_safe(value: Any) -> Any:
+    """Infinite and NaN figures (never decided, nothing measured) as null: JSON has no word for them."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def command_line() -> str:

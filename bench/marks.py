@@ -57,6 +57,7 @@ from bench.harness import (
     free_port,
     holders_of,
     in_window,
+    json_safe,
     load_average,
     market_id,
     percentile,
@@ -323,6 +324,9 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], n
 
 async def main() -> None:
     args = parse_args()
+    if args.accounts * args.legs < args.symbols:
+        # the bare loop watches every symbol: the daemon must hold every one too, or it sees fewer frames
+        sys.exit("marks.py: --accounts x --legs must be at least --symbols")
     note = pin(0, 0)
     load_before = load_average()
     sim = Simulator(args.symbols, args.accounts, args.legs, cpu=0)
@@ -341,7 +345,10 @@ async def main() -> None:
     }
     if args.json:
         print(
-            json.dumps({"command": command_line(), "args": vars(args), **notes, "results": results}, indent=1)
+            json.dumps(
+                json_safe({"command": command_line(), "args": vars(args), **notes, "results": results}),
+                indent=1,
+            )
         )
     else:
         report(args, results, notes)

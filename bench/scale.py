@@ -44,6 +44,7 @@ from bench.harness import (
     free_port,
     holders_of,
     in_window,
+    json_safe,
     load_average,
     percentile,
     pin,
@@ -244,7 +245,15 @@ async def main() -> None:
     if args.json:
         print(
             json.dumps(
-                {"command": command_line(), "args": vars(args), **notes, "baseline": baseline, "rows": rows},
+                json_safe(
+                    {
+                        "command": command_line(),
+                        "args": vars(args),
+                        **notes,
+                        "baseline": baseline,
+                        "rows": rows,
+                    }
+                ),
                 indent=1,
             )
         )
