@@ -1,5 +1,5 @@
 """The bare ccxt side of the benches: one `watch_mark_price` loop per symbol on one ccxt.pro client, doing nothing
-with a mark but noting it. Started by `bench/marks.py` as a process of its own, with the same mark trace as the
+with a mark but noting the newest one ccxt holds after each wake-up. Started by `bench/marks.py` as a process of its own, with the same mark trace as the
 daemon (`MARGINGUARD_MARK_TRACE`): each frame as ccxt takes it, and each mark a loop receives as its "decision",
 with the mark ccxt's cache held at that moment. Touches `<trace>.ready` once every symbol has had a mark.
 
@@ -37,8 +37,11 @@ async def main(config: dict[str, object], symbols: list[str]) -> None:
     async def watch(symbol: str) -> None:
         while True:
             ticker = await client.watch_mark_price(symbol)
-            # the same record the daemon's runner writes, for a "leg" of this symbol at the ticker's mark
-            leg = SimpleNamespace(key=(symbol,), mark_price=ticker["markPrice"])
+            # After each wake-up, the newest mark ccxt holds: under load ccxt resolves a waiting watch with the
+            # first of the frames read together and only caches the rest, so the returned ticker alone would
+            # leave a newer mark undecided until the next frame. Then the record the daemon's runner writes.
+            latest = client.tickers.get(symbol) or ticker
+            leg = SimpleNamespace(key=(symbol,), mark_price=latest["markPrice"])
             trace.decided(BARE, [leg], client)
             if len(seen) < len(symbols):
                 seen.add(symbol)

@@ -3,13 +3,14 @@
 Three processes: the Binance USD-M simulator (pinned, with this bench, to CPU 0), and in turn the process under
 test (pinned to CPU 1): either `marginguard run` on a generated configuration (every account of the simulator,
 real runners, policy, SQLite journal, outbox to a webhook receiver in this process, metrics), or
-`bench/bare_ccxt.py` (one `watch_mark_price` loop per symbol, nothing else). Both write the mark trace
+`bench/bare_ccxt.py` (one `watch_mark_price` loop per symbol, nothing else). By default the daemon has just enough
+accounts to hold every symbol once, so each mark is one decision on both sides. Both write the mark trace
 (`MARGINGUARD_MARK_TRACE`): when ccxt took each frame, and when each account (the bare loop: each symbol's loop)
 decided on a mark, with the mark ccxt's cache held at that moment. Runs alternate bare, daemon, bare, ...;
 each figure is the median over `--runs` with its min–max spread.
 
 Per run, once the process is ready (daemon: /readyz 200; bare: a mark on every symbol), with 1 Hz bursts
-until then:
+until then, and `--warmup` seconds at `--rate` (not measured):
   steady     `--rate` marks/s spread evenly over the symbols for `--seconds`: CPU of the process under test per
              mark sent (µs; /proc utime+stime over the window and 0.5 s after, so idle work counts too) and as a
              share of one core; latency from ccxt taking a frame to each decision on it (p50/p99, ms);
@@ -23,7 +24,7 @@ until then:
   superseded decisions whose mark is older than one ccxt's cache already held for the symbol, counted in the
              steady and capacity phases.
 
-    .venv/bin/python bench/marks.py                      # 3 runs each, 100 symbols, 50 accounts x 3 legs
+    .venv/bin/python bench/marks.py                      # 3 runs each, 100 symbols, 34 accounts x 3 legs
     .venv/bin/python bench/marks.py --runs 1 --seconds 5 --capacity 1000,2000,4000 --json
 """
 
@@ -81,10 +82,15 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=int, default=3, help="runs of each side, interleaved (default 3)")
     parser.add_argument("--symbols", type=int, default=100, help="symbols (default 100)")
-    parser.add_argument("--accounts", type=int, default=50, help="daemon accounts (default 50)")
+    parser.add_argument(
+        "--accounts", type=int, default=0, help="daemon accounts (default: enough to hold each symbol once)"
+    )
     parser.add_argument("--legs", type=int, default=3, help="legs per account (default 3)")
     parser.add_argument("--rate", type=float, default=1000.0, help="steady offered marks/s (default 1000)")
     parser.add_argument("--seconds", type=float, default=10.0, help="steady phase length (default 10)")
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="seconds at --rate before the steady phase is measured (3)"
+    )
     parser.add_argument("--bursts", type=int, default=5, help="all-symbol bursts (default 5)")
     parser.add_argument("--alerts", type=int, default=3, help="alert round trips (default 3)")
     parser.add_argument(
@@ -131,6 +137,8 @@ async def measure(side: str, args: argparse.Namespace, sim: Simulator, receiver:
                 await asyncio.to_thread(sim.bursts, ["up"], 1.0)
                 await asyncio.sleep(0.5)
         figures["ready_s"] = time.monotonic() - started
+        # start-up work (tiers, leverage reads, the first reconciliations) settles before anything is measured
+        await asyncio.to_thread(sim.spread, args.rate, args.warmup)
         await asyncio.sleep(1.0)
         await steady(figures, process.pid, sim, args, trace_path, holders)
         await bursts(figures, sim, args, trace_path, holders)
@@ -324,6 +332,7 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], n
 
 async def main() -> None:
     args = parse_args()
+    args.accounts = args.accounts or -(-args.symbols // args.legs)
     if args.accounts * args.legs < args.symbols:
         # the bare loop watches every symbol: the daemon must hold every one too, or it sees fewer frames
         sys.exit("marks.py: --accounts x --legs must be at least --symbols")
