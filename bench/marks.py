@@ -12,8 +12,8 @@ each figure is the median over `--runs` with its min–max spread.
 Per run, once the process is ready (daemon: /readyz 200; bare: a mark on every symbol), with 1 Hz bursts
 until then, and `--warmup` seconds at `--rate` (not measured):
   steady     `--rate` marks/s spread evenly over the symbols for `--seconds`: CPU of the process under test per
-             mark sent (µs; /proc utime+stime over the window and 0.5 s after, so idle work counts too) and as a
-             share of one core; latency from ccxt taking a frame to each decision on it (p50/p99, ms);
+             mark sent (µs; /proc utime+stime over the feed and 0.5 s after, so idle and catch-up work count too)
+             and as a share of one core over the feed's duration; latency from ccxt taking a frame to each decision on it (p50/p99, ms);
   bursts     `--bursts` bursts, 1 s apart, moving every symbol at once: time from the simulator's send until each
              holding account decided on that mark or a newer one (p99 and max, ms);
   webhook    (daemon) `--alerts` bursts into the alert zone and back, 1.5 s apart: from the simulator's send and
@@ -152,16 +152,16 @@ async def measure(side: str, args: argparse.Namespace, sim: Simulator, receiver:
 
 async def window(
     pid: int, sim: Simulator, trace_path: Path, run: Any, tail_s: float
-) -> tuple[list[Send], float, float, float, Any]:
-    """Run `run` (a simulator call) and wait `tail_s`: the sends, the wall time, the process's and the
-    simulator's CPU seconds over it, and the decisions made meanwhile."""
+) -> tuple[list[Send], float, float, Any]:
+    """Run `run` (a simulator call) and wait `tail_s`: the sends, the process's and the simulator's CPU seconds
+    over it, and the decisions made meanwhile."""
     cpu0, sim0, w0 = cpu_seconds(pid), cpu_seconds(sim.pid), time.monotonic()
     sends: list[Send] = await asyncio.to_thread(run)
     await asyncio.sleep(tail_s)
     cpu1, sim1, w1 = cpu_seconds(pid), cpu_seconds(sim.pid), time.monotonic()
     await asyncio.sleep(0.3)  # the trace is flushed every quarter second
     decisions = in_window(read_trace(trace_path), w0, w1)
-    return sends, w1 - w0, cpu1 - cpu0, sim1 - sim0, decisions
+    return sends, cpu1 - cpu0, sim1 - sim0, decisions
 
 
 async def steady(
@@ -172,7 +172,7 @@ async def steady(
     trace_path: Path,
     holders: Any,
 ) -> None:
-    sends, wall, cpu, sim_cpu, decisions = await window(
+    sends, cpu, sim_cpu, decisions = await window(
         pid, sim, trace_path, lambda: sim.spread(args.rate, args.seconds), 0.5
     )
     trace = read_trace(trace_path)
@@ -182,8 +182,9 @@ async def steady(
     figures.update(
         offered_per_s=len(sends) / args.seconds,
         cpu_us_per_mark=cpu / max(1, len(sends)) * 1e6,
-        cpu_share=cpu / wall,
-        sim_cpu_share=sim_cpu / wall,
+        # over the time the feed ran; the catch-up after it counts in the numerator
+        cpu_share=cpu / args.seconds,
+        sim_cpu_share=sim_cpu / args.seconds,
         decisions=len(decisions),
         frame_to_decision_p50_ms=percentile(latencies, 0.5),
         frame_to_decision_p99_ms=percentile(latencies, 0.99),
@@ -248,7 +249,7 @@ async def capacity(
     steps: list[dict[str, Any]] = []
     best = 0.0
     for rate in [float(r) for r in args.capacity.split(",") if r]:
-        sends, wall, cpu, sim_cpu, decisions = await window(
+        sends, cpu, sim_cpu, decisions = await window(
             pid, sim, trace_path, lambda r=rate: sim.spread(r, args.step_seconds), 1.0
         )
         order = send_order(sends)
@@ -259,8 +260,9 @@ async def capacity(
             {
                 "offered_per_s": rate,
                 "sent_per_s": len(sends) / args.step_seconds,
-                "cpu_share": cpu / wall,
-                "sim_cpu_share": sim_cpu / wall,
+                "cpu_us_per_mark": cpu / max(1, len(sends)) * 1e6,
+                "cpu_share": cpu / args.step_seconds,
+                "sim_cpu_share": sim_cpu / args.step_seconds,
                 "lag_p99_ms": p99,
                 "uncovered": missing,
                 "superseded": superseded(decisions, order),
@@ -282,7 +284,7 @@ ROWS = [
     ("ready_s", "ready after start (s)", 2),
     ("offered_per_s", "steady: marks sent /s", 0),
     ("cpu_us_per_mark", "steady: CPU per mark (µs)", 1),
-    ("cpu_share", "steady: CPU share of a core", 3),
+    ("cpu_share", "steady: CPU, share of a core", 3),
     ("sim_cpu_share", "steady: simulator CPU share", 3),
     ("frame_to_decision_p50_ms", "frame -> decision p50 (ms)", 2),
     ("frame_to_decision_p99_ms", "frame -> decision p99 (ms)", 2),
@@ -323,7 +325,8 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], n
     for side in SIDES:
         for number, result in enumerate(results[side], start=1):
             steps = ", ".join(
-                f"{s['offered_per_s']:.0f}/s: p99 {s['lag_p99_ms']:.0f} ms, cpu {s['cpu_share']:.2f}"
+                f"{s['offered_per_s']:.0f}/s (sent {s['sent_per_s']:.0f}, sim cpu {s['sim_cpu_share']:.2f}): "
+                f"p99 {s['lag_p99_ms']:.0f} ms, cpu {s['cpu_share']:.2f}"
                 f"{' BEHIND' if s['behind'] else ''}"
                 for s in result["capacity_steps"]
             )
