@@ -248,13 +248,21 @@ def free_port() -> int:
 
 async def ready_daemon(session: Any, port: int) -> bool:
     """Whether the daemon's /readyz answers 200 (`session`: an aiohttp ClientSession)."""
+    ready, _accounts = await readiness(session, port)
+    return ready
+
+
+async def readiness(session: Any, port: int) -> tuple[bool, dict[str, Any]]:
+    """/readyz: whether it answers 200, and its per-account reasons (empty while it does not answer)."""
     import aiohttp
 
     try:
         async with session.get(f"http://127.0.0.1:{port}/readyz") as answer:
-            return bool(answer.status == 200)
-    except aiohttp.ClientError:
-        return False
+            body = await answer.json(content_type=None)
+            accounts = body.get("accounts", {}) if isinstance(body, dict) else {}
+            return answer.status == 200, accounts if isinstance(accounts, dict) else {}
+    except (aiohttp.ClientError, ValueError):
+        return False, {}
 
 
 def stop(process: subprocess.Popen[bytes], within_s: float = 20.0) -> None:

@@ -28,7 +28,7 @@ import json
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from bench.harness import (
     percentile,
     pin,
     read_trace,
-    ready_daemon,
+    readiness,
     rss_mb,
     send_order,
     start,
@@ -118,16 +118,26 @@ async def measure(count: int, args: argparse.Namespace, receiver: Receiver) -> d
     )
     try:
         async with aiohttp.ClientSession() as session:
-            while not await ready_daemon(session, port):
+            while True:
+                ready, accounts = await readiness(session, port)
+                if ready:
+                    figures["ready_s"] = time.monotonic() - started
+                    break
                 if process.poll() is not None:
                     raise RuntimeError(f"the daemon exited; see {work / 'output.log'}")
                 if time.monotonic() - started > args.ready_timeout:
                     break
                 await asyncio.sleep(0.1)
-            else:
-                figures["ready_s"] = time.monotonic() - started
+        figures["startup_cpu_share"] = cpu_seconds(process.pid) / (time.monotonic() - started)
         if "ready_s" not in figures:
-            figures.update(ready_s=None, keeps_up=False, rss_mb=rss_mb(process.pid))
+            # what /readyz said at the deadline: how many accounts were still not ready, and why
+            waiting = Counter(str(reason).split(":")[0] for reason in accounts.values() if reason != "fresh")
+            figures.update(
+                ready_s=None,
+                keeps_up=False,
+                rss_mb=rss_mb(process.pid),
+                not_ready=dict(waiting.most_common(3)),
+            )
             return figures
         await asyncio.sleep(2.0)
         first = len(ticker.sends)
@@ -219,6 +229,14 @@ def report(
             f"{ms(row, 'burst_p50_ms'):>9s} {ms(row, 'burst_p99_ms'):>9s} {ms(row, 'leg_p99_ms'):>8s} "
             f"{row.get('uncovered', '-')!s:>9s} {'yes' if row['keeps_up'] else 'no':>8s}"
         )
+    for row in rows:
+        print(
+            f"{row['accounts']} accounts: daemon CPU share from start to ready (or deadline) {row['startup_cpu_share']:.2f}"
+        )
+        if row.get("not_ready"):
+            print(
+                f"{row['accounts']} accounts not ready after {args.ready_timeout:.0f} s; /readyz said: {row['not_ready']}"
+            )
     kept = [row["accounts"] for row in rows if row["keeps_up"]]
     print(f"largest account count that keeps up: {max(kept) if kept else 'none of those tried'}")
 
