@@ -209,7 +209,7 @@ def report(
     if baseline:
         print(f"one-account daemon: ready {baseline['ready_s']:.2f} s, RSS {base:.0f} MB")
     print(
-        f"{'accounts':>8s} {'ready s':>8s} {'CPU core':>8s} {'sim CPU':>8s} {'RSS MB':>7s} {'MB/acct':>8s} "
+        f"{'accounts':>8s} {'ready s':>8s} {'CPU core':>8s} {'sim CPU':>8s} {'RSS MB':>7s} {'MB/acct*':>8s} "
         f"{'burst p50':>9s} {'burst p99':>9s} {'leg p99':>8s} {'undecided':>9s} {'keeps up':>8s}"
     )
 
@@ -233,12 +233,18 @@ def report(
         )
     for row in rows:
         print(
-            f"{row['accounts']} accounts: daemon CPU share from start to ready (or deadline) {row['startup_cpu_share']:.2f}"
+            f"{row['accounts']} accounts, from start to ready (or the deadline): daemon CPU share "
+            f"{row['startup_cpu_share']:.2f}, simulator {row['startup_sim_cpu_share']:.2f}"
         )
         if row.get("not_ready"):
             print(
                 f"{row['accounts']} accounts not ready after {args.ready_timeout:.0f} s; /readyz said: {row['not_ready']}"
             )
+    print(
+        "* RSS per account beyond the one-account daemon's"
+        if base is not None
+        else "* RSS / accounts (no baseline)"
+    )
     kept = [row["accounts"] for row in rows if row["keeps_up"]]
     print(f"largest account count that keeps up: {max(kept) if kept else 'none of those tried'}")
 
