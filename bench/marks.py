@@ -6,21 +6,24 @@ real runners, policy, SQLite journal, outbox to a webhook receiver in this proce
 `bench/bare_ccxt.py` (one `watch_mark_price` loop per symbol, nothing else). By default the daemon has just enough
 accounts to hold every symbol once, so each mark is one decision on both sides. Both write the mark trace
 (`MARGINGUARD_MARK_TRACE`): when ccxt took each frame, and when each account (the bare loop: each symbol's loop)
-decided on a mark, with the mark ccxt's cache held at that moment. Runs alternate bare, daemon, bare, ...;
+decided on a mark, with the mark ccxt's cache held at that moment; the bare loop decides on the newest mark ccxt
+holds after each wake-up, as the daemon should. Runs alternate bare, daemon, bare, ...;
 each figure is the median over `--runs` with its min–max spread.
 
 Per run, once the process is ready (daemon: /readyz 200; bare: a mark on every symbol), with 1 Hz bursts
 until then, and `--warmup` seconds at `--rate` (not measured):
   steady     `--rate` marks/s spread evenly over the symbols for `--seconds`: CPU of the process under test per
              mark sent (µs; /proc utime+stime over the feed and 0.5 s after, so idle and catch-up work count too)
-             and as a share of one core over the feed's duration; latency from ccxt taking a frame to each decision on it (p50/p99, ms);
+             and as a share of one core over the feed's duration; latency from ccxt taking a frame to each
+             decision on it (p50/p99, ms), and from the simulator's send to a decision on it or a newer mark;
   bursts     `--bursts` bursts, 1 s apart, moving every symbol at once: time from the simulator's send until each
              holding account decided on that mark or a newer one (p99 and max, ms);
   webhook    (daemon) `--alerts` bursts into the alert zone and back, 1.5 s apart: from the simulator's send and
              from ccxt taking the frame to the webhook POST reaching the receiver (p50/p99, ms);
   capacity   the offered rate climbs through `--capacity` (`--step-seconds` each) until the process falls
              behind: some mark sent not covered by a decision on it or a newer one for every holding account
-             within `--behind-ms` at p99 (or never covered). The capacity is the highest rate not behind.
+             within `--behind-ms` at p99 (or never covered). The capacity is the highest rate not behind (0:
+             not even the first). Its ceiling is the simulator's: a step whose sent rate falls short says so.
   superseded decisions whose mark is older than one ccxt's cache already held for the symbol, counted in the
              steady and capacity phases.
 
