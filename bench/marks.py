@@ -46,33 +46,35 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.figures import (
+    Send,
+    command_line,
+    covering_lags_ms,
+    fmt,
+    frame_to_decision_ms,
+    holders_of,
+    in_window,
+    json_safe,
+    market_id,
+    percentile,
+    read_trace,
+    send_order,
+    summary,
+    superseded,
+)
 from bench.harness import (
     BARE,
     REPO,
     UNTHROTTLED,
-    Send,
     Simulator,
-    command_line,
-    covering_lags_ms,
     cpu_seconds,
     daemon_config,
-    fmt,
-    frame_to_decision_ms,
     free_port,
-    holders_of,
-    in_window,
-    json_safe,
     load_average,
-    market_id,
-    percentile,
     pin,
-    read_trace,
     ready_daemon,
-    send_order,
     start,
     stop,
-    summary,
-    superseded,
 )
 from daemon.notify.receiver import Receiver
 

@@ -36,22 +36,24 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (
-    Simulator,
+from bench.figures import (
     command_line,
-    cpu_seconds,
-    daemon_config,
-    free_port,
     holders_of,
     in_window,
     json_safe,
-    load_average,
     percentile,
-    pin,
     read_trace,
+    send_order,
+)
+from bench.harness import (
+    Simulator,
+    cpu_seconds,
+    daemon_config,
+    free_port,
+    load_average,
+    pin,
     readiness,
     rss_mb,
-    send_order,
     start,
     stop,
 )
