@@ -50,8 +50,12 @@ lint: setup
 	$(BIN)/mypy daemon
 	$(BIN)/mypy --strict daemon/core
 
+# The model alone, then the whole daemon against bare ccxt (3 interleaved runs, about 5 minutes), then the daemon
+# at 250 and 1,000 accounts (about 4 minutes). Each prints its exact command; add --json for machine output.
 bench: setup
 	$(BIN)/python bench/model.py
+	$(BIN)/python bench/marks.py
+	$(BIN)/python bench/scale.py --accounts 250,1000
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -36,6 +36,7 @@ from daemon.core.state import AccountState, Change, ChangeKind
 from daemon.core.topup import Refused, TopUp, TopUpDecision, TopUpLimits, decide_topup
 from daemon.core.types import MarginMode, Side
 from daemon.core.view import AccountView, LegView
+from daemon.exchanges import mark_trace
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
 from daemon.exchanges.errors import ExchangeError, said
@@ -193,6 +194,8 @@ class AccountRunner:
             positions_known=state.last_snapshot_ms is not None,
             asking=self.endings.asking,
         )
+        if mark_trace.TRACE is not None:  # benchmarks only (off by default)
+            mark_trace.TRACE.decided(self.account_id, view.legs, self.hub.client)
         self._emit(alerts, now)
         if self.config.limits is not None and state.last_snapshot_ms is not None:
             await self.executor.ensure_seeded(self._records(), state)

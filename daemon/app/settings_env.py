@@ -50,7 +50,8 @@ def refuse_stray_variables(
     """A MARGINGUARD_* variable is a whole section (as JSON), the secrets directory, or a secret that some
     `<name>_env` key names (MARGINGUARD_BINANCE_KEY); anything else (MARGINGUARD_LOG_LEVEL, a section's key
     without its section) would be silently ignored."""
-    allowed = {f"{ENV_PREFIX}{name.upper()}" for name in (*sections, "SECRETS_DIR")}
+    # MARK_TRACE: the benchmarks' opt-in trace (daemon/exchanges/mark_trace.py), read at import, not a setting.
+    allowed = {f"{ENV_PREFIX}{name.upper()}" for name in (*sections, "SECRETS_DIR", "MARK_TRACE")}
     allowed |= {name.upper() for name in referenced}
     for name in environ:
         upper = name.upper()

@@ -30,6 +30,7 @@ import structlog
 
 from daemon.core.backoff import Backoff
 from daemon.core.events import MarketRules, MarkPrice, StreamHealth
+from daemon.exchanges import mark_trace
 from daemon.exchanges.client import Environment, build_client, environment, public_account, share_markets
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.errors import InvalidRequest
@@ -76,6 +77,8 @@ class MarketHub:
         # Without permessage-deflate: aiohttp keeps a ~110 KB zlib context per message sent (a subscription
         # each), and the exchanges' mark frames are small.
         client.options.setdefault("ws", {}).setdefault("compress", 0)
+        if mark_trace.TRACE is not None:  # benchmarks only (off by default)
+            mark_trace.TRACE.watch_frames(client)
         self.quirks = quirks
         self.settings = settings or HubSettings()
         # Which server the public client talks to (set by `hub_for`); None: not checked.
