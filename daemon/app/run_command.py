@@ -69,7 +69,8 @@ async def serve(settings: Any) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await Daemon(settings).run(stop)
+        daemon = await Daemon.open(settings)
+        await daemon.run(stop)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

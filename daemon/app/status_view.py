@@ -14,15 +14,15 @@ from typing import Any
 from daemon.app.runner import AccountRunner
 from daemon.app.timefmt import utc
 from daemon.core.view import LegView
-from daemon.store import Journal
+from daemon.store import JournalPort
 
 LATEST_ALERTS = 20
 
 
-def status_document(
-    runners: Sequence[AccountRunner], journal: Journal, redact: Callable[[Any], Any], now: float
+async def status_document(
+    runners: Sequence[AccountRunner], journal: JournalPort, redact: Callable[[Any], Any], now: float
 ) -> dict[str, Any]:
-    silences = journal.active_silences(now)
+    silences = await journal.active_silences(now)
     accounts: dict[str, Any] = {}
     for runner in runners:
         view = runner.view
@@ -63,11 +63,11 @@ def status_document(
             # The message's incident chart on this server, when one was drawn (critical and liquidated alerts).
             "chart": f"/incident/{entry['id']}.png" if entry.get("chart") else None,
         }
-        for entry in journal.history(LATEST_ALERTS)
+        for entry in await journal.history(LATEST_ALERTS)
     ]
     return {
         "accounts": accounts,
-        "outbox_pending": journal.pending_deliveries(),
+        "outbox_pending": await journal.pending_deliveries(),
         "alerts": redact(latest),
     }
 
