@@ -26,8 +26,8 @@ import structlog
 
 from daemon.core.alerts import Alert
 from daemon.store.codec import alert_from_json, alert_row, same_message
-from daemon.store.journal_charts import CHART_KEEP_MAX, CHART_KEEP_S
 from daemon.store.journal_records import SEEDED_PREFIX
+from daemon.store.postgres_charts import PostgresCharts
 from daemon.store.postgres_schema import migrate
 from daemon.store.schema import UNSETTLED, Delivery, IntentRecord, JournalUnavailable, SilenceRecord
 
@@ -55,7 +55,6 @@ _SAVE_MEMORY = (
     "INSERT INTO policy_memory (account, payload, updated) VALUES ($1, $2, $3)"
     " ON CONFLICT (account) DO UPDATE SET payload = excluded.payload, updated = excluded.updated"
 )
-_PENDING = "SELECT alert_id FROM deliveries WHERE status = 'pending'"
 
 
 def masked_url(url: str) -> str:
@@ -68,7 +67,7 @@ def masked_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-class PostgresJournal:
+class PostgresJournal(PostgresCharts):
     def __init__(self, pool: Any, url: str, redact: Callable[[str], str] | None, created: float) -> None:
         """Use `open`."""
         self._pool = pool
@@ -426,73 +425,6 @@ class PostgresJournal:
             "SELECT id, account, symbol, until, reason FROM silences WHERE until > $1 ORDER BY id", now
         )
         return [SilenceRecord(**dict(row)) for row in rows]
-
-    # -- incident charts (see journal_charts.py for the rules) --------------------------------------------------
-
-    async def store_chart(self, key: str, sequence: int, png: bytes, now: float) -> int | None:
-        alert_id = await self._alert_id(key, sequence)
-        if alert_id is None:
-            return None
-        held = await self._pool.fetchval(
-            "SELECT COUNT(*) FROM deliveries WHERE alert_id = $1 AND status = 'pending' AND attempts = 0"
-            " AND next_attempt_at > $2",
-            alert_id,
-            now,
-        )
-        try:
-            await self._write(
-                [
-                    (
-                        "INSERT INTO charts (alert_id, png, attached, created) VALUES ($1, $2, $3, $4)"
-                        " ON CONFLICT (alert_id) DO UPDATE SET png = excluded.png, attached = excluded.attached,"
-                        " created = excluded.created",
-                        (alert_id, png, int(held > 0), now),
-                    ),
-                    _release(alert_id, now),
-                    (
-                        f"DELETE FROM charts WHERE created < $1 AND alert_id NOT IN ({_PENDING})",
-                        (now - CHART_KEEP_S,),
-                    ),
-                    (
-                        "DELETE FROM charts WHERE alert_id NOT IN (SELECT alert_id FROM charts ORDER BY alert_id"
-                        f" DESC LIMIT $1) AND alert_id NOT IN ({_PENDING})",
-                        (CHART_KEEP_MAX,),
-                    ),
-                ]
-            )
-        except JournalUnavailable:
-            return None
-        return alert_id
-
-    async def release_hold(self, key: str, sequence: int, now: float) -> None:
-        alert_id = await self._alert_id(key, sequence)
-        if alert_id is not None:
-            with contextlib.suppress(JournalUnavailable):  # the hold runs out by itself
-                await self._write([_release(alert_id, now)])
-
-    async def chart(self, alert_id: int) -> bytes | None:
-        value = await self._pool.fetchval("SELECT png FROM charts WHERE alert_id = $1", alert_id)
-        return None if value is None else bytes(value)
-
-    async def _attached_chart(self, alert_id: int) -> bytes | None:
-        value = await self._pool.fetchval(
-            "SELECT png FROM charts WHERE alert_id = $1 AND attached = 1", alert_id
-        )
-        return None if value is None else bytes(value)
-
-    async def _alert_id(self, key: str, sequence: int) -> int | None:
-        value = await self._pool.fetchval(
-            "SELECT id FROM alerts WHERE key = $1 AND sequence = $2", key, sequence
-        )
-        return None if value is None else int(value)
-
-
-def _release(alert_id: int, now: float) -> tuple[str, tuple[Any, ...]]:
-    return (
-        "UPDATE deliveries SET next_attempt_at = $1 WHERE alert_id = $2 AND status = 'pending' AND attempts = 0"
-        " AND next_attempt_at > $1",
-        (now, alert_id),
-    )
 
 
 def _intent_params(record: IntentRecord) -> tuple[Any, ...]:
