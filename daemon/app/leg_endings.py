@@ -100,7 +100,10 @@ class LegEndings:
         since_ms = int(min(self._asked[key].since - self._asked[key].lookback_s for key in due) * 1000)
         try:
             symbols = sorted({symbol for symbol, _side in due})
-            found = await asyncio.wait_for(records.liquidations(since_ms, symbols), self.read_timeout_s)
+            async with asyncio.timeout(
+                self.read_timeout_s
+            ):  # not wait_for: see tests/unit/test_cancellation.py
+                found = await records.liquidations(since_ms, symbols)
         except (ExchangeError, TimeoutError) as exc:
             return self._unanswered(due, now, said(exc), state)
         if found is None:

@@ -162,7 +162,8 @@ class AccountRunner:
             self.gateway, self.connector = gateway, conn
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._woken.wait(), TICK_S)
+                    async with asyncio.timeout(TICK_S):  # not wait_for: see tests/unit/test_cancellation.py
+                        await self._woken.wait()
                 self._woken.clear()
                 await self.step(gateway)
 

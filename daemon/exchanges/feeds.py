@@ -266,7 +266,8 @@ class AccountFeed:
             if wait > 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                    async with asyncio.timeout(wait):  # not wait_for: see tests/unit/test_cancellation.py
+                        await self._wake.wait()
                 continue
             self._reconcile_due = None
             try:

@@ -48,6 +48,7 @@ log = structlog.get_logger(__name__)
 
 # ccxt option keys holding exchange-wide tables that ccxt loads lazily per client (read-only once loaded).
 SHARED_OPTION_CACHES = ("leverageBrackets",)
+CLIENT_CLOSE_S = 5.0  # the public client's sockets closed at stop, at most this long
 
 MarkEvent = MarkPrice | StreamHealth
 MarkListener = Callable[[MarkEvent], None]
@@ -119,8 +120,9 @@ class MarketHub:
         self._tasks.clear()
         if group is not None:
             await group.__aexit__(exc_type, exc, tb)
-        with contextlib.suppress(Exception):
-            await self.client.close()
+        with contextlib.suppress(Exception):  # a close that hangs must not hold the daemon's stop
+            async with asyncio.timeout(CLIENT_CLOSE_S):
+                await self.client.close()
 
     # ---- market metadata, loaded once ----
 

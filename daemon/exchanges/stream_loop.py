@@ -43,7 +43,8 @@ class Recovery:
     async def wait_at_most(self, seconds: float) -> None:
         """Until the next announcement, or `seconds`."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: see tests/unit/test_cancellation.py
+                await self._event.wait()
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,7 +138,8 @@ class Outbox:
                 await self._wake.wait()
             elif delay > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):  # not wait_for: see tests/unit/test_cancellation.py
+                        await self._wake.wait()
 
     # The shutdown path calls this with its remaining budget; a parameter reads better there than a wrapper.
     async def flush(self, timeout: float) -> int:  # noqa: ASYNC109
