@@ -5,18 +5,22 @@ written in one transaction; a message is unique by (identity, sequence) and a to
 same decision is never journaled — and never executed — twice; a sequence already taken by a different message
 is renumbered, loudly. Every query is awaited on the event loop's own sockets: nothing blocks it.
 
-When the database cannot be written (unreachable, disk full, read only) `write_failure` says why and a top-up
-intent is refused (`JournalUnavailable`), as with SQLite; an intent's outcome is held in memory and written with
-the next write that works. Unlike SQLite, alerts are not yet held in memory while it fails (see the README).
+Every operation has bounded time: a database behind a partition, or a stuck server, is an unavailable one, not a
+frozen daemon. When the database cannot be written (unreachable, too slow, disk full, read only, or the journal
+lock lost: `postgres_lock.py`) `write_failure` says why, alerts and outcomes are held in memory as with SQLite
+(`postgres_outbox.py`, `spill.py`), a top-up intent is refused (`JournalUnavailable`), and everything held is
+written in one transaction once the database answers again. While a failure is known, only `probe` (the outbox
+calls it every few seconds) tries the database: each write would otherwise wait out its bound in turn.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -25,35 +29,38 @@ import asyncpg
 import structlog
 
 from daemon.core.alerts import Alert
-from daemon.store.codec import alert_from_json, alert_row, same_message
+from daemon.store.codec import alert_from_json
 from daemon.store.journal_records import SEEDED_PREFIX
 from daemon.store.postgres_charts import PostgresCharts
+from daemon.store.postgres_lock import PostgresLock
+from daemon.store.postgres_outbox import SAVE_MEMORY, PostgresOutbox
 from daemon.store.postgres_schema import migrate
-from daemon.store.schema import UNSETTLED, Delivery, IntentRecord, JournalUnavailable, SilenceRecord
+from daemon.store.schema import UNSETTLED, IntentRecord, JournalUnavailable, SilenceRecord
+from daemon.store.spill import Spill
 
 log = structlog.get_logger("marginguard.journal")
 
+# A monitor's bounds: a healthy database answers in milliseconds, and a few seconds without an answer is a
+# database to stop waiting for (alerts then go out from memory) rather than one to trust a little longer.
+CONNECT_TIMEOUT_S = 3.0  # a new connection (the pool's, the lock's)
+COMMAND_TIMEOUT_S = 3.0  # one statement (asyncpg's command_timeout)
+OPERATION_TIMEOUT_S = 5.0  # one call of the port, end to end: acquire, every statement, commit
+PROBE_TIMEOUT_S = 2.0  # one probe while failing: the outbox waits for it, and tries again in 5 s anyway
+
 # What "cannot be written right now" looks like; anything else is a bug and propagates.
+_UNREACHABLE = (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 _UNAVAILABLE = (
-    OSError,
+    *_UNREACHABLE,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.InsufficientResourcesError,  # disk full, out of memory, too many connections
     asyncpg.exceptions.ReadOnlySQLTransactionError,
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, cannot connect now
 )
-_INSERT_ALERT = (
-    "INSERT INTO alerts (key, sequence, ts, account, kind, severity, resolved, payload)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key, sequence) DO NOTHING RETURNING id"
-)
 _INSERT_INTENT = (
     "INSERT INTO topup_intents (intent_key, account, symbol, side, action, asset, amount, status, margin_before,"
     " detail, created, updated, episode) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
     " ON CONFLICT (intent_key) DO NOTHING"
-)
-_SAVE_MEMORY = (
-    "INSERT INTO policy_memory (account, payload, updated) VALUES ($1, $2, $3)"
-    " ON CONFLICT (account) DO UPDATE SET payload = excluded.payload, updated = excluded.updated"
 )
 
 
@@ -67,20 +74,34 @@ def masked_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-class PostgresJournal(PostgresCharts):
-    def __init__(self, pool: Any, url: str, redact: Callable[[str], str] | None, created: float) -> None:
+class PostgresJournal(PostgresOutbox, PostgresCharts):
+    def __init__(
+        self, pool: Any, lock: PostgresLock, url: str, redact: Callable[[str], str] | None, created: float
+    ) -> None:
         """Use `open`."""
         self._pool = pool
+        self._lock = lock
         self._where = masked_url(url)
         self.redact: Callable[[str], str] = redact if redact is not None else (lambda text: text)
         self._created = created
         self._instance = secrets.token_hex(4)
         self._failure: str | None = None
-        self._intent_updates: dict[str, tuple[str, str, float]] = {}  # outcomes not yet written
+        self._unreachable = False  # the failure is a database that does not answer: reads wait for probe too
+        self._spill = Spill()
+        self._writing = asyncio.Lock()  # one write at a time, in the order issued, as SQLite's one thread
 
     @classmethod
     async def open(cls, url: str, redact: Callable[[str], str] | None = None) -> PostgresJournal:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        """Take the journal's lock (`PostgresJournalLocked` when another daemon holds it), then migrate."""
+        lock = PostgresLock(url, masked_url(url), CONNECT_TIMEOUT_S, COMMAND_TIMEOUT_S)
+        await lock.acquire()
+        try:
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=4, timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S
+            )
+        except BaseException:
+            await lock.release()
+            raise
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
@@ -91,12 +112,14 @@ class PostgresJournal(PostgresCharts):
                 created = float(await conn.fetchval("SELECT value FROM meta WHERE key = 'created'"))
         except BaseException:
             await pool.close()
+            await lock.release()
             raise
-        return cls(pool, url, redact, created)
+        return cls(pool, lock, url, redact, created)
 
     @property
     def write_failure(self) -> str | None:
-        return self._failure
+        # A lost lock is a failure as soon as it is noticed, before any write tries: no top-up may start.
+        return self._failure or self._lock.lost
 
     @property
     def created(self) -> float:
@@ -111,7 +134,13 @@ class PostgresJournal(PostgresCharts):
         return self._where
 
     async def close(self) -> None:
-        await self._pool.close()
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT_S):
+                await self._pool.close()
+        except TimeoutError:
+            self._pool.terminate()  # a database that does not answer must not hold up the daemon's stop
+        finally:
+            await self._lock.release()
 
     async def __aenter__(self) -> PostgresJournal:
         return self
@@ -121,205 +150,139 @@ class PostgresJournal(PostgresCharts):
 
     # -- writing, and what happens when it fails ---------------------------------------------------------------
 
+    def _held(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._writing
+
     async def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[str]:
-        """One transaction, after the outcomes memory holds; raises `JournalUnavailable` when it cannot."""
+        """One transaction, after what memory holds; raises `JournalUnavailable` when it cannot be written."""
+        async with self._held():
+            return await self._write_held(statements)
+
+    async def _write_held(
+        self, statements: Sequence[tuple[str, Sequence[Any]]], *, probe: bool = False
+    ) -> list[str]:
+        async with self._transaction(probe=probe) as conn:
+            return [await conn.execute(sql, *params) for sql, params in statements]
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, *, probe: bool = False) -> AsyncIterator[Any]:
+        if self._failure is not None and not probe:
+            raise JournalUnavailable(self._failure)  # known: only probe tries (see the module's note)
+        if self._lock.lost is not None:
+            raise self._failed(self._lock.lost)
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await self._flush(conn)
-                results = [await conn.execute(sql, *params) for sql, params in statements]
+            async with asyncio.timeout(OPERATION_TIMEOUT_S), self._pool.acquire() as conn, conn.transaction():
+                moved = await self._flush_spill(conn)
+                yield conn
         except _UNAVAILABLE as exc:
             raise self._failed(exc) from exc
-        self._recovered()
-        return results
+        self._recovered(moved)
 
-    async def _flush(self, conn: Any) -> None:
-        for key, (status, detail, ts) in self._intent_updates.items():
-            await conn.execute(
-                "UPDATE topup_intents SET status=$1, detail=$2, updated=$3 WHERE intent_key=$4",
-                status,
-                detail,
-                ts,
-                key,
-            )
+    async def _fetch(self, sql: str, *params: Any) -> list[Any]:
+        async with self._reading():
+            return list(await self._pool.fetch(sql, *params))
 
-    def _failed(self, exc: BaseException) -> JournalUnavailable:
-        reason = f"{type(exc).__name__}: {exc}"
+    async def _fetchval(self, sql: str, *params: Any) -> Any:
+        async with self._reading():
+            return await self._pool.fetchval(sql, *params)
+
+    async def _fetchrow(self, sql: str, *params: Any) -> Any:
+        async with self._reading():
+            return await self._pool.fetchrow(sql, *params)
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[None]:
+        """A read, bounded; a database that does not answer fails it at once until probe finds it back."""
+        if self._unreachable and self._failure is not None:
+            raise JournalUnavailable(self._failure)
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT_S):
+                yield
+        except _UNAVAILABLE as exc:
+            raise self._failed(exc) from exc
+
+    def _failed(self, cause: BaseException | str) -> JournalUnavailable:
+        # No exception text from the driver in the reason: it goes to sinks and /healthz, and need not echo
+        # connection details; the log keeps the masked location.
+        if isinstance(cause, str):
+            reason = cause
+        elif isinstance(cause, TimeoutError):
+            reason = f"the database did not answer within {OPERATION_TIMEOUT_S:g} s"
+        else:
+            reason = f"{type(cause).__name__}: {cause}"
+        self._unreachable = isinstance(cause, _UNREACHABLE)
         if self._failure is None:
-            log.error("journal write failed", where=self._where, error=reason)
+            log.error("journal write failed: alerts are held in memory", where=self._where, error=reason)
         self._failure = reason
         return JournalUnavailable(reason)
 
-    def _recovered(self) -> None:
-        self._intent_updates.clear()
+    def _recovered(self, moved: dict[int, int]) -> None:
+        if self._spill:
+            log.info("journal wrote what memory held", alerts=len(self._spill.alerts))
+        self._spill.flushed(moved)
         if self._failure is not None:
             log.warning("journal writable again", where=self._where)
         self._failure = None
+        self._unreachable = False
 
     async def probe(self) -> bool:
-        if self._failure is None and not self._intent_updates:
+        """While writes fail, try again (within PROBE_TIMEOUT_S): the journal lock first, then what memory
+        holds. True once writes work."""
+        if self._failure is None and not self._spill and self._lock.lost is None:
             return True
-        try:
-            await self._write(
-                [
-                    (
-                        "INSERT INTO meta (key, value) VALUES ('probe', $1) ON CONFLICT (key) DO UPDATE SET value = $1",
-                        (repr(time.time()),),
-                    )
-                ]
-            )
-        except JournalUnavailable:
-            return False
+        statement = (
+            "INSERT INTO meta (key, value) VALUES ('probe', $1) ON CONFLICT (key) DO UPDATE SET value = $1",
+            (repr(time.time()),),
+        )
+        async with self._held():
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    if not await self._lock.check():
+                        raise self._failed(self._lock.lost or "the journal lock is lost")
+                    await self._write_held([statement], probe=True)
+            except TimeoutError as exc:
+                self._failed(exc)
+                return False
+            except JournalUnavailable:
+                return False
         return True
 
-    # -- alerts and their deliveries (the outbox) ------------------------------------------------------------
-
-    async def record_alert(
-        self,
-        alert: Alert,
-        sinks: Sequence[str],
-        now: float,
-        memory: tuple[str, str] | None = None,
-        hold: Mapping[str, float] | None = None,
-    ) -> Alert | None:
-        if not alert.origin:
-            alert = replace(alert, origin=self._instance)
-        held = hold or {}
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await self._flush(conn)
-                stored = await self._insert_alert(conn, alert)
-                if stored is not None:
-                    for sink in sinks:
-                        await conn.execute(
-                            "INSERT INTO deliveries (alert_id, sink, next_attempt_at) VALUES ($1, $2, $3)",
-                            stored[1],
-                            sink,
-                            max(now, held.get(sink, now)),
-                        )
-                if memory is not None:
-                    await conn.execute(_SAVE_MEMORY, memory[0], memory[1], now)
-        except _UNAVAILABLE as exc:
-            self._failed(exc)
-            log.error(
-                "alert not journaled: it is not delivered", key=alert.identity.key, sequence=alert.sequence
-            )
-            return alert
-        self._recovered()
-        return None if stored is None else stored[0]
-
-    async def _insert_alert(self, conn: Any, alert: Alert) -> tuple[Alert, int] | None:
-        alert_id = await conn.fetchval(_INSERT_ALERT, *alert_row(alert))
-        if alert_id is not None:
-            return alert, int(alert_id)
-        existing = await conn.fetchval(
-            "SELECT payload FROM alerts WHERE key=$1 AND sequence=$2", alert.identity.key, alert.sequence
-        )
-        if existing is not None and same_message(existing, alert):
-            return None
-        # Serialised on the identity, so two writers cannot take the same next number.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", alert.identity.key)
-        top = await conn.fetchval("SELECT MAX(sequence) FROM alerts WHERE key=$1", alert.identity.key)
-        renumbered = replace(alert, sequence=int(top or 0) + 1)
-        log.error(
-            "alert sequence already taken by another message: renumbered",
-            key=alert.identity.key,
-            sequence=alert.sequence,
-            renumbered=renumbered.sequence,
-        )
-        alert_id = await conn.fetchval(_INSERT_ALERT, *alert_row(renumbered))
-        return renumbered, int(alert_id)
-
-    async def _pending(self) -> list[Any]:
-        return list(
-            await self._pool.fetch(
-                "SELECT d.id, d.alert_id, d.sink, d.attempts, d.next_attempt_at, a.payload FROM deliveries d"
-                " JOIN alerts a ON a.id = d.alert_id WHERE d.status = 'pending' ORDER BY d.alert_id, d.id"
-            )
-        )
-
-    async def due_deliveries(self, now: float, limit: int = 100) -> list[Delivery]:
-        """As SQLite's: a sink's deliveries in alert order, a sink with an earlier one still waiting held back."""
-        due: list[Delivery] = []
-        charts: dict[int, bytes | None] = {}
-        blocked: set[str] = set()
-        for row in await self._pending():
-            sink = row["sink"]
-            if sink in blocked:
-                continue
-            if row["next_attempt_at"] > now:
-                blocked.add(sink)
-                continue
-            alert_id = int(row["alert_id"])
-            if alert_id not in charts:
-                charts[alert_id] = await self._attached_chart(alert_id)
-            alert = alert_from_json(row["payload"])
-            due.append(Delivery(int(row["id"]), alert_id, sink, row["attempts"], alert, charts[alert_id]))
-            if len(due) >= limit:
-                break
-        return due
-
-    async def next_delivery_time(self) -> float | None:
-        first: dict[str, float] = {}
-        for row in await self._pending():
-            first.setdefault(row["sink"], row["next_attempt_at"])
-        return min(first.values(), default=None)
-
-    async def pending_deliveries(self) -> int:
-        return int(await self._pool.fetchval("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'"))
-
-    async def mark_sent(self, delivery_id: int, now: float) -> None:
-        await self._mark(
-            "UPDATE deliveries SET status='sent', sent_at=$1, attempts=attempts+1 WHERE id=$2",
-            now,
-            delivery_id,
-        )
-
-    async def mark_retry(self, delivery_id: int, next_attempt_at: float, error: str) -> None:
-        await self._mark(
-            "UPDATE deliveries SET attempts=attempts+1, next_attempt_at=$1, last_error=$2 WHERE id=$3",
-            next_attempt_at,
-            self.redact(error)[:500],
-            delivery_id,
-        )
-
-    async def mark_failed(self, delivery_id: int, error: str) -> None:
-        await self._mark(
-            "UPDATE deliveries SET status='failed', attempts=attempts+1, last_error=$1 WHERE id=$2",
-            self.redact(error)[:500],
-            delivery_id,
-        )
-
-    async def _mark(self, sql: str, *params: Any) -> None:
-        # Not held in memory yet (see the module's note): the delivery stays pending and is sent again.
-        with contextlib.suppress(JournalUnavailable):
-            await self._write([(sql, params)])
-
     async def max_sequences(self, account: str | None = None) -> dict[str, int]:
-        if account:
-            rows = await self._pool.fetch(
-                "SELECT key, MAX(sequence) AS top FROM alerts WHERE account = $1 GROUP BY key", account
-            )
-        else:
-            rows = await self._pool.fetch("SELECT key, MAX(sequence) AS top FROM alerts GROUP BY key")
-        return {str(row["key"]): int(row["top"]) for row in rows}
+        """The highest number of each message identity; while the database cannot be read, what memory holds
+        (the journal_failure alert is numbered from it then: a number taken meanwhile is renumbered, loudly,
+        when it is written)."""
+        try:
+            if account:
+                rows = await self._fetch(
+                    "SELECT key, MAX(sequence) AS top FROM alerts WHERE account = $1 GROUP BY key", account
+                )
+            else:
+                rows = await self._fetch("SELECT key, MAX(sequence) AS top FROM alerts GROUP BY key")
+        except JournalUnavailable:
+            rows = []
+        tops = {str(row["key"]): int(row["top"]) for row in rows}
+        for alert, _now in self._spill.alerts:
+            if account is None or alert.account == account:
+                tops[alert.identity.key] = max(tops.get(alert.identity.key, 0), alert.sequence)
+        return tops
 
     async def latest_alerts(self, account: str | None = None) -> list[Alert]:
         where, params = ("WHERE account = $1", (account,)) if account is not None else ("", ())
-        rows = await self._pool.fetch(
+        rows = await self._fetch(
             f"SELECT payload FROM alerts WHERE id IN (SELECT MAX(id) FROM alerts {where} GROUP BY key) ORDER BY id",
             *params,
         )
         return [alert_from_json(row["payload"]) for row in rows]
 
     async def history(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = await self._pool.fetch(
+        rows = await self._fetch(
             "SELECT id, payload, EXISTS (SELECT 1 FROM charts WHERE charts.alert_id = alerts.id) AS chart"
             " FROM alerts ORDER BY id DESC LIMIT $1",
             limit,
         )
         result = []
         for row in rows:
-            deliveries = await self._pool.fetch(
+            deliveries = await self._fetch(
                 "SELECT sink, status, attempts, last_error FROM deliveries WHERE alert_id=$1 ORDER BY id",
                 row["id"],
             )
@@ -344,7 +307,7 @@ class PostgresJournal(PostgresCharts):
         try:
             await self._write([statement])
         except JournalUnavailable:
-            self._intent_updates[intent_key] = (status, detail, now)
+            self._spill.intent_updates[intent_key] = (status, detail, now)
 
     async def intents(
         self, account: str | None = None, statuses: Sequence[str] | None = None, *, seeded: bool = False
@@ -357,9 +320,9 @@ class PostgresJournal(PostgresCharts):
             params.append(SEEDED_PREFIX + "%")
             sql += f" AND intent_key NOT LIKE ${len(params)}"
         records = []
-        for row in await self._pool.fetch(sql + " ORDER BY created", *params):
+        for row in await self._fetch(sql + " ORDER BY created", *params):
             record = IntentRecord(**dict(row))
-            held = self._intent_updates.get(record.intent_key)
+            held = self._spill.intent_updates.get(record.intent_key)
             if held is not None:
                 record = replace(record, status=held[0], detail=held[1], updated=held[2])
             if not statuses or record.status in statuses:
@@ -370,7 +333,7 @@ class PostgresJournal(PostgresCharts):
         return await self.intents(account, UNSETTLED)
 
     async def seed_note(self, account: str) -> str | None:
-        value = await self._pool.fetchval("SELECT value FROM meta WHERE key = 'seeded:' || $1", account)
+        value = await self._fetchval("SELECT value FROM meta WHERE key = 'seeded:' || $1", account)
         return None if value is None else str(value)
 
     async def record_seed(self, account: str, spent: Sequence[IntentRecord], note: str) -> None:
@@ -388,20 +351,20 @@ class PostgresJournal(PostgresCharts):
 
     async def save_memory(self, account: str, payload: str, now: float) -> bool:
         try:
-            await self._write([(_SAVE_MEMORY, (account, payload, now))])
+            await self._write([(SAVE_MEMORY, (account, payload, now))])
         except JournalUnavailable:
             return False
         return True
 
     async def load_memory(self, account: str) -> str | None:
-        value = await self._pool.fetchval("SELECT payload FROM policy_memory WHERE account = $1", account)
+        value = await self._fetchval("SELECT payload FROM policy_memory WHERE account = $1", account)
         return None if value is None else str(value)
 
     async def add_silence(
         self, account: str, symbol: str | None, until: float, reason: str, now: float
     ) -> int:
         return int(
-            await self._pool.fetchval(
+            await self._fetchval(
                 "INSERT INTO silences (account, symbol, until, reason, created) VALUES ($1,$2,$3,$4,$5) RETURNING id",
                 account,
                 symbol,
@@ -412,7 +375,7 @@ class PostgresJournal(PostgresCharts):
         )
 
     async def end_silence(self, silence_id: int, now: float) -> SilenceRecord | None:
-        row = await self._pool.fetchrow(
+        row = await self._fetchrow(
             "UPDATE silences SET until = $2 WHERE id = $1 AND until > $2"
             " RETURNING id, account, symbol, until, reason",
             silence_id,
@@ -421,7 +384,7 @@ class PostgresJournal(PostgresCharts):
         return None if row is None else replace(SilenceRecord(**dict(row)), until=now)
 
     async def active_silences(self, now: float) -> list[SilenceRecord]:
-        rows = await self._pool.fetch(
+        rows = await self._fetch(
             "SELECT id, account, symbol, until, reason FROM silences WHERE until > $1 ORDER BY id", now
         )
         return [SilenceRecord(**dict(row)) for row in rows]

@@ -15,16 +15,17 @@ _PENDING = "SELECT alert_id FROM deliveries WHERE status = 'pending'"
 
 
 class PostgresCharts:
-    _pool: Any
-
     async def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[str]:
+        raise NotImplementedError
+
+    async def _fetchval(self, sql: str, *params: Any) -> Any:
         raise NotImplementedError
 
     async def store_chart(self, key: str, sequence: int, png: bytes, now: float) -> int | None:
         alert_id = await self._alert_id(key, sequence)
         if alert_id is None:
             return None
-        held = await self._pool.fetchval(
+        held = await self._fetchval(
             "SELECT COUNT(*) FROM deliveries WHERE alert_id = $1 AND status = 'pending' AND attempts = 0"
             " AND next_attempt_at > $2",
             alert_id,
@@ -62,19 +63,15 @@ class PostgresCharts:
                 await self._write([_release(alert_id, now)])
 
     async def chart(self, alert_id: int) -> bytes | None:
-        value = await self._pool.fetchval("SELECT png FROM charts WHERE alert_id = $1", alert_id)
+        value = await self._fetchval("SELECT png FROM charts WHERE alert_id = $1", alert_id)
         return None if value is None else bytes(value)
 
     async def _attached_chart(self, alert_id: int) -> bytes | None:
-        value = await self._pool.fetchval(
-            "SELECT png FROM charts WHERE alert_id = $1 AND attached = 1", alert_id
-        )
+        value = await self._fetchval("SELECT png FROM charts WHERE alert_id = $1 AND attached = 1", alert_id)
         return None if value is None else bytes(value)
 
     async def _alert_id(self, key: str, sequence: int) -> int | None:
-        value = await self._pool.fetchval(
-            "SELECT id FROM alerts WHERE key = $1 AND sequence = $2", key, sequence
-        )
+        value = await self._fetchval("SELECT id FROM alerts WHERE key = $1 AND sequence = $2", key, sequence)
         return None if value is None else int(value)
 
 
