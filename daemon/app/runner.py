@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from daemon.app.account_metrics import AccountMetrics
+from daemon.app.account_silences import AccountSilences
 from daemon.app.distance_history import DistanceHistory
 from daemon.app.executor import PICTURE_STALE, TopUpExecutor
 from daemon.app.http import Metrics
@@ -101,8 +101,7 @@ class AccountRunner:
         self._memory = PolicyMemory()
         self._saved = _durable(self._memory)
         self._loaded = False
-        self._silences: list[Silence] = []
-        self._silences_read_at = -math.inf
+        self.silences = AccountSilences(journal, self.account_id, TICK_S)
         self.executor = TopUpExecutor(self.account_id, journal, metrics, config.limits, clock)
         # Legs that closed or vanished wait here until the exchange's records say whether it liquidated them.
         self.endings = LegEndings(clock)
@@ -182,7 +181,7 @@ class AccountRunner:
             self._hold_legs_gone_while_down(view)
         if self.endings.asking:
             changes += await self.endings.ask(self._records(), state)
-        silences = await self._active_silences(self.clock())
+        silences = await self.silences.in_force(self.clock())
         before = self._memory
         if state.last_snapshot_ms is not None and self.executor.unsettled:
             # First: a top-up whose outcome is unknown is settled (and told) before anything else is decided,
@@ -277,18 +276,6 @@ class AccountRunner:
         if self.journal.write_failure is None:
             self._saved = _durable(self._memory)
         self.wake_outbox()
-
-    async def _active_silences(self, now: float) -> list[Silence]:
-        """The account's silences, read from the journal at most once a tick: steps follow every burst of marks,
-        and a silence set from the CLI may take a second to apply."""
-        if now >= self._silences_read_at + TICK_S:
-            self._silences = [
-                Silence(s.account, s.symbol, s.until)
-                for s in await self.journal.active_silences(now)
-                if s.account == self.account_id
-            ]
-            self._silences_read_at = now
-        return [s for s in self._silences if s.until > now]
 
     async def _save_memory(self, now: float) -> None:
         """Persist the memory when what a restart needs has changed: message counters, episodes, what receivers
