@@ -133,7 +133,7 @@ async def play(speed: float = 1.0) -> int:
         async with SimServer("binance") as sim, Receiver(on_accept=on_alert) as receiver:
             document = demo_document(sim.ccxt_id, sim.ccxt_config(), f"{receiver.url}/alerts", Path(state))
             settings = settings_from_document(document, env={}, base_dir=Path(state))
-            daemon = Daemon(settings)
+            daemon = await Daemon.open(settings)
             daemon_stop = asyncio.Event()
             runner = asyncio.create_task(daemon.run(daemon_stop), name="demo-daemon")
             outcome = await _watch(daemon, sim, received, stop, started, speed)

@@ -53,7 +53,7 @@ from daemon.core.types import Side
 from daemon.exchanges.actuator import MarginActions
 from daemon.exchanges.errors import ExchangeError, TransientError, said
 from daemon.exchanges.records import AccountRecords
-from daemon.store import IntentRecord, Journal, JournalUnavailable
+from daemon.store import IntentRecord, JournalPort, JournalUnavailable
 
 # A top-up is decided on the streamed picture and sent only while a fresh REST read of the leg's margin agrees
 # with it: relative tolerance (funding, fee rounding between a push and a read).
@@ -86,7 +86,7 @@ class TopUpExecutor:
     def __init__(
         self,
         account_id: str,
-        journal: Journal,
+        journal: JournalPort,
         metrics: Metrics,
         limits: TopUpLimits | None,
         clock: Callable[[], float],
@@ -96,12 +96,20 @@ class TopUpExecutor:
         self.metrics = metrics
         self.limits = limits
         self.clock = clock
-        self.ledger = TopUpLedger(tuple(ledger_entry(r) for r in journal.intents(account_id, seeded=True)))
-        self._open = {r.intent_key: _Open(r) for r in journal.unsettled_intents(account_id)}
-        self._seed_note = journal.seed_note(account_id)
+        # Read from the journal by `load`, which must be awaited before anything is decided.
+        self.ledger = TopUpLedger(())
+        self._open: dict[str, _Open] = {}
+        self._seed_note: str | None = None
         self._seed_retry_at = -math.inf
         self._seed_failures = 0
         self._seed_problem = ""
+
+    async def load(self) -> None:
+        """Read what the journal holds of this account: its ledger, its unsettled intents, its seeding."""
+        spent = await self.journal.intents(self.account_id, seeded=True)
+        self.ledger = TopUpLedger(tuple(ledger_entry(r) for r in spent))
+        self._open = {r.intent_key: _Open(r) for r in await self.journal.unsettled_intents(self.account_id)}
+        self._seed_note = await self.journal.seed_note(self.account_id)
 
     @property
     def unsettled(self) -> list[IntentRecord]:
@@ -135,7 +143,7 @@ class TopUpExecutor:
             log.warning(
                 "top-up outcome unknown", account=self.account_id, intent=record.intent_key, error=said(exc)
             )
-            return self._tell_unknown(item, reason)
+            return await self._tell_unknown(item, reason)
         log.info(
             "top-up settled from the exchange's records",
             account=self.account_id,
@@ -145,15 +153,15 @@ class TopUpExecutor:
         )
         topup = topup_of(record, self.limits)
         if judgement.verdict == "done":
-            self._landed(record, record.amount, judgement.detail)
+            await self._landed(record, record.amount, judgement.detail)
             return TopUpExecuted(topup)
         if judgement.verdict == "failed":
-            self._finish(record, "failed", judgement.detail)
+            await self._finish(record, "failed", judgement.detail)
             return TopUpFailed(topup, judgement.detail)
         if judgement.verdict == "gone":
             # Counted against the limits as if it landed: the money may be gone with the position.
-            self._finish(record, "unconfirmed", judgement.detail)
-            return self._tell_unknown(item, judgement.detail)
+            await self._finish(record, "unconfirmed", judgement.detail)
+            return await self._tell_unknown(item, judgement.detail)
         item.next_check = self.clock() + _RECHECK_S
         return None
 
@@ -184,12 +192,12 @@ class TopUpExecutor:
         margin = None if leg is None else leg.margin
         return judge_by_both(record, by_history, judge_by_margin(record, margin, now), now)
 
-    def _tell_unknown(self, item: _Open, reason: str) -> TopUpOutcome | None:
+    async def _tell_unknown(self, item: _Open, reason: str) -> TopUpOutcome | None:
         if item.told_unknown:
             return None
         item.told_unknown = True
         if item.record.intent_key in self._open:
-            self.journal.settle_intent(item.record.intent_key, "unknown", reason, self.clock())
+            await self.journal.settle_intent(item.record.intent_key, "unknown", reason, self.clock())
         return TopUpUnknown(topup_of(item.record, self.limits), reason)
 
     # ---- a new journal: the last day's top-ups, from the exchange ----
@@ -226,7 +234,7 @@ class TopUpExecutor:
             ]
             note = SEED_OPEN_LEGS
         try:
-            self.journal.record_seed(self.account_id, spent, note)
+            await self.journal.record_seed(self.account_id, spent, note)
         except JournalUnavailable as exc:
             return self._seed_later(f"the journal cannot be written ({exc})")
         for record in spent:
@@ -326,7 +334,7 @@ class TopUpExecutor:
             topup.episode,
         )
         try:
-            fresh = self.journal.begin_intent(record)
+            fresh = await self.journal.begin_intent(record)
         except JournalUnavailable as exc:
             return Refused(
                 "journal", f"the journal cannot be written ({exc}): no top-up is started until it can"
@@ -354,7 +362,7 @@ class TopUpExecutor:
             log.warning(
                 "top-up answer lost", account=self.account_id, intent=topup.intent_key, error=said(exc)
             )
-            self.journal.settle_intent(
+            await self.journal.settle_intent(
                 record.intent_key, "unknown", f"answer lost: {said(exc)}", self.clock()
             )
             item = self._open[record.intent_key] = _Open(
@@ -362,26 +370,26 @@ class TopUpExecutor:
             )
             return await self._settle(records, state, item)
         except ExchangeError as exc:
-            self._finish(record, "failed", said(exc))
+            await self._finish(record, "failed", said(exc))
             return TopUpFailed(topup, said(exc))
         if result.refused:
-            self._finish(record, "failed", result.refused)
+            await self._finish(record, "failed", result.refused)
             return TopUpFailed(topup, result.refused)
         if result.dry_run:
-            self._finish(record, "dry_run", f"would send {result.amount}")
+            await self._finish(record, "dry_run", f"would send {result.amount}")
             return TopUpExecuted(topup, dry_run=True)
-        self._landed(
+        await self._landed(
             record, result.amount if result.amount is not None else topup.amount, f"sent {result.amount}"
         )
         return TopUpExecuted(topup)
 
     # ---- outcomes ----
 
-    def _landed(self, record: IntentRecord, sent: float, detail: str) -> None:
+    async def _landed(self, record: IntentRecord, sent: float, detail: str) -> None:
         """On the exchange's books now: counted from this moment, and its leg held until the picture shows it."""
         now = self.clock()
         self._open.pop(record.intent_key, None)
-        self.journal.settle_intent(record.intent_key, "done", detail, now)
+        await self.journal.settle_intent(record.intent_key, "done", detail, now)
         entry = replace(
             ledger_entry(with_status(record, "done")),
             ts=now,
@@ -391,9 +399,9 @@ class TopUpExecutor:
         self.ledger = self.ledger.record(entry)
         self.metrics.topups.labels(self.account_id, "done").inc()
 
-    def _finish(self, record: IntentRecord, status: str, detail: str) -> None:
+    async def _finish(self, record: IntentRecord, status: str, detail: str) -> None:
         now = self.clock()
         self._open.pop(record.intent_key, None)
-        self.journal.settle_intent(record.intent_key, status, detail, now)
+        await self.journal.settle_intent(record.intent_key, status, detail, now)
         self.ledger = self.ledger.record(replace(ledger_entry(with_status(record, status)), ts=now))
         self.metrics.topups.labels(self.account_id, status).inc()

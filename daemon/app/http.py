@@ -11,15 +11,18 @@ than hand-written exposition text.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -96,16 +99,19 @@ class Metrics:
 
 
 Readiness = Callable[[], tuple[bool, dict[str, str]]]
-Status = Callable[[], dict[str, Any]]
+# `status`, `before_scrape` and `chart` read the journal: they may be coroutines (the journal port's reads are).
+Status = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
 Health = Callable[[], list[str]]  # what keeps the daemon from keeping its promises (empty: healthy)
-Chart = Callable[[int], bytes | None]  # a message's incident chart (PNG) by its number; None: none kept
+Chart = Callable[
+    [int], bytes | Awaitable[bytes | None] | None
+]  # a message's incident chart (PNG) by its number; None: none kept
 
 
 def build_app(
     metrics: Metrics,
     readiness: Readiness,
     status: Status | None = None,
-    before_scrape: Callable[[], None] | None = None,
+    before_scrape: Callable[[], Awaitable[None] | None] | None = None,
     health: Health | None = None,
     chart: Chart | None = None,
 ) -> web.Application:
@@ -130,18 +136,20 @@ def build_app(
 
     async def status_endpoint(_request: web.Request) -> web.Response:
         assert status is not None
-        return web.Response(text=json.dumps(status(), sort_keys=True), content_type="application/json")
+        return web.Response(
+            text=json.dumps(await _resolved(status()), sort_keys=True), content_type="application/json"
+        )
 
     async def metrics_endpoint(_request: web.Request) -> web.Response:
         if before_scrape is not None:
-            before_scrape()
+            await _resolved(before_scrape())
         response = web.Response(body=generate_latest(metrics.registry))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
     async def incident(request: web.Request) -> web.Response:
         assert chart is not None
-        png = chart(int(request.match_info["number"]))
+        png = await _resolved(chart(int(request.match_info["number"])))
         if png is None:
             raise web.HTTPNotFound(text="no such chart (charts are kept a week)")
         return web.Response(body=png, content_type="image/png", headers=CHART_HEADERS)
@@ -193,6 +201,10 @@ def _asset_handler(name: str) -> Callable[[web.Request], Awaitable[web.Response]
         return web.Response(body=body, content_type=content_type, charset="utf-8", headers=PAGE_HEADERS)
 
     return serve
+
+
+async def _resolved(value: T | Awaitable[T]) -> T:
+    return await value if inspect.isawaitable(value) else value
 
 
 def parse_bind(bind: str) -> tuple[str, int]:

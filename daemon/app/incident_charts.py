@@ -35,11 +35,11 @@ QUEUE_MAX = 256  # requests beyond this push out the oldest (whose holds run out
 
 
 class ChartJournal(Protocol):
-    """The part of the journal (daemon.store.Journal) the renderer uses."""
+    """The part of the journal port (daemon.store.JournalPort) the renderer uses."""
 
-    def store_chart(self, key: str, sequence: int, png: bytes, now: float) -> int | None: ...
+    async def store_chart(self, key: str, sequence: int, png: bytes, now: float) -> int | None: ...
 
-    def release_hold(self, key: str, sequence: int, now: float) -> None: ...
+    async def release_hold(self, key: str, sequence: int, now: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,9 @@ class ChartRenderer:
                     await self._draw(self._queue.popleft())
         finally:
             for left in self._queue:  # stopping: their messages go as text now rather than after a restart
-                self.journal.release_hold(left.key, left.sequence, self.clock())
+                # Awaited in a cancelled task: the cancellation was delivered already, so this still runs (a
+                # second cancel would cut it short; the hold then runs out by itself).
+                await self.journal.release_hold(left.key, left.sequence, self.clock())
             self._queue.clear()
             if self._executor is not None:
                 self._executor.shutdown(wait=False, cancel_futures=True)
@@ -108,14 +110,14 @@ class ChartRenderer:
             self.wake_outbox()  # its hold has run out: the message is due
             return
         except asyncio.CancelledError:
-            self.journal.release_hold(request.key, request.sequence, self.clock())
+            await self.journal.release_hold(request.key, request.sequence, self.clock())
             raise
         except Exception as exc:  # a drawing bug must cost the picture, never the alert
             log.warning("incident chart failed: the message goes as text", **fields, error=repr(exc)[:200])
-            self.journal.release_hold(request.key, request.sequence, self.clock())
+            await self.journal.release_hold(request.key, request.sequence, self.clock())
             self.wake_outbox()
             return
-        number = self.journal.store_chart(request.key, request.sequence, png, self.clock())
+        number = await self.journal.store_chart(request.key, request.sequence, png, self.clock())
         if number is not None:
             self.drawn += 1
             log.info("incident chart drawn", **fields, number=number, size=len(png))

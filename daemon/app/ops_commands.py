@@ -166,14 +166,18 @@ def _status_lines(status: dict[str, Any], settings: Any) -> list[str]:
 def run_history(args: argparse.Namespace) -> int:
     from daemon.app.redaction import Redactor
     from daemon.app.settings_view import secret_values
-    from daemon.store import Journal
+    from daemon.store.opening import use_journal
 
     settings = _settings(args)
     if settings is None:
         return EXIT_INVALID
-    with Journal(settings.daemon.storage_path) as journal:
-        # Redacted on the way out too: entries written before a secret was configured (or rotated) may hold it.
-        history = Redactor(secret_values(settings)).value(journal.history(args.limit))
+    entries = use_journal(
+        settings.daemon.storage_path,
+        settings.daemon.journal_url_value(),
+        lambda journal: journal.history(args.limit),
+    )
+    # Redacted on the way out too: entries written before a secret was configured (or rotated) may hold it.
+    history = Redactor(secret_values(settings)).value(entries)
     if not _as_table(args):
         json.dump(history, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -1,8 +1,8 @@
 """`marginguard run --config FILE`: the daemon, until SIGTERM or SIGINT.
 
 A bad configuration prints one line naming the field and exits 2, before anything connects; so does a journal
-(`daemon.storage_path`) that another daemon holds. Every secret in
-the settings is registered with the log redactor before the first log line is written.
+(`daemon.storage_path`, or the PostgreSQL database of `daemon.journal_url`) that another daemon holds. Every
+secret in the settings is registered with the log redactor before the first log line is written.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     try:
         asyncio.run(serve(settings))
+    except JournalLocked as error:  # the PostgreSQL journal's lock, taken when the journal opens
+        print(f"marginguard run: {error}", file=sys.stderr)
+        return EXIT_INVALID
     finally:
         lock.release()
     return EXIT_OK
@@ -69,7 +72,8 @@ async def serve(settings: Any) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await Daemon(settings).run(stop)
+        daemon = await Daemon.open(settings)
+        await daemon.run(stop)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

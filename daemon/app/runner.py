@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from daemon.app.account_metrics import AccountMetrics
+from daemon.app.account_silences import AccountSilences
 from daemon.app.distance_history import DistanceHistory
 from daemon.app.executor import PICTURE_STALE, TopUpExecutor
 from daemon.app.http import Metrics
@@ -44,7 +44,7 @@ from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.gateway import ExchangeGateway, GatewaySettings
 from daemon.exchanges.marketdata import MarketHub
 from daemon.exchanges.records import AccountRecords
-from daemon.store import Journal
+from daemon.store import JournalPort
 from daemon.store.memory_codec import memory_from_json, memory_to_json
 
 # A top-up's margin is read back by a snapshot this soon after it was sent (its push may be lost).
@@ -74,7 +74,7 @@ class AccountRunner:
         self,
         config: RunnerConfig,
         hub: MarketHub,
-        journal: Journal,
+        journal: JournalPort,
         metrics: Metrics,
         wake_outbox: Callable[[], None],
         clock: Callable[[], float] = time.time,
@@ -98,10 +98,11 @@ class AccountRunner:
         self.records: AccountRecords | None = None
         self._changes: list[Change] = []
         self._woken = asyncio.Event()
-        self._memory = self._load_memory()
+        # Read from the journal by `load`, before the first step.
+        self._memory = PolicyMemory()
         self._saved = _durable(self._memory)
-        self._silences: list[Silence] = []
-        self._silences_read_at = -math.inf
+        self._loaded = False
+        self.silences = AccountSilences(journal, self.account_id, TICK_S)
         self.executor = TopUpExecutor(self.account_id, journal, metrics, config.limits, clock)
         # Legs that closed or vanished wait here until the exchange's records say whether it liquidated them.
         self.endings = LegEndings(clock)
@@ -129,7 +130,16 @@ class AccountRunner:
 
     # ---- the loop ----
 
+    async def load(self) -> None:
+        """Read the account's memory and top-up records from the journal (once: a restarted run keeps both)."""
+        if not self._loaded:
+            self._memory = await self._load_memory()
+            self._saved = _durable(self._memory)
+            await self.executor.load()
+            self._loaded = True
+
     async def run(self) -> None:
+        await self.load()
         # Each run starts on a new picture: legs the memory knows that its first snapshot lacks went while no
         # run watched (a restarted runner as much as a restarted daemon), and are asked about like any leg that goes.
         self._restart_checked = False
@@ -163,6 +173,7 @@ class AccountRunner:
 
     async def step(self, gateway: ExchangeGateway) -> None:
         assert self.connector is not None
+        await self.load()
         state, view = self.connector.state, self.connector.view
         changes, self._changes = self.endings.hold(self._changes), []
         # Before deciding: a chart ends at the figures it was made on.
@@ -171,13 +182,13 @@ class AccountRunner:
             self._hold_legs_gone_while_down(view)
         if self.endings.asking:
             changes += await self.endings.ask(self._records(), state)
-        silences = self._active_silences(self.clock())
+        silences = await self.silences.in_force(self.clock())
         before = self._memory
         if state.last_snapshot_ms is not None and self.executor.unsettled:
             # First: a top-up whose outcome is unknown is settled (and told) before anything else is decided,
             # so that a top-up made before a crash is told before the all-clear it brought.
             for record, outcome in await self.executor.settle_open(self._records(), state):
-                self._announce(view.leg(record.symbol, record.side), outcome, silences)
+                await self._announce(view.leg(record.symbol, record.side), outcome, silences)
                 self._refresh_picture()
         now = self.clock()
         self._memory, alerts = decide(
@@ -196,13 +207,13 @@ class AccountRunner:
         )
         if mark_trace.TRACE is not None:  # benchmarks only (off by default)
             mark_trace.TRACE.decided(self.account_id, view.legs, self.hub.client)
-        self._emit(alerts, now)
+        await self._emit(alerts, now)
         if self.config.limits is not None and state.last_snapshot_ms is not None:
             await self.executor.ensure_seeded(self._records(), state)
             for leg in view.legs:
                 await self._consider_topup(gateway, (leg.key[0], leg.key[1]), silences)
         if self._memory is not before:
-            self._save_memory(self.clock())
+            await self._save_memory(self.clock())
         self._publish_metrics(state, view)
 
     def _hold_legs_gone_while_down(self, view: AccountView) -> None:
@@ -233,7 +244,7 @@ class AccountRunner:
 
     # ---- alerts ----
 
-    def _emit(self, alerts: Sequence[Alert], now: float) -> None:
+    async def _emit(self, alerts: Sequence[Alert], now: float) -> None:
         """Journal each alert together with the memory that numbered it (one transaction: no crash can leave a
         sent message whose number a later one reuses), then wake the outbox."""
         if not alerts:
@@ -246,7 +257,7 @@ class AccountRunner:
             if chart is not None and self.charts is not None and self.journal.write_failure is None:
                 deadline = now + self.charts.hold_s  # chart-showing sinks wait this long for it, no longer
                 hold = {sink: deadline for sink in sinks if sink in self.config.chart_sinks}
-            stored = self.journal.record_alert(alert, sinks, now, memory, hold)
+            stored = await self.journal.record_alert(alert, sinks, now, memory, hold)
             if stored is None:
                 continue
             if deadline > now and chart is not None and self.charts is not None:
@@ -269,34 +280,22 @@ class AccountRunner:
             self._saved = _durable(self._memory)
         self.wake_outbox()
 
-    def _active_silences(self, now: float) -> list[Silence]:
-        """The account's silences, read from the journal at most once a tick: steps follow every burst of marks,
-        and a silence set from the CLI may take a second to apply."""
-        if now >= self._silences_read_at + TICK_S:
-            self._silences = [
-                Silence(s.account, s.symbol, s.until)
-                for s in self.journal.active_silences(now)
-                if s.account == self.account_id
-            ]
-            self._silences_read_at = now
-        return [s for s in self._silences if s.until > now]
-
-    def _save_memory(self, now: float) -> None:
+    async def _save_memory(self, now: float) -> None:
         """Persist the memory when what a restart needs has changed: message counters, episodes, what receivers
         were told. Figures and threshold timers move with every mark; writing them each tick would cost an
         fsync per update per account, and after a restart they are rebuilt within one tick anyway."""
         durable = _durable(self._memory)
-        if durable != self._saved and self.journal.save_memory(
+        if durable != self._saved and await self.journal.save_memory(
             self.account_id, memory_to_json(self._memory), now
         ):
             self._saved = durable
 
-    def _load_memory(self) -> PolicyMemory:
+    async def _load_memory(self) -> PolicyMemory:
         """The saved memory, its message counters raised to what the journal holds (a memory saved before its
         last messages, or lost with a journal, must not number a new message like an old one)."""
-        text = self.journal.load_memory(self.account_id)
+        text = await self.journal.load_memory(self.account_id)
         memory = PolicyMemory() if text is None else memory_from_json(text)
-        return memory.numbered_at_least(self.journal.max_sequences(self.account_id))
+        return memory.numbered_at_least(await self.journal.max_sequences(self.account_id))
 
     # ---- top-ups ----
 
@@ -341,10 +340,10 @@ class AccountRunner:
         if isinstance(decision, TopUp):
             settle = self.connector.quirks.settle if self.connector else "USDT"
             outcome = await self.executor.execute(gateway, self._records(), decision, state, settle)
-            self._announce(leg, outcome, silences)
+            await self._announce(leg, outcome, silences)
             self._refresh_picture()
         elif isinstance(decision, Refused) and decision.code not in _QUIET_REFUSALS:
-            self._announce(leg, decision, silences)
+            await self._announce(leg, decision, silences)
 
     def _refresh_picture(self) -> None:
         """After margin moved (or may have): a snapshot soon, rather than waiting for the push that says so. A
@@ -371,7 +370,9 @@ class AccountRunner:
             )
             return None
 
-    def _announce(self, leg: LegView | None, outcome: TopUpOutcome | None, silences: list[Silence]) -> None:
+    async def _announce(
+        self, leg: LegView | None, outcome: TopUpOutcome | None, silences: list[Silence]
+    ) -> None:
         if outcome is None or leg is None:  # a gone leg: its liquidation or close is told by the policy
             return
         if isinstance(outcome, Refused) and outcome.code in _QUIET_REFUSALS:
@@ -390,7 +391,7 @@ class AccountRunner:
             currency=self.connector.quirks.settle if self.connector else "USDT",
         )
         if alert is not None:
-            self._emit([alert], now)
+            await self._emit([alert], now)
 
     def _publish_metrics(self, state: AccountState, view: AccountView) -> None:
         now = time.monotonic()

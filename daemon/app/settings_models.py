@@ -86,6 +86,9 @@ def empty_means_none(value: Any) -> Any:
 class DaemonSettings(Section):
     # Default: marginguard.sqlite in $STATE_DIRECTORY (systemd) or next to the config file.
     storage_path: Path = Path("marginguard.sqlite")
+    # A PostgreSQL journal instead of the SQLite file, e.g. "postgresql://marginguard:PASSWORD@db:5432/marginguard".
+    # Secret: it usually carries a password (masked in check-config, redacted from logs).
+    journal_url: SecretStr | None = None
     http_bind: str = "127.0.0.1:9108"
     # /status and /metrics show accounts, positions and balances: off this machine only when asked for.
     allow_remote_http: bool = False
@@ -98,6 +101,24 @@ class DaemonSettings(Section):
     status_page_url: str | None = None
 
     _no_page = field_validator("status_page_url", mode="before")(empty_means_none)
+    _no_url = field_validator("journal_url", mode="before")(empty_means_none)
+
+    @field_validator("journal_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the value: it may hold a password.
+        if value is None:
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            raise ValueError(
+                "expected a PostgreSQL URL such as postgresql://USER:PASSWORD@HOST:5432/DATABASE"
+                " (leave it out to keep the SQLite journal at storage_path)"
+            )
+        return value
+
+    def journal_url_value(self) -> str | None:
+        return None if self.journal_url is None else self.journal_url.get_secret_value()
 
     @field_validator("status_page_url")
     @classmethod

@@ -16,10 +16,16 @@ import json
 import re
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from daemon.app.timefmt import utc
+
+if TYPE_CHECKING:
+    from daemon.store import JournalPort
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -75,8 +81,6 @@ def run_silence(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from daemon.store import Journal
-
     if not args.account:
         return _refuse("--account: which account to silence?")
     if not args.duration:
@@ -91,17 +95,16 @@ def _add(args: argparse.Namespace) -> int:
     if args.account not in {account.id for account in settings.accounts}:
         return _refuse(f"--account: no account {args.account!r} in {args.config}")
     now = time.time()
-    with Journal(settings.daemon.storage_path) as journal:
-        silence_id = journal.add_silence(args.account, args.symbol, now + seconds, args.reason, now)
+    silence_id = _journal(
+        settings,
+        lambda journal: journal.add_silence(args.account, args.symbol, now + seconds, args.reason, now),
+    )
     print(f"silence {silence_id}: {args.account} {args.symbol or '(all symbols)'} until {utc(now + seconds)}")
     return EXIT_OK
 
 
 def _list(args: argparse.Namespace, settings: Any) -> int:
-    from daemon.store import Journal
-
-    with Journal(settings.daemon.storage_path) as journal:
-        silences = journal.active_silences(time.time())
+    silences = _journal(settings, lambda journal: journal.active_silences(time.time()))
     if args.json or not sys.stdout.isatty():
         rows = [
             {"id": s.id, "account": s.account, "symbol": s.symbol, "until": s.until, "reason": s.reason}
@@ -123,11 +126,8 @@ def _list(args: argparse.Namespace, settings: Any) -> int:
 
 def silences_in_force(settings: Any) -> list[str]:
     """Each silence in force, one line each (for `status`), or [] when the journal cannot be read."""
-    from daemon.store import Journal
-
     try:
-        with Journal(settings.daemon.storage_path) as journal:
-            silences = journal.active_silences(time.time())
+        silences = _journal(settings, lambda journal: journal.active_silences(time.time()))
     except Exception:  # the table stands on its own; a journal locked or missing only hides this footnote
         return []
     return [
@@ -138,10 +138,7 @@ def silences_in_force(settings: Any) -> list[str]:
 
 
 def _remove(args: argparse.Namespace, settings: Any) -> int:
-    from daemon.store import Journal
-
-    with Journal(settings.daemon.storage_path) as journal:
-        ended = journal.end_silence(args.silence_id, time.time())
+    ended = _journal(settings, lambda journal: journal.end_silence(args.silence_id, time.time()))
     if ended is None:
         print(
             f"marginguard silence: remove: no silence {args.silence_id} in force (see `marginguard silence list`)",
@@ -161,3 +158,11 @@ def _settings(args: argparse.Namespace) -> Any:
 def _refuse(message: str) -> int:
     print(f"marginguard silence: {message}", file=sys.stderr)
     return EXIT_INVALID
+
+
+def _journal(settings: Any, use: Callable[[JournalPort], Awaitable[T]]) -> T:
+    """Open the configured journal for one operation (the daemon may be running: SQLite's own locking, or
+    PostgreSQL's, keeps this short transaction apart from its own)."""
+    from daemon.store.opening import use_journal
+
+    return use_journal(settings.daemon.storage_path, settings.daemon.journal_url_value(), use)

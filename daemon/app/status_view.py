@@ -14,15 +14,22 @@ from typing import Any
 from daemon.app.runner import AccountRunner
 from daemon.app.timefmt import utc
 from daemon.core.view import LegView
-from daemon.store import Journal
+from daemon.store import JournalPort, JournalUnavailable
 
 LATEST_ALERTS = 20
 
 
-def status_document(
-    runners: Sequence[AccountRunner], journal: Journal, redact: Callable[[Any], Any], now: float
+async def status_document(
+    runners: Sequence[AccountRunner], journal: JournalPort, redact: Callable[[Any], Any], now: float
 ) -> dict[str, Any]:
-    silences = journal.active_silences(now)
+    try:
+        silences = await journal.active_silences(now)
+        history = await journal.history(LATEST_ALERTS)
+        pending: int | None = await journal.pending_deliveries()
+        unreadable = None
+    except JournalUnavailable as exc:
+        # The positions come from the exchanges, not the journal: they are shown whatever the journal's state.
+        silences, history, pending, unreadable = [], [], None, str(exc) or "the journal cannot be read"
     accounts: dict[str, Any] = {}
     for runner in runners:
         view = runner.view
@@ -63,12 +70,13 @@ def status_document(
             # The message's incident chart on this server, when one was drawn (critical and liquidated alerts).
             "chart": f"/incident/{entry['id']}.png" if entry.get("chart") else None,
         }
-        for entry in journal.history(LATEST_ALERTS)
+        for entry in history
     ]
     return {
         "accounts": accounts,
-        "outbox_pending": journal.pending_deliveries(),
+        "outbox_pending": pending,
         "alerts": redact(latest),
+        "journal_unreadable": unreadable,  # None, or why silences, alerts and the outbox are not shown
     }
 
 

@@ -34,7 +34,8 @@ from daemon.notify import build_sink
 from daemon.notify.outbox import Outbox
 from daemon.notify.routing import Router
 from daemon.notify.sink import Sink, close_all
-from daemon.store import Journal
+from daemon.store import JournalPort
+from daemon.store.opening import open_journal
 
 log = structlog.get_logger("marginguard.supervisor")
 
@@ -60,11 +61,23 @@ def _describe(exc: BaseException) -> str:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    @classmethod
+    async def open(cls, settings: Settings, clock: Callable[[], float] = time.time) -> Daemon:
+        """Open the configured journal (off the event loop) and build the daemon on it."""
+        redactor = Redactor(secret_values(settings))
+        journal = await open_journal(
+            settings.daemon.storage_path, settings.daemon.journal_url_value(), redact=redactor.text
+        )
+        return cls(settings, journal, clock)
+
+    def __init__(
+        self, settings: Settings, journal: JournalPort, clock: Callable[[], float] = time.time
+    ) -> None:
+        """Use `open`; `journal` is the port the runners, outbox and charts share (the daemon closes it)."""
         self.settings = settings
         self.clock = clock
         self._redactor = Redactor(secret_values(settings))
-        self.journal = Journal(settings.daemon.storage_path, redact=self._redactor.text)
+        self.journal = journal
         self.metrics = Metrics()
         page_url = settings.daemon.status_page_url
         self.sinks = {sink.name: sink_from_settings(sink, page_url) for sink in settings.sinks}
@@ -115,9 +128,9 @@ class Daemon:
         states = {runner.account_id: runner.readiness() for runner in self.runners}
         return all(ready for ready, _ in states.values()), {k: reason for k, (_, reason) in states.items()}
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         """Each account's legs with the model's figures, and what the status page shows (see `status_view`)."""
-        return status_document(self.runners, self.journal, self._redactor.value, self.clock())
+        return await status_document(self.runners, self.journal, self._redactor.value, self.clock())
 
     async def run(self, stop: asyncio.Event) -> None:
         app = build_app(
@@ -153,7 +166,7 @@ class Daemon:
                 await self.outbox.flush(timeout=max(0.5, left))
             await http.cleanup()
             await close_all(self.sinks.values())
-            self.journal.close()
+            await self.journal.close()
             log.info("stopped")
 
     async def _supervise(self, runner: AccountRunner) -> None:
@@ -190,8 +203,8 @@ class Daemon:
     def health(self) -> list[str]:
         """What keeps the daemon from keeping its promises (for /healthz)."""
         failure = self.journal.write_failure
-        return [] if failure is None else [f"journal {self.journal.path} cannot be written: {failure}"]
+        return [] if failure is None else [f"journal {self.journal.where} cannot be written: {failure}"]
 
-    def _refresh_gauges(self) -> None:
-        self.metrics.outbox_pending.set(self.journal.pending_deliveries())
+    async def _refresh_gauges(self) -> None:
+        self.metrics.outbox_pending.set(await self.journal.pending_deliveries())
         self.metrics.journal_writable.set(0 if self.journal.write_failure else 1)

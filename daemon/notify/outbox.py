@@ -61,28 +61,28 @@ class DeliveryLike(Protocol):
 
 
 class OutboxJournal(Protocol):
-    """The part of the journal (daemon.store.Journal) the outbox uses."""
+    """The part of the journal port (daemon.store.JournalPort) the outbox uses."""
 
-    def due_deliveries(self, now: float, limit: int = ...) -> Sequence[DeliveryLike]: ...
+    async def due_deliveries(self, now: float, limit: int = ...) -> Sequence[DeliveryLike]: ...
 
-    def next_delivery_time(self) -> float | None: ...
+    async def next_delivery_time(self) -> float | None: ...
 
-    def mark_sent(self, delivery_id: int, now: float) -> None: ...
+    async def mark_sent(self, delivery_id: int, now: float) -> None: ...
 
-    def mark_retry(self, delivery_id: int, next_attempt_at: float, error: str) -> None: ...
+    async def mark_retry(self, delivery_id: int, next_attempt_at: float, error: str) -> None: ...
 
-    def mark_failed(self, delivery_id: int, error: str) -> None: ...
+    async def mark_failed(self, delivery_id: int, error: str) -> None: ...
 
-    def pending_deliveries(self) -> int: ...
+    async def pending_deliveries(self) -> int: ...
 
     @property
     def write_failure(self) -> str | None: ...
 
-    def probe(self) -> bool: ...
+    async def probe(self) -> bool: ...
 
-    def record_alert(self, alert: Alert, sinks: Sequence[str], now: float) -> Alert | None: ...
+    async def record_alert(self, alert: Alert, sinks: Sequence[str], now: float) -> Alert | None: ...
 
-    def max_sequences(self, account: str | None = None) -> dict[str, int]: ...
+    async def max_sequences(self, account: str | None = None) -> dict[str, int]: ...
 
 
 # How an attempt's outcome is counted (the `marginguard_deliveries_total` metric's `outcome` label).
@@ -116,7 +116,8 @@ class Outbox:
         # One pass at a time: `flush` at shutdown must not send what a still-running pass is sending.
         self._pass_lock = asyncio.Lock()
         self._told_failure: str | None = None  # the journal failure the sinks were told about
-        self._journal_sequence = journal.max_sequences().get(JOURNAL_IDENTITY.key, 0)
+        # The journal_failure messages' last number, read from the journal the first time one is needed.
+        self._journal_sequence: int | None = None
 
     def notify(self) -> None:
         """A new alert was journaled: send it now rather than at the next scheduled wake-up."""
@@ -126,9 +127,9 @@ class Outbox:
         """Deliver until cancelled: each pass sends what is due, then sleeps until the next due time or notify()."""
         while True:
             self._wake.clear()
-            self.watch_journal()
+            await self.watch_journal()
             handled = await self.send_due()
-            delay = self._seconds_until_next()
+            delay = await self._seconds_until_next()
             if delay is not None and delay <= 0 and handled == 0:
                 delay = self.backoff.floor  # something is due yet nothing could be tried: never spin
             if self.journal.write_failure is not None:
@@ -147,26 +148,28 @@ class Outbox:
         try:
             async with asyncio.timeout(timeout):
                 while await self.send_due():
-                    delay = self._seconds_until_next()
+                    delay = await self._seconds_until_next()
                     if delay is None or delay > 0:
                         break
         except TimeoutError:
             log.warning("outbox flush timed out", timeout_s=timeout)
-        pending = self.journal.pending_deliveries()
+        pending = await self.journal.pending_deliveries()
         if pending:
             log.info("alerts left for the next start", pending=pending)
         return pending
 
-    def watch_journal(self) -> None:
+    async def watch_journal(self) -> None:
         """Tell every sink when the journal stops (and starts again) being writable; while it is not, try it."""
         if self.journal.write_failure is not None:
-            self.journal.probe()
+            await self.journal.probe()
         failure = self.journal.write_failure
         if (failure is None) == (self._told_failure is None):
             return
+        if self._journal_sequence is None:
+            self._journal_sequence = (await self.journal.max_sequences()).get(JOURNAL_IDENTITY.key, 0)
         self._journal_sequence += 1
         alert = journal_failure_alert(failure, self._journal_sequence, self.clock())
-        self.journal.record_alert(alert, list(self.sinks), self.clock())
+        await self.journal.record_alert(alert, list(self.sinks), self.clock())
         self._told_failure = failure
         if failure is not None:
             log.error("journal cannot be written: sinks told", reason=failure)
@@ -178,7 +181,7 @@ class Outbox:
 
         Returns how many deliveries were settled or attempted (0: nothing was due)."""
         async with self._pass_lock:
-            due = self.journal.due_deliveries(self.clock(), BATCH)
+            due = await self.journal.due_deliveries(self.clock(), BATCH)
             by_sink: dict[str, list[DeliveryLike]] = {}
             for delivery in due:
                 by_sink.setdefault(delivery.sink, []).append(delivery)
@@ -188,22 +191,22 @@ class Outbox:
                 ]
             return sum(task.result() for task in tasks)
 
-    def _seconds_until_next(self) -> float | None:
-        when = self.journal.next_delivery_time()
+    async def _seconds_until_next(self) -> float | None:
+        when = await self.journal.next_delivery_time()
         return None if when is None else when - self.clock()
 
     async def _send_in_order(self, sink_name: str, queue: list[DeliveryLike]) -> int:
         sink = self.sinks.get(sink_name)
         if sink is None:
             for delivery in queue:
-                self.journal.mark_failed(delivery.id, f"sink {sink_name!r} is no longer configured")
+                await self.journal.mark_failed(delivery.id, f"sink {sink_name!r} is no longer configured")
             log.warning("alerts for an unconfigured sink dropped", sink=sink_name, count=len(queue))
             return len(queue)
         attempts = 0
         for delivery in queue:
             attempts += 1
             outcome = await self._attempt(sink, delivery)
-            if not self._record(delivery, outcome):
+            if not await self._record(delivery, outcome):
                 break  # this sink must wait; its later alerts stay behind this one
         return attempts
 
@@ -218,7 +221,7 @@ class Outbox:
             log.error("sink raised", sink=sink.name, error_type=type(exc).__name__)
             return Transient(f"sink raised {type(exc).__name__}")
 
-    def _record(self, delivery: DeliveryLike, outcome: Outcome) -> bool:
+    async def _record(self, delivery: DeliveryLike, outcome: Outcome) -> bool:
         """Journal the outcome; True when the sink may go on with its next alert."""
         if self.attempted is not None:
             self.attempted(delivery.sink, OUTCOME_NAMES[type(outcome)])
@@ -227,21 +230,21 @@ class Outbox:
         fields["sequence"] = delivery.alert.sequence
         match outcome:
             case Sent():
-                self.journal.mark_sent(delivery.id, now)
+                await self.journal.mark_sent(delivery.id, now)
                 log.info("alert delivered", **fields, attempts=delivery.attempts + 1)
                 return True
             case Failed(reason=reason):
-                self.journal.mark_failed(delivery.id, reason)
+                await self.journal.mark_failed(delivery.id, reason)
                 log.error("alert refused by sink, giving up", **fields, reason=reason)
                 return True
             case RetryAfter(seconds=seconds, reason=reason):
                 wait = min(max(seconds, self.backoff.floor), MAX_RETRY_AFTER)
-                self.journal.mark_retry(delivery.id, now + wait, f"rate limited: {reason}")
+                await self.journal.mark_retry(delivery.id, now + wait, f"rate limited: {reason}")
                 log.warning("sink rate limited", **fields, retry_in_s=round(wait, 3))
                 return False
             case Transient(reason=reason):
                 wait = self.backoff.delay(delivery.attempts, self.draw())
-                self.journal.mark_retry(delivery.id, now + wait, reason)
+                await self.journal.mark_retry(delivery.id, now + wait, reason)
                 log.warning(
                     "alert delivery failed, will retry", **fields, reason=reason, retry_in_s=round(wait, 3)
                 )

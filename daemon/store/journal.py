@@ -23,7 +23,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +34,11 @@ from daemon.store.codec import alert_from_json, alert_row, same_message
 from daemon.store.journal_charts import JournalCharts
 from daemon.store.journal_records import JournalRecords, save_memory_statement
 from daemon.store.schema import SCHEMA, Delivery, JournalUnavailable
-from daemon.store.spill import Spill, SpilledDelivery
+from daemon.store.spill import HeldRow, Pending, Spill
 
 log = structlog.get_logger("marginguard.journal")
 
 BUSY_TIMEOUT_S = 5.0  # another process (a CLI command) holding the write lock briefly
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """A delivery row to write: fresh (pending, never tried) or carried over from memory with its history."""
-
-    sink: str
-    next_attempt_at: float
-    status: str = "pending"
-    attempts: int = 0
-    last_error: str | None = None
-    sent_at: float | None = None
 
 
 class Journal(JournalRecords, JournalCharts):
@@ -171,22 +159,16 @@ class Journal(JournalRecords, JournalCharts):
                     "UPDATE topup_intents SET status=?, detail=?, updated=? WHERE intent_key=?",
                     (status, detail, ts, key),
                 )
-            for index, (alert, now) in enumerate(spill.alerts):
-                held = [d for d in spill.deliveries.values() if d.alert_index == index]
-                rows = [
-                    _Row(d.sink, d.next_attempt_at, d.status, d.attempts, d.last_error, d.sent_at)
-                    for d in held
-                ]
+            for alert, now, ids, rows in spill.held_alerts():
                 stored = self._insert_alert(alert, rows, now)
                 if stored is not None:
-                    moved.update(zip((d.id for d in held), stored[1], strict=True))
+                    moved.update(zip(ids, stored[1], strict=True))
         except BaseException:
             self._rollback()
             raise
         self._db.execute("COMMIT")
         log.info("journal wrote what memory held", alerts=len(spill.alerts))
-        spill.clear()
-        spill.moved.update(moved)
+        spill.flushed(moved)
 
     # -- alerts and their deliveries (the outbox) ------------------------------------------------------------
 
@@ -215,7 +197,7 @@ class Journal(JournalRecords, JournalCharts):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 held = hold or {}
-                rows = [_Row(sink, max(now, held.get(sink, now))) for sink in sinks]
+                rows = [HeldRow(sink, max(now, held.get(sink, now))) for sink in sinks]
                 stored = self._insert_alert(alert, rows, now)
                 if memory is not None:
                     self._db.execute(*save_memory_statement(memory[0], memory[1], now))
@@ -230,7 +212,9 @@ class Journal(JournalRecords, JournalCharts):
         self._recovered()
         return None if stored is None else stored[0]
 
-    def _insert_alert(self, alert: Alert, rows: Sequence[_Row], now: float) -> tuple[Alert, list[int]] | None:
+    def _insert_alert(
+        self, alert: Alert, rows: Sequence[HeldRow], now: float
+    ) -> tuple[Alert, list[int]] | None:
         """Insert inside the caller's transaction; the alert as stored and its delivery ids."""
         cursor = self._db.execute(_INSERT_ALERT, alert_row(alert))
         if cursor.rowcount == 0:
@@ -268,33 +252,13 @@ class Journal(JournalRecords, JournalCharts):
             ids.append(int(delivery.lastrowid or 0))
         return alert, ids
 
-    def _pending(self) -> list[tuple[str, float, int, int, int, str | Alert]]:
-        """Every pending delivery, oldest alert first: (sink, next attempt, id, alert id, attempts, alert)."""
+    def _pending(self) -> list[Pending]:
+        """Every pending delivery, oldest alert first, what memory holds included."""
         rows = self._db.execute(
             "SELECT d.id, d.alert_id, d.sink, d.attempts, d.next_attempt_at, a.payload FROM deliveries d"
             " JOIN alerts a ON a.id = d.alert_id WHERE d.status = 'pending' ORDER BY d.alert_id, d.id",
         ).fetchall()
-        pending: list[tuple[str, float, int, int, int, str | Alert]] = []
-        updates = self._spill.delivery_updates
-        for row in rows:
-            update = updates.get(row["id"])
-            if update is not None and update.status != "pending":
-                continue
-            attempts = row["attempts"] + (update.attempts_added if update else 0)
-            due = (
-                update.next_attempt_at
-                if update and update.next_attempt_at is not None
-                else row["next_attempt_at"]
-            )
-            pending.append((row["sink"], due, row["id"], row["alert_id"], attempts, row["payload"]))
-        spilled: list[SpilledDelivery] = sorted(self._spill.deliveries.values(), key=lambda d: -d.id)
-        for held in spilled:
-            if held.status == "pending":
-                alert = self._spill.alerts[held.alert_index][0]
-                pending.append(
-                    (held.sink, held.next_attempt_at, held.id, -1 - held.alert_index, held.attempts, alert)
-                )
-        return pending
+        return self._spill.overlay(rows)
 
     def due_deliveries(self, now: float, limit: int = 100) -> list[Delivery]:
         """Pending deliveries whose time has come, oldest alert first.

@@ -10,9 +10,15 @@ Whatever is still here when the process dies is lost: that is what the journal_f
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from daemon.core.alerts import Alert
+
+# A pending delivery as the outbox's reads see it: (sink, next attempt, delivery id, alert id, attempts, the
+# alert or its JSON). Held alerts have negative alert ids too (-1 - their index).
+Pending = tuple[str, float, int, int, int, "str | Alert"]
 
 
 @dataclass(slots=True)
@@ -23,6 +29,18 @@ class SpilledDelivery:
     next_attempt_at: float
     attempts: int = 0
     status: str = "pending"  # pending | sent | failed
+    last_error: str | None = None
+    sent_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRow:
+    """A delivery row to write: fresh (pending, never tried) or carried over from memory with its history."""
+
+    sink: str
+    next_attempt_at: float
+    status: str = "pending"
+    attempts: int = 0
     last_error: str | None = None
     sent_at: float | None = None
 
@@ -82,6 +100,48 @@ class Spill:
         known = self.delivery_updates.get(delivery_id)
         added = (known.attempts_added if known else 0) + 1
         self.delivery_updates[delivery_id] = DeliveryUpdate(status, added, next_attempt_at, error, sent_at)
+
+    def journaled_id(self, delivery_id: int) -> int:
+        """The id to write an outcome under: a flushed delivery's database id, else the id as given."""
+        return self.moved.get(delivery_id, delivery_id)
+
+    def held_alerts(self) -> Iterator[tuple[Alert, float, list[int], list[HeldRow]]]:
+        """What a flush writes, oldest first: each alert, when it was raised, its deliveries' ids and rows."""
+        for index, (alert, now) in enumerate(self.alerts):
+            held = [d for d in self.deliveries.values() if d.alert_index == index]
+            rows = [
+                HeldRow(d.sink, d.next_attempt_at, d.status, d.attempts, d.last_error, d.sent_at)
+                for d in held
+            ]
+            yield alert, now, [d.id for d in held], rows
+
+    def flushed(self, moved: dict[int, int]) -> None:
+        """Everything here was written (one transaction, committed); `moved`: held delivery id -> database id."""
+        self.clear()
+        self.moved.update(moved)
+
+    def overlay(self, rows: Iterable[Any]) -> list[Pending]:
+        """The pending deliveries: the database's `rows` (id, alert_id, sink, attempts, next_attempt_at, payload;
+        oldest alert first) with the outcomes held here applied, then the deliveries held here."""
+        pending: list[Pending] = []
+        for row in rows:
+            update = self.delivery_updates.get(row["id"])
+            if update is not None and update.status != "pending":
+                continue
+            attempts = row["attempts"] + (update.attempts_added if update else 0)
+            due = (
+                update.next_attempt_at
+                if update and update.next_attempt_at is not None
+                else row["next_attempt_at"]
+            )
+            pending.append((row["sink"], due, row["id"], row["alert_id"], attempts, row["payload"]))
+        for held in sorted(self.deliveries.values(), key=lambda d: -d.id):
+            if held.status == "pending":
+                alert = self.alerts[held.alert_index][0]
+                pending.append(
+                    (held.sink, held.next_attempt_at, held.id, -1 - held.alert_index, held.attempts, alert)
+                )
+        return pending
 
     def clear(self) -> None:
         self.alerts.clear()

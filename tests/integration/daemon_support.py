@@ -62,7 +62,7 @@ async def running_daemon(
     if sinks:
         document["sinks"] = sinks
     config = write_config(tmp_path / "marginguard.toml", document)
-    daemon = Daemon(load_settings(config, env={}))
+    daemon = await Daemon.open(load_settings(config, env={}))
     stop = asyncio.Event()
     async with asyncio.timeout(None) as deadline, asyncio.TaskGroup() as group:
         group.create_task(daemon.run(stop), name="daemon-under-test")

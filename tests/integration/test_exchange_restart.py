@@ -42,4 +42,4 @@ async def test_a_short_exchange_restart_costs_no_alert_and_readiness_comes_back(
             back_after_s = time.monotonic() - restarted_at
             assert back_after_s < STALE_AFTER_S
             assert running.daemon.restarts.get("main", 0) == 0  # the streams came back on their own
-            assert not [a for a in running.daemon.journal.history() if a["kind"] == "stale_data"]
+            assert not [a for a in await running.daemon.journal.history() if a["kind"] == "stale_data"]

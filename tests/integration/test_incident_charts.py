@@ -18,7 +18,7 @@ from daemon.app.chart_render import render_png
 from daemon.app.incident_charts import ChartRenderer
 from daemon.core.incident import IncidentChart, PricePoint
 from daemon.notify.forms import png_size
-from daemon.store import Journal
+from daemon.store import SqliteJournal
 from tests.unit.test_journal import _alert
 
 T0 = time.time()
@@ -40,10 +40,10 @@ async def running(renderer: ChartRenderer) -> AsyncIterator[ChartRenderer]:
             await task
 
 
-def _journaled(journal: Journal, hold_s: float) -> tuple[float, float]:
+async def _journaled(journal: SqliteJournal, hold_s: float) -> tuple[float, float]:
     now = time.time()
     alert = _alert()
-    journal.record_alert(alert, ["telegram"], now, hold={"telegram": now + hold_s})
+    await journal.record_alert(alert, ["telegram"], now, hold={"telegram": now + hold_s})
     return now, now + hold_s
 
 
@@ -62,38 +62,39 @@ class Wakes:
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Journal:
-    return Journal(tmp_path / "j.sqlite")
+async def journal(tmp_path: Path) -> AsyncIterator[SqliteJournal]:
+    async with await SqliteJournal.open(tmp_path / "j.sqlite") as opened:
+        yield opened
 
 
-async def test_a_drawn_chart_sends_its_message_at_once_with_the_picture(journal: Journal) -> None:
+async def test_a_drawn_chart_sends_its_message_at_once_with_the_picture(journal: SqliteJournal) -> None:
     wakes = Wakes()
     renderer = ChartRenderer(journal, wakes, render=render_png)
-    _now, deadline = _journaled(journal, hold_s=30.0)  # long: only the chart can make it due now
+    _now, deadline = await _journaled(journal, hold_s=30.0)  # long: only the chart can make it due now
     async with running(renderer):
-        renderer.request(journal.latest_alerts()[0], CHART, deadline)
+        renderer.request((await journal.latest_alerts())[0], CHART, deadline)
         await wakes.wait()
-    (delivery,) = journal.due_deliveries(time.time())
+    (delivery,) = await journal.due_deliveries(time.time())
     assert delivery.chart is not None and png_size(delivery.chart) == (800, 450) and renderer.drawn == 1
 
 
-async def test_a_chart_that_fails_to_draw_sends_the_message_as_text_at_once(journal: Journal) -> None:
+async def test_a_chart_that_fails_to_draw_sends_the_message_as_text_at_once(journal: SqliteJournal) -> None:
     def broken(_chart: IncidentChart) -> bytes:
         raise ValueError("no font")
 
     wakes = Wakes()
     renderer = ChartRenderer(journal, wakes, render=broken)
-    _now, deadline = _journaled(journal, hold_s=30.0)
+    _now, deadline = await _journaled(journal, hold_s=30.0)
     with capture_logs() as logs:
         async with running(renderer):
-            renderer.request(journal.latest_alerts()[0], CHART, deadline)
+            renderer.request((await journal.latest_alerts())[0], CHART, deadline)
             await wakes.wait()
-    (delivery,) = journal.due_deliveries(time.time())
+    (delivery,) = await journal.due_deliveries(time.time())
     assert delivery.chart is None
     assert any(e["event"] == "incident chart failed: the message goes as text" for e in logs), logs
 
 
-async def test_a_chart_too_slow_is_abandoned_when_the_hold_runs_out(journal: Journal) -> None:
+async def test_a_chart_too_slow_is_abandoned_when_the_hold_runs_out(journal: SqliteJournal) -> None:
     release = threading.Event()
 
     def stalled(_chart: IncidentChart) -> bytes:
@@ -102,24 +103,24 @@ async def test_a_chart_too_slow_is_abandoned_when_the_hold_runs_out(journal: Jou
 
     wakes = Wakes()
     renderer = ChartRenderer(journal, wakes, render=stalled)
-    _now, deadline = _journaled(journal, hold_s=0.3)
+    _now, deadline = await _journaled(journal, hold_s=0.3)
     try:
         with capture_logs() as logs:
             async with running(renderer):
-                renderer.request(journal.latest_alerts()[0], CHART, deadline)
+                renderer.request((await journal.latest_alerts())[0], CHART, deadline)
                 await wakes.wait()
     finally:
         release.set()
     assert any(e["event"] == "incident chart not drawn in time: the message goes as text" for e in logs)
     assert time.time() >= deadline
-    (delivery,) = journal.due_deliveries(time.time())  # the hold ran out: it goes, as text
-    assert delivery.chart is None and journal.chart(delivery.alert_id) is None
+    (delivery,) = await journal.due_deliveries(time.time())  # the hold ran out: it goes, as text
+    assert delivery.chart is None and await journal.chart(delivery.alert_id) is None
 
 
-async def test_stopping_releases_the_holds_of_charts_not_drawn(journal: Journal) -> None:
+async def test_stopping_releases_the_holds_of_charts_not_drawn(journal: SqliteJournal) -> None:
     renderer = ChartRenderer(journal, lambda: None, render=render_png)
-    _now, deadline = _journaled(journal, hold_s=30.0)
-    renderer.request(journal.latest_alerts()[0], CHART, deadline)
+    _now, deadline = await _journaled(journal, hold_s=30.0)
+    renderer.request((await journal.latest_alerts())[0], CHART, deadline)
     async with running(renderer):
         pass  # stopped at once: the chart is queued or being drawn
-    assert [d.chart for d in journal.due_deliveries(time.time())] == [None]
+    assert [d.chart for d in await journal.due_deliveries(time.time())] == [None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from daemon.notify import DiscordSink, Outcome, SlackSink, TelegramSink, Transie
 from daemon.notify.outbox import Outbox
 from daemon.notify.receiver import Received, Receiver
 from daemon.notify.sink import HttpSink, Picture, Sink
-from daemon.store import Journal
+from daemon.store import SqliteJournal
 
 TOKEN = "987654:BBtoken"
 QUICK = Backoff(initial=0.05, factor=2.0, cap=0.2, floor=0.01)  # retries within a fraction of a second
@@ -52,8 +52,8 @@ def sequences(records: list[Received]) -> list[int]:
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    with Journal(tmp_path / "journal.sqlite") as opened:
+async def journal(tmp_path: Path) -> AsyncIterator[SqliteJournal]:
+    async with await SqliteJournal.open(tmp_path / "journal.sqlite") as opened:
         yield opened
 
 
@@ -86,7 +86,7 @@ def webhook(receiver: Receiver, name: str = "audit") -> WebhookSink:
 
 
 async def test_alerts_reach_every_sink_in_order_once_and_a_new_alert_wakes_the_worker(
-    journal: Journal, receiver: Receiver
+    journal: SqliteJournal, receiver: Receiver
 ) -> None:
     sinks: dict[str, Sink] = {
         "slack": SlackSink("slack", url=f"{receiver.url}/services/T/B/X"),
@@ -96,7 +96,7 @@ async def test_alerts_reach_every_sink_in_order_once_and_a_new_alert_wakes_the_w
     }
     async with running(Outbox(journal, sinks, backoff=QUICK)) as outbox:
         for sequence in (1, 2, 3):
-            journal.record_alert(alert(sequence), list(sinks), now=outbox.clock())
+            await journal.record_alert(alert(sequence), list(sinks), now=outbox.clock())
             outbox.notify()
         async with asyncio.timeout(WAIT):
             await receiver.wait_for(12)
@@ -106,11 +106,11 @@ async def test_alerts_reach_every_sink_in_order_once_and_a_new_alert_wakes_the_w
         assert all(f"message {n}" in text for n, text in zip((1, 2, 3), texts, strict=True)), texts
     assert sequences(receiver.received("webhook")) == [1, 2, 3]
     assert len(receiver.requests) == 12  # nothing sent twice
-    assert journal.pending_deliveries() == 0
+    assert await journal.pending_deliveries() == 0
 
 
 async def test_rate_limits_are_honoured_and_alerts_arrive_later_in_order_once(
-    journal: Journal, receiver: Receiver
+    journal: SqliteJournal, receiver: Receiver
 ) -> None:
     sinks: dict[str, Sink] = {
         "slack": SlackSink("slack", url=f"{receiver.url}/services/T/B/X"),
@@ -120,7 +120,7 @@ async def test_rate_limits_are_honoured_and_alerts_arrive_later_in_order_once(
     for platform, retry_after in (("slack", 1), ("discord", 0.3), ("telegram", 1)):
         receiver.fail(429, times=2, retry_after=retry_after, platform=platform)
     for sequence in (1, 2, 3):
-        journal.record_alert(alert(sequence), list(sinks), now=0.0)
+        await journal.record_alert(alert(sequence), list(sinks), now=0.0)
     async with running(Outbox(journal, sinks, backoff=QUICK)):
         async with asyncio.timeout(WAIT):
             await receiver.wait_for(9)
@@ -138,39 +138,41 @@ async def test_rate_limits_are_honoured_and_alerts_arrive_later_in_order_once(
 
 
 async def test_an_outage_is_retried_with_backoff_until_the_receiver_recovers(
-    journal: Journal, receiver: Receiver
+    journal: SqliteJournal, receiver: Receiver
 ) -> None:
     receiver.fail(500, times=4)
     for sequence in (1, 2):
-        journal.record_alert(alert(sequence), ["audit"], now=0.0)
+        await journal.record_alert(alert(sequence), ["audit"], now=0.0)
     async with running(Outbox(journal, {"audit": webhook(receiver)}, backoff=QUICK)):
         async with asyncio.timeout(WAIT):
             await receiver.wait_for(2)
     assert [r.status for r in receiver.requests] == [500, 500, 500, 500, 200, 200]
     assert sequences(receiver.accepted) == [1, 2]
-    (_second, first) = journal.history()
+    (_second, first) = await journal.history()
     assert first["deliveries"][0]["status"] == "sent" and first["deliveries"][0]["attempts"] == 5
 
 
 async def test_a_refused_alert_is_given_up_and_the_next_one_goes_on(
-    journal: Journal, receiver: Receiver
+    journal: SqliteJournal, receiver: Receiver
 ) -> None:
     receiver.fail(400, times=1)
     for sequence in (1, 2):
-        journal.record_alert(alert(sequence), ["audit"], now=0.0)
+        await journal.record_alert(alert(sequence), ["audit"], now=0.0)
     async with running(Outbox(journal, {"audit": webhook(receiver)}, backoff=QUICK)):
         async with asyncio.timeout(WAIT):
             await receiver.wait_for(1)
     assert sequences(receiver.accepted) == [2]
-    second, first = journal.history()
+    second, first = await journal.history()
     assert first["deliveries"][0]["status"] == "failed" and "HTTP 400" in first["deliveries"][0]["last_error"]
     assert second["deliveries"][0]["status"] == "sent"
 
 
-async def test_a_sink_that_waits_does_not_hold_up_the_others(journal: Journal, receiver: Receiver) -> None:
+async def test_a_sink_that_waits_does_not_hold_up_the_others(
+    journal: SqliteJournal, receiver: Receiver
+) -> None:
     receiver.fail(429, times=1, retry_after=30, platform="slack")
-    journal.record_alert(alert(1), ["slack", "audit"], now=0.0)
-    journal.record_alert(alert(2), ["slack", "audit"], now=0.0)
+    await journal.record_alert(alert(1), ["slack", "audit"], now=0.0)
+    await journal.record_alert(alert(2), ["slack", "audit"], now=0.0)
     sinks: dict[str, Sink] = {
         "slack": SlackSink("slack", url=f"{receiver.url}/services/T/B/X"),
         "audit": webhook(receiver),
@@ -179,7 +181,7 @@ async def test_a_sink_that_waits_does_not_hold_up_the_others(journal: Journal, r
         async with asyncio.timeout(WAIT):
             await receiver.wait_for(2, platform="webhook")
     assert receiver.received("slack") == []
-    assert journal.pending_deliveries() == 2  # both Slack messages wait, in order, for the next attempt
+    assert await journal.pending_deliveries() == 2  # both Slack messages wait, in order, for the next attempt
 
 
 async def test_a_restart_delivers_what_was_pending_without_duplicates(
@@ -187,20 +189,20 @@ async def test_a_restart_delivers_what_was_pending_without_duplicates(
 ) -> None:
     path = tmp_path / "journal.sqlite"
     receiver.fail(429, times=1, retry_after=1)
-    with Journal(path) as journal:
+    async with await SqliteJournal.open(path) as journal:
         for sequence in (1, 2, 3):
-            journal.record_alert(alert(sequence), ["audit"], now=0.0)
+            await journal.record_alert(alert(sequence), ["audit"], now=0.0)
         first_life = Outbox(journal, {"audit": webhook(receiver)}, backoff=QUICK)
         # Shutdown: the flush sends what is due; the rate-limited message and those behind it stay pending.
         assert await first_life.flush(timeout=2.0) == 3
         await first_life.sinks["audit"].close()
 
-    with Journal(path) as reopened:
-        assert reopened.pending_deliveries() == 3
+    async with await SqliteJournal.open(path) as reopened:
+        assert await reopened.pending_deliveries() == 3
         async with running(Outbox(reopened, {"audit": webhook(receiver)}, backoff=QUICK)):
             async with asyncio.timeout(WAIT):
                 await receiver.wait_for(3)
-        assert reopened.pending_deliveries() == 0
+        assert await reopened.pending_deliveries() == 0
     assert sequences(receiver.accepted) == [1, 2, 3]
     assert [r.status for r in receiver.requests] == [429, 200, 200, 200]
 
@@ -226,21 +228,23 @@ class LostAnswer:
 
 
 async def test_a_repeat_after_a_lost_answer_carries_the_same_idempotency_key(
-    journal: Journal, receiver: Receiver
+    journal: SqliteJournal, receiver: Receiver
 ) -> None:
-    journal.record_alert(alert(1), ["audit"], now=0.0)
+    await journal.record_alert(alert(1), ["audit"], now=0.0)
     sink = LostAnswer(WebhookSink("audit", url=f"{receiver.url}/hook", hmac_secret="s"))
     async with running(Outbox(journal, {"audit": sink}, backoff=QUICK)):
         async with asyncio.timeout(WAIT):
             first, repeat = await receiver.wait_for(2)
     assert first.headers["Idempotency-Key"] == repeat.headers["Idempotency-Key"]
     assert first.body == repeat.body  # a receiver deduplicating by key or by body sees one message
-    assert journal.pending_deliveries() == 0
+    assert await journal.pending_deliveries() == 0
 
 
-async def test_flush_sends_everything_due_within_its_budget(journal: Journal, receiver: Receiver) -> None:
+async def test_flush_sends_everything_due_within_its_budget(
+    journal: SqliteJournal, receiver: Receiver
+) -> None:
     for sequence in range(1, 6):
-        journal.record_alert(alert(sequence), ["audit"], now=0.0)
+        await journal.record_alert(alert(sequence), ["audit"], now=0.0)
     outbox = Outbox(journal, {"audit": webhook(receiver)}, backoff=QUICK)
     try:
         assert await outbox.flush(timeout=5.0) == 0
@@ -250,19 +254,21 @@ async def test_flush_sends_everything_due_within_its_budget(journal: Journal, re
 
 
 async def test_deliveries_for_a_sink_no_longer_configured_are_dropped_not_retried_forever(
-    journal: Journal, receiver: Receiver
+    journal: SqliteJournal, receiver: Receiver
 ) -> None:
-    journal.record_alert(alert(1), ["removed", "audit"], now=0.0)
+    await journal.record_alert(alert(1), ["removed", "audit"], now=0.0)
     outbox = Outbox(journal, {"audit": webhook(receiver)}, backoff=QUICK)
     try:
         assert await outbox.flush(timeout=5.0) == 0
     finally:
         await outbox.sinks["audit"].close()
-    deliveries = {d["sink"]: d for d in journal.history()[0]["deliveries"]}
+    deliveries = {d["sink"]: d for d in (await journal.history())[0]["deliveries"]}
     assert deliveries["removed"]["status"] == "failed" and deliveries["audit"]["status"] == "sent"
 
 
-async def test_logs_name_sinks_but_never_their_urls_or_tokens(journal: Journal, receiver: Receiver) -> None:
+async def test_logs_name_sinks_but_never_their_urls_or_tokens(
+    journal: SqliteJournal, receiver: Receiver
+) -> None:
     receiver.fail(429, times=1, retry_after=0.1, platform="telegram")
     receiver.fail(403, times=1, platform="slack")
     slack_url = f"{receiver.url}/services/T/B/SLACKSECRET"
@@ -270,35 +276,35 @@ async def test_logs_name_sinks_but_never_their_urls_or_tokens(journal: Journal, 
         "pager": TelegramSink("pager", bot_token=TOKEN, chat_id="1", base_url=receiver.url),
         "ops": SlackSink("ops", url=slack_url),
     }
-    journal.record_alert(alert(1), list(sinks), now=0.0)
+    await journal.record_alert(alert(1), list(sinks), now=0.0)
     outbox = Outbox(journal, sinks, backoff=QUICK)
     with capture_logs() as logs:
         assert await outbox.send_due() == 2  # Telegram rate limited, Slack refused: both journaled
     for sink in sinks.values():
         await sink.close()
-    text = repr(logs) + json.dumps(journal.history())
+    text = repr(logs) + json.dumps(await journal.history())
     assert {entry["sink"] for entry in logs} == {"pager", "ops"}
     assert "Too Many Requests" in text and "HTTP 403" in text
     assert TOKEN not in text and "SLACKSECRET" not in text
 
 
 async def test_a_full_journal_still_delivers_says_so_once_and_gives_the_all_clear_when_it_can_write(
-    journal: Journal, receiver: Receiver
+    journal: SqliteJournal, receiver: Receiver
 ) -> None:
     """SQLite's own "database or disk is full" (the journal capped at its size): alerts go out from memory, every
     sink hears of the failure once, and of its end once the journal can be written again."""
     sinks: dict[str, Sink] = {"audit": webhook(receiver), "other": webhook(receiver, "other")}
-    journal.limit_size(journal.path.stat().st_size)
+    await journal.limit_size(journal.path.stat().st_size)
     filler = 0
     while journal.write_failure is None:
         filler += 1
-        journal.record_alert(alert(filler, symbol=f"FILL{filler}/USDT:USDT"), [], now=0.0)
+        await journal.record_alert(alert(filler, symbol=f"FILL{filler}/USDT:USDT"), [], now=0.0)
     async with running(Outbox(journal, sinks, backoff=QUICK)) as outbox:
-        journal.record_alert(alert(1), ["audit"], now=outbox.clock())
+        await journal.record_alert(alert(1), ["audit"], now=outbox.clock())
         outbox.notify()
         async with asyncio.timeout(WAIT):
             await receiver.wait_for(3)  # the alert, and the failure told to both sinks
-        journal.limit_size(None)
+        await journal.limit_size(None)
         outbox.notify()
         async with asyncio.timeout(WAIT):
             await receiver.wait_for(5)  # the all-clear, to both sinks
@@ -310,4 +316,4 @@ async def test_a_full_journal_still_delivers_says_so_once_and_gives_the_all_clea
     assert failure["severity"] == "critical" and "disk is full" in failure["summary"]
     per_sink = [(r.path, r.json["idempotency_key"]) for r in receiver.received("webhook")]
     assert len(per_sink) == len(set(per_sink)) == 5, "a message reached a sink twice"
-    assert journal.write_failure is None and journal.pending_deliveries() == 0
+    assert journal.write_failure is None and await journal.pending_deliveries() == 0

@@ -17,7 +17,7 @@ from aiohttp import web
 from daemon.app.settings import load_settings
 from daemon.app.supervisor import Daemon
 from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
-from daemon.store import Journal
+from daemon.store import SqliteJournal
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "webhookPathToken-c29d41"
@@ -88,23 +88,23 @@ type = "slack"
 url = "{echoing_receiver}/services/{SLACK_TOKEN}"
 """
     )
-    daemon = Daemon(load_settings(config, env={}))
+    daemon = await Daemon.open(load_settings(config, env={}))
     try:
-        daemon.journal.record_alert(alert(), ["audit", "ops"], now=1_795_000_000.0)
+        await daemon.journal.record_alert(alert(), ["audit", "ops"], now=1_795_000_000.0)
         async with asyncio.timeout(WAIT_S):
             while True:
                 await daemon.outbox.send_due()
-                rows = daemon.journal.history(5)[0]["deliveries"]
+                rows = (await daemon.journal.history(5))[0]["deliveries"]
                 if all(row["last_error"] for row in rows):
                     break
                 await asyncio.sleep(0.05)
     finally:
         for sink in daemon.sinks.values():
             await sink.close()
-        daemon.journal.close()
+        await daemon.journal.close()
 
-    with Journal(tmp_path / "journal.sqlite") as journal:
-        errors = {row["sink"]: row["last_error"] for row in journal.history(5)[0]["deliveries"]}
+    async with await SqliteJournal.open(tmp_path / "journal.sqlite") as journal:
+        errors = {row["sink"]: row["last_error"] for row in (await journal.history(5))[0]["deliveries"]}
     # Before: "HTTP 404: ... POST /hooks/webhookPathToken-c29d41 is unknown" was journaled as it came.
     assert errors["audit"].startswith("HTTP 404") and "POST *** is unknown" in errors["audit"], errors
     assert errors["ops"].startswith("HTTP 500") and "POST *** is unknown" in errors["ops"], errors
@@ -131,17 +131,17 @@ def history(config: Path, *args: str) -> str:
     return shown.stdout
 
 
-def test_history_masks_a_token_journaled_before_redaction_existed(tmp_path: Path) -> None:
+async def test_history_masks_a_token_journaled_before_redaction_existed(tmp_path: Path) -> None:
     config = tmp_path / "marginguard.toml"
     config.write_text(
         f'[daemon]\nstorage_path = "{tmp_path / "journal.sqlite"}"\n\n'
         f'[[sinks]]\nname = "audit"\ntype = "webhook"\nurl = "http://127.0.0.1:9/hooks/{TOKEN}"\n'
     )
-    with Journal(tmp_path / "journal.sqlite") as journal:
-        journal.record_alert(alert(), ["audit"], now=1_795_000_000.0)
-        (delivery,) = journal.due_deliveries(1_795_000_001.0)
+    async with await SqliteJournal.open(tmp_path / "journal.sqlite") as journal:
+        await journal.record_alert(alert(), ["audit"], now=1_795_000_000.0)
+        (delivery,) = await journal.due_deliveries(1_795_000_001.0)
         # What an older marginguard journaled, as the receiver said it.
-        journal.mark_failed(delivery.id, f"HTTP 404: no route for /hooks/{TOKEN}")
+        await journal.mark_failed(delivery.id, f"HTTP 404: no route for /hooks/{TOKEN}")
 
     (entry,) = json.loads(history(config, "--json"))
     assert entry["deliveries"][0]["last_error"] == "HTTP 404: no route for ***"

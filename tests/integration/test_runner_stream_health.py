@@ -24,7 +24,7 @@ from daemon.core.view import AccountView, view
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.records import LegMargin, LiquidationRecord, MarginChange
-from daemon.store import Journal
+from daemon.store import SqliteJournal
 
 ACCOUNT = "acct"
 T0 = 1_800_000_000.0
@@ -106,7 +106,7 @@ async def test_a_reconnect_that_recovered_while_the_runner_waited_on_records_rai
         sinks_for=lambda _alert: ["hook"],
     )
     journal_path = tmp_path / "journal.sqlite"
-    with Journal(journal_path) as journal:
+    async with await SqliteJournal.open(journal_path) as journal:
         runner = AccountRunner(config, None, journal, Metrics(), lambda: None, clock)  # type: ignore[arg-type]
         dropped = health(
             Freshness.DOWN, T0, "NetworkError: Connection closed by remote server, closing code 1006"

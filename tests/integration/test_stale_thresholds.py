@@ -15,7 +15,7 @@ from daemon.core.types import MarginMode, Side
 from daemon.exchanges.marketdata import mark_stream_name
 from daemon.sim.server import SimServer
 from tests.e2e.support import account_for, write_config
-from tests.integration.daemon_support import eventually, running_daemon
+from tests.integration.daemon_support import eventually, eventually_async, running_daemon
 
 pytestmark = pytest.mark.integration
 
@@ -58,18 +58,22 @@ async def test_an_account_with_a_short_stale_threshold_hears_of_silent_marks_bef
             assert len(daemon.hubs) == 1  # one server: one hub, one mark stream for both accounts
 
             sim.faults.set("stall")
+
             # Before: both were judged on the hub's one threshold (the global 30 s) and neither heard a thing.
-            await eventually(
-                lambda: bool(_stale_mark_alerts(daemon.journal.history(), "strict")),
+            async def strict_told() -> bool:
+                return bool(_stale_mark_alerts(await daemon.journal.history(), "strict"))
+
+            await eventually_async(
+                strict_told,
                 within_s=5.0,
                 what="the strict account's 1 s threshold raised its stale-data alert",
             )
             assert mark_health("relaxed") is not Freshness.STALE
-            assert not _stale_mark_alerts(daemon.journal.history(), "relaxed")
+            assert not _stale_mark_alerts(await daemon.journal.history(), "relaxed")
 
             sim.faults.clear("stall")
             await eventually(lambda: mark_health("strict") is mark_health("relaxed") is Freshness.FRESH)
-            assert not _stale_mark_alerts(daemon.journal.history(), "relaxed")
+            assert not _stale_mark_alerts(await daemon.journal.history(), "relaxed")
 
 
 def _credentials(ccxt_config: dict[str, Any]) -> dict[str, Any]:

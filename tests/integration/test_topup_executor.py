@@ -16,7 +16,7 @@ from daemon.core.topup import DAY_S, Refused, TopUp, TopUpLimits, decide_topup
 from daemon.core.types import Side
 from daemon.exchanges.errors import TransientError
 from daemon.exchanges.records import LegMargin, LiquidationRecord, MarginChange
-from daemon.store import IntentRecord, Journal
+from daemon.store import IntentRecord, SqliteJournal
 from tests.unit.account_feed import ACCOUNT, BTC, Feed, isolated_long, mark, mark_at, snapshot
 
 NOW = 1_800_000_000.0
@@ -86,8 +86,9 @@ async def test_a_new_journal_counts_the_last_day_from_the_margin_history_before_
     yesterday = MarginChange(BTC, Side.LONG, 3.0, "USDT", int((NOW - DAY_S - 60) * 1000), "add")
     today = MarginChange(BTC, Side.LONG, 5.0, "USDT", int((NOW - 3_600) * 1000), "add")
     records = Records(history=[yesterday, today])
-    with Journal(tmp_path / "j.sqlite") as journal:
+    async with await SqliteJournal.open(tmp_path / "j.sqlite") as journal:
         executor = TopUpExecutor(ACCOUNT, journal, Metrics(), LIMITS, clock)
+        await executor.load()
         topup = _decide(executor, feed, NOW)
         assert isinstance(topup, TopUp)
         # Not a cent moves before the history is counted.
@@ -96,14 +97,15 @@ async def test_a_new_journal_counts_the_last_day_from_the_margin_history_before_
         await executor.ensure_seeded(records, feed.state)
         capped = _decide(executor, feed, NOW)
         assert isinstance(capped, TopUp) and capped.amount == pytest.approx(3.0)  # 8 a day, 5 already today
-        assert journal.seed_note(ACCOUNT) == SEED_HISTORY
+        assert await journal.seed_note(ACCOUNT) == SEED_HISTORY
     # The count survives a restart, and is not counted twice.
-    with Journal(tmp_path / "j.sqlite") as reopened:
+    async with await SqliteJournal.open(tmp_path / "j.sqlite") as reopened:
         again = TopUpExecutor(ACCOUNT, reopened, Metrics(), LIMITS, clock)
+        await again.load()
         await again.ensure_seeded(records, feed.state)
         capped = _decide(again, feed, NOW)
         assert isinstance(capped, TopUp) and capped.amount == pytest.approx(3.0)
-        assert reopened.intents(ACCOUNT) == []  # marginguard's own intents: none yet
+        assert await reopened.intents(ACCOUNT) == []  # marginguard's own intents: none yet
 
 
 async def test_without_history_the_open_legs_margin_above_their_opening_margin_is_counted(
@@ -111,10 +113,11 @@ async def test_without_history_the_open_legs_margin_above_their_opening_margin_i
 ) -> None:
     # 1 contract at 100 with 20x leverage opened with 5 of margin; it holds 10: 5 may have been added today.
     clock, feed, records = Clock(), _feed(leverage=20.0), Records(history=None)
-    with Journal(tmp_path / "j.sqlite") as journal:
+    async with await SqliteJournal.open(tmp_path / "j.sqlite") as journal:
         executor = TopUpExecutor(ACCOUNT, journal, Metrics(), LIMITS, clock)
+        await executor.load()
         await executor.ensure_seeded(records, feed.state)
-        assert journal.seed_note(ACCOUNT) == SEED_OPEN_LEGS
+        assert await journal.seed_note(ACCOUNT) == SEED_OPEN_LEGS
         capped = _decide(executor, feed, NOW)
         assert isinstance(capped, TopUp) and capped.amount == pytest.approx(3.0)
 
@@ -124,8 +127,9 @@ async def test_a_new_journal_that_cannot_read_the_history_starts_no_top_up_until
 ) -> None:
     clock, feed, records = Clock(), _feed(), Records(history=[])
     records.failing = True
-    with Journal(tmp_path / "j.sqlite") as journal:
+    async with await SqliteJournal.open(tmp_path / "j.sqlite") as journal:
         executor = TopUpExecutor(ACCOUNT, journal, Metrics(), LIMITS, clock)
+        await executor.load()
         await executor.ensure_seeded(records, feed.state)
         topup = _decide(executor, feed, NOW)
         assert isinstance(topup, TopUp)
@@ -134,15 +138,15 @@ async def test_a_new_journal_that_cannot_read_the_history_starts_no_top_up_until
         records.failing = False
         clock.now += 60
         await executor.ensure_seeded(records, feed.state)
-        assert journal.seed_note(ACCOUNT) == SEED_HISTORY
+        assert await journal.seed_note(ACCOUNT) == SEED_HISTORY
 
 
 async def test_an_unknown_outcome_is_told_unknown_once_while_unreadable_then_done_once_it_shows(
     tmp_path: Path,
 ) -> None:
     clock, feed, records = Clock(), _feed(), Records(margin=10.0, history=None)
-    with Journal(tmp_path / "j.sqlite") as journal:
-        journal.record_seed(ACCOUNT, [], SEED_HISTORY)
+    async with await SqliteJournal.open(tmp_path / "j.sqlite") as journal:
+        await journal.record_seed(ACCOUNT, [], SEED_HISTORY)
         record = IntentRecord(
             "topup|acct|BTC|long|e1|a1",
             ACCOUNT,
@@ -158,8 +162,9 @@ async def test_an_unknown_outcome_is_told_unknown_once_while_unreadable_then_don
             NOW,
             1,
         )
-        journal.begin_intent(record)
+        await journal.begin_intent(record)
         executor = TopUpExecutor(ACCOUNT, journal, Metrics(), LIMITS, clock)
+        await executor.load()
         records.failing = True
         told = [outcome for _r, outcome in await executor.settle_open(records, feed.state)]
         assert [type(o) for o in told] == [TopUpUnknown]
@@ -170,7 +175,7 @@ async def test_an_unknown_outcome_is_told_unknown_once_while_unreadable_then_don
         clock.now += 31
         told = [outcome for _r, outcome in await executor.settle_open(records, feed.state)]
         assert [type(o) for o in told] == [TopUpExecuted]
-        assert [i.status for i in journal.intents(ACCOUNT)] == ["done"]
+        assert [i.status for i in await journal.intents(ACCOUNT)] == ["done"]
         # Its leg waits until the picture shows the new margin.
         waiting = _decide(executor, feed, clock.now + 1)
         assert "waiting for the exchange's picture" in getattr(waiting, "reason", "")
@@ -184,14 +189,17 @@ async def test_a_top_up_decided_on_a_picture_the_exchange_no_longer_matches_is_n
     # (market-path soak, binance seed 4000: 400 USDT added where the exchange's distance was 14 %).
     clock, feed = Clock(), _feed(margin=10.0)
     records = Records(margin=42.0, history=[])
-    with Journal(tmp_path / "j.sqlite") as journal:
+    async with await SqliteJournal.open(tmp_path / "j.sqlite") as journal:
         executor = TopUpExecutor(ACCOUNT, journal, Metrics(), LIMITS, clock)
+        await executor.load()
         await executor.ensure_seeded(records, feed.state)
         topup = _decide(executor, feed, NOW)
         assert isinstance(topup, TopUp)
         refused = await executor.execute(None, records, topup, feed.state, "USDT")  # type: ignore[arg-type]
         assert isinstance(refused, Refused) and refused.code == PICTURE_STALE
-        assert journal.intents(ACCOUNT) == []  # nothing journaled, nothing sent (no actuator was even given)
+        assert (
+            await journal.intents(ACCOUNT) == []
+        )  # nothing journaled, nothing sent (no actuator was even given)
         records.margin = 10.0  # a fresh snapshot agrees again: the top-up goes ahead
         assert isinstance(_decide(executor, feed, NOW), TopUp)
 
@@ -213,8 +221,9 @@ async def _lost_answer_on_a_venue_without_history(
 ) -> tuple[list[object], list[str]]:
     clock, feed = Clock(), _feed(margin=10.0, leverage=10.0)  # opened with its 10: nothing added today
     records = Records(margin=10.0, history=None)
-    with Journal(tmp_path / "j.sqlite") as journal:
+    async with await SqliteJournal.open(tmp_path / "j.sqlite") as journal:
         executor = TopUpExecutor(ACCOUNT, journal, Metrics(), LIMITS, clock)
+        await executor.load()
         await executor.ensure_seeded(records, feed.state)
         topup = _decide(executor, feed, NOW)
         assert isinstance(topup, TopUp), topup
@@ -224,7 +233,7 @@ async def _lost_answer_on_a_venue_without_history(
         for _ in range(3):
             clock.now += 31
             told += [outcome for _r, outcome in await executor.settle_open(records, feed.state)]
-        return [o for o in told if o is not None], [i.status for i in journal.intents(ACCOUNT)]
+        return [o for o in told if o is not None], [i.status for i in await journal.intents(ACCOUNT)]
 
 
 def _closed(records: Records) -> None:

@@ -5,10 +5,11 @@ attached; an old journal opens; charts are pruned."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
-from daemon.store import Journal
 from daemon.store.journal_charts import CHART_KEEP_S
+from tests.journal_backends import SyncJournal
 from tests.unit.test_journal import _alert
 from tests.unit.test_journal_safety import _fill
 
@@ -16,8 +17,10 @@ PNG = b"\x89PNG\r\n\x1a\nfake chart"
 KEY = _alert().identity.key
 
 
-def test_a_held_delivery_waits_for_its_chart_and_goes_with_it_once_stored(tmp_path: Path) -> None:
-    with Journal(tmp_path / "j.sqlite") as journal:
+def test_a_held_delivery_waits_for_its_chart_and_goes_with_it_once_stored(
+    journal_at: Callable[..., SyncJournal], tmp_path: Path
+) -> None:
+    with journal_at(tmp_path / "j.sqlite") as journal:
         journal.record_alert(_alert(), ["telegram", "slack"], now=10.0, hold={"telegram": 15.0})
         assert [d.sink for d in journal.due_deliveries(now=10.0)] == ["slack"]  # text-only sinks don't wait
         number = journal.store_chart(KEY, 1, PNG, now=10.4)
@@ -32,8 +35,10 @@ def test_a_held_delivery_waits_for_its_chart_and_goes_with_it_once_stored(tmp_pa
         assert entry["chart"] is True and entry["id"] == number
 
 
-def test_without_a_chart_the_hold_runs_out_and_the_message_goes_as_text(tmp_path: Path) -> None:
-    with Journal(tmp_path / "j.sqlite") as journal:
+def test_without_a_chart_the_hold_runs_out_and_the_message_goes_as_text(
+    journal_at: Callable[..., SyncJournal], tmp_path: Path
+) -> None:
+    with journal_at(tmp_path / "j.sqlite") as journal:
         journal.record_alert(_alert(), ["telegram"], now=10.0, hold={"telegram": 15.0})
         assert journal.due_deliveries(now=14.9) == [] and journal.next_delivery_time() == 15.0
         (late,) = journal.due_deliveries(now=15.0)
@@ -44,38 +49,46 @@ def test_without_a_chart_the_hold_runs_out_and_the_message_goes_as_text(tmp_path
         assert journal.chart(late.alert_id) == PNG
 
 
-def test_a_failed_render_releases_the_hold_at_once(tmp_path: Path) -> None:
-    with Journal(tmp_path / "j.sqlite") as journal:
+def test_a_failed_render_releases_the_hold_at_once(
+    journal_at: Callable[..., SyncJournal], tmp_path: Path
+) -> None:
+    with journal_at(tmp_path / "j.sqlite") as journal:
         journal.record_alert(_alert(), ["discord"], now=10.0, hold={"discord": 15.0})
         journal.release_hold(KEY, 1, now=10.2)
         (delivery,) = journal.due_deliveries(now=10.2)
         assert delivery.chart is None
 
 
-def test_a_delivery_after_a_restart_finds_its_chart(tmp_path: Path) -> None:
+def test_a_delivery_after_a_restart_finds_its_chart(
+    journal_at: Callable[..., SyncJournal], tmp_path: Path
+) -> None:
     path = tmp_path / "j.sqlite"
-    with Journal(path) as journal:
+    with journal_at(path) as journal:
         journal.record_alert(_alert(), ["telegram"], now=10.0, hold={"telegram": 15.0})
         journal.store_chart(KEY, 1, PNG, now=10.5)
-    with Journal(path) as reopened:
+    with journal_at(path) as reopened:
         (delivery,) = reopened.due_deliveries(now=100.0)
         assert delivery.chart == PNG
 
 
-def test_a_journal_from_before_charts_opens_and_keeps_charts(tmp_path: Path) -> None:
+def test_a_journal_from_before_charts_opens_and_keeps_charts(
+    sqlite_journal_at: Callable[..., SyncJournal], tmp_path: Path
+) -> None:
     path = tmp_path / "old.sqlite"
-    with Journal(path) as journal:
+    with sqlite_journal_at(path) as journal:
         journal.record_alert(_alert(), ["slack"], now=10.0)
     with sqlite3.connect(path) as db:
         db.execute("DROP TABLE charts")  # as a journal written before charts existed
-    with Journal(path) as reopened:
+    with sqlite_journal_at(path) as reopened:
         assert [d.sink for d in reopened.due_deliveries(now=10.0)] == ["slack"]
         assert reopened.history()[0]["chart"] is False
         assert reopened.store_chart(KEY, 1, PNG, now=11.0) is not None
 
 
-def test_old_charts_are_pruned_unless_their_message_is_still_pending(tmp_path: Path) -> None:
-    with Journal(tmp_path / "j.sqlite") as journal:
+def test_old_charts_are_pruned_unless_their_message_is_still_pending(
+    journal_at: Callable[..., SyncJournal], tmp_path: Path
+) -> None:
+    with journal_at(tmp_path / "j.sqlite") as journal:
         for sequence in (1, 2, 3):
             journal.record_alert(_alert(sequence), ["telegram"], now=float(sequence))
         sent, pending = journal.due_deliveries(now=3.0)[:2]
@@ -87,8 +100,10 @@ def test_old_charts_are_pruned_unless_their_message_is_still_pending(tmp_path: P
         assert journal.chart(pending.alert_id) == PNG  # a week old but still to be sent: kept
 
 
-def test_a_message_held_in_memory_gets_no_chart_and_no_wait(tmp_path: Path) -> None:
-    with Journal(tmp_path / "j.sqlite") as journal:
+def test_a_message_held_in_memory_gets_no_chart_and_no_wait(
+    sqlite_journal_at: Callable[..., SyncJournal], tmp_path: Path
+) -> None:
+    with sqlite_journal_at(tmp_path / "j.sqlite") as journal:
         _fill(journal)
         journal.record_alert(_alert(), ["telegram"], now=10.0, hold={"telegram": 15.0})
         assert journal.write_failure is not None

@@ -4,6 +4,7 @@ is full", from a size cap) holds alerts and outcomes in memory and writes them b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ from hypothesis import strategies as st
 
 from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
 from daemon.core.policy_memory import PolicyMemory
-from daemon.store import IntentRecord, Journal, JournalUnavailable
+from daemon.store import IntentRecord, JournalUnavailable
 from daemon.store.memory_codec import memory_from_json, memory_to_json
+from tests.journal_backends import SyncJournal
 
 
 def _alert(
@@ -46,7 +48,7 @@ def _intent(key: str) -> IntentRecord:
     )
 
 
-def _fill(journal: Journal) -> int:
+def _fill(journal: SyncJournal) -> int:
     """Cap the journal at its current size and write until it is full; how many alerts still fit."""
     journal.limit_size(journal.path.stat().st_size)
     written = 0
@@ -56,8 +58,10 @@ def _fill(journal: Journal) -> int:
     return written
 
 
-def test_a_different_message_under_a_taken_number_is_renumbered_never_dropped(tmp_path: Path) -> None:
-    with Journal(tmp_path / "j.sqlite") as journal:
+def test_a_different_message_under_a_taken_number_is_renumbered_never_dropped(
+    journal_at: Callable[..., SyncJournal], tmp_path: Path
+) -> None:
+    with journal_at(tmp_path / "j.sqlite") as journal:
         journal.record_alert(_alert(1, "first message"), ["slack"], now=0.0)
         # A memory saved before its last message (a kill at the wrong moment) numbers the next one 1 again.
         stored = journal.record_alert(_alert(1, "second message"), ["slack"], now=1.0)
@@ -72,29 +76,34 @@ def test_a_different_message_under_a_taken_number_is_renumbered_never_dropped(tm
 
 
 def test_the_memory_that_numbered_an_alert_is_saved_with_it_and_counters_never_go_back(
+    journal_at: Callable[..., SyncJournal],
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "j.sqlite"
     key = _alert(1).identity.key
     numbered = PolicyMemory(sequences={key: 7})
-    with Journal(path) as journal:
+    with journal_at(path) as journal:
         journal.record_alert(_alert(7), ["slack"], now=0.0, memory=("acct", memory_to_json(numbered)))
-    with Journal(path) as reopened:
+    with journal_at(path) as reopened:
         assert memory_from_json(reopened.load_memory("acct") or "").sequences == {key: 7}
         # A memory older than the journal (or none at all) is raised to what the journal holds.
         assert PolicyMemory().numbered_at_least(reopened.max_sequences("acct")).sequences == {key: 7}
 
 
-def test_a_new_journal_stamps_its_own_origin_on_every_message(tmp_path: Path) -> None:
-    with Journal(tmp_path / "a.sqlite") as one, Journal(tmp_path / "b.sqlite") as lost_and_new:
+def test_a_new_journal_stamps_its_own_origin_on_every_message(
+    journal_at: Callable[..., SyncJournal], tmp_path: Path
+) -> None:
+    with journal_at(tmp_path / "a.sqlite") as one, journal_at(tmp_path / "b.sqlite") as lost_and_new:
         first, second = one.record_alert(_alert(1), [], 0.0), lost_and_new.record_alert(_alert(1), [], 0.0)
         assert first is not None and second is not None
         assert (first.identity.key, first.sequence) == (second.identity.key, second.sequence)
         assert first.origin and second.origin and first.origin != second.origin
 
 
-def test_a_full_journal_holds_alerts_and_outcomes_in_memory_and_writes_them_back(tmp_path: Path) -> None:
-    with Journal(tmp_path / "j.sqlite") as journal:
+def test_a_full_journal_holds_alerts_and_outcomes_in_memory_and_writes_them_back(
+    sqlite_journal_at: Callable[..., SyncJournal], tmp_path: Path
+) -> None:
+    with sqlite_journal_at(tmp_path / "j.sqlite") as journal:
         journal.begin_intent(_intent("earlier"))
         journal.record_alert(_alert(1), ["slack"], now=0.0)
         (journaled,) = journal.due_deliveries(now=0.0)
@@ -140,12 +149,14 @@ def test_a_full_journal_holds_alerts_and_outcomes_in_memory_and_writes_them_back
     )
 )
 def test_every_message_is_kept_once_under_its_own_number_whatever_the_disk_does(
-    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[int, str, bool]]
+    sqlite_journal_at: Callable[..., SyncJournal],
+    tmp_path_factory: pytest.TempPathFactory,
+    steps: list[tuple[int, str, bool]],
 ) -> None:
     """Messages numbered from a memory that may lag (any sequence), recorded while the disk may be full (any
     moment): each distinct message ends up journaled exactly once, and no two share a (key, sequence)."""
     path = tmp_path_factory.mktemp("journal") / "j.sqlite"
-    with Journal(path) as journal:
+    with sqlite_journal_at(path) as journal:
         sent: list[str] = []
         for i, (sequence, text, full) in enumerate(steps):
             if full and journal.write_failure is None:

@@ -1,0 +1,32 @@
+"""One account's silences in force, as its runner reads them: from the journal at most once a tick (steps follow
+every burst of marks, and a silence set from the command line may take a second to apply), and the last ones read
+while the journal cannot be read (PostgreSQL away), so a journal outage never stops the watching."""
+
+from __future__ import annotations
+
+import math
+
+from daemon.core.policy_rules import Silence
+from daemon.store import JournalPort, JournalUnavailable
+
+
+class AccountSilences:
+    def __init__(self, journal: JournalPort, account_id: str, every_s: float) -> None:
+        self.journal = journal
+        self.account_id = account_id
+        self.every_s = every_s
+        self._known: list[Silence] = []
+        self._read_at = -math.inf
+
+    async def in_force(self, now: float) -> list[Silence]:
+        if now >= self._read_at + self.every_s:
+            try:
+                read = await self.journal.active_silences(now)
+            except JournalUnavailable:  # the journal_failure alert says it is away; asked again next tick
+                read = None
+            if read is not None:
+                self._known = [
+                    Silence(s.account, s.symbol, s.until) for s in read if s.account == self.account_id
+                ]
+                self._read_at = now
+        return [s for s in self._known if s.until > now]
