@@ -42,7 +42,7 @@ class JournalRecords:
     def begin_intent(self, record: IntentRecord) -> bool:
         """Journal a top-up intent before it is sent. False if this intent key was ever journaled: don't send.
         Raises `JournalUnavailable` when it cannot be written: don't send either."""
-        cursor = self._write([(_INSERT_INTENT, _intent_params(record))])[0]
+        cursor = self._write([(_INSERT_INTENT, intent_params(record))])[0]
         return cursor.rowcount == 1
 
     def settle_intent(self, intent_key: str, status: str, detail: str, now: float) -> None:
@@ -95,7 +95,7 @@ class JournalRecords:
         """Count the exchange's recent top-ups of `account` (read from its history) and mark the account known,
         in one transaction. Raises `JournalUnavailable` when it cannot be written."""
         statements: list[tuple[str, Sequence[Any]]] = [
-            (_INSERT_INTENT, _intent_params(record)) for record in spent
+            (_INSERT_INTENT, intent_params(record)) for record in spent
         ]
         statements.append(
             ("INSERT OR REPLACE INTO meta (key, value) VALUES ('seeded:' || ?, ?)", (account, note))
@@ -194,7 +194,8 @@ class JournalRecords:
         return [SilenceRecord(**dict(row)) for row in rows]
 
 
-def _intent_params(record: IntentRecord) -> tuple[Any, ...]:
+def intent_params(record: IntentRecord) -> tuple[Any, ...]:
+    """An intent as the row both journals write (SQLite and PostgreSQL: the same columns, in this order)."""
     return (
         record.intent_key,
         record.account,

@@ -30,7 +30,7 @@ import structlog
 
 from daemon.core.alerts import Alert
 from daemon.store.codec import alert_from_json
-from daemon.store.journal_records import SEEDED_PREFIX
+from daemon.store.journal_records import SEEDED_PREFIX, intent_params
 from daemon.store.postgres_charts import PostgresCharts
 from daemon.store.postgres_lock import PostgresLock
 from daemon.store.postgres_outbox import SAVE_MEMORY, PostgresOutbox
@@ -296,7 +296,7 @@ class PostgresJournal(PostgresOutbox, PostgresCharts):
     # -- top-up intents -----------------------------------------------------------------------------------------
 
     async def begin_intent(self, record: IntentRecord) -> bool:
-        return (await self._write([(_INSERT_INTENT, _intent_params(record))]))[0] == "INSERT 0 1"
+        return (await self._write([(_INSERT_INTENT, intent_params(record))]))[0] == "INSERT 0 1"
 
     async def settle_intent(self, intent_key: str, status: str, detail: str, now: float) -> None:
         detail = self.redact(detail)
@@ -337,7 +337,7 @@ class PostgresJournal(PostgresOutbox, PostgresCharts):
         return None if value is None else str(value)
 
     async def record_seed(self, account: str, spent: Sequence[IntentRecord], note: str) -> None:
-        statements: list[tuple[str, Sequence[Any]]] = [(_INSERT_INTENT, _intent_params(r)) for r in spent]
+        statements: list[tuple[str, Sequence[Any]]] = [(_INSERT_INTENT, intent_params(r)) for r in spent]
         statements.append(
             (
                 "INSERT INTO meta (key, value) VALUES ('seeded:' || $1, $2)"
@@ -388,21 +388,3 @@ class PostgresJournal(PostgresOutbox, PostgresCharts):
             "SELECT id, account, symbol, until, reason FROM silences WHERE until > $1 ORDER BY id", now
         )
         return [SilenceRecord(**dict(row)) for row in rows]
-
-
-def _intent_params(record: IntentRecord) -> tuple[Any, ...]:
-    return (
-        record.intent_key,
-        record.account,
-        record.symbol,
-        record.side,
-        record.action,
-        record.asset,
-        record.amount,
-        record.status,
-        record.margin_before,
-        record.detail,
-        record.created,
-        record.updated,
-        record.episode,
-    )
