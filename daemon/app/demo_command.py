@@ -16,7 +16,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # typed, yet imported only when the demo runs (registration stays cheap)
+    from daemon.app.supervisor import Daemon
+    from daemon.sim.server import SimServer
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -149,7 +153,7 @@ async def play(speed: float = 1.0) -> int:
 
 
 async def _watch(
-    daemon: Any, sim: Any, received: list[Any], stop: asyncio.Event, started: float, speed: float
+    daemon: Daemon, sim: SimServer, received: list[Any], stop: asyncio.Event, started: float, speed: float
 ) -> str:
     """Play the scenario once the daemon sees the account; return how the demo ended."""
     deadline = started + DEADLINE_S
@@ -171,7 +175,7 @@ async def _watch(
         if sim.engine.liquidations:
             return "liquidated"
         if time.monotonic() - last_line >= 2.0:
-            line = _leg_line(daemon.status())
+            line = _leg_line(await daemon.status())
             if line:
                 _say(started, line)
             last_line = time.monotonic()
