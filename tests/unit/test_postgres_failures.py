@@ -16,35 +16,19 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
+from daemon.core.alerts import Alert
 from daemon.store import IntentRecord, JournalUnavailable
 from daemon.store.postgres import OPERATION_TIMEOUT_S, PostgresJournal
 from daemon.store.postgres_lock import PostgresJournalLocked
 from tests.pg_server import create_schema
+from tests.unit.test_journal_safety import _alert as journal_safety_alert
 
 PASSWORD = "pgSecret-4d1e9b"  # trust auth ignores it; it must never appear in a message
 
 
 def _alert(sequence: int) -> Alert:
-    return Alert(
-        identity=AlertIdentity("acct", "BTC/USDT:USDT", "long", "liquidation_risk"),
-        kind=AlertKind.LIQUIDATION_RISK,
-        severity=Severity.CRITICAL,
-        resolved=False,
-        ts=1_000.0 + sequence,
-        account="acct",
-        exchange="binanceusdm",
-        symbol="BTC/USDT:USDT",
-        side="long",
-        contracts=0.5,
-        mark_price=59_000.0,
-        liquidation_price=57_000.0,
-        distance=0.0339,
-        margin_ratio=None,
-        action=None,
-        summary=f"BTC long is 3.4% from liquidation ({sequence})",
-        sequence=sequence,
-    )
+    """The journal-safety tests' critical alert, numbered and worded per message."""
+    return journal_safety_alert(sequence, summary=f"BTC long is 3.4% from liquidation ({sequence})")
 
 
 def _intent(key: str) -> IntentRecord:
