@@ -133,8 +133,9 @@ async def test_a_gap_through_liquidation_is_told_as_a_liquidation_and_an_owners_
 
         # The liquidation came to Discord with the chart of the position's last minutes (drawn after the leg
         # was gone); ETH's warning and close came as text.
+        # (Sinks deliver independently: at the stop one may hold a message the other has sent, kept for the next
+        # start, so their counts are not compared.)
         pictured = [(visible_text(m), m.images) for m in receiver.received("discord")]
-        assert len(pictured) == len(webhook_alerts(receiver))
         [(text, [png])] = [(text, images) for text, images in pictured if images]
         assert alert["summary"] in text and decoded_png(png)[0] >= 400
 
