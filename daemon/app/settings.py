@@ -29,6 +29,7 @@ from pydantic_settings.sources import EnvSettingsSource, NestedSecretsSettingsSo
 from pydantic_settings.sources.utils import parse_env_vars
 
 from daemon.app.settings_base import FieldProblem
+from daemon.app.settings_cluster import ROUND_TRIP_BUDGET_S, ClusterSettings
 from daemon.app.settings_env import (
     ENV_PREFIX,
     refuse_indexed_list_variables,
@@ -49,6 +50,7 @@ from daemon.app.settings_paths import storage_problem
 from daemon.app.settings_rules import RulesSettings, rule_set
 from daemon.core.policy_rules import RuleSet
 from daemon.exchanges.config import ExchangeAccount
+from daemon.exchanges.quirks import quirks_for
 
 __all__ = ["Settings", "SettingsError", "load_settings", "settings_from_document"]
 
@@ -66,6 +68,7 @@ class Settings(BaseSettings):
     topup: TopUpSettings = Field(default_factory=TopUpSettings)
     sinks: list[SinkSettings] = Field(default_factory=list)
     routes: list[RouteSettings] = Field(default_factory=list)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -81,6 +84,7 @@ class Settings(BaseSettings):
                     raise FieldProblem(f"routes[{index}].accounts", f"unknown account {account_id!r}")
         # An account's overrides must still make sense once laid over the global sections.
         self.rule_set()
+        self._cluster_consistent()
         for index, account in enumerate(self.accounts):
             try:
                 self.topup.overridden(account.topup)
@@ -88,6 +92,27 @@ class Settings(BaseSettings):
                 path, message = describe(error.errors()[0])
                 raise FieldProblem(f"accounts[{index}].topup.{path}", message) from None
         return self
+
+    def _cluster_consistent(self) -> None:
+        if not self.cluster.enabled:
+            return
+        if self.daemon.journal_url is None:
+            raise FieldProblem(
+                "cluster.enabled",
+                "instances share their accounts through a PostgreSQL journal: set daemon.journal_url",
+            )
+        room = self.cluster.action_room_s()
+        for index, account in enumerate(self.accounts):
+            topup = self.topup.overridden(account.topup)
+            window = quirks_for(account.exchange).signed_window_s
+            if topup.enabled and not topup.dry_run and window > room:
+                raise FieldProblem(
+                    f"accounts[{index}].topup",
+                    f"{account.exchange} accepts a signed request up to {window:g} s after signing, more than a "
+                    f"lease leaves room for ({room:g} s: lease_ttl_s - renew_interval_s - a round trip): a top-up "
+                    "could land after another instance took the account over. Raise cluster.lease_ttl_s above "
+                    f"{window + self.cluster.renew_interval_s + ROUND_TRIP_BUDGET_S:g}, or set topup.dry_run",
+                )
 
     def account(self, account_id: str) -> AccountSettings:
         for account in self.accounts:

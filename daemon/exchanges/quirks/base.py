@@ -155,6 +155,9 @@ class Quirks:
     liquidations: how the exchange's record of forced closes is read (None: marginguard reads none; a vanished
         leg is then judged by its last distance).
     margin_history: how the exchange's history of isolated-margin changes is read (None: it keeps none).
+    signed_window_s: how long after it was signed the exchange still accepts a request (Binance's and Bybit's
+        recvWindow, which marginguard sets; OKX's fixed 30 s). A request is on time or refused within this, which
+        bounds how late an action sent by an instance that lost its lease can land (`daemon.app.cluster`).
     stream_session_options: ccxt option buckets that cache a private stream's session, and the values that
         make ccxt open a new one (Binance: the listen key, which ccxt reuses for 20 minutes). Reset after a
         private stream fails, so the next watch never dials a key the exchange forgot (after its restart).
@@ -180,6 +183,7 @@ class Quirks:
     liquidations: RecordsCall | None = None
     margin_history: RecordsCall | None = None
     stream_session_options: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen)
+    signed_window_s: float = 60.0
 
     def mode(self, name: str) -> ModeSettings:
         """Settings for `name`; live (and any mode the exchange has no switch for) needs none."""

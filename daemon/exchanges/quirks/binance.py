@@ -22,7 +22,9 @@ QUIRKS = Quirks(
     leverage_in_positions=False,
     tiers_call="fetch_leverage_tiers",
     # With a key, load_markets would also fetch currencies from the spot host (api.binance.com/sapi).
-    default_options=frozen({"fetchCurrencies": False, "defaultType": "swap"}),
+    # recvWindow: Binance's own default (ccxt sends 10 s); a shorter window bounds a late landing.
+    default_options=frozen({"fetchCurrencies": False, "defaultType": "swap", "recvWindow": 5000}),
+    signed_window_s=5.0,
     add_margin=unified_add_margin,
     margin_amount_uses_market_precision=True,
     leg_param=LegParam("positionSide", one_way="BOTH", long="LONG", short="SHORT"),

@@ -39,8 +39,10 @@ QUIRKS = Quirks(
             "defaultType": "swap",
             "defaultSubType": "linear",
             "defaultSettle": "USDT",
+            "recvWindow": 5000,  # ccxt's default too: said here because it bounds a late landing
         }
     ),
+    signed_window_s=5.0,
     add_margin=add_margin_request,
     leg_param=LegParam("positionIdx", one_way=0, long=1, short=2),
     margin_decimals=4,

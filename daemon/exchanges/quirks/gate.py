@@ -14,5 +14,6 @@ QUIRKS = Quirks(
     ),
     add_margin=unified_add_margin,
     margin_decimals=8,
+    signed_window_s=60.0,  # Gate refuses a signature whose timestamp is more than 60 s away
     modes=frozen({"testnet": ModeSettings(sandbox=True)}),
 )

@@ -14,5 +14,7 @@ QUIRKS = Quirks(
     add_margin=unified_add_margin,
     margin_decimals=6,
     settle="USDC",
+    # A signed action's nonce stays acceptable for days: an action sent cannot be bounded by a lease.
+    signed_window_s=2 * 86_400.0,
     modes=frozen({"testnet": ModeSettings(sandbox=True)}),
 )

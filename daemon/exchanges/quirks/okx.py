@@ -37,6 +37,7 @@ QUIRKS = Quirks(
     positions_quiet_by_nature=False,
     tiers_call="fetch_market_leverage_tiers",
     default_options=frozen({"fetchMarkets": {"types": ["swap"]}, "defaultType": "swap"}),
+    signed_window_s=30.0,  # OKX refuses a REST timestamp more than 30 s old; the window cannot be set
     add_margin=add_margin_request,
     leg_param=LegParam("posSide", one_way="net", long="long", short="short"),
     margin_decimals=8,
