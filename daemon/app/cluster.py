@@ -30,6 +30,7 @@ from daemon.app.http import Metrics
 from daemon.app.settings_cluster import ROUND_TRIP_BUDGET_S, ClusterSettings
 from daemon.core.alerts import Alert
 from daemon.core.shards import plan
+from daemon.store import JournalUnavailable
 from daemon.store.leases import Beat, LeaseLost, LeaseStore, fence_params
 
 log = structlog.get_logger("marginguard.cluster")
@@ -50,6 +51,10 @@ class HeldLease:
     epoch: int
     deadline: float  # boot clock: the lease is gone from this moment on, whatever happens
     act_after: float  # boot clock: the previous owner's requests cannot land after this
+    # The lease ran out while the database could not be asked: its accounts are still watched and alerted on
+    # (from memory) but nothing is sent to an exchange and nothing is journaled, until the database answers and
+    # says who holds the shard now. Blind is worse than told twice.
+    orphaned: bool = False
 
 
 Runners = Callable[[int], Awaitable[None]]  # start or stop the accounts of a shard
@@ -85,6 +90,7 @@ class ShardKeeper:
         self.handovers: dict[str, int] = {"gained": 0, "released": 0, "lost": 0}
         self._wake = asyncio.Event()
         self._stopping = False
+        self.origin = ""  # the journal instance's origin: messages about this instance itself carry it
 
     # ---- the journal's Fencer ----
 
@@ -93,16 +99,17 @@ class ShardKeeper:
         if shard is None:
             return None  # a message about no configured account (the journal's own trouble)
         lease = self.held.get(shard)
+        if lease is not None and lease.orphaned:
+            raise JournalUnavailable("the database cannot be reached: who holds this account now is unknown")
         if lease is None or self.clock() >= lease.deadline:
             raise LeaseLost(f"this instance does not hold shard {shard} (account {account}) now")
         return fence_params(shard, self.name, lease.epoch)
 
     def held_shards(self) -> list[int]:
         now = self.clock()
-        return sorted(shard for shard, lease in self.held.items() if now < lease.deadline)
-
-    def delivers_unsharded(self) -> bool:
-        return 0 in self.held_shards()
+        return sorted(
+            shard for shard, lease in self.held.items() if now < lease.deadline and not lease.orphaned
+        )
 
     def refused(self) -> None:
         self.refusals += 1
@@ -117,6 +124,8 @@ class ShardKeeper:
         lease = None if shard is None else self.held.get(shard)
         if lease is None:
             return f"this instance does not hold the account's shard ({shard})"
+        if lease.orphaned:
+            return "the database cannot be reached: another instance may hold the account's shard by now"
         now = self.clock()
         if now < lease.act_after:
             return (
@@ -133,7 +142,10 @@ class ShardKeeper:
         """Whether this instance delivers `alert` now: its account's shard is held here (by the lease's
         deadline), or, for a message about no account, shard 0 is."""
         shard = self.shard_of.get(alert.account)
-        return 0 in self.held_shards() if shard is None else shard in self.held_shards()
+        if shard is None:  # about this instance itself (its journal's trouble): it tells it
+            return alert.origin == self.origin
+        lease = self.held.get(shard)
+        return lease is not None and (lease.orphaned or self.clock() < lease.deadline)
 
     def holds(self, account: str) -> bool:
         shard = self.shard_of.get(account)
@@ -177,12 +189,17 @@ class ShardKeeper:
         now = self.clock()
         for shard, lease in list(self.held.items()):
             if renewed is not None and shard in renewed:
-                lease.deadline = asked + renewed[shard]
-            elif renewed is not None or now >= lease.deadline:
-                # Refused by the database (it expired, or another instance has it), or ran out while the
-                # database could not be asked: its accounts stop at once.
-                await self._lose(
-                    shard, "the database refused its renewal" if renewed is not None else "it ran out"
+                # Still ours (a lease that ran out here only by this instance's cautious count is not lost).
+                lease.deadline, lease.orphaned = asked + renewed[shard], False
+            elif renewed is not None:
+                # Refused by the database (it expired, or another instance has it): its accounts stop at once.
+                await self._lose(shard, "the database refused its renewal")
+            elif now >= lease.deadline and not lease.orphaned:
+                lease.orphaned = True
+                log.error(
+                    "lease ran out while the database cannot be reached: its accounts are watched and alerted "
+                    "on from memory, nothing is sent to the exchange, until the database answers",
+                    shard=shard,
                 )
 
     async def _rebalance(self, beat: Beat) -> None:
@@ -266,6 +283,7 @@ class ShardKeeper:
                     "epoch": lease.epoch,
                     "lease_left_s": round(lease.deadline - now, 2),
                     "sends_in_s": round(max(0.0, lease.act_after - now), 2),
+                    "orphaned": lease.orphaned,
                     "accounts": sorted(a for a, s in self.shard_of.items() if s == shard),
                 }
                 for shard, lease in sorted(self.held.items())

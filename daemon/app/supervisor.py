@@ -155,6 +155,7 @@ class Daemon:
             self.cluster = self._keeper(leases)
             journal.fence_with(self.cluster)  # type: ignore[attr-defined]  # a cluster's journal is PostgreSQL
             self.outbox.may_deliver = self.cluster.may_deliver
+            self.cluster.origin = journal.instance
 
     def _new_runner(self, account_id: str) -> AccountRunner:
         runner = AccountRunner(

@@ -47,10 +47,6 @@ class Fencer(Protocol):
 
     def held_shards(self) -> list[int]: ...
 
-    def delivers_unsharded(self) -> bool:
-        """Whether this instance delivers the messages about no account (the holder of shard 0 does)."""
-        ...
-
     def refused(self) -> None:
         """The database refused a fenced write (counted; the keeper checks its leases at once)."""
         ...

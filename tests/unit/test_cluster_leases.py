@@ -188,3 +188,33 @@ async def test_a_stopping_instance_hands_its_shards_over_at_the_next_round(journ
         assert b.running == set(range(SHARDS))
         epochs = await _count(journal_url, "SELECT MIN(epoch) FROM leases")
         assert epochs == 2, "each shard's epoch grew at the handover"
+
+
+async def test_cut_off_from_the_database_an_instance_keeps_watching_and_alerting_but_sends_nothing(
+    journal_url: str,
+) -> None:
+    from tests.unit.test_postgres_failures import Partition
+
+    shard = shard_of("acct", SHARDS)
+    async with Partition(journal_url) as partition, member(partition.url, "a", ["acct"]) as a:
+        await a.keeper._round()
+        assert shard in a.running
+        partition.cut()
+        a.clock.now += TTL_S + 1  # the lease runs out while the database cannot be asked
+        await a.keeper._round()  # each call waits out its bound: renewal, then heartbeat
+        # Blind would be worse than told twice: the account is still watched, its alerts go out from memory...
+        assert shard in a.running and a.keeper.status()["held"][0]["orphaned"]
+        alert = await a.journal.record_alert(_alert(1), ["hook"], 1.0)
+        assert alert is not None and a.keeper.may_deliver(alert)
+        assert [d.alert.sequence for d in await a.journal.due_deliveries(2.0)] == [1]
+        # ...but nothing goes to the exchange: another instance may hold the account by now.
+        assert "cannot be reached" in (a.keeper.may_send("acct") or "")
+
+        async with member(journal_url, "b", ["acct"]) as b:
+            await _expire(journal_url, shard)
+            await b.keeper._round()
+            assert shard in b.running
+            partition.heal()
+            await a.keeper._round()  # the database answers: the lease is b's now
+            assert shard not in a.running
+            assert not a.keeper.may_deliver(alert)
