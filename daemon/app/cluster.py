@@ -156,15 +156,24 @@ class ShardKeeper:
     async def run(self) -> None:
         """Renew, take and give up leases every `renew_interval_s` (at once when a write was refused), until
         cancelled; then `stop` hands everything over."""
-        await self.store.register_accounts(self.shard_of)
+        interval = self.settings.renew_interval_s
+        registered = False
         while True:
             self._wake.clear()
-            await self._round()
+            registered = registered or await self._registered_accounts()
+            if registered:
+                await self._round()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(
-                    self.settings.renew_interval_s
-                ):  # not wait_for: see test_cancellation
+                async with asyncio.timeout(interval):  # not wait_for: see tests/unit/test_cancellation.py
                     await self._wake.wait()
+
+    async def _registered_accounts(self) -> bool:
+        try:
+            await self.store.register_accounts(self.shard_of)
+        except _UNREACHABLE as exc:
+            log.warning("cluster registration failed; trying again", error=f"{type(exc).__name__}: {exc}")
+            return False
+        return True
 
     async def _round(self) -> None:
         await self._renew()

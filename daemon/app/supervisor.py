@@ -207,7 +207,11 @@ class Daemon:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=self.settings.daemon.shutdown_timeout_s)
+            # Bounded well inside a renewal interval: the keeper waits here, and its other leases must not run
+            # out meanwhile. A runner still finishing is harmless: its writes are fenced, its requests gated,
+            # and the next owner waits out the venue's window before it sends.
+            bound = min(self.settings.daemon.shutdown_timeout_s, self.settings.cluster.renew_interval_s / 2)
+            await asyncio.wait(tasks, timeout=bound)
         for account_id in gone:
             self._runner_tasks.pop(account_id, None)
         self.runners = [runner for runner in self.runners if runner.account_id not in gone]
