@@ -9,11 +9,16 @@ instance hands its shards over at the others' next round.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -218,3 +223,54 @@ async def test_cut_off_from_the_database_an_instance_keeps_watching_and_alerting
             await a.keeper._round()  # the database answers: the lease is b's now
             assert shard not in a.running
             assert not a.keeper.may_deliver(alert)
+
+
+async def test_marginguard_cluster_shows_instances_shards_owners_and_epochs(
+    journal_url: str, tmp_path: Path
+) -> None:
+    accounts = [f"acct{n}" for n in range(8)]
+    config = tmp_path / "marginguard.toml"
+    config.write_text(
+        f'[daemon]\njournal_url = "{journal_url}"\nstorage_path = "{tmp_path / "j.sqlite"}"\n'
+        f"[cluster]\nenabled = true\nshards = {SHARDS}\n"
+    )
+    async with member(journal_url, "a", accounts) as a, member(journal_url, "b", accounts) as b:
+        await b.keeper.store.leave()
+        await a.keeper._round()
+        await b.keeper._round()
+        await a.keeper._round()
+        await b.keeper._round()
+        answer = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "daemon", "cluster", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert answer.returncode == 0, answer.stderr
+        document = json.loads(answer.stdout)  # piped: JSON
+        live = {i["name"]: i for i in document["instances"] if not i["stopped"]}
+        assert set(live) == {"a", "b"}
+        owners = {s["shard"]: s["owner"] for s in document["shards"]}
+        assert owners == {
+            **dict.fromkeys(sorted(a.running), "a"),
+            **dict.fromkeys(sorted(b.running), "b"),
+        }
+        assert live["a"]["shards_held"] == len(a.running) and live["b"]["shards_held"] == len(b.running)
+        assert all(s["epoch"] >= 1 and s["lease_left_s"] > 0 for s in document["shards"])
+        assert sum(s["accounts"] for s in document["shards"]) == len(accounts)
+        assert journal_url not in answer.stdout + answer.stderr
+
+
+async def test_marginguard_cluster_refuses_a_single_daemon_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "marginguard.toml"
+    config.write_text(f'[daemon]\nstorage_path = "{tmp_path / "j.sqlite"}"\n')
+    answer = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "daemon", "cluster", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert answer.returncode == 2
+    assert "cluster.enabled" in answer.stderr and answer.stdout == ""
