@@ -282,7 +282,8 @@ class ShardKeeper:
         """This instance's part of /status."""
         now = self.clock()
         return {
-            "instance": self.name,
+            "instance": self.settings.name(),
+            "lease_owner": self.name,
             "live_instances": list(self.live),
             "shards": self.settings.shards,
             "registered": self.registered,

@@ -83,7 +83,7 @@ class Daemon:
         try:
             store = await LeaseStore.open(
                 url,
-                settings.cluster.name(),
+                settings.cluster.lease_owner(),
                 settings.cluster.lease_ttl_s,
                 settings.cluster.shards,
                 timeout_s=settings.cluster.renew_interval_s,

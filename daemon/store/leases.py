@@ -131,6 +131,10 @@ class LeaseStore:
                 "INSERT INTO leases (shard) SELECT generate_series(0, $1 - 1) ON CONFLICT DO NOTHING",
                 self.shards,
             )
+            # Each start is a new owner: the rows of those gone for an hour are history nobody reads.
+            await conn.execute(
+                "DELETE FROM cluster_instances WHERE heartbeat_at < clock_timestamp() - interval '1 hour'"
+            )
             await conn.execute(
                 "INSERT INTO cluster_instances (name, host, pid, started_at, heartbeat_at)"
                 " VALUES ($1, $2, $3, clock_timestamp(), clock_timestamp())"
