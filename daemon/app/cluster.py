@@ -90,6 +90,7 @@ class ShardKeeper:
         self.handovers: dict[str, int] = {"gained": 0, "released": 0, "lost": 0}
         self._wake = asyncio.Event()
         self._stopping = False
+        self.unwatched: list[str] = []  # accounts of held shards this configuration lacks
         self.origin = ""  # the journal instance's origin: messages about this instance itself carry it
 
     # ---- the journal's Fencer ----
@@ -185,6 +186,7 @@ class ShardKeeper:
             log.warning("cluster heartbeat failed", error=f"{type(exc).__name__}: {exc}")
             return
         await self._rebalance(beat)
+        await self._check_configurations()
         self.registered = True
         self.metrics.shards_held.set(len(self.held))
 
@@ -244,6 +246,24 @@ class ShardKeeper:
             )
             await self._start(shard)
 
+    async def _check_configurations(self) -> None:
+        """Accounts another instance registered in shards held here that this instance's configuration lacks
+        (instances configured differently, as during a rollout that adds accounts): nobody watches them while
+        this instance holds their shard. Said loudly, and in /status."""
+        try:
+            registered = await self.store.accounts_in(self.held_shards())
+        except _UNREACHABLE:
+            return
+        unknown = sorted(set(registered) - set(self.shard_of))
+        if unknown != self.unwatched:
+            if unknown:
+                log.error(
+                    "accounts in this instance's shards are missing from its configuration: not watched until "
+                    "every instance has the same configuration",
+                    accounts=unknown,
+                )
+            self.unwatched = unknown
+
     async def _lose(self, shard: int, why: str) -> None:
         self.held.pop(shard, None)
         self.handovers["lost"] += 1
@@ -300,4 +320,5 @@ class ShardKeeper:
             ],
             "handovers": dict(self.handovers),
             "fencing_refusals": self.refusals,
+            "unwatched_accounts": list(self.unwatched),
         }

@@ -227,6 +227,8 @@ class Daemon:
                 if self.cluster.registered
                 else "joining the cluster"
             )
+            if self.cluster.unwatched:  # another instance's configuration has them: said, not hidden
+                reasons["cluster"] += "; not in this configuration: " + ", ".join(self.cluster.unwatched)
             ready = ready and self.cluster.registered
         return ready, reasons
 

@@ -161,6 +161,15 @@ class LeaseStore:
                 sorted(shard_of.items()),
             )
 
+    async def accounts_in(self, shards: Sequence[int]) -> list[str]:
+        """The accounts any instance registered in these shards."""
+        async with asyncio.timeout(self._timeout_s), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT account FROM account_shards WHERE shard = ANY($1::int[]) ORDER BY account",
+                list(shards),
+            )
+        return [str(r["account"]) for r in rows]
+
     async def beat(self) -> Beat:
         """Heartbeat; the live instances and the free shards as the database sees them now."""
         async with asyncio.timeout(self._timeout_s), self._pool.acquire() as conn:

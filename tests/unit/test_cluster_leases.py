@@ -274,3 +274,14 @@ async def test_marginguard_cluster_refuses_a_single_daemon_configuration(tmp_pat
     )
     assert answer.returncode == 2
     assert "cluster.enabled" in answer.stderr and answer.stdout == ""
+
+
+async def test_accounts_another_configuration_added_are_reported_by_the_instance_that_lacks_them(
+    journal_url: str,
+) -> None:
+    newer = ["old", "added-in-a-rollout"]
+    async with member(journal_url, "a", ["old"]) as a, member(journal_url, "b", newer) as b:
+        await b.keeper.store.leave()  # b is the new configuration, registered but not yet running
+        await a.keeper._round()  # a holds every shard, "added-in-a-rollout"'s included
+        assert a.keeper.unwatched == ["added-in-a-rollout"]
+        assert a.keeper.status()["unwatched_accounts"] == ["added-in-a-rollout"]
