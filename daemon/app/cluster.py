@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,10 @@ class HeldLease:
     orphaned: bool = False
 
 
-Runners = Callable[[int], Awaitable[None]]  # start or stop the accounts of a shard
+StartRunners = Callable[[int], Awaitable[None]]  # run the accounts of a shard
+# Stop (and await, briefly) the accounts of these shards: all at once, so that giving up many shards costs one
+# bounded wait, never one per shard while the leases kept wait for their renewal.
+StopRunners = Callable[[Collection[int]], Awaitable[None]]
 
 
 class ShardKeeper:
@@ -69,8 +72,8 @@ class ShardKeeper:
         windows: Mapping[str, float],
         metrics: Metrics,
         *,
-        start: Runners,
-        stop: Runners,
+        start: StartRunners,
+        stop: StopRunners,
         clock: Callable[[], float] = boot_clock,
     ) -> None:
         """`shard_of`: each configured account's shard; `windows`: each account's venue's signed validity window
@@ -198,13 +201,14 @@ class ShardKeeper:
             log.warning("lease renewal failed", error=f"{type(exc).__name__}: {exc}", held=len(self.held))
             renewed = None
         now = self.clock()
+        refused = []
         for shard, lease in list(self.held.items()):
             if renewed is not None and shard in renewed:
                 # Still ours (a lease that ran out here only by this instance's cautious count is not lost).
                 lease.deadline, lease.orphaned = asked + renewed[shard], False
             elif renewed is not None:
                 # Refused by the database (it expired, or another instance has it): its accounts stop at once.
-                await self._lose(shard, "the database refused its renewal")
+                refused.append(shard)
             elif now >= lease.deadline and not lease.orphaned:
                 lease.orphaned = True
                 log.error(
@@ -212,12 +216,14 @@ class ShardKeeper:
                     "on from memory, nothing is sent to the exchange, until the database answers",
                     shard=shard,
                 )
+        if refused:
+            await self._lose(refused, "the database refused their renewal")
 
     async def _rebalance(self, beat: Beat) -> None:
         self.live = beat.live
         wanted = plan(self.name, self.settings.shards, self.held, beat.free, beat.live)
-        for shard in wanted.release:
-            await self._release(shard)
+        if wanted.release:
+            await self._release(wanted.release)
         for shard in wanted.claim:
             asked = self.clock()
             try:
@@ -264,27 +270,31 @@ class ShardKeeper:
                 )
             self.unwatched = unknown
 
-    async def _lose(self, shard: int, why: str) -> None:
-        self.held.pop(shard, None)
-        self.handovers["lost"] += 1
-        self.metrics.handovers.labels("lost").inc()
-        log.error("shard lease lost: its accounts stop here", shard=shard, reason=why)
-        await self._stop(shard)
+    async def _lose(self, shards: Sequence[int], why: str) -> None:
+        for shard in shards:
+            self.held.pop(shard, None)
+        self.handovers["lost"] += len(shards)
+        self.metrics.handovers.labels("lost").inc(len(shards))
+        log.error("shard leases lost: their accounts stop here", shards=sorted(shards), reason=why)
+        await self._stop(shards)
 
-    async def _release(self, shard: int) -> None:
-        """Stop the shard's accounts here first, then give the lease up (nothing of ours is in flight)."""
-        lease = self.held.get(shard)
-        if lease is None:
+    async def _release(self, shards: Sequence[int]) -> None:
+        """Stop the shards' accounts here first, then give their leases up in one statement. Whatever a runner
+        still had in flight is harmless: its writes are fenced, its requests were sent only with a lease that
+        outlasts them, and the next owner waits out the venue's window before it sends."""
+        leases = {shard: self.held[shard].epoch for shard in shards if shard in self.held}
+        if not leases:
             return
-        await self._stop(shard)
-        self.held.pop(shard, None)
+        await self._stop(list(leases))
+        for shard in leases:
+            self.held.pop(shard, None)
         try:
-            await self.store.release({shard: lease.epoch})
-        except _UNREACHABLE as exc:  # it runs out on its own then
-            log.warning("lease release failed", shard=shard, error=f"{type(exc).__name__}: {exc}")
-        self.handovers["released"] += 1
-        self.metrics.handovers.labels("released").inc()
-        log.info("shard given up", shard=shard, epoch=lease.epoch)
+            await self.store.release(leases)
+        except _UNREACHABLE as exc:  # they run out on their own then
+            log.warning("lease release failed", shards=sorted(leases), error=f"{type(exc).__name__}: {exc}")
+        self.handovers["released"] += len(leases)
+        self.metrics.handovers.labels("released").inc(len(leases))
+        log.info("shards given up", shards=sorted(leases))
 
     async def stop(self) -> None:
         """At SIGTERM: stop every account here, give every lease up and leave the live set, so the other
@@ -294,8 +304,7 @@ class ShardKeeper:
         # their next round, rather than leaving them free until a round after that.
         with contextlib.suppress(*_UNREACHABLE):
             await self.store.leave()
-        for shard in sorted(self.held):
-            await self._release(shard)
+        await self._release(sorted(self.held))
         self.metrics.shards_held.set(0)
 
     def status(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -183,7 +183,7 @@ class Daemon:
             {a: quirks_for(account.exchange).signed_window_s for a, account in accounts.items()},
             self.metrics,
             start=self._start_shard,
-            stop=self._stop_shard,
+            stop=self._stop_shards,
         )
 
     async def _start_shard(self, shard: int) -> None:
@@ -199,10 +199,10 @@ class Daemon:
                 self._supervise(runner), name=f"runner-{account_id}"
             )
 
-    async def _stop_shard(self, shard: int) -> None:
-        """Stop the shard's runners and wait for them: nothing of theirs is in flight once this returns."""
+    async def _stop_shards(self, shards: Collection[int]) -> None:
+        """Stop the shards' runners and wait for them, briefly (see below)."""
         assert self.cluster is not None
-        gone = {a for a, s in self.cluster.shard_of.items() if s == shard}
+        gone = {a for a, s in self.cluster.shard_of.items() if s in shards}
         tasks = [task for account_id, task in self._runner_tasks.items() if account_id in gone]
         for task in tasks:
             task.cancel()

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,8 +71,8 @@ async def member(url: str, name: str, accounts: list[str]) -> AsyncIterator[Inst
     async def start(shard: int) -> None:
         running.add(shard)
 
-    async def stop(shard: int) -> None:
-        running.discard(shard)
+    async def stop(shards: Collection[int]) -> None:
+        running.difference_update(shards)
 
     keeper = ShardKeeper(
         store,
