@@ -247,6 +247,13 @@ class Connector:
         self._view = self._live.rebuild(self._state)
         self._publish(folded, changes)
 
+    def catch_up(self) -> None:
+        """Fold in, and bring the view up to date with, the newest mark ccxt holds for every held symbol that
+        the hub has not delivered yet: for a reader about to decide (no decision on a superseded mark)."""
+        self.hub.refresh({symbol for symbol, _side in self._state.legs})
+        if self._pending:
+            self._flush_marks()
+
     def _flush_marks(self) -> None:
         self._flush_scheduled = False
         if not self._pending:
