@@ -26,27 +26,25 @@ from daemon.app.account_metrics import AccountMetrics
 from daemon.app.account_silences import AccountSilences
 from daemon.app.deadlines import Deadlines, shared_deadlines
 from daemon.app.distance_history import DistanceHistory
-from daemon.app.executor import LEASE_HELD_BACK, PICTURE_STALE, TopUpExecutor
+from daemon.app.executor import TopUpExecutor
 from daemon.app.http import Metrics
 from daemon.app.incident_charts import ChartRenderer
 from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
+from daemon.app.runner_topups import TopUpSteps
 from daemon.core.alerts import Alert
 from daemon.core.events import MarkPrice
 from daemon.core.incident import IncidentRecorder
-from daemon.core.policy import decide, remembered_legs, risk_identity
+from daemon.core.policy import decide, remembered_legs
 from daemon.core.policy_deadline import muted, next_deadline
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
 from daemon.core.policy_stale import blind_streams
-from daemon.core.policy_topup import TopUpOutcome, announce_topup
 from daemon.core.state import AccountState, Change, ChangeKind, LegKey
-from daemon.core.topup import Refused, TopUp, TopUpDecision, TopUpLimits, decide_topup
-from daemon.core.types import MarginMode, Side
+from daemon.core.topup import TopUpLimits
 from daemon.core.view import AccountView, LegView
 from daemon.exchanges import mark_trace
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
-from daemon.exchanges.errors import ExchangeError, said
 from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.gateway import ExchangeGateway, GatewaySettings
 from daemon.exchanges.marketdata import MarketHub
@@ -54,16 +52,11 @@ from daemon.exchanges.records import AccountRecords
 from daemon.store import JournalPort
 from daemon.store.memory_codec import memory_from_json, memory_to_json
 
-# A top-up's margin is read back by a snapshot this soon after it was sent (its push may be lost).
-TOPUP_RECONCILE_S = 1.0
-
 log = structlog.get_logger("marginguard.runner")
 
 TICK_S = 1.0  # how often a runner looks while a top-up, a settlement or a leg's ending is in play
 # A deadline is acted on this much after it, so the policy's own comparison (now - since >= duration) holds.
 DEADLINE_SLACK_S = 0.002
-# Refusals not worth a message: a cooldown follows marginguard's own top-up (the position's risk alerts go on).
-_QUIET_REFUSALS = frozenset({"cooldown", PICTURE_STALE, LEASE_HELD_BACK})
 
 
 @dataclass(frozen=True)
@@ -78,7 +71,7 @@ class RunnerConfig:
     chart_sinks: frozenset[str] = frozenset()  # sinks that show incident charts: their messages wait for one
 
 
-class AccountRunner:
+class AccountRunner(TopUpSteps):
     def __init__(
         self,
         config: RunnerConfig,
@@ -387,102 +380,6 @@ class AccountRunner:
         text = await self.journal.load_memory(self.account_id)
         memory = PolicyMemory() if text is None else memory_from_json(text)
         return memory.numbered_at_least(await self.journal.max_sequences(self.account_id))
-
-    # ---- top-ups ----
-
-    async def _consider_topup(
-        self, gateway: ExchangeGateway, key: tuple[str, Side], silences: list[Silence]
-    ) -> None:
-        """Decide a top-up for one leg on the picture as it is at the moment of deciding: the step's awaits
-        (records, settlements, the balance read) may take seconds under retries, and a picture read before them
-        may show a leg that has since been liquidated, reopened or resized (money moved on a leg the exchange
-        had far from liquidation)."""
-        assert self.config.limits is not None and self.connector is not None
-        connector = self.connector
-        symbol, side = key
-        episode = self._memory.episode(risk_identity(self.account_id, symbol, side))
-        limits = self.config.limits
-
-        def decide_with(available: float | None) -> tuple[LegView | None, TopUpDecision | None]:
-            state, view = connector.state, connector.view
-            leg = view.leg(symbol, side.value)
-            if leg is None or key in self.endings.asking:
-                return None, None  # gone meanwhile: the policy tells how it ended
-            decision = decide_topup(
-                leg,
-                view,
-                limits,
-                self.executor.ledger,
-                self.clock(),
-                state=state,
-                available_balance=available,
-                episode=episode,
-            )
-            return leg, decision
-
-        leg, decision = decide_with(None)
-        if leg is not None and isinstance(decision, Refused) and decision.code == "balance_unknown":
-            # Every other rule passed: only now is the balance worth a REST call; then decide again on the
-            # picture as it is after that read.
-            leg, decision = decide_with(await self._available_balance(gateway, leg))
-        if leg is None or decision is None:
-            return
-        state = connector.state
-        if isinstance(decision, TopUp):
-            settle = self.connector.quirks.settle if self.connector else "USDT"
-            outcome = await self.executor.execute(gateway, self._records(), decision, state, settle)
-            await self._announce(leg, outcome, silences)
-            self._refresh_picture()
-        elif isinstance(decision, Refused) and decision.code not in _QUIET_REFUSALS:
-            await self._announce(leg, decision, silences)
-
-    def _refresh_picture(self) -> None:
-        """After margin moved (or may have): a snapshot soon, rather than waiting for the push that says so. A
-        push lost to a stall or a reconnect would leave the leg's margin and liquidation price wrong, and the
-        leg held from new decisions, until the periodic reconciliation."""
-        if self.connector is not None:
-            self.connector.feed.request_reconcile(after_s=TOPUP_RECONCILE_S)
-
-    async def _available_balance(self, gateway: ExchangeGateway, leg: LegView) -> float | None:
-        """The settle currency free to top up from (the transfer's source wallet for a cross leg); None when
-        it cannot be read, which refuses the top-up until the next tick asks again."""
-        wallet = None
-        if (
-            leg.facts.margin_mode is MarginMode.CROSS
-            and self.config.limits
-            and self.config.limits.cross_transfer_from
-        ):
-            wallet = self.config.limits.cross_transfer_from
-        try:
-            return await gateway.free_balance(gateway.quirks.settle, wallet)
-        except ExchangeError as exc:
-            log.warning(
-                "balance unavailable", account=self.account_id, error=type(exc).__name__, detail=said(exc)
-            )
-            return None
-
-    async def _announce(
-        self, leg: LegView | None, outcome: TopUpOutcome | None, silences: list[Silence]
-    ) -> None:
-        if outcome is None or leg is None:  # a gone leg: its liquidation or close is told by the policy
-            return
-        if isinstance(outcome, Refused) and outcome.code in _QUIET_REFUSALS:
-            log.info("top-up not sent", account=self.account_id, symbol=leg.key[0], reason=outcome.reason)
-            return
-        now = self.clock()
-        self._memory, alert = announce_topup(
-            self._memory,
-            leg,
-            outcome,
-            self.config.rules,
-            silences,
-            now,
-            account=self.account_id,
-            exchange=self.config.account.exchange,
-            currency=self.connector.quirks.settle if self.connector else "USDT",
-        )
-        if alert is not None:
-            await self._emit([alert], now)
 
     def _publish_metrics(self, state: AccountState, view: AccountView, full: bool) -> None:
         """Gauges on change; stream ages (which move with the clock alone) read at scrape time, the streams to

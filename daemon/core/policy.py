@@ -374,41 +374,8 @@ class _Run:
         sequence = self.sequences.get(identity.key, 0) + 1
         self.sequences[identity.key] = sequence
         severity = _SEVERITY.get(level, Severity.INFO)
-        alert = compose_alert(
+        alert = text.compose_alert(
             identity, kind, severity, level is Level.OK, figures, summary, self.now, self.exchange
         )
         self.alerts.append(replace(alert, sequence=sequence))
         return True
-
-
-def compose_alert(
-    identity: AlertIdentity,
-    kind: AlertKind,
-    severity: Severity,
-    resolved: bool,
-    figures: Figures,
-    summary: str,
-    now: float,
-    exchange: str,
-    action: str | None = None,
-) -> Alert:
-    """An alert about `identity` with its figures; sequence 0 until the sender numbers it."""
-    return Alert(
-        identity=identity,
-        kind=kind,
-        severity=severity,
-        resolved=resolved,
-        ts=now,
-        account=identity.account,
-        exchange=exchange,
-        symbol=identity.symbol,
-        side=identity.side,
-        contracts=figures.contracts,
-        mark_price=figures.mark_price,
-        liquidation_price=figures.liquidation_price,
-        distance=figures.distance,
-        margin_ratio=figures.margin_ratio,
-        action=action,
-        summary=summary,
-        sequence=0,
-    )
