@@ -192,17 +192,26 @@ class MarketHub:
             and getattr(client, "ssl_context", None) is None
         ):
             client.ssl_context = self.client.ssl_context  # one CA store per exchange, not one per account
-        if self._caches_learned:
+        learning = False
+        if not self._caches_learned:
+            await self._caches_lock.acquire()
+            # Those that queued behind the first client find the tables learned once it is done: they go on
+            # at once, side by side. Holding the lock through their requests too made every account's snapshot
+            # wait for the one before it (start-up grew linearly: 250 accounts took 38 s, 1,000 over 400 s).
+            learning = not self._caches_learned
+            if not learning:
+                self._caches_lock.release()
+        try:
             self._share_caches(client)
             yield
-            return
-        async with self._caches_lock:
-            self._share_caches(client)
-            yield
-            for key in SHARED_OPTION_CACHES:
-                if client.options.get(key) is not None and key not in self._caches:
-                    self._caches[key] = client.options[key]
-            self._caches_learned = True
+            if learning:
+                for key in SHARED_OPTION_CACHES:
+                    if client.options.get(key) is not None and key not in self._caches:
+                        self._caches[key] = client.options[key]
+                self._caches_learned = True
+        finally:
+            if learning:
+                self._caches_lock.release()
 
     def _share_caches(self, client: Any) -> None:
         for key, table in self._caches.items():
