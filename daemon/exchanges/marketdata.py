@@ -70,6 +70,15 @@ class HubSettings:
     )
     poll_every_s: float = 1.0  # for exchanges whose marks are polled over REST
     backoff: Backoff = field(default_factory=Backoff)
+    # How many accounts of the environment take their first snapshot at once (`adopted`). Each client keeps
+    # ccxt's own throttle (`enableRateLimit`: its `rateLimit` and per-endpoint costs, which ccxt models on one
+    # key's share of the venue's limits), but nothing in ccxt spans clients: without a bound, thousands of
+    # accounts would send their snapshots in the same instant from one address. Assumed: the venue limits
+    # public endpoints per IP and private ones per key (Bybit, OKX). Binance also counts signed requests
+    # against the IP's weight (2,400 a minute on USD-M; one snapshot weighs about 15): a bound on how many at
+    # once spreads the burst but does not keep thousands of Binance accounts behind one IP within it; that
+    # takes several addresses (cluster mode) or a longer reconciliation interval.
+    startup_concurrency: int = 64
 
 
 class MarketHub:
@@ -102,6 +111,7 @@ class MarketHub:
         self._caches: dict[str, Any] = {}
         self._caches_lock = asyncio.Lock()
         self._caches_learned = False
+        self._starting = asyncio.Semaphore(self.settings.startup_concurrency)
         self.markets_loads = 0  # how many times markets were fetched (one, once warmed)
         self.forced_reconnects = 0
 
@@ -182,8 +192,14 @@ class MarketHub:
 
         ccxt keeps such tables per client (Binance's leverage brackets: every symbol's brackets, fetched by
         the first fetch_positions); loaded once and shared, they cost one request and one copy per exchange.
-        The first client of the exchange holds the others back until it has loaded them.
+        The first client of the exchange holds the others back until it has loaded them; after it, at most
+        `HubSettings.startup_concurrency` clients are inside at once.
         """
+        async with self._starting, self._adopting(client):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _adopting(self, client: Any) -> AsyncIterator[None]:
         await self.load_markets()
         if not client.markets:
             share_markets(self.client, client)
