@@ -153,12 +153,13 @@ class AccountRunner(TopUpSteps):
         # Each run starts on a new picture: legs the memory knows that its first snapshot lacks went while no
         # run watched (a restarted runner as much as a restarted daemon), and are asked about like any leg that goes.
         self._restart_checked = False
-        gateway = ExchangeGateway(
-            self.config.account,
-            dry_run=self.config.dry_run,
-            settings=self.config.gateway,
-            records_symbols=self._watched_symbols,
-        )
+        async with self.hub.building():  # one client per pass of the event loop (see `MarketHub.building`)
+            gateway = ExchangeGateway(
+                self.config.account,
+                dry_run=self.config.dry_run,
+                settings=self.config.gateway,
+                records_symbols=self._watched_symbols,
+            )
         async with (
             gateway,
             Connector(
