@@ -43,6 +43,7 @@ from daemon.core.state import AccountState, Change, ChangeKind, LegKey
 from daemon.core.topup import TopUpLimits
 from daemon.core.view import AccountView, LegView
 from daemon.exchanges import mark_trace
+from daemon.exchanges.client import built_off_the_loop
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
 from daemon.exchanges.feeds import FeedSettings
@@ -153,13 +154,14 @@ class AccountRunner(TopUpSteps):
         # Each run starts on a new picture: legs the memory knows that its first snapshot lacks went while no
         # run watched (a restarted runner as much as a restarted daemon), and are asked about like any leg that goes.
         self._restart_checked = False
-        async with self.hub.building():  # one client per pass of the event loop (see `MarketHub.building`)
-            gateway = ExchangeGateway(
+        gateway = await built_off_the_loop(
+            lambda: ExchangeGateway(
                 self.config.account,
                 dry_run=self.config.dry_run,
                 settings=self.config.gateway,
                 records_symbols=self._watched_symbols,
             )
+        )
         async with (
             gateway,
             Connector(

@@ -112,7 +112,6 @@ class MarketHub:
         self._caches_lock = asyncio.Lock()
         self._caches_learned = False
         self._starting = asyncio.Semaphore(self.settings.startup_concurrency)
-        self._building = asyncio.Lock()
         self.markets_loads = 0  # how many times markets were fetched (one, once warmed)
         self.forced_reconnects = 0
 
@@ -198,17 +197,6 @@ class MarketHub:
         """
         async with self._starting, self._adopting(client):
             yield
-
-    @contextlib.asynccontextmanager
-    async def building(self) -> AsyncIterator[None]:
-        """Around building an account's client: one at a time, each followed by a pass of the event loop.
-
-        ccxt's constructor takes a few milliseconds of the event loop. Thousands of runners starting together
-        built all their clients in one pass of the loop, which held it for seconds (250 accounts: 3 s) while
-        the listener, the sockets and the timers waited; one client per pass keeps the loop turning."""
-        async with self._building:
-            yield
-            await asyncio.sleep(0)
 
     @contextlib.asynccontextmanager
     async def _adopting(self, client: Any) -> AsyncIterator[None]:
