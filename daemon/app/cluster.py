@@ -157,9 +157,13 @@ class ShardKeeper:
 
     # ---- the loop ----
 
+    def changed(self) -> None:
+        """Another instance released shards or left: look now, not at the next round."""
+        self._wake.set()
+
     async def run(self) -> None:
-        """Renew, take and give up leases every `renew_interval_s` (at once when a write was refused), until
-        cancelled; then `stop` hands everything over."""
+        """Renew, take and give up leases every `renew_interval_s` (at once when a write was refused, or another
+        instance gave shards up), until cancelled; then `stop` hands everything over."""
         interval = self.settings.renew_interval_s
         registered = False
         while True:

@@ -96,7 +96,10 @@ class Daemon:
         except BaseException:
             await journal.close()
             raise
-        return cls(settings, journal, clock, leases=store, metrics=metrics)
+        daemon = cls(settings, journal, clock, leases=store, metrics=metrics)
+        assert daemon.cluster is not None
+        await store.listen(url, daemon.cluster.changed)
+        return daemon
 
     def __init__(
         self,
@@ -265,8 +268,10 @@ class Daemon:
                         tasks.append(
                             group.create_task(self._supervise(runner), name=f"runner-{runner.account_id}")
                         )
+                    keeper = None
                     if self.cluster is not None:
-                        tasks.append(group.create_task(self.cluster.run(), name="cluster-leases"))
+                        keeper = group.create_task(self.cluster.run(), name="cluster-leases")
+                        tasks.append(keeper)
                     tasks.append(group.create_task(self._watchdog(), name="watchdog"))
                     systemd.notify("READY=1")
                     log.info("marginguard running", accounts=[r.account_id for r in self.runners])
@@ -274,11 +279,18 @@ class Daemon:
                     stopped_at = time.monotonic()
                     systemd.notify("STOPPING=1")
                     log.info("stopping")
+                    if self.cluster is not None and keeper is not None:
+                        # Hand over first: no more rounds, then the accounts stop (bounded) and the leases go
+                        # to the other instances now, not after the runners' and the outbox's shutdown.
+                        keeper.cancel()
+                        await asyncio.wait([keeper], timeout=1.0)
+                        with contextlib.suppress(Exception):
+                            await self.cluster.stop()
                     for task in [*tasks, *self._runner_tasks.values()]:
                         task.cancel()
         finally:
             if self.cluster is not None:
-                # The runners are stopped: the leases go to the other instances now, not after their TTL.
+                # Whatever is still held (a stop that did not get as far as the handover above) goes now.
                 with contextlib.suppress(Exception):
                     await self.cluster.stop()
                 await self.cluster.store.close()
