@@ -18,6 +18,8 @@ from daemon.core.state import AccountState
 from daemon.core.view import AccountView, LegView
 
 _OUT = (Freshness.DOWN, Freshness.STALE)
+# A leg with nothing written yet: no value equals it, so each gauge is written (or removed) once.
+_NOTHING: tuple[object, object, object] = (object(), object(), object())
 
 
 class AccountMetrics:
@@ -27,6 +29,8 @@ class AccountMetrics:
         self._legs: set[tuple[str, str]] = set()  # (symbol, side) with series published
         self._freshness: dict[str, Freshness] = {}
         self._published: dict[tuple[str, str], LegView] = {}  # what each leg's gauges show
+        # (distance, margin ratio, liquidation price) as written for each leg (None: the series is absent)
+        self._written: dict[tuple[str, str], tuple[float | None, float | None, float | None]] = {}
         self._view: AccountView | None = None
         self._health: object = None
         self._ages: dict[str, float] = {}  # stream -> its age at the last scrape (held while it reads None)
@@ -101,7 +105,7 @@ class AccountMetrics:
     def _publish_legs(self, view: AccountView) -> None:
         m, account = self.metrics, self.account_id
         held = set()
-        published = self._published
+        published, written = self._published, self._written
         for leg in view.legs:
             symbol, side = leg.key[0], leg.key[1].value
             held.add((symbol, side))
@@ -109,17 +113,25 @@ class AccountMetrics:
                 continue  # the same figures as written last time
             published[(symbol, side)] = leg
             risk = leg.risk
-            for gauge, value in (
-                (m.leg_distance, None if risk is None else risk.distance_to_liquidation),
-                (m.leg_margin_ratio, None if risk is None else risk.margin_ratio),
-                (m.leg_liquidation_price, None if risk is None else risk.liquidation_price),
+            values = (
+                (None, None, None)
+                if risk is None
+                else (risk.distance_to_liquidation, risk.margin_ratio, risk.liquidation_price)
+            )
+            before = written.get((symbol, side), _NOTHING)
+            for gauge, value, old in zip(
+                (m.leg_distance, m.leg_margin_ratio, m.leg_liquidation_price), values, before, strict=True
             ):
+                if value is old or (value == old and value != 0.0):  # (0.0 == -0.0, but reads apart)
+                    continue  # the gauge shows it already (an isolated leg's liquidation price stays put)
                 if value is None:
                     self._remove(gauge, account, symbol, side)
                 else:
                     gauge.labels(account, symbol, side).set(value)
+            written[(symbol, side)] = values
         for symbol, side in self._legs - held:
             published.pop((symbol, side), None)
+            written.pop((symbol, side), None)
             for gauge in (m.leg_distance, m.leg_margin_ratio, m.leg_liquidation_price):
                 self._remove(gauge, account, symbol, side)
         self._legs = held
