@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 
 from daemon.core.margin.account import (
     AccountTotals,
@@ -42,7 +42,7 @@ from daemon.core.margin.families import MarginFamily, family_for
 from daemon.core.margin.reach import Reach
 from daemon.core.margin.solver import Boundary, Stops, stops_around, walk_boundary
 from daemon.core.margin.terms import from_u, to_u
-from daemon.core.types import Account, AccountRisk, MarginMode, PositionRisk
+from daemon.core.types import Account, AccountRisk, MarginMode, Position, PositionRisk
 
 _ONE = 1 << 1074  # every finite double is a whole number of 2**-1074
 
@@ -75,8 +75,11 @@ class ExactSum:
             self._odd.remove(term)  # list.remove matches the very object first, so a NaN is found too
 
     def replace(self, old: float, new: float) -> None:
-        self.remove(old)
-        self.add(new)
+        if math.isfinite(old) and math.isfinite(new):
+            self._units += _units(new) - _units(old)  # the common case, in one step
+        else:
+            self.remove(old)
+            self.add(new)
 
     def value(self) -> float:
         if self._odd:
@@ -94,6 +97,43 @@ def _units(term: float) -> int:
     """A finite float as a whole number of 2**-1074."""
     numerator, denominator = term.as_integer_ratio()  # denominator: a power of two, at most 2**1074
     return numerator << (1075 - denominator.bit_length())
+
+
+def _at_mark(leg: Position, price: float) -> Position:
+    """`dataclasses.replace(leg, mark_price=price)`, built directly: this runs for every leg on every mark."""
+    return Position(
+        leg.symbol,
+        leg.side,
+        leg.contracts,
+        leg.contract_size,
+        leg.entry_price,
+        price,
+        leg.margin_mode,
+        leg.contract_type,
+        leg.leverage,
+        leg.isolated_margin,
+        leg.tiers,
+        leg.taker_fee_rate,
+        leg.max_leverage,
+    )
+
+
+# `_at_mark` names every field of `Position`: one added there must be added here too.
+assert [f.name for f in fields(Position)] == [
+    "symbol",
+    "side",
+    "contracts",
+    "contract_size",
+    "entry_price",
+    "mark_price",
+    "margin_mode",
+    "contract_type",
+    "leverage",
+    "isolated_margin",
+    "tiers",
+    "taker_fee_rate",
+    "max_leverage",
+], "Position's fields changed: update _at_mark"
 
 
 @dataclass(slots=True, eq=False)
@@ -190,7 +230,7 @@ class IncrementalAccount:
         family = self.family
         for kept in self._by_symbol.get(symbol, ()):
             for index in kept.indexes:
-                leg = replace(self._positions[index], mark_price=price)
+                leg = _at_mark(self._positions[index], price)
                 self._positions[index] = leg
                 pnl, requirement = (
                     leg_pnl_at_mark(leg),
