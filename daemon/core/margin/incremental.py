@@ -9,8 +9,8 @@ update touches only what depends on its symbol (O(legs of that symbol)):
 
 Figures are computed when asked, per leg, from what the full solve would use: a cross symbol's collateral is
 the wallet plus the totals less its own share (`cross_collateral`, as `groups_of`), and its liquidation price
-comes from the same walk over the same terms (`walk_boundary`). The semantics are the full solve's: a cross
-symbol's liquidation price holds every OTHER cross symbol at its mark (not a common move of all prices);
+comes from the same walk over the same terms (`walk_boundary`, done by `margin/walk.py` on terms kept per
+mark). The semantics are the full solve's: a cross symbol's liquidation price holds every OTHER cross symbol at its mark (not a common move of all prices);
 hedge legs of one symbol share one price; isolated legs stand alone on their own margin.
 
 What makes a read cheap: a group's terms per bracket never change (`GroupTerms`: fixed facts only), its stops
@@ -40,8 +40,9 @@ from daemon.core.margin.account import (
 )
 from daemon.core.margin.families import MarginFamily, family_for
 from daemon.core.margin.reach import Reach
-from daemon.core.margin.solver import Boundary, Stops, stops_around, walk_boundary
+from daemon.core.margin.solver import Boundary, stops_around
 from daemon.core.margin.terms import from_u, to_u
+from daemon.core.margin.walk import SegmentWalk
 from daemon.core.types import Account, AccountRisk, MarginMode, Position, PositionRisk
 
 _ONE = 1 << 1074  # every finite double is a whole number of 2**-1074
@@ -148,7 +149,7 @@ class _Kept:
     bankruptcy_u: float | None  # isolated: fixed; cross: derived when read
     symbol_pnl: float = 0.0  # cross: this symbol's share of the totals, at its mark
     symbol_requirement: float = 0.0
-    stops: Stops | None = None  # around the current mark; None after the mark moved
+    walk: SegmentWalk | None = None  # from the current mark (its stops and terms); None after the mark moved
     reach: Reach | None = None  # built on first read, kept for the model's life
     solved: tuple[int, Boundary, float | None] | None = field(
         default=None
@@ -243,7 +244,7 @@ class IncrementalAccount:
                     self._isolated_balance.replace(kept.collateral + self._pnl[index], kept.collateral + pnl)
                     self._isolated_requirement.replace(self._requirement[index], requirement)
                 self._pnl[index], self._requirement[index] = pnl, requirement
-            kept.stops = kept.solved = None
+            kept.walk = kept.solved = None
             if kept.cross:
                 before = kept.symbol_requirement
                 self._share(kept)
@@ -271,8 +272,9 @@ class IncrementalAccount:
             return solved[1], solved[2]
         first = self._positions[kept.indexes[0]]
         u_mark = to_u(first, first.mark_price)
-        if kept.stops is None:
-            kept.stops = stops_around(kept.terms.breakpoints, u_mark)
+        if kept.walk is None:
+            kept.walk = SegmentWalk(kept.terms, stops_around(kept.terms.breakpoints, u_mark))
+        walk = kept.walk
         if kept.cross:
             _v, total_pnl, total_requirement, _r = self._cross_totals()
             equity, collateral = cross_collateral(
@@ -283,11 +285,8 @@ class IncrementalAccount:
             collateral, bankruptcy_u = kept.collateral, kept.bankruptcy_u
         if kept.reach is None:
             kept.reach = Reach(kept.terms)
-        liquidation = walk_boundary(
-            kept.terms.gap(collateral),
-            kept.stops,
-            kept.price_of,
-            kept.reach.rootless_past_first(collateral, kept.stops),
+        liquidation = walk.boundary(
+            collateral, kept.price_of, kept.reach.rootless_past_first(collateral, walk.stops)
         )
         kept.solved = (version, liquidation, bankruptcy_u)
         return liquidation, bankruptcy_u
