@@ -10,8 +10,9 @@ update touches only what depends on its symbol (O(legs of that symbol)):
 Figures are computed when asked, per leg, from what the full solve would use: a cross symbol's collateral is
 the wallet plus the totals less its own share (`cross_collateral`, as `groups_of`), and its liquidation price
 comes from the same walk over the same terms (`walk_boundary`, done by `margin/walk.py` on terms kept per
-mark). The semantics are the full solve's: a cross symbol's liquidation price holds every OTHER cross symbol at its mark (not a common move of all prices);
-hedge legs of one symbol share one price; isolated legs stand alone on their own margin.
+mark). The semantics are the full solve's: a cross symbol's liquidation price holds every OTHER cross symbol
+at its mark (not a common move of all prices); hedge legs of one symbol share one price; isolated legs stand
+alone on their own margin.
 
 What makes a read cheap: a group's terms per bracket never change (`GroupTerms`: fixed facts only), its stops
 change only with its own mark, and `Reach` proves from the collateral alone when no bracket past the first
