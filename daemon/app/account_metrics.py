@@ -12,12 +12,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
 
+from prometheus_client import Gauge
+
 from daemon.app.http import Metrics
 from daemon.core.events import Freshness
 from daemon.core.state import AccountState
 from daemon.core.view import AccountView, LegView
 
 _OUT = (Freshness.DOWN, Freshness.STALE)
+# A leg with nothing written yet: no value equals it, so each gauge is written (or removed) once.
+_NOTHING: tuple[object, object, object] = (object(), object(), object())
 
 
 class AccountMetrics:
@@ -27,6 +31,11 @@ class AccountMetrics:
         self._legs: set[tuple[str, str]] = set()  # (symbol, side) with series published
         self._freshness: dict[str, Freshness] = {}
         self._published: dict[tuple[str, str], LegView] = {}  # what each leg's gauges show
+        # (distance, margin ratio, liquidation price) as written for each leg (None: the series is absent)
+        self._written: dict[tuple[str, str], tuple[float | None, float | None, float | None]] = {}
+        self._account_written: tuple[object, ...] = _NOTHING  # (positions, min distance, unknown legs)
+        # The labelled series this account writes, kept so that a write is no look-up by labels.
+        self._children: dict[tuple[Gauge, tuple[str, ...]], Gauge] = {}
         self._view: AccountView | None = None
         self._health: object = None
         self._ages: dict[str, float] = {}  # stream -> its age at the last scrape (held while it reads None)
@@ -76,17 +85,20 @@ class AccountMetrics:
 
     def _publish_account(self, view: AccountView) -> None:
         m, account = self.metrics, self.account_id
-        m.positions.labels(account).set(len(view.legs))
         distances = [
             leg.risk.distance_to_liquidation
             for leg in view.legs
             if leg.risk is not None and leg.risk.distance_to_liquidation is not None
         ]
-        if distances:
-            m.min_distance.labels(account).set(min(distances))
-        else:
-            self._remove(m.min_distance, account)
-        m.unknown_legs.labels(account).set(sum(1 for leg in view.legs if leg.risk is None))
+        values = (
+            float(len(view.legs)),
+            min(distances) if distances else None,
+            float(sum(1 for leg in view.legs if leg.risk is None)),
+        )
+        gauges = (m.positions, m.min_distance, m.unknown_legs)
+        for gauge, value, old in zip(gauges, values, self._account_written, strict=True):
+            self._write(gauge, (account,), value, old)
+        self._account_written = values
         self._publish_legs(view)
 
     def _publish_health(self, state: AccountState) -> None:
@@ -101,7 +113,7 @@ class AccountMetrics:
     def _publish_legs(self, view: AccountView) -> None:
         m, account = self.metrics, self.account_id
         held = set()
-        published = self._published
+        published, written = self._published, self._written
         for leg in view.legs:
             symbol, side = leg.key[0], leg.key[1].value
             held.add((symbol, side))
@@ -109,22 +121,39 @@ class AccountMetrics:
                 continue  # the same figures as written last time
             published[(symbol, side)] = leg
             risk = leg.risk
-            for gauge, value in (
-                (m.leg_distance, None if risk is None else risk.distance_to_liquidation),
-                (m.leg_margin_ratio, None if risk is None else risk.margin_ratio),
-                (m.leg_liquidation_price, None if risk is None else risk.liquidation_price),
+            values = (
+                (None, None, None)
+                if risk is None
+                else (risk.distance_to_liquidation, risk.margin_ratio, risk.liquidation_price)
+            )
+            before = written.get((symbol, side), _NOTHING)
+            labels = (account, symbol, side)
+            for gauge, value, old in zip(
+                (m.leg_distance, m.leg_margin_ratio, m.leg_liquidation_price), values, before, strict=True
             ):
-                if value is None:
-                    self._remove(gauge, account, symbol, side)
-                else:
-                    gauge.labels(account, symbol, side).set(value)
+                self._write(gauge, labels, value, old)
+            written[(symbol, side)] = values
         for symbol, side in self._legs - held:
             published.pop((symbol, side), None)
+            written.pop((symbol, side), None)
             for gauge in (m.leg_distance, m.leg_margin_ratio, m.leg_liquidation_price):
                 self._remove(gauge, account, symbol, side)
         self._legs = held
 
-    @staticmethod
-    def _remove(gauge: object, *labels: str) -> None:
+    def _write(self, gauge: Gauge, labels: tuple[str, ...], value: float | None, old: object) -> None:
+        """Set the series to `value` (None: remove it) unless it shows `old`, the value written last, already
+        (an isolated leg's liquidation price stays put). The labelled series is kept, not looked up again."""
+        if value is old or (value == old and value != 0.0):  # (0.0 == -0.0, but they read apart)
+            return
+        if value is None:
+            self._remove(gauge, *labels)
+            return
+        child = self._children.get((gauge, labels))
+        if child is None:
+            child = self._children[(gauge, labels)] = gauge.labels(*labels)
+        child.set(value)
+
+    def _remove(self, gauge: Gauge, *labels: str) -> None:
+        self._children.pop((gauge, labels), None)
         with contextlib.suppress(KeyError):
-            gauge.remove(*labels)  # type: ignore[attr-defined]
+            gauge.remove(*labels)

@@ -38,7 +38,7 @@ from daemon.core.policy import decide, remembered_legs
 from daemon.core.policy_deadline import muted, next_deadline
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
-from daemon.core.policy_stale import blind_streams
+from daemon.core.policy_stale import KindsMemo, blind_streams
 from daemon.core.state import AccountState, Change, ChangeKind, LegKey
 from daemon.core.topup import TopUpLimits
 from daemon.core.view import AccountView, LegView
@@ -118,6 +118,7 @@ class AccountRunner(TopUpSteps):
         self._silences_seen: list[Silence] | None = None
         self._scheduled_for: float | None = None
         self._seen: tuple[object, object] | None = None  # the legs and health mappings last decided on
+        self._kinds = KindsMemo()  # the streams' health by kind, for the next deadline (same inputs: reused)
 
     # ---- state the supervisor reads ----
 
@@ -293,6 +294,7 @@ class AccountRunner(TopUpSteps):
             now,
             account=self.account_id,
             held_symbols={symbol for symbol, _side in state.legs},
+            kinds_of=self._kinds,
         )
         if (
             self.config.limits is not None

@@ -12,12 +12,12 @@ something other than time (an unknown leg's grace while its streams are blind) a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from daemon.core.events import StreamHealth
 from daemon.core.policy_memory import Level, PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
-from daemon.core.policy_stale import kinds_health
+from daemon.core.policy_stale import KindHealth, kinds_health
 
 # The rule whose crossing waits `unknown_grace_s` instead of `min_duration_s` (policy.UNKNOWN_RULE).
 _GRACE_RULE = "figures_unknown"
@@ -32,15 +32,26 @@ def next_deadline(
     *,
     account: str,
     held_symbols: Iterable[str],
+    kinds_of: Callable[
+        [Mapping[str, StreamHealth], RuleSet, str, Iterable[str]], Iterable[KindHealth]
+    ] = kinds_health,
 ) -> float | None:
     """The earliest time after `now` at which `decide` could say something new with every input unchanged;
-    None when nothing waits on the clock."""
+    None when nothing waits on the clock. `kinds_of`: `kinds_health`, or a caller's memo of it (`KindsMemo`)."""
     due: list[float] = []
     muted = False
     for track in memory.tracks.values():
         identity = track.identity
         if identity.account != account:
             continue
+        warning, critical = track.warning, track.critical
+        if (
+            (warning.since is None or warning.held)
+            and (critical.since is None or critical.held)
+            and track.level is Level.OK
+            and track.notified is Level.OK
+        ):
+            continue  # nothing of this track waits on the clock (most tracks, most of the time)
         th = rules.resolve(account, identity.symbol)
         hold = th.unknown_grace_s if identity.rule == _GRACE_RULE else th.min_duration_s
         for crossing in (track.warning, track.critical):
@@ -52,7 +63,7 @@ def next_deadline(
         muted = muted or level is not track.notified
     if muted:
         due.extend(silence.until for silence in silences)
-    for kind in kinds_health(health, rules, account, held_symbols):
+    for kind in kinds_of(health, rules, account, held_symbols):
         due.extend(outage.blind_at for outage in kind.outages)
     return min((t for t in due if t > now), default=None)
 

@@ -32,10 +32,16 @@ class Crossing:
         return self.since is not None
 
     def step(self, beyond: bool, now: float, min_duration_s: float) -> Crossing:
+        # An unchanged crossing is returned as it is (a value: equal either way, and no object made per mark).
         if not beyond:
-            return Crossing()
+            return self if self.since is None and not self.held else _CLEAR
+        if self.since is not None and self.held:
+            return self
         since = self.since if self.since is not None else now
         return Crossing(since, self.held or now - since >= min_duration_s)
+
+
+_CLEAR = Crossing()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,17 +87,21 @@ class Track:
         self, warning: bool, critical: bool, now: float, min_duration_s: float, figures: Figures
     ) -> Track:
         """The track once the figures say `warning` / `critical` (already with hysteresis applied)."""
-        stepped = replace(
-            self,
-            warning=self.warning.step(warning or critical, now, min_duration_s),
-            critical=self.critical.step(critical, now, min_duration_s),
-            figures=figures,
-        )
+        stepped_warning = self.warning.step(warning or critical, now, min_duration_s)
         # An episode starts when the figures cross the warning threshold, before any minimum duration has passed:
         # a top-up triggered inside that threshold belongs to the episode even if the alert has not fired yet.
-        if not self.warning.beyond and stepped.warning.beyond:
-            return replace(stepped, episode=self.episode + 1)
-        return stepped
+        started = self.warning.since is None and stepped_warning.since is not None
+        # Built directly, not by `dataclasses.replace` (this runs for every leg on every mark).
+        return Track(
+            self.identity,
+            self.kind,
+            stepped_warning,
+            self.critical.step(critical, now, min_duration_s),
+            self.notified,
+            self.last_sent,
+            self.episode + 1 if started else self.episode,
+            figures,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,3 +118,36 @@ def kinds_health(
         threshold = rules.resolve(account, symbol).stale_after_s
         outages[kind].append(outage(stream, stream_health, threshold))
     return [KindHealth(kind, tuple(found), kind in refused) for kind, found in sorted(outages.items())]
+
+
+class KindsMemo:
+    """`kinds_health`, remembered while its inputs stay the same objects (a runner's health dict is replaced,
+    never changed in place, and most steps bring only marks): one per account, so the memo is not shared."""
+
+    __slots__ = ("_held", "_inputs", "_kinds")
+
+    def __init__(self) -> None:
+        self._inputs: tuple[object, ...] = ()
+        self._held: frozenset[str] = frozenset()
+        self._kinds: list[KindHealth] = []
+
+    def __call__(
+        self,
+        health: Mapping[str, StreamHealth],
+        rules: RuleSet,
+        account: str,
+        held_symbols: Iterable[str],
+    ) -> list[KindHealth]:
+        held = frozenset(held_symbols)
+        inputs = self._inputs
+        if (
+            inputs
+            and inputs[0] is health
+            and inputs[1] is rules
+            and inputs[2] == account
+            and held == self._held
+        ):
+            return self._kinds
+        self._kinds = kinds_health(health, rules, account, held)
+        self._inputs, self._held = (health, rules, account), held
+        return self._kinds

@@ -82,3 +82,24 @@ def test_an_outage_is_counted_once_however_many_steps_it_lasts() -> None:
     _publish(feed, gauges)
     assert _sample(metrics, "marginguard_stream_outages_total", stream="positions") == 2.0
     assert _sample(metrics, "marginguard_stream_stale", stream="positions") == 1.0
+
+
+def test_a_leg_closed_and_opened_again_has_its_series_written_again() -> None:
+    # Gauges are written only where a value changed, through labelled series kept between writes: a series
+    # removed with its leg must come back (not stay behind a kept, detached one) when the leg returns.
+    metrics = Metrics()
+    gauges = AccountMetrics(metrics, ACCOUNT)
+    feed = Feed()
+    feed.step(1.0, snapshot(1.0, isolated_long(BTC)), mark(1.0, 100.0))
+    _publish(feed, gauges)
+    btc = {"symbol": BTC, "side": "long"}
+    feed.step(2.0, closed(2.0, BTC))
+    _publish(feed, gauges)
+    assert _sample(metrics, "marginguard_leg_liquidation_price", **btc) is None
+    assert _sample(metrics, "marginguard_positions") == 0.0
+    assert _sample(metrics, "marginguard_min_distance_to_liquidation") is None
+    feed.step(3.0, snapshot(3.0, isolated_long(BTC)), mark(3.0, 100.0))
+    _publish(feed, gauges)
+    assert _sample(metrics, "marginguard_leg_liquidation_price", **btc) == LIQUIDATION
+    assert _sample(metrics, "marginguard_positions") == 1.0
+    assert _sample(metrics, "marginguard_min_distance_to_liquidation") is not None

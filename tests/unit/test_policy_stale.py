@@ -14,7 +14,7 @@ from daemon.core.alerts import Alert, AlertIdentity, AlertKind
 from daemon.core.events import Freshness, StreamHealth
 from daemon.core.policy_memory import Figures, Level, PolicyMemory, Track
 from daemon.core.policy_rules import RuleOverride, RuleSet
-from daemon.core.policy_stale import blind_streams
+from daemon.core.policy_stale import KindsMemo, blind_streams, kinds_health
 from tests.unit.account_feed import (
     ACCOUNT,
     BTC,
@@ -254,3 +254,21 @@ def test_readiness_counts_private_streams_and_the_marks_of_held_symbols_only() -
         "mark:BTC/USDT:USDT",
         "mark:ETH/USDT:USDT",
     ]
+
+
+def test_the_kinds_memo_answers_as_kinds_health_and_follows_new_inputs() -> None:
+    rules = RuleSet()
+    down = StreamHealth("mark:BTC/USDT:USDT", Freshness.DOWN, 1_000, "dropped")
+    health = {"positions": StreamHealth("positions", Freshness.FRESH, 1_000), down.stream: down}
+    memo = KindsMemo()
+    first = memo(health, rules, "acct", {"BTC/USDT:USDT"})
+    assert first == kinds_health(health, rules, "acct", {"BTC/USDT:USDT"})
+    assert memo(health, rules, "acct", ["BTC/USDT:USDT"]) is first  # the same inputs: remembered
+    assert memo(health, rules, "acct", set()) == kinds_health(health, rules, "acct", set())  # held changed
+    fresh = {**health, down.stream: replace(down, freshness=Freshness.FRESH)}  # a new health mapping
+    assert memo(fresh, rules, "acct", {"BTC/USDT:USDT"}) == kinds_health(
+        fresh, rules, "acct", {"BTC/USDT:USDT"}
+    )
+    assert memo(fresh, rules, "other", {"BTC/USDT:USDT"}) == kinds_health(
+        fresh, rules, "other", {"BTC/USDT:USDT"}
+    )

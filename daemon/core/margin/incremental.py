@@ -9,9 +9,10 @@ update touches only what depends on its symbol (O(legs of that symbol)):
 
 Figures are computed when asked, per leg, from what the full solve would use: a cross symbol's collateral is
 the wallet plus the totals less its own share (`cross_collateral`, as `groups_of`), and its liquidation price
-comes from the same walk over the same terms (`walk_boundary`). The semantics are the full solve's: a cross
-symbol's liquidation price holds every OTHER cross symbol at its mark (not a common move of all prices);
-hedge legs of one symbol share one price; isolated legs stand alone on their own margin.
+comes from the same walk over the same terms (`walk_boundary`, done by `margin/walk.py` on terms kept per
+mark). The semantics are the full solve's: a cross symbol's liquidation price holds every OTHER cross symbol
+at its mark (not a common move of all prices); hedge legs of one symbol share one price; isolated legs stand
+alone on their own margin.
 
 What makes a read cheap: a group's terms per bracket never change (`GroupTerms`: fixed facts only), its stops
 change only with its own mark, and `Reach` proves from the collateral alone when no bracket past the first
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 
 from daemon.core.margin.account import (
     AccountTotals,
@@ -40,9 +41,10 @@ from daemon.core.margin.account import (
 )
 from daemon.core.margin.families import MarginFamily, family_for
 from daemon.core.margin.reach import Reach
-from daemon.core.margin.solver import Boundary, Stops, stops_around, walk_boundary
+from daemon.core.margin.solver import Boundary, stops_around
 from daemon.core.margin.terms import from_u, to_u
-from daemon.core.types import Account, AccountRisk, MarginMode, PositionRisk
+from daemon.core.margin.walk import SegmentWalk
+from daemon.core.types import Account, AccountRisk, MarginMode, Position, PositionRisk
 
 _ONE = 1 << 1074  # every finite double is a whole number of 2**-1074
 
@@ -75,8 +77,11 @@ class ExactSum:
             self._odd.remove(term)  # list.remove matches the very object first, so a NaN is found too
 
     def replace(self, old: float, new: float) -> None:
-        self.remove(old)
-        self.add(new)
+        if math.isfinite(old) and math.isfinite(new):
+            self._units += _units(new) - _units(old)  # the common case, in one step
+        else:
+            self.remove(old)
+            self.add(new)
 
     def value(self) -> float:
         if self._odd:
@@ -96,6 +101,43 @@ def _units(term: float) -> int:
     return numerator << (1075 - denominator.bit_length())
 
 
+def _at_mark(leg: Position, price: float) -> Position:
+    """`dataclasses.replace(leg, mark_price=price)`, built directly: this runs for every leg on every mark."""
+    return Position(
+        leg.symbol,
+        leg.side,
+        leg.contracts,
+        leg.contract_size,
+        leg.entry_price,
+        price,
+        leg.margin_mode,
+        leg.contract_type,
+        leg.leverage,
+        leg.isolated_margin,
+        leg.tiers,
+        leg.taker_fee_rate,
+        leg.max_leverage,
+    )
+
+
+# `_at_mark` names every field of `Position`: one added there must be added here too.
+assert [f.name for f in fields(Position)] == [
+    "symbol",
+    "side",
+    "contracts",
+    "contract_size",
+    "entry_price",
+    "mark_price",
+    "margin_mode",
+    "contract_type",
+    "leverage",
+    "isolated_margin",
+    "tiers",
+    "taker_fee_rate",
+    "max_leverage",
+], "Position's fields changed: update _at_mark"
+
+
 @dataclass(slots=True, eq=False)
 class _Kept:
     """One group (a cross symbol, or an isolated leg) and what is remembered about it between reads."""
@@ -108,7 +150,7 @@ class _Kept:
     bankruptcy_u: float | None  # isolated: fixed; cross: derived when read
     symbol_pnl: float = 0.0  # cross: this symbol's share of the totals, at its mark
     symbol_requirement: float = 0.0
-    stops: Stops | None = None  # around the current mark; None after the mark moved
+    walk: SegmentWalk | None = None  # from the current mark (its stops and terms); None after the mark moved
     reach: Reach | None = None  # built on first read, kept for the model's life
     solved: tuple[int, Boundary, float | None] | None = field(
         default=None
@@ -190,7 +232,7 @@ class IncrementalAccount:
         family = self.family
         for kept in self._by_symbol.get(symbol, ()):
             for index in kept.indexes:
-                leg = replace(self._positions[index], mark_price=price)
+                leg = _at_mark(self._positions[index], price)
                 self._positions[index] = leg
                 pnl, requirement = (
                     leg_pnl_at_mark(leg),
@@ -203,7 +245,7 @@ class IncrementalAccount:
                     self._isolated_balance.replace(kept.collateral + self._pnl[index], kept.collateral + pnl)
                     self._isolated_requirement.replace(self._requirement[index], requirement)
                 self._pnl[index], self._requirement[index] = pnl, requirement
-            kept.stops = kept.solved = None
+            kept.walk = kept.solved = None
             if kept.cross:
                 before = kept.symbol_requirement
                 self._share(kept)
@@ -231,8 +273,9 @@ class IncrementalAccount:
             return solved[1], solved[2]
         first = self._positions[kept.indexes[0]]
         u_mark = to_u(first, first.mark_price)
-        if kept.stops is None:
-            kept.stops = stops_around(kept.terms.breakpoints, u_mark)
+        if kept.walk is None:
+            kept.walk = SegmentWalk(kept.terms, stops_around(kept.terms.breakpoints, u_mark))
+        walk = kept.walk
         if kept.cross:
             _v, total_pnl, total_requirement, _r = self._cross_totals()
             equity, collateral = cross_collateral(
@@ -243,11 +286,8 @@ class IncrementalAccount:
             collateral, bankruptcy_u = kept.collateral, kept.bankruptcy_u
         if kept.reach is None:
             kept.reach = Reach(kept.terms)
-        liquidation = walk_boundary(
-            kept.terms.gap(collateral),
-            kept.stops,
-            kept.price_of,
-            kept.reach.rootless_past_first(collateral, kept.stops),
+        liquidation = walk.boundary(
+            collateral, kept.price_of, kept.reach.rootless_past_first(collateral, walk.stops)
         )
         kept.solved = (version, liquidation, bankruptcy_u)
         return liquidation, bankruptcy_u

@@ -127,7 +127,7 @@ def walk_boundary(
         if (root := _first_root(terms_at, side, u_mark, here, skip)) is not None
     ]
     if not roots:
-        return Boundary(None, past=past, reason=_no_root(here.slope == 0.0 and stops.flat))
+        return Boundary(None, past=past, reason=no_root_reason(here.slope == 0.0 and stops.flat))
     mark = price_of(u_mark)
     return Boundary(min(roots, key=lambda root: abs(price_of(root) - mark)), past=past)
 
@@ -143,11 +143,11 @@ def affine_boundary(terms: Affine, u_mark: float) -> Boundary:
         root = segment_root(terms, u_mark, math.inf)
     past = terms.at(u_mark) <= 0.0
     if root is None:
-        return Boundary(None, past=past, reason=_no_root(terms.slope == 0.0))
+        return Boundary(None, past=past, reason=no_root_reason(terms.slope == 0.0))
     return Boundary(root, past=past)
 
 
-def _no_root(flat: bool) -> str:
+def no_root_reason(flat: bool) -> str:
     if flat:
         return "the margin balance does not move with this price"
     return "the margin covers any move of this price"
