@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import signal
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,7 @@ class Instance:
     daemon: DaemonProcess
     state: str = "running"  # running | stopped (SIGSTOP) | exited (SIGKILL, SIGTERM or on its own)
     signalled_at: float | None = None  # time.monotonic() of the last signal sent
+    signalled_wall: float | None = None  # and time.time() then (the simulator's and the journal's clock)
 
     @property
     def pid(self) -> int:
@@ -216,13 +217,15 @@ class Cluster:
 
     # ---- who holds what ----
 
-    def _ports(self, instances: Iterable[Instance]) -> dict[int, str]:
-        """Local port -> instance, for every connection of these instances' processes to the simulator."""
+    def ports(self, remote_port: int | None = None) -> dict[int, str]:
+        """Local port -> instance, for every connection of the live instances' processes to `remote_port` (the
+        simulator's unless given)."""
+        remote = self.sim.port if remote_port is None else remote_port
         ports: dict[int, str] = {}
-        for instance in instances:
+        for instance in self._alive():
             with contextlib.suppress(psutil.Error):
                 for conn in psutil.Process(instance.pid).net_connections("tcp"):
-                    if conn.raddr and conn.raddr.port == self.sim.port:
+                    if conn.raddr and conn.raddr.port == remote:
                         ports[conn.laddr.port] = instance.name
         return ports
 
@@ -237,7 +240,7 @@ class Cluster:
         requests = [(n, e) for n, e in enumerate(log[start:], start) if e.get("peer_port")]
         if not sessions and not requests:
             return
-        ports = self._ports(self._alive())
+        ports = self.ports()
         for session in sessions:
             if session.peer_port in ports:
                 self._session_owner[session.id] = ports[session.peer_port]
@@ -283,7 +286,8 @@ class Cluster:
         return time.monotonic() - started
 
     async def until(self, condition: Any, within_s: float, what: str) -> Any:
-        """`eventually` at this module's pace, failing with the tails of every instance's output."""
+        """`eventually` at this module's pace (`condition` may be a coroutine function), failing with the tails
+        of every instance's output."""
         try:
             return await _eventually_slow(condition, within_s, what)
         except AssertionError as failure:
@@ -307,7 +311,7 @@ class Cluster:
         instance = self.instances[name]
         self.resolve()  # name its sessions and requests while its sockets still exist
         instance.daemon.signal(signum)
-        instance.signalled_at = time.monotonic()
+        instance.signalled_at, instance.signalled_wall = time.monotonic(), time.time()
         if signum == signal.SIGSTOP:
             instance.state = "stopped"
         elif signum == signal.SIGCONT:
@@ -326,6 +330,10 @@ class Cluster:
         await self.instances[name].daemon.wait(within_s)
         self.instances[name].state = "exited"
         return takeover
+
+    async def freeze(self, name: str, within_s: float = 60.0) -> Takeover:
+        """SIGSTOP `name`; returns once every account it watched is watched by a running instance too."""
+        return await self._take_over(name, signal.SIGSTOP, within_s)
 
     async def _take_over(self, name: str, signum: int, within_s: float) -> Takeover:
         held = frozenset(self.held_by(name))
@@ -363,6 +371,8 @@ async def _eventually_slow(condition: Any, within_s: float, what: str) -> Any:
     deadline = time.monotonic() + within_s
     while True:
         value = condition()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:
