@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "daemon.app.test_alert_command",
     "daemon.app.demo_command",
     "daemon.app.receiver_command",
+    "daemon.app.cluster_command",
 )
 
 EXIT_USAGE = 2

@@ -59,6 +59,8 @@ from daemon.store import IntentRecord, JournalPort, JournalUnavailable
 # with it: relative tolerance (funding, fee rounding between a push and a read).
 PICTURE_MARGIN_TOLERANCE = 1e-3
 PICTURE_STALE = "picture_stale"
+# A cluster instance's lease does not leave room for a request now: another round of the runner tries again.
+LEASE_HELD_BACK = "lease"
 
 log = structlog.get_logger("marginguard.topup")
 
@@ -67,6 +69,10 @@ log = structlog.get_logger("marginguard.topup")
 READ_TIMEOUT_S = 12.0
 # While an unknown outcome cannot be settled, the records are asked again after 2, 4, 8 ... at most 30 s.
 _RECHECK_S, _RECHECK_MAX_S = 2.0, 30.0
+
+
+def _always() -> str | None:
+    return None
 
 
 @dataclass
@@ -103,6 +109,9 @@ class TopUpExecutor:
         self._seed_retry_at = -math.inf
         self._seed_failures = 0
         self._seed_problem = ""
+        # Why nothing may be sent to the exchange now (None: it may). In a cluster: this instance's lease of the
+        # account's shard must outlast the request (`daemon.app.cluster.ShardKeeper.may_send`).
+        self.may_send: Callable[[], str | None] = _always
 
     async def load(self) -> None:
         """Read what the journal holds of this account: its ledger, its unsettled intents, its seeding."""
@@ -197,7 +206,9 @@ class TopUpExecutor:
             return None
         item.told_unknown = True
         if item.record.intent_key in self._open:
-            await self.journal.settle_intent(item.record.intent_key, "unknown", reason, self.clock())
+            await self.journal.settle_intent(
+                item.record.intent_key, "unknown", reason, self.clock(), self.account_id
+            )
         return TopUpUnknown(topup_of(item.record, self.limits), reason)
 
     # ---- a new journal: the last day's top-ups, from the exchange ----
@@ -285,6 +296,9 @@ class TopUpExecutor:
         not_yet = self._not_yet(topup)
         if not_yet is not None:
             return not_yet
+        held_back = self.may_send()
+        if held_back is not None:
+            return Refused(LEASE_HELD_BACK, held_back)
         failure = self.journal.write_failure
         if failure is not None:
             return Refused(
@@ -350,6 +364,10 @@ class TopUpExecutor:
             amount=topup.amount,
             method=topup.method.value,
         )
+        held_back = self.may_send()  # again: the journal's write took time off the lease
+        if held_back is not None:
+            await self._finish(record, "failed", f"not sent: {held_back}")
+            return Refused(LEASE_HELD_BACK, held_back)
         try:
             if cross:
                 result = await actuator.transfer_to_futures(settle, topup.amount, topup.intent_key)
@@ -363,7 +381,7 @@ class TopUpExecutor:
                 "top-up answer lost", account=self.account_id, intent=topup.intent_key, error=said(exc)
             )
             await self.journal.settle_intent(
-                record.intent_key, "unknown", f"answer lost: {said(exc)}", self.clock()
+                record.intent_key, "unknown", f"answer lost: {said(exc)}", self.clock(), self.account_id
             )
             item = self._open[record.intent_key] = _Open(
                 with_status(record, "unknown"), contracts_before=contracts_before
@@ -389,7 +407,7 @@ class TopUpExecutor:
         """On the exchange's books now: counted from this moment, and its leg held until the picture shows it."""
         now = self.clock()
         self._open.pop(record.intent_key, None)
-        await self.journal.settle_intent(record.intent_key, "done", detail, now)
+        await self.journal.settle_intent(record.intent_key, "done", detail, now, self.account_id)
         entry = replace(
             ledger_entry(with_status(record, "done")),
             ts=now,
@@ -402,6 +420,6 @@ class TopUpExecutor:
     async def _finish(self, record: IntentRecord, status: str, detail: str) -> None:
         now = self.clock()
         self._open.pop(record.intent_key, None)
-        await self.journal.settle_intent(record.intent_key, status, detail, now)
+        await self.journal.settle_intent(record.intent_key, status, detail, now, self.account_id)
         self.ledger = self.ledger.record(replace(ledger_entry(with_status(record, status)), ts=now))
         self.metrics.topups.labels(self.account_id, status).inc()

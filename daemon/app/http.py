@@ -96,6 +96,21 @@ class Metrics:
             "1 while the journal can be written; 0 while alerts are held in memory and top-ups are paused",
             registry=r,
         )
+        # A cluster instance's leases (absent from a single daemon's metrics: they stay at 0 there).
+        self.shards_held = Gauge(
+            "marginguard_cluster_shards_held", "Account shards whose lease this instance holds", registry=r
+        )
+        self.handovers = Counter(
+            "marginguard_cluster_handovers",
+            "Shards taken (gained), given up (released) or lost (lease ran out or was refused)",
+            ["change"],
+            registry=r,
+        )
+        self.fencing_refusals = Counter(
+            "marginguard_cluster_fencing_refusals",
+            "Writes the database refused because this instance no longer held the account's shard",
+            registry=r,
+        )
 
 
 Readiness = Callable[[], tuple[bool, dict[str, str]]]

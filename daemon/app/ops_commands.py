@@ -160,7 +160,7 @@ def _status_lines(status: dict[str, Any], settings: Any) -> list[str]:
             )
     from daemon.app.silence_command import silences_in_force
 
-    return _table(rows) + [f"silenced: {silence}" for silence in silences_in_force(settings)]
+    return table_lines(rows) + [f"silenced: {silence}" for silence in silences_in_force(settings)]
 
 
 def run_history(args: argparse.Namespace) -> int:
@@ -175,6 +175,7 @@ def run_history(args: argparse.Namespace) -> int:
         settings.daemon.storage_path,
         settings.daemon.journal_url_value(),
         lambda journal: journal.history(args.limit),
+        shared=settings.cluster.enabled,
     )
     # Redacted on the way out too: entries written before a secret was configured (or rotated) may hold it.
     history = Redactor(secret_values(settings)).value(entries)
@@ -192,7 +193,7 @@ def run_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+def table_lines(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return [
         "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -201,4 +202,4 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
-    print("\n".join(_table(rows)))
+    print("\n".join(table_lines(rows)))

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from daemon.app.logging import configure_logging, register_secrets
     from daemon.app.settings import SettingsError, load_settings
     from daemon.app.settings_view import secret_values
-    from daemon.store.lock import JournalLock, JournalLocked
+    from daemon.store.leases import ClusterMismatch
+    from daemon.store.lock import JournalLock, JournalLocked, NoLock
 
     try:
         settings = load_settings(args.config, secrets_dir=args.secrets_dir)
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     register_secrets(secret_values(settings))
     configure_logging(settings.daemon.log_format, settings.daemon.log_level)
-    lock = JournalLock(settings.daemon.storage_path)
+    # A PostgreSQL journal has its own lock (one daemon) or leases (a cluster); storage_path is not used then.
+    lock = JournalLock(settings.daemon.storage_path) if settings.daemon.journal_url is None else NoLock()
     try:
         lock.acquire()
     except JournalLocked as error:
@@ -56,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(settings))
     except JournalLocked as error:  # the PostgreSQL journal's lock, taken when the journal opens
+        print(f"marginguard run: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except ClusterMismatch as error:
         print(f"marginguard run: {error}", file=sys.stderr)
         return EXIT_INVALID
     finally:

@@ -21,7 +21,7 @@ import structlog
 from daemon.app.account_metrics import AccountMetrics
 from daemon.app.account_silences import AccountSilences
 from daemon.app.distance_history import DistanceHistory
-from daemon.app.executor import PICTURE_STALE, TopUpExecutor
+from daemon.app.executor import LEASE_HELD_BACK, PICTURE_STALE, TopUpExecutor
 from daemon.app.http import Metrics
 from daemon.app.incident_charts import ChartRenderer
 from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
@@ -54,7 +54,7 @@ log = structlog.get_logger("marginguard.runner")
 
 TICK_S = 1.0
 # Refusals not worth a message: a cooldown follows marginguard's own top-up (the position's risk alerts go on).
-_QUIET_REFUSALS = frozenset({"cooldown", PICTURE_STALE})
+_QUIET_REFUSALS = frozenset({"cooldown", PICTURE_STALE, LEASE_HELD_BACK})
 
 
 @dataclass(frozen=True)

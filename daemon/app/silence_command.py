@@ -165,4 +165,9 @@ def _journal(settings: Any, use: Callable[[JournalPort], Awaitable[T]]) -> T:
     PostgreSQL's, keeps this short transaction apart from its own)."""
     from daemon.store.opening import use_journal
 
-    return use_journal(settings.daemon.storage_path, settings.daemon.journal_url_value(), use)
+    return use_journal(
+        settings.daemon.storage_path,
+        settings.daemon.journal_url_value(),
+        use,
+        shared=settings.cluster.enabled,
+    )

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -28,14 +29,20 @@ from daemon.app.settings_view import secret_values
 from daemon.app.status_view import status_document
 from daemon.app.wiring import feed_settings, hub_settings, rule_set, topup_limits
 from daemon.core.backoff import Backoff
+from daemon.core.shards import shard_of
 from daemon.exchanges.client import Environment, environment
 from daemon.exchanges.marketdata import MarketHub, hub_for
+from daemon.exchanges.quirks import quirks_for
 from daemon.notify import build_sink
 from daemon.notify.outbox import Outbox
 from daemon.notify.routing import Router
 from daemon.notify.sink import Sink, close_all
 from daemon.store import JournalPort
 from daemon.store.opening import open_journal
+
+if TYPE_CHECKING:
+    from daemon.app.cluster import ShardKeeper
+    from daemon.store.leases import LeaseStore
 
 log = structlog.get_logger("marginguard.supervisor")
 
@@ -63,17 +70,39 @@ def _describe(exc: BaseException) -> str:
 class Daemon:
     @classmethod
     async def open(cls, settings: Settings, clock: Callable[[], float] = time.time) -> Daemon:
-        """Open the configured journal (off the event loop) and build the daemon on it."""
+        """Open the configured journal (off the event loop) and build the daemon on it; in a cluster, join it
+        (`daemon.app.cluster`): the accounts then run as this instance's leases say."""
         redactor = Redactor(secret_values(settings))
-        journal = await open_journal(
-            settings.daemon.storage_path, settings.daemon.journal_url_value(), redact=redactor.text
-        )
-        return cls(settings, journal, clock)
+        url = settings.daemon.journal_url_value()
+        cluster = settings.cluster.enabled
+        journal = await open_journal(settings.daemon.storage_path, url, redact=redactor.text, shared=cluster)
+        if not cluster or url is None:
+            return cls(settings, journal, clock)
+        from daemon.store.leases import LeaseStore  # only a cluster loads it
+
+        try:
+            store = await LeaseStore.open(
+                url,
+                settings.cluster.name(),
+                settings.cluster.lease_ttl_s,
+                settings.cluster.shards,
+                timeout_s=settings.cluster.renew_interval_s,
+                connect_timeout_s=settings.cluster.renew_interval_s,
+            )
+        except BaseException:
+            await journal.close()
+            raise
+        return cls(settings, journal, clock, leases=store)
 
     def __init__(
-        self, settings: Settings, journal: JournalPort, clock: Callable[[], float] = time.time
+        self,
+        settings: Settings,
+        journal: JournalPort,
+        clock: Callable[[], float] = time.time,
+        leases: LeaseStore | None = None,
     ) -> None:
-        """Use `open`; `journal` is the port the runners, outbox and charts share (the daemon closes it)."""
+        """Use `open`; `journal` is the port the runners, outbox and charts share (the daemon closes it);
+        `leases`: this instance's lease tables in a cluster (None: one daemon runs every account)."""
         self.settings = settings
         self.clock = clock
         self._redactor = Redactor(secret_values(settings))
@@ -98,6 +127,9 @@ class Daemon:
         self.hubs: dict[Environment, MarketHub] = {}
         self.runners: list[AccountRunner] = []
         self.restarts: dict[str, int] = {}  # account -> how many times its runner failed and was restarted
+        self._configs: dict[str, RunnerConfig] = {}
+        self._hub_of: dict[str, MarketHub] = {}
+        self._wake_outbox = self.outbox.notify
         for account in settings.account_configs():
             where = environment(account)
             if where not in self.hubs:
@@ -112,25 +144,93 @@ class Daemon:
                 sinks_for=router.sinks_for,
                 chart_sinks=chart_sinks,
             )
-            self.runners.append(
-                AccountRunner(
-                    config,
-                    self.hubs[where],
-                    self.journal,
-                    self.metrics,
-                    self.outbox.notify,
-                    clock,
-                    self.charts,
-                )
+            self._configs[account.account_id] = config
+            self._hub_of[account.account_id] = self.hubs[where]
+        self.cluster: ShardKeeper | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._runner_tasks: dict[str, asyncio.Task[None]] = {}
+        if leases is None:
+            self.runners = [self._new_runner(account_id) for account_id in self._configs]
+        else:
+            self.cluster = self._keeper(leases)
+            journal.fence_with(self.cluster)  # type: ignore[attr-defined]  # a cluster's journal is PostgreSQL
+            self.outbox.may_deliver = self.cluster.may_deliver
+
+    def _new_runner(self, account_id: str) -> AccountRunner:
+        runner = AccountRunner(
+            self._configs[account_id],
+            self._hub_of[account_id],
+            self.journal,
+            self.metrics,
+            self._wake_outbox,
+            self.clock,
+            self.charts,
+        )
+        if self.cluster is not None:
+            runner.executor.may_send = functools.partial(self.cluster.may_send, account_id)
+        return runner
+
+    def _keeper(self, leases: LeaseStore) -> ShardKeeper:
+        from daemon.app.cluster import ShardKeeper
+
+        shards = self.settings.cluster.shards
+        accounts = {account.account_id: account for account in self.settings.account_configs()}
+        return ShardKeeper(
+            leases,
+            self.settings.cluster,
+            {account_id: shard_of(account_id, shards) for account_id in accounts},
+            {a: quirks_for(account.exchange).signed_window_s for a, account in accounts.items()},
+            self.metrics,
+            start=self._start_shard,
+            stop=self._stop_shard,
+        )
+
+    async def _start_shard(self, shard: int) -> None:
+        """Run the accounts of a shard this instance now holds, each on a runner of its own that reads the
+        account's memory and open top-ups from the journal afresh (the previous owner's)."""
+        assert self.cluster is not None and self._group is not None
+        for account_id, account_shard in sorted(self.cluster.shard_of.items()):
+            if account_shard != shard or account_id in self._runner_tasks:
+                continue
+            runner = self._new_runner(account_id)
+            self.runners.append(runner)
+            self._runner_tasks[account_id] = self._group.create_task(
+                self._supervise(runner), name=f"runner-{account_id}"
             )
+
+    async def _stop_shard(self, shard: int) -> None:
+        """Stop the shard's runners and wait for them: nothing of theirs is in flight once this returns."""
+        assert self.cluster is not None
+        gone = {a for a, s in self.cluster.shard_of.items() if s == shard}
+        tasks = [task for account_id, task in self._runner_tasks.items() if account_id in gone]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.settings.daemon.shutdown_timeout_s)
+        for account_id in gone:
+            self._runner_tasks.pop(account_id, None)
+        self.runners = [runner for runner in self.runners if runner.account_id not in gone]
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
         states = {runner.account_id: runner.readiness() for runner in self.runners}
-        return all(ready for ready, _ in states.values()), {k: reason for k, (_, reason) in states.items()}
+        reasons = {k: reason for k, (_, reason) in states.items()}
+        ready = all(ready for ready, _ in states.values())
+        if self.cluster is not None:
+            held = self.cluster.held_shards()
+            reasons["cluster"] = (
+                f"{len(held)} of {self.settings.cluster.shards} shards held"
+                if self.cluster.registered
+                else "joining the cluster"
+            )
+            ready = ready and self.cluster.registered
+        return ready, reasons
 
     async def status(self) -> dict[str, Any]:
         """Each account's legs with the model's figures, and what the status page shows (see `status_view`)."""
-        return await status_document(self.runners, self.journal, self._redactor.value, self.clock())
+        document = await status_document(self.runners, self.journal, self._redactor.value, self.clock())
+        if self.cluster is not None:
+            document["cluster"] = self.cluster.status()
+        return document
 
     async def run(self, stop: asyncio.Event) -> None:
         app = build_app(
@@ -144,12 +244,15 @@ class Daemon:
                 for hub in self.hubs.values():
                     await stack.enter_async_context(hub)
                 async with asyncio.TaskGroup() as group:
+                    self._group = group
                     tasks.append(group.create_task(self.outbox.run(), name="outbox"))
                     tasks.append(group.create_task(self.charts.run(), name="incident-charts"))
                     for runner in self.runners:
                         tasks.append(
                             group.create_task(self._supervise(runner), name=f"runner-{runner.account_id}")
                         )
+                    if self.cluster is not None:
+                        tasks.append(group.create_task(self.cluster.run(), name="cluster-leases"))
                     tasks.append(group.create_task(self._watchdog(), name="watchdog"))
                     systemd.notify("READY=1")
                     log.info("marginguard running", accounts=[r.account_id for r in self.runners])
@@ -157,9 +260,14 @@ class Daemon:
                     stopped_at = time.monotonic()
                     systemd.notify("STOPPING=1")
                     log.info("stopping")
-                    for task in tasks:
+                    for task in [*tasks, *self._runner_tasks.values()]:
                         task.cancel()
         finally:
+            if self.cluster is not None:
+                # The runners are stopped: the leases go to the other instances now, not after their TTL.
+                with contextlib.suppress(Exception):
+                    await self.cluster.stop()
+                await self.cluster.store.close()
             # Whatever the runners' shutdown left of the budget goes to the outbox (a margin kept for the rest).
             left = self.settings.daemon.shutdown_timeout_s - (time.monotonic() - stopped_at) - 1.0
             with contextlib.suppress(Exception):

@@ -107,6 +107,10 @@ class Outbox:
         attempted: Callable[[str, str], None] | None = None,
     ) -> None:
         self.journal = journal
+        # Whether this process may still deliver a message now (a cluster instance: only while it holds the
+        # account's shard, asked again just before each request; a message it may not send waits in the journal
+        # for the shard's owner).
+        self.may_deliver: Callable[[Alert], bool] = lambda alert: True
         self.attempted = attempted  # told (sink, "sent" | "refused" | "rate_limited" | "failed") per attempt
         self.sinks = dict(sinks)
         self.clock = clock
@@ -204,6 +208,8 @@ class Outbox:
             return len(queue)
         attempts = 0
         for delivery in queue:
+            if not self.may_deliver(delivery.alert):
+                break  # the shard moved on while this pass ran: the new owner sends it, in order
             attempts += 1
             outcome = await self._attempt(sink, delivery)
             if not await self._record(delivery, outcome):

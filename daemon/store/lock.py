@@ -61,3 +61,15 @@ class JournalLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class NoLock:
+    """For a PostgreSQL journal, which the database itself locks (or shares among a cluster's instances)."""
+
+    path = Path("/dev/null")
+
+    def acquire(self) -> None:
+        return None
+
+    def release(self) -> None:
+        return None

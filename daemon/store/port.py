@@ -5,9 +5,10 @@ It lists exactly the operations those callers use today. Every method is a corou
 make the event loop wait on a disk or a network. The attributes are plain reads of state the implementation
 keeps in memory (no database round trip).
 
-Seam for later: the writes that lead to an action (`record_alert`, `begin_intent`, `settle_intent`, the
-`mark_*` delivery outcomes) are the ones a cluster would fence on a lease epoch; they would take that token as
-one more keyword argument. Nothing here knows about shards or leases yet.
+In a cluster (PostgreSQL only) the writes that lead to an action (`record_alert`, `begin_intent`,
+`settle_intent`, `save_memory`, `record_seed`, the `mark_*` delivery outcomes) are fenced on the instance's lease
+of the account's shard and raise `daemon.store.leases.LeaseLost` when it is not held (see
+`PostgresJournal.fence_with`); the SQLite journal serves one daemon and fences nothing.
 """
 
 from __future__ import annotations
@@ -65,7 +66,12 @@ class JournalPort(Protocol):
 
     # -- top-up intents -----------------------------------------------------------------------------------------
     async def begin_intent(self, record: IntentRecord) -> bool: ...
-    async def settle_intent(self, intent_key: str, status: str, detail: str, now: float) -> None: ...
+    async def settle_intent(
+        self, intent_key: str, status: str, detail: str, now: float, account: str | None = None
+    ) -> None:
+        """`account`: the intent's, on which a cluster fences the write."""
+        ...
+
     async def intents(
         self, account: str | None = None, statuses: Sequence[str] | None = None, *, seeded: bool = False
     ) -> list[IntentRecord]: ...

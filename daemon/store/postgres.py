@@ -31,8 +31,9 @@ import structlog
 from daemon.core.alerts import Alert
 from daemon.store.codec import alert_from_json
 from daemon.store.journal_records import SEEDED_PREFIX, intent_params
+from daemon.store.leases import Fencer, LeaseLost, is_fence_refusal
 from daemon.store.postgres_charts import PostgresCharts
-from daemon.store.postgres_lock import PostgresLock
+from daemon.store.postgres_lock import PostgresLock, SharedAccess
 from daemon.store.postgres_outbox import SAVE_MEMORY, PostgresOutbox
 from daemon.store.postgres_schema import migrate
 from daemon.store.schema import UNSETTLED, IntentRecord, JournalUnavailable, SilenceRecord
@@ -76,7 +77,12 @@ def masked_url(url: str) -> str:
 
 class PostgresJournal(PostgresOutbox, PostgresCharts):
     def __init__(
-        self, pool: Any, lock: PostgresLock, url: str, redact: Callable[[str], str] | None, created: float
+        self,
+        pool: Any,
+        lock: PostgresLock | SharedAccess,
+        url: str,
+        redact: Callable[[str], str] | None,
+        created: float,
     ) -> None:
         """Use `open`."""
         self._pool = pool
@@ -89,11 +95,21 @@ class PostgresJournal(PostgresOutbox, PostgresCharts):
         self._unreachable = False  # the failure is a database that does not answer: reads wait for probe too
         self._spill = Spill()
         self._writing = asyncio.Lock()  # one write at a time, in the order issued, as SQLite's one thread
+        # A cluster instance's leases: every action-leading write is fenced on them (None: one daemon, no fence).
+        self._fencer: Fencer | None = None
+        self._delivery_accounts: dict[int, str] = {}  # a due delivery's account, for its outcome's fence
 
     @classmethod
-    async def open(cls, url: str, redact: Callable[[str], str] | None = None) -> PostgresJournal:
-        """Take the journal's lock (`PostgresJournalLocked` when another daemon holds it), then migrate."""
-        lock = PostgresLock(url, masked_url(url), CONNECT_TIMEOUT_S, COMMAND_TIMEOUT_S)
+    async def open(
+        cls, url: str, redact: Callable[[str], str] | None = None, *, shared: bool = False
+    ) -> PostgresJournal:
+        """Take the journal's lock (`PostgresJournalLocked` when another daemon holds it), then migrate.
+        `shared`: a cluster's journal, which several instances open at once (their leases keep them apart)."""
+        lock: PostgresLock | SharedAccess = (
+            SharedAccess()
+            if shared
+            else PostgresLock(url, masked_url(url), CONNECT_TIMEOUT_S, COMMAND_TIMEOUT_S)
+        )
         await lock.acquire()
         try:
             pool = await asyncpg.create_pool(
@@ -115,6 +131,19 @@ class PostgresJournal(PostgresOutbox, PostgresCharts):
             await lock.release()
             raise
         return cls(pool, lock, url, redact, created)
+
+    def fence_with(self, fencer: Fencer) -> None:
+        """From now on every action-leading write is conditional on this instance's lease of its account's shard
+        (`LeaseLost` otherwise), and the outbox sees only the deliveries of the shards held."""
+        self._fencer = fencer
+
+    def _fence(self, account: str) -> list[tuple[str, Sequence[Any]]]:
+        """The fence statement for a write about `account` (none for one daemon, or for a message about no
+        account); `LeaseLost` at once when the shard is not held here at all."""
+        if self._fencer is None:
+            return []
+        statement = self._fencer.fence(account)
+        return [] if statement is None else [statement]
 
     @property
     def write_failure(self) -> str | None:
@@ -174,6 +203,14 @@ class PostgresJournal(PostgresOutbox, PostgresCharts):
             async with asyncio.timeout(OPERATION_TIMEOUT_S), self._pool.acquire() as conn, conn.transaction():
                 moved = await self._flush_spill(conn)
                 yield conn
+        except asyncpg.PostgresError as exc:
+            if is_fence_refusal(exc):
+                if self._fencer is not None:
+                    self._fencer.refused()
+                raise LeaseLost(exc.args[0] if exc.args else str(exc)) from exc
+            if isinstance(exc, _UNAVAILABLE):
+                raise self._failed(exc) from exc
+            raise
         except _UNAVAILABLE as exc:
             raise self._failed(exc) from exc
         self._recovered(moved)
@@ -296,16 +333,19 @@ class PostgresJournal(PostgresOutbox, PostgresCharts):
     # -- top-up intents -----------------------------------------------------------------------------------------
 
     async def begin_intent(self, record: IntentRecord) -> bool:
-        return (await self._write([(_INSERT_INTENT, intent_params(record))]))[0] == "INSERT 0 1"
+        fence = self._fence(record.account)
+        return (await self._write([*fence, (_INSERT_INTENT, intent_params(record))]))[-1] == "INSERT 0 1"
 
-    async def settle_intent(self, intent_key: str, status: str, detail: str, now: float) -> None:
+    async def settle_intent(
+        self, intent_key: str, status: str, detail: str, now: float, account: str | None = None
+    ) -> None:
         detail = self.redact(detail)
         statement = (
             "UPDATE topup_intents SET status=$1, detail=$2, updated=$3 WHERE intent_key=$4",
             (status, detail, now, intent_key),
         )
         try:
-            await self._write([statement])
+            await self._write([*self._fence(account or ""), statement])
         except JournalUnavailable:
             self._spill.intent_updates[intent_key] = (status, detail, now)
 
@@ -337,7 +377,8 @@ class PostgresJournal(PostgresOutbox, PostgresCharts):
         return None if value is None else str(value)
 
     async def record_seed(self, account: str, spent: Sequence[IntentRecord], note: str) -> None:
-        statements: list[tuple[str, Sequence[Any]]] = [(_INSERT_INTENT, intent_params(r)) for r in spent]
+        statements = self._fence(account)
+        statements += [(_INSERT_INTENT, intent_params(r)) for r in spent]
         statements.append(
             (
                 "INSERT INTO meta (key, value) VALUES ('seeded:' || $1, $2)"
@@ -351,7 +392,7 @@ class PostgresJournal(PostgresOutbox, PostgresCharts):
 
     async def save_memory(self, account: str, payload: str, now: float) -> bool:
         try:
-            await self._write([(SAVE_MEMORY, (account, payload, now))])
+            await self._write([*self._fence(account), (SAVE_MEMORY, (account, payload, now))])
         except JournalUnavailable:
             return False
         return True

@@ -47,6 +47,22 @@ class PostgresJournalLocked(JournalLocked):
         self.holder = holder
 
 
+class SharedAccess:
+    """A cluster's journal: many instances at once, kept apart per account by leases (`leases.py`), so no
+    journal-wide lock; never lost."""
+
+    lost: str | None = None
+
+    async def acquire(self) -> None:
+        return None
+
+    async def check(self) -> bool:
+        return True
+
+    async def release(self) -> None:
+        return None
+
+
 class PostgresLock:
     def __init__(self, url: str, where: str, connect_timeout: float, command_timeout: float) -> None:
         """`where`: the URL without its password, the only form that appears in a message."""

@@ -18,6 +18,7 @@ import structlog
 
 from daemon.core.alerts import Alert
 from daemon.store.codec import alert_from_json, alert_row, same_message
+from daemon.store.leases import Fencer, LeaseLost
 from daemon.store.schema import Delivery, JournalUnavailable
 from daemon.store.spill import HeldRow, Pending, Spill
 
@@ -41,6 +42,11 @@ class PostgresOutbox:
     _spill: Spill
     _instance: str
     redact: Any
+    _fencer: Fencer | None
+    _delivery_accounts: dict[int, str]
+
+    def _fence(self, account: str) -> list[tuple[str, Sequence[Any]]]:
+        raise NotImplementedError
 
     def _transaction(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """A connection in a transaction, after writing what memory holds (bounded; under `_held`)."""
@@ -77,9 +83,12 @@ class PostgresOutbox:
             alert = replace(alert, origin=self._instance)
         held = hold or {}
         rows = [HeldRow(sink, max(now, held.get(sink, now))) for sink in sinks]
+        fence = self._fence(alert.account)
         async with self._held():
             try:
                 async with self._transaction() as conn:
+                    for sql, params in fence:
+                        await conn.execute(sql, *params)
                     stored = await self._insert_alert(conn, alert, rows)
                     if memory is not None:
                         await conn.execute(SAVE_MEMORY, memory[0], memory[1], now)
@@ -160,10 +169,22 @@ class PostgresOutbox:
         """Every pending delivery, oldest alert first, what memory holds included; only what memory holds while
         the database cannot be read."""
         try:
-            rows = await self._fetch(
-                "SELECT d.id, d.alert_id, d.sink, d.attempts, d.next_attempt_at, a.payload FROM deliveries d"
-                " JOIN alerts a ON a.id = d.alert_id WHERE d.status = 'pending' ORDER BY d.alert_id, d.id"
-            )
+            if self._fencer is None:
+                rows = await self._fetch(
+                    "SELECT d.id, d.alert_id, d.sink, d.attempts, d.next_attempt_at, a.payload FROM deliveries d"
+                    " JOIN alerts a ON a.id = d.alert_id WHERE d.status = 'pending' ORDER BY d.alert_id, d.id"
+                )
+            else:
+                # A cluster instance delivers the messages of the shards it holds, and the holder of shard 0
+                # those about no account (journal failures): each message has one deliverer.
+                rows = await self._fetch(
+                    "SELECT d.id, d.alert_id, d.sink, d.attempts, d.next_attempt_at, a.payload FROM deliveries d"
+                    " JOIN alerts a ON a.id = d.alert_id LEFT JOIN account_shards s ON s.account = a.account"
+                    " WHERE d.status = 'pending' AND (s.shard = ANY($1::int[]) OR (s.shard IS NULL AND $2))"
+                    " ORDER BY d.alert_id, d.id",
+                    self._fencer.held_shards(),
+                    self._fencer.delivers_unsharded(),
+                )
         except JournalUnavailable:
             rows = []
         return self._spill.overlay(rows)
@@ -183,6 +204,8 @@ class PostgresOutbox:
                 with contextlib.suppress(JournalUnavailable):  # sent without its chart rather than not at all
                     charts[alert_id] = await self._attached_chart(alert_id)
             alert = alert_from_json(payload) if isinstance(payload, str) else payload
+            if delivery_id >= 0:
+                self._delivery_accounts[delivery_id] = alert.account
             due.append(Delivery(delivery_id, alert_id, sink, attempts, alert, charts.get(alert_id)))
             if len(due) >= limit:
                 break
@@ -243,7 +266,17 @@ class PostgresOutbox:
             delivery_id = self._spill.journaled_id(delivery_id)
             if delivery_id >= 0:
                 try:
-                    await self._write_held([(sql, (*params, delivery_id))])
+                    fence = self._fence(self._delivery_accounts.pop(delivery_id, ""))
+                    await self._write_held([*fence, (sql, (*params, delivery_id))])
+                    return
+                except LeaseLost as exc:
+                    # The account's shard moved on while this was out: its new owner sends the message again
+                    # (the same idempotency key, for the receiver to drop) and records the outcome.
+                    log.warning(
+                        "delivery outcome not recorded: the shard moved on",
+                        delivery=delivery_id,
+                        why=str(exc),
+                    )
                     return
                 except JournalUnavailable:
                     pass

@@ -77,8 +77,44 @@ CREATE TABLE meta (
 );
 """
 
+# The cluster (`leases.py`): instances with their heartbeats, one lease row per shard, each account's shard, and
+# the fence every action-leading write runs in its own transaction. The fence locks the lease row FOR SHARE, so
+# an instance taking the shard over waits for that transaction, and sees its write, before it decides anything.
+_V2 = """
+CREATE TABLE cluster_instances (
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    heartbeat_at TIMESTAMPTZ NOT NULL,
+    stopped_at TIMESTAMPTZ
+);
+CREATE TABLE leases (
+    shard INTEGER PRIMARY KEY,
+    owner TEXT,
+    epoch BIGINT NOT NULL DEFAULT 0,
+    expires_at TIMESTAMPTZ NOT NULL DEFAULT 'epoch',
+    acquired_at TIMESTAMPTZ
+);
+CREATE TABLE account_shards (
+    account TEXT PRIMARY KEY,
+    shard INTEGER NOT NULL
+);
+CREATE FUNCTION marginguard_fence(p_shard INTEGER, p_owner TEXT, p_epoch BIGINT) RETURNS void AS $$
+BEGIN
+    PERFORM 1 FROM leases
+     WHERE shard = p_shard AND owner = p_owner AND epoch = p_epoch AND expires_at > clock_timestamp()
+       FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the lease of shard % at epoch % is not held by %', p_shard, p_epoch, p_owner
+            USING ERRCODE = 'MGL01';
+    END IF;
+END
+$$ LANGUAGE plpgsql;
+"""
+
 # Ordered: MIGRATIONS[n] takes the schema from version n to n + 1.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 
 # Any fixed number: the advisory lock openers take while they migrate.
 _MIGRATION_LOCK = 0x6D67_6A72  # "mgjr"

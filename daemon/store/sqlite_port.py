@@ -125,7 +125,9 @@ class SqliteJournal:
     async def begin_intent(self, record: IntentRecord) -> bool:
         return await self._run(self._journal.begin_intent, record)
 
-    async def settle_intent(self, intent_key: str, status: str, detail: str, now: float) -> None:
+    async def settle_intent(
+        self, intent_key: str, status: str, detail: str, now: float, account: str | None = None
+    ) -> None:
         await self._run(self._journal.settle_intent, intent_key, status, detail, now)
 
     async def intents(

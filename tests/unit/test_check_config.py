@@ -220,7 +220,7 @@ def test_a_misspelt_section_in_the_secrets_directory_is_refused(tmp_path: Path) 
     assert result.returncode == 2
     assert result.stderr == (
         f"config error: secret file {secrets / 'marginguard_rulez__warning_distance'}: unknown section 'rulez' "
-        "(known: daemon, accounts, rules, topup, sinks, routes)\n"
+        "(known: daemon, accounts, rules, topup, sinks, routes, cluster)\n"
     )
 
 
