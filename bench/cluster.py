@@ -103,6 +103,9 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="mg-cluster-"))
     lives = Lives()
     moved: list[ClusterAccount] = []
+    victims_of: dict[
+        str, str
+    ] = {}  # moved account -> the instance killed right after it was moved, if its own
     handovers: list[float] = []
     tx0, t0 = await transactions(url), time.monotonic()
     async with (
@@ -139,6 +142,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             for account in [*theirs, *others]:
                 move_to_distance(sim, account, TOPUP_DISTANCE)
                 moved.append(account)
+            victims_of.update({a.id: victim for a in theirs})
             lives.sample(cluster, victim)
             takeover = await cluster.kill(victim, within_s=120)
             handovers.append(takeover.seconds)
@@ -189,6 +193,22 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 or not first(webhook_alerts(receiver, a.id), "topup_done")
             ),
             overlapping_streams=len(overlaps(cluster)),
+            tx_per_s=(tx1 - tx0) / elapsed,
+            problems=[
+                {
+                    "account": a.id,
+                    "victims": victims_of.get(a.id, "-"),
+                    "margin_changes": changes[a.api_key],
+                    "alerts": [
+                        f"{d['kind']}/{d['severity']}{'/resolved' if d['resolved'] else ''}"
+                        for d in webhook_alerts(receiver, a.id)
+                    ],
+                }
+                for a in moved
+                if changes[a.api_key] != 1
+                or not first(webhook_alerts(receiver, a.id), "liquidation_risk")
+                or not first(webhook_alerts(receiver, a.id), "topup_done")
+            ],
         )
     return figures
 
@@ -216,13 +236,20 @@ def report(args: argparse.Namespace, figures: dict[str, Any], notes: dict[str, s
             f"{label:24s} {min(values):>7.3f} {statistics.median(values):>7.3f} "
             f"{percentile(values, 0.9):>7.3f} {max(values):>7.3f}"
         )
-    print(f"DB transactions/s per 1,000 accounts: {figures['db_tx_per_s_per_1000']:.1f}")
+    print(
+        f"DB transactions/s: {figures['tx_per_s']:.1f}, per 1,000 accounts: {figures['db_tx_per_s_per_1000']:.1f}"
+    )
     print(
         f"invariants over {figures['moved']} top-ups asked: double top-ups {figures['double_topups']}, "
         f"missing top-ups {figures['missing_topups']}, top-ups nobody asked for {figures['unasked_topups']}, "
         f"duplicate deliveries {figures['duplicate_deliveries']}, lost alerts {figures['lost_alerts']}, "
         f"streams open in two instances at once {figures['overlapping_streams']}"
     )
+    for problem in figures["problems"]:
+        print(
+            f"  {problem['account']} (moved before killing its owner: {problem['victims']}): "
+            f"{problem['margin_changes']} margin changes, alerts {problem['alerts']}"
+        )
 
 
 def main() -> None:

@@ -38,7 +38,6 @@ from tests.e2e.support import (
     DaemonProcess,
     account_for,
     config_document,
-    eventually,
     free_port,
     webhook_sink,
     write_config,
@@ -279,10 +278,26 @@ class Cluster:
         running = self.watchers()
         return all(len(running[a]) == 1 and everyone[a] == running[a] for a in running)
 
-    async def wait_all_watched(self, within_s: float) -> float:
-        """Until `all_watched_once`; returns how long it took."""
+    def balanced(self) -> bool:
+        """Every running instance watches a share of the accounts: at least a third of an even share (shards
+        fall to instances by hashing, so shares differ)."""
+        running = [name for name, i in self.instances.items() if i.running]
+        least = max(1, len(self.accounts) // (3 * max(1, len(running))))
+        counts = {name: 0 for name in running}
+        for owner in self.holders().values():
+            counts[owner] = counts.get(owner, 0) + 1
+        return all(count >= least for count in counts.values())
+
+    def settled(self) -> bool:
+        return self.all_watched_once() and self.balanced()
+
+    async def wait_all_watched(self, within_s: float, balanced: bool = True) -> float:
+        """Until `all_watched_once` (and, by default, `balanced`); returns how long it took."""
         started = time.monotonic()
-        await self.until(self.all_watched_once, within_s, "every account watched by exactly one instance")
+        condition = self.settled if balanced else self.all_watched_once
+        await self.until(
+            condition, within_s, "every account watched by exactly one instance, shares balanced"
+        )
         return time.monotonic() - started
 
     async def until(self, condition: Any, within_s: float, what: str) -> Any:
@@ -378,16 +393,3 @@ async def _eventually_slow(condition: Any, within_s: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within_s} s waiting for {what}")
         await asyncio.sleep(POLL_S)
-
-
-__all__ = [
-    "Cluster",
-    "ClusterAccount",
-    "Instance",
-    "Takeover",
-    "cluster_document",
-    "cluster_sim",
-    "eventually",
-    "mark_at_distance",
-    "move_to_distance",
-]

@@ -102,6 +102,25 @@ async def test_two_instances_share_the_accounts_and_one_takes_over_when_the_othe
         assert set(cluster.holders().values()) == {"mg-2"}
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="cluster bug: an instance releasing many shards stops them one at a time (about 0.5 s each) inside "
+    "its lease round, so it renews nothing meanwhile; the leases it keeps run out, the others take them while "
+    "its runners still stream, and it then loses them all (see the report of branch cluster-e2e)",
+)
+async def test_instances_that_join_late_get_their_share_and_no_account_is_watched_twice(
+    tmp_path: Path, journal_url: str
+) -> None:
+    async with running_cluster(tmp_path, journal_url, accounts=120, instances=1) as cluster:
+        await cluster.wait_all_watched(60)  # the first instance alone holds every shard
+        assert len(cluster.held_by("mg-1")) == 120
+        await cluster.start_instance("mg-2")
+        await cluster.start_instance("mg-3")
+        await cluster.wait_all_watched(90)
+        lost = [line for line in cluster.instances["mg-1"].daemon.output.splitlines() if "lease lost" in line]
+        assert overlaps(cluster) == [] and lost == [], (overlaps(cluster)[:3], lost[:3])
+
+
 @pytest.mark.slow
 async def test_three_instances_watch_each_of_300_accounts_once_and_take_over_a_killed_one(
     tmp_path: Path, journal_url: str
@@ -156,12 +175,20 @@ async def test_a_frozen_owner_past_its_lease_sends_and_writes_nothing_when_it_re
         await cluster.wait_all_watched(120)
         audit = JournalAudit(cluster, journal_url)
         assert "topup_intents" in await audit.install()
+
+        async def renewing() -> bool:  # every instance's lease round runs (not busy handing shards over)
+            renewed = {row["instance"] for row in await audit.rows() if row["tbl"] == "leases"}
+            return set(cluster.instances) <= renewed
+
+        await cluster.until(renewing, 30, "every instance to renew its leases")
         frozen = "mg-1"
         target = cluster.by_id[sorted(cluster.held_by(frozen))[0]]
         lost = {cluster.by_id[a].api_key for a in cluster.held_by(frozen)}
 
         takeover = await cluster.freeze(frozen, within_s=60)  # its leases lapse; the others take its accounts
         new_owner = takeover.new_owners[target.id]
+        # Its leases ran out while it was stopped (not before: it was renewing them).
+        assert takeover.seconds > LEASE_TTL_S - 2 * RENEW_S, takeover.seconds
         move_to_distance(cluster.sim, target, TOPUP)
         changes = [c for c in cluster.sim.engine.margin_changes if c["api_key"] == target.api_key]
 
@@ -226,4 +253,8 @@ async def test_a_frozen_owner_past_its_lease_sends_and_writes_nothing_when_it_re
         assert written == [], written[:5]
         unnamed = [row for row in await audit.rows() if row["instance"] == "?" and row["at"] >= resumed_wall]
         assert not unnamed, unnamed[:5]
+        # Not vacuous: the frozen instance was seen writing (its renewals) and sending before the freeze.
+        assert any(r["instance"] == frozen and r["at"] < resumed_wall for r in await audit.rows())
+        assert requests_from(cluster, frozen, 0.0), "no request of the frozen instance was ever named"
+
         assert duplicate_keys(cluster) == []
