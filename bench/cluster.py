@@ -2,8 +2,9 @@
 accounts; N times, with top-ups and alerts under way, one instance is SIGKILLed, the others take its accounts
 over, and a fresh instance joins in its place.
 
-Each cycle moves a few accounts into top-up territory (half of them the victim's) just before the kill: each
-of those accounts must get exactly one top-up (one margin change at the simulator per intent) and its alerts.
+Each cycle moves a few accounts into top-up territory and a few into warning (the victim's first) just before
+the kill: each top-up account must get exactly one top-up (one margin change at the simulator per intent) and its
+`topup_done` alert, each warning account its `liquidation_risk` alert and no top-up.
 The simulator, the webhook receiver and the bench share one event loop (tests/e2e/cluster_support.py); who
 watches an account comes from the simulator's connection log.
 
@@ -15,7 +16,7 @@ watches an account comes from the simulator's connection log.
              per 1,000 accounts, over the whole run;
   invariants double top-ups (an account moved once with more than one margin change), duplicate deliveries
              (one idempotency key received twice at the receiver), lost alerts (a moved account without its
-             `liquidation_risk` and `topup_done` alerts at the end).
+             expected alert at the end).
 
     .venv/bin/python bench/cluster.py --cycles 3 --accounts 60        # about 3 minutes
     .venv/bin/python bench/cluster.py                                 # 20 cycles over 300 accounts
@@ -47,6 +48,21 @@ from tests.e2e.support import first, webhook_alerts
 from tests.pg_server import test_database
 
 TOPUP_DISTANCE = 0.01  # below the top-up trigger (1.5 %) of tests/e2e/support.topup_section
+WARNING_DISTANCE = 0.025  # between the warning (3.5 %) and critical (2 %) distances: an alert, no top-up
+# What each kind of move must bring to the receiver. A jump straight into top-up territory is topped up before an
+# alert's minimum duration passes, so it brings `topup_done` (not `liquidation_risk`), as with one daemon.
+EXPECTED = {"topup": "topup_done", "alert": "liquidation_risk"}
+
+
+def _lines(cluster: Cluster, event: str) -> int:
+    """How many log lines of every instance, dead or alive, name `event`."""
+    return sum(i.daemon.output.count(event) for i in cluster.instances.values())
+
+
+def _changes_by_account(sim: Any, accounts: list[ClusterAccount]) -> list[dict[str, Any]]:
+    """The simulator's margin changes, each with its account id."""
+    by_key = {a.api_key: a.id for a in accounts}
+    return [{**c, "account": by_key.get(c["api_key"], "?")} for c in sim.engine.margin_changes]
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,9 +72,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cycles", type=int, default=20, help="kill cycles (20)")
     parser.add_argument("--accounts", type=int, default=300, help="simulated accounts (300)")
     parser.add_argument("--instances", type=int, default=3, help="instances (3)")
-    parser.add_argument("--moves", type=int, default=4, help="accounts moved into top-up per cycle (4)")
+    parser.add_argument(
+        "--moves", type=int, default=2, help="accounts moved per cycle into top-up and into warning, each (2)"
+    )
     parser.add_argument("--lease-ttl", type=float, default=10.0, help="cluster.lease_ttl_s (10)")
     parser.add_argument("--renew", type=float, default=2.5, help="cluster.renew_interval_s (2.5)")
+    parser.add_argument(
+        "--settle-timeout", type=float, default=180.0, help="seconds to wait for a settled cluster (180)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser.parse_args()
 
@@ -102,11 +123,12 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     sim, accounts = cluster_sim(args.accounts)
     work = Path(tempfile.mkdtemp(prefix="mg-cluster-"))
     lives = Lives()
-    moved: list[ClusterAccount] = []
+    moved: dict[str, str] = {}  # account id -> what it was moved into: "topup" or "alert" (each moved once)
     victims_of: dict[
         str, str
     ] = {}  # moved account -> the instance killed right after it was moved, if its own
     handovers: list[float] = []
+    rejoins: list[float] = []  # seconds from a fresh instance's start until the cluster is settled again
     tx0, t0 = await transactions(url), time.monotonic()
     async with (
         sim,
@@ -135,13 +157,15 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         for cycle in range(args.cycles):
             running = [n for n, i in cluster.instances.items() if i.running]
             victim = running[cycle % len(running)]
-            held = sorted(cluster.held_by(victim))
-            theirs = [a for a in (cluster.by_id[h] for h in held) if a not in moved][: args.moves // 2]
-            others = [a for a in accounts if a.id not in held and a not in moved and a not in theirs]
-            others = others[: args.moves - len(theirs)]
-            for account in [*theirs, *others]:
-                move_to_distance(sim, account, TOPUP_DISTANCE)
-                moved.append(account)
+            held = set(cluster.held_by(victim))
+            untouched = [a for a in accounts if a.id not in moved]
+            theirs = [a for a in untouched if a.id in held][: args.moves]
+            others = [a for a in untouched if a.id not in held][: 2 * args.moves - len(theirs)]
+            for number, account in enumerate([*theirs, *others]):
+                # alternately into top-up territory and into warning only, the victim's and the others' alike
+                kind = "topup" if number % 2 == 0 else "alert"
+                move_to_distance(sim, account, TOPUP_DISTANCE if kind == "topup" else WARNING_DISTANCE)
+                moved[account.id] = kind
             victims_of.update({a.id: victim for a in theirs})
             lives.sample(cluster, victim)
             takeover = await cluster.kill(victim, within_s=120)
@@ -155,17 +179,18 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             name = f"mg-{born}"
             await cluster.start_instance(name)
             lives.born(name)
-            await cluster.until(cluster.all_watched_once, 180, "every account watched once after the rejoin")
+            try:
+                rejoins.append(await cluster.wait_all_watched(args.settle_timeout))
+            except AssertionError as failure:
+                rejoins.append(float("inf"))
+                print(f"cycle {cycle + 1}: {str(failure).splitlines()[0]}", file=sys.stderr)
+                print(cluster.describe(), file=sys.stderr)
 
-        def settled() -> bool:
-            return all(
-                first(webhook_alerts(receiver, a.id), "liquidation_risk")
-                and first(webhook_alerts(receiver, a.id), "topup_done")
-                for a in moved
-            )
+        def delivered(account_id: str) -> bool:
+            return bool(first(webhook_alerts(receiver, account_id), EXPECTED[moved[account_id]]))
 
         try:
-            await cluster.until(settled, 90, "every moved account's alert and top-up")
+            await cluster.until(lambda: all(delivered(a) for a in moved), 90, "every moved account's alert")
         except AssertionError as failure:
             print(str(failure).splitlines()[0], file=sys.stderr)
         for name, instance in cluster.instances.items():
@@ -173,41 +198,44 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 lives.sample(cluster, name)
         elapsed = time.monotonic() - t0
         tx1 = await transactions(url)
-        changes = Counter(c["api_key"] for c in sim.engine.margin_changes)
+        changes = Counter(c["account"] for c in _changes_by_account(sim, accounts))
         keys = Counter(doc["idempotency_key"] for doc in webhook_alerts(receiver))
+        wanted = {a for a, kind in moved.items() if kind == "topup"}
+
+        def broken(account_id: str) -> bool:
+            return changes[account_id] != (1 if account_id in wanted else 0) or not delivered(account_id)
+
         figures.update(
             cycles=args.cycles,
             handover_s=handovers,
             cpu_share=lives.shares(),
+            tx_per_s=(tx1 - tx0) / elapsed,
             db_tx_per_s_per_1000=(tx1 - tx0) / elapsed / (args.accounts / 1000.0),
             elapsed_s=elapsed,
-            moved=len(moved),
-            double_topups=sum(1 for a in moved if changes[a.api_key] > 1),
-            missing_topups=sum(1 for a in moved if changes[a.api_key] == 0),
-            unasked_topups=sum(n for key, n in changes.items() if key not in {a.api_key for a in moved}),
+            topups_asked=len(wanted),
+            alerts_asked=len(moved),
+            double_topups=sum(1 for a in wanted if changes[a] > 1),
+            missing_topups=sum(1 for a in wanted if changes[a] == 0),
+            unasked_topups=sum(n for a, n in changes.items() if a not in wanted),
             duplicate_deliveries=sum(n - 1 for n in keys.values() if n > 1),
-            lost_alerts=sum(
-                1
-                for a in moved
-                if not first(webhook_alerts(receiver, a.id), "liquidation_risk")
-                or not first(webhook_alerts(receiver, a.id), "topup_done")
-            ),
+            lost_alerts=sum(1 for a in moved if not delivered(a)),
             overlapping_streams=len(overlaps(cluster)),
-            tx_per_s=(tx1 - tx0) / elapsed,
+            rejoin_s=rejoins,
+            leases_lost=_lines(cluster, "shard lease lost"),
+            runner_restarts=_lines(cluster, "account runner failed"),
             problems=[
                 {
-                    "account": a.id,
-                    "victims": victims_of.get(a.id, "-"),
-                    "margin_changes": changes[a.api_key],
+                    "account": a,
+                    "asked": moved[a],
+                    "victims": victims_of.get(a, "-"),
+                    "margin_changes": changes[a],
                     "alerts": [
                         f"{d['kind']}/{d['severity']}{'/resolved' if d['resolved'] else ''}"
-                        for d in webhook_alerts(receiver, a.id)
+                        for d in webhook_alerts(receiver, a)
                     ],
                 }
                 for a in moved
-                if changes[a.api_key] != 1
-                or not first(webhook_alerts(receiver, a.id), "liquidation_risk")
-                or not first(webhook_alerts(receiver, a.id), "topup_done")
+                if broken(a)
             ],
         )
     return figures
@@ -217,7 +245,7 @@ def report(args: argparse.Namespace, figures: dict[str, Any], notes: dict[str, s
     print(f"command: {command_line()}")
     print(
         f"{args.instances} instances, {args.accounts} accounts, {args.cycles} SIGKILL cycles, {args.moves} accounts "
-        f"moved into top-up per cycle; lease TTL {args.lease_ttl:g} s, renewal {args.renew:g} s"
+        f"moved into top-up and {args.moves} into warning per cycle; lease TTL {args.lease_ttl:g} s, renewal {args.renew:g} s"
     )
     print(f"load average before: {notes['load_before']}, after: {notes['load_after']}")
     print(f"all accounts watched once {figures['first_all_watched_s']:.1f} s after the first start")
@@ -228,6 +256,13 @@ def report(args: argparse.Namespace, figures: dict[str, Any], notes: dict[str, s
             f"{'handover s':24s} {min(hand):>7.2f} {statistics.median(hand):>7.2f} "
             f"{percentile(hand, 0.9):>7.2f} {max(hand):>7.2f}"
         )
+    rejoin = [r for r in figures["rejoin_s"] if r != float("inf")]
+    if rejoin:
+        print(
+            f"{'rejoin settled s':24s} {min(rejoin):>7.2f} {statistics.median(rejoin):>7.2f} "
+            f"{percentile(rejoin, 0.9):>7.2f} {max(rejoin):>7.2f}"
+        )
+    never = len(figures["rejoin_s"]) - len(rejoin)
     for label, values in (
         ("CPU core, lifetime", figures["cpu_share"]),
         ("CPU core, quiet window", figures["quiet_cpu_share"]),
@@ -240,14 +275,19 @@ def report(args: argparse.Namespace, figures: dict[str, Any], notes: dict[str, s
         f"DB transactions/s: {figures['tx_per_s']:.1f}, per 1,000 accounts: {figures['db_tx_per_s_per_1000']:.1f}"
     )
     print(
-        f"invariants over {figures['moved']} top-ups asked: double top-ups {figures['double_topups']}, "
+        f"invariants over {figures['topups_asked']} top-ups and {figures['alerts_asked']} alerts asked: double top-ups {figures['double_topups']}, "
         f"missing top-ups {figures['missing_topups']}, top-ups nobody asked for {figures['unasked_topups']}, "
         f"duplicate deliveries {figures['duplicate_deliveries']}, lost alerts {figures['lost_alerts']}, "
         f"streams open in two instances at once {figures['overlapping_streams']}"
     )
+    print(
+        f"cluster health: rejoins never settled {never}, shard leases lost {figures['leases_lost']}, "
+        f"account runner restarts {figures['runner_restarts']}"
+    )
     for problem in figures["problems"]:
         print(
-            f"  {problem['account']} (moved before killing its owner: {problem['victims']}): "
+            f"  {problem['account']} (asked: {problem['asked']}; moved before killing its owner: "
+            f"{problem['victims']}): "
             f"{problem['margin_changes']} margin changes, alerts {problem['alerts']}"
         )
 
