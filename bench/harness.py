@@ -245,6 +245,17 @@ async def ready_daemon(session: Any, port: int) -> bool:
     return ready
 
 
+async def healthy(session: Any, port: int) -> bool:
+    """Whether the daemon's /healthz answers 200 (its listener is up and nothing is broken)."""
+    import aiohttp
+
+    try:
+        async with session.get(f"http://127.0.0.1:{port}/healthz") as answer:
+            return bool(answer.status == 200)
+    except aiohttp.ClientError:
+        return False
+
+
 async def readiness(session: Any, port: int) -> tuple[bool, dict[str, Any]]:
     """/readyz: whether it answers 200, and its per-account reasons (empty while it does not answer)."""
     import aiohttp

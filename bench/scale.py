@@ -5,6 +5,8 @@ starts in a process of its own (pinned, with this bench, to CPU 0), then `margin
 configuration of every account (pinned to CPU 1; webhook sink to a receiver in this process), with the mark
 trace on (`MARGINGUARD_MARK_TRACE`). The simulator moves every mark once a second from the daemon's start on.
 
+  up         seconds from the process's start until /healthz answers 200 (the listener is up before ccxt is
+             imported and the accounts' clients are built);
   ready      seconds from the process's start until /readyz answers 200 (every account snapshotted, every
              stream fresh); not ready within `--ready-timeout`: the count is reported as never ready;
   CPU        the daemon's /proc utime+stime over `--seconds` of 1 Hz bursts, as a share of one core;
@@ -50,6 +52,7 @@ from bench.harness import (
     cpu_seconds,
     daemon_config,
     free_port,
+    healthy,
     load_average,
     pin,
     readiness,
@@ -121,6 +124,8 @@ async def measure(count: int, args: argparse.Namespace, receiver: Receiver) -> d
     try:
         async with aiohttp.ClientSession() as session:
             while True:
+                if "healthz_s" not in figures and await healthy(session, port):
+                    figures["healthz_s"] = time.monotonic() - started
                 ready, accounts = await readiness(session, port)
                 if ready:
                     figures["ready_s"] = time.monotonic() - started
@@ -211,7 +216,7 @@ def report(
     if baseline:
         print(f"one-account daemon: ready {baseline['ready_s']:.2f} s, RSS {base:.0f} MB")
     print(
-        f"{'accounts':>8s} {'ready s':>8s} {'CPU core':>8s} {'sim CPU':>8s} {'RSS MB':>7s} {'MB/acct*':>8s} "
+        f"{'accounts':>8s} {'up s':>5s} {'ready s':>8s} {'CPU core':>8s} {'sim CPU':>8s} {'RSS MB':>7s} {'MB/acct*':>8s} "
         f"{'burst p50':>9s} {'burst p99':>9s} {'leg p99':>8s} {'undecided':>9s} {'keeps up':>8s}"
     )
 
@@ -228,7 +233,7 @@ def report(
         )
 
         print(
-            f"{row['accounts']:>8d} {ready:>8s} {row.get('cpu_share', float('nan')):>8.2f} "
+            f"{row['accounts']:>8d} {row.get('healthz_s') or float('nan'):>5.2f} {ready:>8s} {row.get('cpu_share', float('nan')):>8.2f} "
             f"{row.get('sim_cpu_share', float('nan')):>8.2f} {row['rss_mb']:>7.0f} {per:>8.3f} "
             f"{ms(row, 'burst_p50_ms'):>9s} {ms(row, 'burst_p99_ms'):>9s} {ms(row, 'leg_p99_ms'):>8s} "
             f"{row.get('uncovered', '-')!s:>9s} {'yes' if row['keeps_up'] else 'no':>8s}"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from daemon.app.http import Metrics
 from daemon.app.settings_cluster import ROUND_TRIP_BUDGET_S, ClusterSettings
 from daemon.core.alerts import Alert
 from daemon.core.shards import plan
+from daemon.store import JournalUnavailable
 from daemon.store.leases import Beat, LeaseLost, LeaseStore, fence_params
 
 log = structlog.get_logger("marginguard.cluster")
@@ -50,9 +51,16 @@ class HeldLease:
     epoch: int
     deadline: float  # boot clock: the lease is gone from this moment on, whatever happens
     act_after: float  # boot clock: the previous owner's requests cannot land after this
+    # The lease ran out while the database could not be asked: its accounts are still watched and alerted on
+    # (from memory) but nothing is sent to an exchange and nothing is journaled, until the database answers and
+    # says who holds the shard now. Blind is worse than told twice.
+    orphaned: bool = False
 
 
-Runners = Callable[[int], Awaitable[None]]  # start or stop the accounts of a shard
+StartRunners = Callable[[int], Awaitable[None]]  # run the accounts of a shard
+# Stop (and await, briefly) the accounts of these shards: all at once, so that giving up many shards costs one
+# bounded wait, never one per shard while the leases kept wait for their renewal.
+StopRunners = Callable[[Collection[int]], Awaitable[None]]
 
 
 class ShardKeeper:
@@ -64,8 +72,8 @@ class ShardKeeper:
         windows: Mapping[str, float],
         metrics: Metrics,
         *,
-        start: Runners,
-        stop: Runners,
+        start: StartRunners,
+        stop: StopRunners,
         clock: Callable[[], float] = boot_clock,
     ) -> None:
         """`shard_of`: each configured account's shard; `windows`: each account's venue's signed validity window
@@ -85,6 +93,8 @@ class ShardKeeper:
         self.handovers: dict[str, int] = {"gained": 0, "released": 0, "lost": 0}
         self._wake = asyncio.Event()
         self._stopping = False
+        self.unwatched: list[str] = []  # accounts of held shards this configuration lacks
+        self.origin = ""  # the journal instance's origin: messages about this instance itself carry it
 
     # ---- the journal's Fencer ----
 
@@ -93,16 +103,17 @@ class ShardKeeper:
         if shard is None:
             return None  # a message about no configured account (the journal's own trouble)
         lease = self.held.get(shard)
+        if lease is not None and lease.orphaned:
+            raise JournalUnavailable("the database cannot be reached: who holds this account now is unknown")
         if lease is None or self.clock() >= lease.deadline:
             raise LeaseLost(f"this instance does not hold shard {shard} (account {account}) now")
         return fence_params(shard, self.name, lease.epoch)
 
     def held_shards(self) -> list[int]:
         now = self.clock()
-        return sorted(shard for shard, lease in self.held.items() if now < lease.deadline)
-
-    def delivers_unsharded(self) -> bool:
-        return 0 in self.held_shards()
+        return sorted(
+            shard for shard, lease in self.held.items() if now < lease.deadline and not lease.orphaned
+        )
 
     def refused(self) -> None:
         self.refusals += 1
@@ -117,6 +128,8 @@ class ShardKeeper:
         lease = None if shard is None else self.held.get(shard)
         if lease is None:
             return f"this instance does not hold the account's shard ({shard})"
+        if lease.orphaned:
+            return "the database cannot be reached: another instance may hold the account's shard by now"
         now = self.clock()
         if now < lease.act_after:
             return (
@@ -133,7 +146,10 @@ class ShardKeeper:
         """Whether this instance delivers `alert` now: its account's shard is held here (by the lease's
         deadline), or, for a message about no account, shard 0 is."""
         shard = self.shard_of.get(alert.account)
-        return 0 in self.held_shards() if shard is None else shard in self.held_shards()
+        if shard is None:  # about this instance itself (its journal's trouble): it tells it
+            return alert.origin == self.origin
+        lease = self.held.get(shard)
+        return lease is not None and (lease.orphaned or self.clock() < lease.deadline)
 
     def holds(self, account: str) -> bool:
         shard = self.shard_of.get(account)
@@ -144,15 +160,24 @@ class ShardKeeper:
     async def run(self) -> None:
         """Renew, take and give up leases every `renew_interval_s` (at once when a write was refused), until
         cancelled; then `stop` hands everything over."""
-        await self.store.register_accounts(self.shard_of)
+        interval = self.settings.renew_interval_s
+        registered = False
         while True:
             self._wake.clear()
-            await self._round()
+            registered = registered or await self._registered_accounts()
+            if registered:
+                await self._round()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(
-                    self.settings.renew_interval_s
-                ):  # not wait_for: see test_cancellation
+                async with asyncio.timeout(interval):  # not wait_for: see tests/unit/test_cancellation.py
                     await self._wake.wait()
+
+    async def _registered_accounts(self) -> bool:
+        try:
+            await self.store.register_accounts(self.shard_of)
+        except _UNREACHABLE as exc:
+            log.warning("cluster registration failed; trying again", error=f"{type(exc).__name__}: {exc}")
+            return False
+        return True
 
     async def _round(self) -> None:
         await self._renew()
@@ -164,6 +189,7 @@ class ShardKeeper:
             log.warning("cluster heartbeat failed", error=f"{type(exc).__name__}: {exc}")
             return
         await self._rebalance(beat)
+        await self._check_configurations()
         self.registered = True
         self.metrics.shards_held.set(len(self.held))
 
@@ -175,21 +201,29 @@ class ShardKeeper:
             log.warning("lease renewal failed", error=f"{type(exc).__name__}: {exc}", held=len(self.held))
             renewed = None
         now = self.clock()
+        refused = []
         for shard, lease in list(self.held.items()):
             if renewed is not None and shard in renewed:
-                lease.deadline = asked + renewed[shard]
-            elif renewed is not None or now >= lease.deadline:
-                # Refused by the database (it expired, or another instance has it), or ran out while the
-                # database could not be asked: its accounts stop at once.
-                await self._lose(
-                    shard, "the database refused its renewal" if renewed is not None else "it ran out"
+                # Still ours (a lease that ran out here only by this instance's cautious count is not lost).
+                lease.deadline, lease.orphaned = asked + renewed[shard], False
+            elif renewed is not None:
+                # Refused by the database (it expired, or another instance has it): its accounts stop at once.
+                refused.append(shard)
+            elif now >= lease.deadline and not lease.orphaned:
+                lease.orphaned = True
+                log.error(
+                    "lease ran out while the database cannot be reached: its accounts are watched and alerted "
+                    "on from memory, nothing is sent to the exchange, until the database answers",
+                    shard=shard,
                 )
+        if refused:
+            await self._lose(refused, "the database refused their renewal")
 
     async def _rebalance(self, beat: Beat) -> None:
         self.live = beat.live
         wanted = plan(self.name, self.settings.shards, self.held, beat.free, beat.live)
-        for shard in wanted.release:
-            await self._release(shard)
+        if wanted.release:
+            await self._release(wanted.release)
         for shard in wanted.claim:
             asked = self.clock()
             try:
@@ -218,27 +252,49 @@ class ShardKeeper:
             )
             await self._start(shard)
 
-    async def _lose(self, shard: int, why: str) -> None:
-        self.held.pop(shard, None)
-        self.handovers["lost"] += 1
-        self.metrics.handovers.labels("lost").inc()
-        log.error("shard lease lost: its accounts stop here", shard=shard, reason=why)
-        await self._stop(shard)
-
-    async def _release(self, shard: int) -> None:
-        """Stop the shard's accounts here first, then give the lease up (nothing of ours is in flight)."""
-        lease = self.held.get(shard)
-        if lease is None:
-            return
-        await self._stop(shard)
-        self.held.pop(shard, None)
+    async def _check_configurations(self) -> None:
+        """Accounts another instance registered in shards held here that this instance's configuration lacks
+        (instances configured differently, as during a rollout that adds accounts): nobody watches them while
+        this instance holds their shard. Said loudly, and in /status."""
         try:
-            await self.store.release({shard: lease.epoch})
-        except _UNREACHABLE as exc:  # it runs out on its own then
-            log.warning("lease release failed", shard=shard, error=f"{type(exc).__name__}: {exc}")
-        self.handovers["released"] += 1
-        self.metrics.handovers.labels("released").inc()
-        log.info("shard given up", shard=shard, epoch=lease.epoch)
+            registered = await self.store.accounts_in(self.held_shards())
+        except _UNREACHABLE:
+            return
+        unknown = sorted(set(registered) - set(self.shard_of))
+        if unknown != self.unwatched:
+            if unknown:
+                log.error(
+                    "accounts in this instance's shards are missing from its configuration: not watched until "
+                    "every instance has the same configuration",
+                    accounts=unknown,
+                )
+            self.unwatched = unknown
+
+    async def _lose(self, shards: Sequence[int], why: str) -> None:
+        for shard in shards:
+            self.held.pop(shard, None)
+        self.handovers["lost"] += len(shards)
+        self.metrics.handovers.labels("lost").inc(len(shards))
+        log.error("shard leases lost: their accounts stop here", shards=sorted(shards), reason=why)
+        await self._stop(shards)
+
+    async def _release(self, shards: Sequence[int]) -> None:
+        """Stop the shards' accounts here first, then give their leases up in one statement. Whatever a runner
+        still had in flight is harmless: its writes are fenced, its requests were sent only with a lease that
+        outlasts them, and the next owner waits out the venue's window before it sends."""
+        leases = {shard: self.held[shard].epoch for shard in shards if shard in self.held}
+        if not leases:
+            return
+        await self._stop(list(leases))
+        for shard in leases:
+            self.held.pop(shard, None)
+        try:
+            await self.store.release(leases)
+        except _UNREACHABLE as exc:  # they run out on their own then
+            log.warning("lease release failed", shards=sorted(leases), error=f"{type(exc).__name__}: {exc}")
+        self.handovers["released"] += len(leases)
+        self.metrics.handovers.labels("released").inc(len(leases))
+        log.info("shards given up", shards=sorted(leases))
 
     async def stop(self) -> None:
         """At SIGTERM: stop every account here, give every lease up and leave the live set, so the other
@@ -248,15 +304,15 @@ class ShardKeeper:
         # their next round, rather than leaving them free until a round after that.
         with contextlib.suppress(*_UNREACHABLE):
             await self.store.leave()
-        for shard in sorted(self.held):
-            await self._release(shard)
+        await self._release(sorted(self.held))
         self.metrics.shards_held.set(0)
 
     def status(self) -> dict[str, Any]:
         """This instance's part of /status."""
         now = self.clock()
         return {
-            "instance": self.name,
+            "instance": self.settings.name(),
+            "lease_owner": self.name,
             "live_instances": list(self.live),
             "shards": self.settings.shards,
             "registered": self.registered,
@@ -266,10 +322,12 @@ class ShardKeeper:
                     "epoch": lease.epoch,
                     "lease_left_s": round(lease.deadline - now, 2),
                     "sends_in_s": round(max(0.0, lease.act_after - now), 2),
+                    "orphaned": lease.orphaned,
                     "accounts": sorted(a for a, s in self.shard_of.items() if s == shard),
                 }
                 for shard, lease in sorted(self.held.items())
             ],
             "handovers": dict(self.handovers),
             "fencing_refusals": self.refusals,
+            "unwatched_accounts": list(self.unwatched),
         }

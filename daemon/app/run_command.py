@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import signal
 import sys
 from pathlib import Path
@@ -35,7 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from daemon.app.logging import configure_logging, register_secrets
     from daemon.app.settings import SettingsError, load_settings
     from daemon.app.settings_view import secret_values
-    from daemon.store.leases import ClusterMismatch
     from daemon.store.lock import JournalLock, JournalLocked, NoLock
 
     try:
@@ -60,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
     except JournalLocked as error:  # the PostgreSQL journal's lock, taken when the journal opens
         print(f"marginguard run: {error}", file=sys.stderr)
         return EXIT_INVALID
-    except ClusterMismatch as error:
+    except Exception as error:
+        # Only a cluster imports the lease store (and asyncpg with it: ~0.1 s): its error can only come from there.
+        leases = sys.modules.get("daemon.store.leases")
+        if leases is None or not isinstance(error, leases.ClusterMismatch):
+            raise
         print(f"marginguard run: {error}", file=sys.stderr)
         return EXIT_INVALID
     finally:
@@ -69,16 +73,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Any) -> None:
-    """Run the daemon in this event loop until SIGTERM/SIGINT."""
-    from daemon.app.supervisor import Daemon
+    """Run the daemon in this event loop until SIGTERM/SIGINT.
+
+    The HTTP listener comes first (`daemon.app.http_face`): /healthz answers and /readyz says "starting" while
+    ccxt is imported, the journal opened and the accounts' clients built behind it."""
+    from daemon.app.http import Metrics
+    from daemon.app.http_face import Face
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    face = Face(Metrics())
     try:
-        daemon = await Daemon.open(settings)
-        await daemon.run(stop)
+        await face.open(settings.daemon.http_bind)
+        # ccxt and the runtime (about a second), imported behind the listener on a worker thread, so that the
+        # event loop goes on answering /healthz meanwhile.
+        supervisor = await asyncio.to_thread(importlib.import_module, "daemon.app.supervisor")
+        daemon = await supervisor.Daemon.open(settings, metrics=face.metrics)
+        await daemon.run(stop, face)  # closes the listener when it stops
     finally:
+        await face.close()  # when the daemon could not be built (closing twice is harmless)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

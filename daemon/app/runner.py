@@ -1,7 +1,12 @@
 """One account's loop: connector updates -> core policy -> journaled alerts and top-ups.
 
-After every update (and on a one-second tick, so minimum durations and repeats are judged while nothing moves)
-the runner asks the pure policy what to say and the pure top-up policy what to do. Every alert is journaled with
+After every update the runner asks the pure policy what to say and the pure top-up policy what to do. It decides
+only what changed: after marks alone, the legs whose figures moved (the connector's live view keeps the others'
+very objects); after anything else, everything. Time-based transitions (minimum durations, repeats, streams
+turning blind, silences ending) wake it through one scheduler shared by every runner (`deadlines.py`) at the
+time the pure `policy_deadline.next_deadline` names, rather than a timer per account; while a top-up, a
+settlement or a leg's ending is in play it looks again every `TICK_S`. Before deciding it folds in the newest
+mark ccxt holds for each held symbol, so no decision is made on a superseded mark. Every alert is journaled with
 its deliveries, together with the memory that numbered it, before the outbox sends it (held in memory and sent
 from there when the journal cannot be written). Top-ups go through the account's `TopUpExecutor`: journaled
 before the exchange is called, settled from the exchange's own records when their answer is lost — and such an
@@ -11,7 +16,6 @@ unknown outcome is settled before anything else is decided for its position, on 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,26 +24,28 @@ import structlog
 
 from daemon.app.account_metrics import AccountMetrics
 from daemon.app.account_silences import AccountSilences
+from daemon.app.deadlines import Deadlines, shared_deadlines
 from daemon.app.distance_history import DistanceHistory
-from daemon.app.executor import LEASE_HELD_BACK, PICTURE_STALE, TopUpExecutor
+from daemon.app.executor import TopUpExecutor
 from daemon.app.http import Metrics
 from daemon.app.incident_charts import ChartRenderer
 from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
+from daemon.app.runner_topups import TopUpSteps
 from daemon.core.alerts import Alert
+from daemon.core.events import MarkPrice
 from daemon.core.incident import IncidentRecorder
-from daemon.core.policy import decide, remembered_legs, risk_identity
+from daemon.core.policy import decide, remembered_legs
+from daemon.core.policy_deadline import muted, next_deadline
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
 from daemon.core.policy_stale import blind_streams
-from daemon.core.policy_topup import TopUpOutcome, announce_topup
-from daemon.core.state import AccountState, Change, ChangeKind
-from daemon.core.topup import Refused, TopUp, TopUpDecision, TopUpLimits, decide_topup
-from daemon.core.types import MarginMode, Side
+from daemon.core.state import AccountState, Change, ChangeKind, LegKey
+from daemon.core.topup import TopUpLimits
 from daemon.core.view import AccountView, LegView
 from daemon.exchanges import mark_trace
+from daemon.exchanges.client import built_off_the_loop
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
-from daemon.exchanges.errors import ExchangeError, said
 from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.gateway import ExchangeGateway, GatewaySettings
 from daemon.exchanges.marketdata import MarketHub
@@ -47,14 +53,11 @@ from daemon.exchanges.records import AccountRecords
 from daemon.store import JournalPort
 from daemon.store.memory_codec import memory_from_json, memory_to_json
 
-# A top-up's margin is read back by a snapshot this soon after it was sent (its push may be lost).
-TOPUP_RECONCILE_S = 1.0
-
 log = structlog.get_logger("marginguard.runner")
 
-TICK_S = 1.0
-# Refusals not worth a message: a cooldown follows marginguard's own top-up (the position's risk alerts go on).
-_QUIET_REFUSALS = frozenset({"cooldown", PICTURE_STALE, LEASE_HELD_BACK})
+TICK_S = 1.0  # how often a runner looks while a top-up, a settlement or a leg's ending is in play
+# A deadline is acted on this much after it, so the policy's own comparison (now - since >= duration) holds.
+DEADLINE_SLACK_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class RunnerConfig:
     chart_sinks: frozenset[str] = frozenset()  # sinks that show incident charts: their messages wait for one
 
 
-class AccountRunner:
+class AccountRunner(TopUpSteps):
     def __init__(
         self,
         config: RunnerConfig,
@@ -79,6 +82,7 @@ class AccountRunner:
         wake_outbox: Callable[[], None],
         clock: Callable[[], float] = time.time,
         charts: ChartRenderer | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.config = config
         self.account_id = config.account.account_id
@@ -107,6 +111,13 @@ class AccountRunner:
         # Legs that closed or vanished wait here until the exchange's records say whether it liquidated them.
         self.endings = LegEndings(clock)
         self._restart_checked = False  # legs gone while no run watched: looked for once per run
+        self._deadlines = deadlines  # None: the event loop's shared one, taken at the first step
+        # What the last decision saw: the next one judges only what differs (see `step`).
+        self._full = True  # something besides marks came in (or a deadline passed): judge everything
+        self._decided: dict[LegKey, LegView] = {}
+        self._silences_seen: list[Silence] | None = None
+        self._scheduled_for: float | None = None
+        self._seen: tuple[object, object] | None = None  # the legs and health mappings last decided on
 
     # ---- state the supervisor reads ----
 
@@ -143,11 +154,13 @@ class AccountRunner:
         # Each run starts on a new picture: legs the memory knows that its first snapshot lacks went while no
         # run watched (a restarted runner as much as a restarted daemon), and are asked about like any leg that goes.
         self._restart_checked = False
-        gateway = ExchangeGateway(
-            self.config.account,
-            dry_run=self.config.dry_run,
-            settings=self.config.gateway,
-            records_symbols=self._watched_symbols,
+        gateway = await built_off_the_loop(
+            lambda: ExchangeGateway(
+                self.config.account,
+                dry_run=self.config.dry_run,
+                settings=self.config.gateway,
+                records_symbols=self._watched_symbols,
+            )
         )
         async with (
             gateway,
@@ -160,16 +173,42 @@ class AccountRunner:
             ) as conn,
         ):
             self.gateway, self.connector = gateway, conn
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(TICK_S):  # not wait_for: see tests/unit/test_cancellation.py
-                        await self._woken.wait()
-                self._woken.clear()
-                await self.step(gateway)
+            self._full = True  # a new picture: everything is judged on it
+            self._woken.set()  # the first step at once (journal state, memory), as the tick used to give
+            try:
+                while True:
+                    await self._woken.wait()
+                    self._woken.clear()
+                    await self.step(gateway)
+            finally:
+                self._schedule(None)
 
     def _on_update(self, update: ConnectorUpdate) -> None:
         self._changes.extend(update.changes)
+        if not self._full and not all(type(event) is MarkPrice for event in update.folded or (update.event,)):
+            self._full = True
         self._woken.set()
+
+    def _wake_at_deadline(self) -> None:
+        self._scheduled_for = None  # fired: the same time again must be scheduled again
+        self._full = True
+        self._woken.set()
+
+    def _schedule(self, when: float | None) -> None:
+        """Wake at unix time `when` (None: no deadline), through the scheduler every runner shares."""
+        if when == self._scheduled_for:
+            return
+        self._scheduled_for = when
+        if self._deadlines is None:
+            if when is None:
+                return
+            self._deadlines = shared_deadlines()
+        if when is None:
+            self._deadlines.at(self, None, self._wake_at_deadline)
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, when - self.clock()) + DEADLINE_SLACK_S
+        self._deadlines.at(self, loop.time() + delay, self._wake_at_deadline)
 
     async def step(self, gateway: ExchangeGateway) -> None:
         assert self.connector is not None
@@ -190,12 +229,24 @@ class AccountRunner:
             for record, outcome in await self.executor.settle_open(self._records(), state):
                 await self._announce(view.leg(record.symbol, record.side), outcome, silences)
                 self._refresh_picture()
+        # The newest mark ccxt holds for every held symbol, folded in now: the awaits above let frames in, and
+        # a watch wakes only once per batch of frames read together.
+        self._catch_up()
+        state, view = self.connector.state, self.connector.view
+        # Everything is judged unless only marks came in since the last decision: then only the legs whose
+        # figures moved (the live view keeps the others' objects), which decides exactly as judging all would.
+        full = self._full or bool(changes) or bool(self.endings.asking) or silences != self._silences_seen
+        full = full or self._memory is not before or self._seen != (state.legs, state.health)
         now = self.clock()
+        # A deadline passed, its wake not yet run (a mark came first): judged now, or the wake is lost below.
+        full = full or (self._scheduled_for is not None and now >= self._scheduled_for)
+        self._full, self._silences_seen, self._seen = False, silences, (state.legs, state.health)
+        only = None if full else {leg.key for leg in view.legs if self._decided.get(leg.key) is not leg}
         self._memory, alerts = decide(
             view,
             # Health as it is now, judged at `now`: the awaits above (records, settlements) may take seconds,
             # and a drop read before them looks longer than it is once a reconnect has already ended it.
-            self.connector.state.health,
+            state.health,
             changes,
             self.config.rules,
             self._memory,
@@ -204,17 +255,53 @@ class AccountRunner:
             exchange=self.config.account.exchange,
             positions_known=state.last_snapshot_ms is not None,
             asking=self.endings.asking,
+            only=only,
         )
+        self._decided = {leg.key: leg for leg in view.legs}
         if mark_trace.TRACE is not None:  # benchmarks only (off by default)
             mark_trace.TRACE.decided(self.account_id, view.legs, self.hub.client)
         await self._emit(alerts, now)
         if self.config.limits is not None and state.last_snapshot_ms is not None:
             await self.executor.ensure_seeded(self._records(), state)
             for leg in view.legs:
-                await self._consider_topup(gateway, (leg.key[0], leg.key[1]), silences)
+                if only is None or leg.key in only:
+                    await self._consider_topup(gateway, (leg.key[0], leg.key[1]), silences)
         if self._memory is not before:
             await self._save_memory(self.clock())
-        self._publish_metrics(state, view)
+        self._publish_metrics(self.connector.state, self.connector.view, only is None)
+        self._plan_next(now, silences)
+
+    def _catch_up(self) -> None:
+        """Fold in the marks ccxt took since the hub last delivered (see `Connector.catch_up`) without waking
+        this runner again for them: they are decided on in this very step."""
+        assert self.connector is not None
+        woken, changes = self._woken.is_set(), len(self._changes)
+        self.connector.catch_up()
+        if not woken and len(self._changes) == changes:
+            self._woken.clear()
+
+    def _plan_next(self, now: float, silences: list[Silence]) -> None:
+        """When to look again with nothing new coming in: the policy's next deadline, or `TICK_S` while a
+        top-up, a settlement, a leg's ending or a muted alert (whose silence may be lifted) is in play."""
+        assert self.connector is not None
+        state = self.connector.state
+        when = next_deadline(
+            self._memory,
+            state.health,
+            self.config.rules,
+            silences,
+            now,
+            account=self.account_id,
+            held_symbols={symbol for symbol, _side in state.legs},
+        )
+        if (
+            self.config.limits is not None
+            or self.executor.unsettled
+            or self.endings.asking
+            or muted(self._memory, self.account_id)
+        ):
+            when = min(when, now + TICK_S) if when is not None else now + TICK_S
+        self._schedule(when)
 
     def _hold_legs_gone_while_down(self, view: AccountView) -> None:
         """Legs the kept memory has alerts about but the first snapshot lacks went while marginguard was down:
@@ -297,107 +384,23 @@ class AccountRunner:
         memory = PolicyMemory() if text is None else memory_from_json(text)
         return memory.numbered_at_least(await self.journal.max_sequences(self.account_id))
 
-    # ---- top-ups ----
-
-    async def _consider_topup(
-        self, gateway: ExchangeGateway, key: tuple[str, Side], silences: list[Silence]
-    ) -> None:
-        """Decide a top-up for one leg on the picture as it is at the moment of deciding: the step's awaits
-        (records, settlements, the balance read) may take seconds under retries, and a picture read before them
-        may show a leg that has since been liquidated, reopened or resized (money moved on a leg the exchange
-        had far from liquidation)."""
-        assert self.config.limits is not None and self.connector is not None
-        connector = self.connector
-        symbol, side = key
-        episode = self._memory.episode(risk_identity(self.account_id, symbol, side))
-        limits = self.config.limits
-
-        def decide_with(available: float | None) -> tuple[LegView | None, TopUpDecision | None]:
-            state, view = connector.state, connector.view
-            leg = view.leg(symbol, side.value)
-            if leg is None or key in self.endings.asking:
-                return None, None  # gone meanwhile: the policy tells how it ended
-            decision = decide_topup(
-                leg,
-                view,
-                limits,
-                self.executor.ledger,
-                self.clock(),
-                state=state,
-                available_balance=available,
-                episode=episode,
-            )
-            return leg, decision
-
-        leg, decision = decide_with(None)
-        if leg is not None and isinstance(decision, Refused) and decision.code == "balance_unknown":
-            # Every other rule passed: only now is the balance worth a REST call; then decide again on the
-            # picture as it is after that read.
-            leg, decision = decide_with(await self._available_balance(gateway, leg))
-        if leg is None or decision is None:
-            return
-        state = connector.state
-        if isinstance(decision, TopUp):
-            settle = self.connector.quirks.settle if self.connector else "USDT"
-            outcome = await self.executor.execute(gateway, self._records(), decision, state, settle)
-            await self._announce(leg, outcome, silences)
-            self._refresh_picture()
-        elif isinstance(decision, Refused) and decision.code not in _QUIET_REFUSALS:
-            await self._announce(leg, decision, silences)
-
-    def _refresh_picture(self) -> None:
-        """After margin moved (or may have): a snapshot soon, rather than waiting for the push that says so. A
-        push lost to a stall or a reconnect would leave the leg's margin and liquidation price wrong, and the
-        leg held from new decisions, until the periodic reconciliation."""
-        if self.connector is not None:
-            self.connector.feed.request_reconcile(after_s=TOPUP_RECONCILE_S)
-
-    async def _available_balance(self, gateway: ExchangeGateway, leg: LegView) -> float | None:
-        """The settle currency free to top up from (the transfer's source wallet for a cross leg); None when
-        it cannot be read, which refuses the top-up until the next tick asks again."""
-        wallet = None
-        if (
-            leg.facts.margin_mode is MarginMode.CROSS
-            and self.config.limits
-            and self.config.limits.cross_transfer_from
-        ):
-            wallet = self.config.limits.cross_transfer_from
-        try:
-            return await gateway.free_balance(gateway.quirks.settle, wallet)
-        except ExchangeError as exc:
-            log.warning(
-                "balance unavailable", account=self.account_id, error=type(exc).__name__, detail=said(exc)
-            )
-            return None
-
-    async def _announce(
-        self, leg: LegView | None, outcome: TopUpOutcome | None, silences: list[Silence]
-    ) -> None:
-        if outcome is None or leg is None:  # a gone leg: its liquidation or close is told by the policy
-            return
-        if isinstance(outcome, Refused) and outcome.code in _QUIET_REFUSALS:
-            log.info("top-up not sent", account=self.account_id, symbol=leg.key[0], reason=outcome.reason)
-            return
-        now = self.clock()
-        self._memory, alert = announce_topup(
-            self._memory,
-            leg,
-            outcome,
-            self.config.rules,
-            silences,
-            now,
-            account=self.account_id,
-            exchange=self.config.account.exchange,
-            currency=self.connector.quirks.settle if self.connector else "USDT",
-        )
-        if alert is not None:
-            await self._emit([alert], now)
-
-    def _publish_metrics(self, state: AccountState, view: AccountView) -> None:
-        now = time.monotonic()
-        ages = self.connector.feed.stream_ages(now) if self.connector is not None else {}
-        self._account_metrics.publish(state, view, ages, lambda symbol: self.hub.stream_age(symbol, now))
+    def _publish_metrics(self, state: AccountState, view: AccountView, full: bool) -> None:
+        """Gauges on change; stream ages (which move with the clock alone) read at scrape time, the streams to
+        read looked for when more than marks changed."""
+        self._account_metrics.publish(state, view)
+        if full and self.connector is not None:
+            now = time.monotonic()
+            names = [*self.connector.feed.stream_ages(now), *(f"mark:{symbol}" for symbol, _ in state.legs)]
+            self._account_metrics.track_ages(names, self._stream_age)
         self.distance_history.record(self.clock(), view)
+
+    def _stream_age(self, name: str) -> float | None:
+        """Seconds since the stream's last data (None: not watched now); read when Prometheus scrapes."""
+        now = time.monotonic()
+        if name.startswith("mark:"):
+            return self.hub.stream_age(name.removeprefix("mark:"), now)
+        connector = self.connector
+        return None if connector is None else connector.feed.stream_ages(now).get(name)
 
 
 def _durable(memory: PolicyMemory) -> tuple[object, ...]:

@@ -8,6 +8,7 @@ it holds (`daemon.app.cluster`). A lease not renewed within `lease_ttl_s` is tak
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from typing import Annotated
 
@@ -43,6 +44,12 @@ class ClusterSettings(Section):
 
     def name(self) -> str:
         return self.instance_name or f"{socket.gethostname()}-{os.getpid()}"
+
+    def lease_owner(self) -> str:
+        """Who holds leases: the name plus a token drawn at each start. Two processes given the same name by
+        mistake (or a restart under the same pod name) are still two owners, and never renew each other's
+        leases or pass each other's fences."""
+        return f"{self.name()}~{secrets.token_hex(3)}"
 
     def action_room_s(self) -> float:
         """The least time a held lease has left (just before its renewal) beyond a request's round trip: a venue

@@ -13,13 +13,14 @@ import contextlib
 import functools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from daemon.app import systemd
-from daemon.app.http import Metrics, build_app, start_http
+from daemon.app.http import Metrics
+from daemon.app.http_face import Face, Served
 from daemon.app.incident_charts import ChartRenderer
 from daemon.app.redaction import Redactor
 from daemon.app.runner import AccountRunner, RunnerConfig
@@ -69,21 +70,24 @@ def _describe(exc: BaseException) -> str:
 
 class Daemon:
     @classmethod
-    async def open(cls, settings: Settings, clock: Callable[[], float] = time.time) -> Daemon:
+    async def open(
+        cls, settings: Settings, clock: Callable[[], float] = time.time, metrics: Metrics | None = None
+    ) -> Daemon:
         """Open the configured journal (off the event loop) and build the daemon on it; in a cluster, join it
-        (`daemon.app.cluster`): the accounts then run as this instance's leases say."""
+        (`daemon.app.cluster`): the accounts then run as this instance's leases say. `metrics`: the registry
+        an HTTP listener opened before the daemon already serves (`daemon.app.http_face`)."""
         redactor = Redactor(secret_values(settings))
         url = settings.daemon.journal_url_value()
         cluster = settings.cluster.enabled
         journal = await open_journal(settings.daemon.storage_path, url, redact=redactor.text, shared=cluster)
         if not cluster or url is None:
-            return cls(settings, journal, clock)
+            return cls(settings, journal, clock, metrics=metrics)
         from daemon.store.leases import LeaseStore  # only a cluster loads it
 
         try:
             store = await LeaseStore.open(
                 url,
-                settings.cluster.name(),
+                settings.cluster.lease_owner(),
                 settings.cluster.lease_ttl_s,
                 settings.cluster.shards,
                 timeout_s=settings.cluster.renew_interval_s,
@@ -92,7 +96,7 @@ class Daemon:
         except BaseException:
             await journal.close()
             raise
-        return cls(settings, journal, clock, leases=store)
+        return cls(settings, journal, clock, leases=store, metrics=metrics)
 
     def __init__(
         self,
@@ -100,6 +104,7 @@ class Daemon:
         journal: JournalPort,
         clock: Callable[[], float] = time.time,
         leases: LeaseStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """Use `open`; `journal` is the port the runners, outbox and charts share (the daemon closes it);
         `leases`: this instance's lease tables in a cluster (None: one daemon runs every account)."""
@@ -107,7 +112,7 @@ class Daemon:
         self.clock = clock
         self._redactor = Redactor(secret_values(settings))
         self.journal = journal
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
         page_url = settings.daemon.status_page_url
         self.sinks = {sink.name: sink_from_settings(sink, page_url) for sink in settings.sinks}
         self.outbox = Outbox(
@@ -155,6 +160,7 @@ class Daemon:
             self.cluster = self._keeper(leases)
             journal.fence_with(self.cluster)  # type: ignore[attr-defined]  # a cluster's journal is PostgreSQL
             self.outbox.may_deliver = self.cluster.may_deliver
+            self.cluster.origin = journal.instance
 
     def _new_runner(self, account_id: str) -> AccountRunner:
         runner = AccountRunner(
@@ -182,7 +188,7 @@ class Daemon:
             {a: quirks_for(account.exchange).signed_window_s for a, account in accounts.items()},
             self.metrics,
             start=self._start_shard,
-            stop=self._stop_shard,
+            stop=self._stop_shards,
         )
 
     async def _start_shard(self, shard: int) -> None:
@@ -198,15 +204,19 @@ class Daemon:
                 self._supervise(runner), name=f"runner-{account_id}"
             )
 
-    async def _stop_shard(self, shard: int) -> None:
-        """Stop the shard's runners and wait for them: nothing of theirs is in flight once this returns."""
+    async def _stop_shards(self, shards: Collection[int]) -> None:
+        """Stop the shards' runners and wait for them, briefly (see below)."""
         assert self.cluster is not None
-        gone = {a for a, s in self.cluster.shard_of.items() if s == shard}
+        gone = {a for a, s in self.cluster.shard_of.items() if s in shards}
         tasks = [task for account_id, task in self._runner_tasks.items() if account_id in gone]
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=self.settings.daemon.shutdown_timeout_s)
+            # Bounded well inside a renewal interval: the keeper waits here, and its other leases must not run
+            # out meanwhile. A runner still finishing is harmless: its writes are fenced, its requests gated,
+            # and the next owner waits out the venue's window before it sends.
+            bound = min(self.settings.daemon.shutdown_timeout_s, self.settings.cluster.renew_interval_s / 2)
+            await asyncio.wait(tasks, timeout=bound)
         for account_id in gone:
             self._runner_tasks.pop(account_id, None)
         self.runners = [runner for runner in self.runners if runner.account_id not in gone]
@@ -222,6 +232,8 @@ class Daemon:
                 if self.cluster.registered
                 else "joining the cluster"
             )
+            if self.cluster.unwatched:  # another instance's configuration has them: said, not hidden
+                reasons["cluster"] += "; not in this configuration: " + ", ".join(self.cluster.unwatched)
             ready = ready and self.cluster.registered
         return ready, reasons
 
@@ -232,11 +244,13 @@ class Daemon:
             document["cluster"] = self.cluster.status()
         return document
 
-    async def run(self, stop: asyncio.Event) -> None:
-        app = build_app(
-            self.metrics, self.readiness, self.status, self._refresh_gauges, self.health, self.journal.chart
-        )
-        http = await start_http(app, self.settings.daemon.http_bind)
+    async def run(self, stop: asyncio.Event, face: Face | None = None) -> None:
+        """Until `stop` is set. `face`: the HTTP listener `marginguard run` opened before building the daemon
+        (it is closed here as the daemon's own would be); None: the daemon opens its own."""
+        if face is None:
+            face = Face(self.metrics)
+            await face.open(self.settings.daemon.http_bind)
+        face.serve(Served(self.readiness, self.status, self._refresh_gauges, self.health, self.journal.chart))
         tasks: list[asyncio.Task[None]] = []
         stopped_at = time.monotonic()
         try:
@@ -272,7 +286,7 @@ class Daemon:
             left = self.settings.daemon.shutdown_timeout_s - (time.monotonic() - stopped_at) - 1.0
             with contextlib.suppress(Exception):
                 await self.outbox.flush(timeout=max(0.5, left))
-            await http.cleanup()
+            await face.close()
             await close_all(self.sinks.values())
             await self.journal.close()
             log.info("stopped")

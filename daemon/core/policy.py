@@ -31,7 +31,7 @@ from daemon.core.policy_levels import crossings
 from daemon.core.policy_memory import Figures, Level, PolicyMemory, Track
 from daemon.core.policy_rules import RuleSet, Silence, Thresholds
 from daemon.core.policy_stale import STALE_RULE_PREFIX, KindHealth, kinds_health, stale_rule
-from daemon.core.state import Change, ChangeKind
+from daemon.core.state import Change, ChangeKind, LegKey
 from daemon.core.types import MarginMode, Side
 from daemon.core.view import AccountView, LegView
 
@@ -65,6 +65,7 @@ def decide(
     exchange: str,
     positions_known: bool,
     asking: Collection[tuple[str, Side]] = (),
+    only: Collection[LegKey] | None = None,
 ) -> tuple[PolicyMemory, tuple[Alert, ...]]:
     """The alerts to send now (firing, repeated or resolved), and the memory to pass next time.
 
@@ -74,6 +75,11 @@ def decide(
     while marginguard was down, and before that snapshot reports nothing. `asking` lists the legs whose end the
     shell is asking the exchange's records about: nothing is said about them until the answer comes as a
     change (LIQUIDATED, CLOSED_BY_OWNER or GONE_UNEXPLAINED).
+
+    `only` judges just those legs (and the account's margin): for a caller that knows nothing else changed since
+    its previous decision (no change, no stream's health, no silence, the same set of legs) and that no
+    deadline of `policy_deadline.next_deadline` has passed since then. The rest would decide exactly as before,
+    so skipping it gives the same alerts and memory as judging everything.
     """
     run = _Run(view.account_id, exchange, rules, silences, now, memory)
     blind = any(h.freshness is not Freshness.FRESH for h in health.values())
@@ -86,6 +92,12 @@ def decide(
             run.leg_gone(change.symbol, change.side, _OWNER_CLOSED, judged_by_distance=False)
         elif change.kind is ChangeKind.GONE_UNEXPLAINED:
             run.leg_unexplained(change)
+    if only is not None:
+        for leg in view.legs:
+            if leg.key in only:
+                run.leg(leg, blind)
+        run.account(view)
+        return run.memory(), tuple(run.alerts)
     for leg in view.legs:
         run.leg(leg, blind)
     if positions_known:
@@ -362,41 +374,8 @@ class _Run:
         sequence = self.sequences.get(identity.key, 0) + 1
         self.sequences[identity.key] = sequence
         severity = _SEVERITY.get(level, Severity.INFO)
-        alert = compose_alert(
+        alert = text.compose_alert(
             identity, kind, severity, level is Level.OK, figures, summary, self.now, self.exchange
         )
         self.alerts.append(replace(alert, sequence=sequence))
         return True
-
-
-def compose_alert(
-    identity: AlertIdentity,
-    kind: AlertKind,
-    severity: Severity,
-    resolved: bool,
-    figures: Figures,
-    summary: str,
-    now: float,
-    exchange: str,
-    action: str | None = None,
-) -> Alert:
-    """An alert about `identity` with its figures; sequence 0 until the sender numbers it."""
-    return Alert(
-        identity=identity,
-        kind=kind,
-        severity=severity,
-        resolved=resolved,
-        ts=now,
-        account=identity.account,
-        exchange=exchange,
-        symbol=identity.symbol,
-        side=identity.side,
-        contracts=figures.contracts,
-        mark_price=figures.mark_price,
-        liquidation_price=figures.liquidation_price,
-        distance=figures.distance,
-        margin_ratio=figures.margin_ratio,
-        action=action,
-        summary=summary,
-        sequence=0,
-    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
 from daemon.core.policy_memory import Figures, Level
 from daemon.core.policy_rules import Thresholds
 from daemon.core.policy_stale import MARKS, Outage
@@ -150,3 +151,36 @@ def figures_unknown(subject: str, level: Level, reason: str | None) -> str:
     if level is Level.OK:
         return f"{subject} figures known again"
     return f"{subject} cannot be judged although its streams are fresh: {reason or 'figures unknown'}"
+
+
+def compose_alert(
+    identity: AlertIdentity,
+    kind: AlertKind,
+    severity: Severity,
+    resolved: bool,
+    figures: Figures,
+    summary: str,
+    now: float,
+    exchange: str,
+    action: str | None = None,
+) -> Alert:
+    """An alert about `identity` with its figures; sequence 0 until the sender numbers it."""
+    return Alert(
+        identity=identity,
+        kind=kind,
+        severity=severity,
+        resolved=resolved,
+        ts=now,
+        account=identity.account,
+        exchange=exchange,
+        symbol=identity.symbol,
+        side=identity.side,
+        contracts=figures.contracts,
+        mark_price=figures.mark_price,
+        liquidation_price=figures.liquidation_price,
+        distance=figures.distance,
+        margin_ratio=figures.margin_ratio,
+        action=action,
+        summary=summary,
+        sequence=0,
+    )

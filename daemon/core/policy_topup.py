@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
-from daemon.core.policy import compose_alert, leg_figures, risk_identity
+from daemon.core.policy import leg_figures, risk_identity
 from daemon.core.policy_memory import Level, Notice, PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
-from daemon.core.policy_text import number
+from daemon.core.policy_text import compose_alert, number
 from daemon.core.topup import Refused, TopUp, TopUpMethod
 from daemon.core.view import LegView
 

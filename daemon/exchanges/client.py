@@ -8,17 +8,21 @@ the config always win.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import ccxt.pro
 
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.quirks import Quirks, quirks_for
 from daemon.exchanges.streams import tolerate_bad_frames
+
+T = TypeVar("T")
 
 
 class ConfigurationRefused(ValueError):
@@ -76,6 +80,25 @@ def build_client(account: ExchangeAccount, quirks: Quirks | None = None) -> Any:
 CREDENTIAL_KEYS = frozenset({"apiKey", "secret", "password", "uid", "privateKey", "walletAddress", "token"})
 
 Environment = tuple[str, str, str]
+
+
+_BUILDER: ThreadPoolExecutor | None = None
+
+
+async def built_off_the_loop(build: Callable[[], T]) -> T:
+    """`build()` on one worker thread shared by the process: an account's client and what wraps it.
+
+    ccxt's constructor is a few milliseconds of pure Python (its whole exchange description rebuilt per client).
+    Thousands of runners starting together built theirs in one pass of the event loop, which held it for
+    seconds (250 accounts: 3 s) while the listener, the sockets and the timers waited; taking turns on the loop
+    instead made start-up crawl once marks flowed (each turn waits for a whole pass). On a thread, the loop
+    keeps turning (the interpreter switches threads every few milliseconds) and the builds go on at their own
+    pace. One thread: more would only take more of the interpreter from the loop. A client built here has no
+    session, socket or event loop until its first request, made from the loop."""
+    global _BUILDER
+    if _BUILDER is None:
+        _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="marginguard-clients")
+    return await asyncio.get_running_loop().run_in_executor(_BUILDER, build)
 
 
 def public_account(account: ExchangeAccount) -> ExchangeAccount:

@@ -7,8 +7,9 @@
 Each feed event goes through `core.state.apply`; the new `AccountView` (`core.view.view`: the model's figures
 or the reason they are unknown) is published with the state, the changes to the set of legs and the event.
 Marks delivered in one event-loop pass (a tick moves every symbol at once) are folded one by one and published
-as one update, the model run once over all of them: 1,000 accounts holding a few symbols each would otherwise
-run it once per symbol per tick for views superseded microseconds later.
+as one update: 1,000 accounts holding a few symbols each would otherwise publish once per symbol per tick views
+superseded microseconds later. The view is kept by `core.live_view.LiveView`: a mark moves only what depends on
+its symbol (the same figures as the full solve, bit for bit); anything else rebuilds it.
 `connector.state` and `connector.view` always hold the latest. Accounts on one exchange share one hub, so
 markets and mark streams are loaded and watched once whatever the number of accounts.
 
@@ -30,8 +31,9 @@ from typing import Any
 import structlog
 
 from daemon.core.events import Event, MarkPrice, StreamHealth, StreamLeft
+from daemon.core.live_view import LiveView
 from daemon.core.state import AccountState, Change, apply
-from daemon.core.view import AccountView, view
+from daemon.core.view import AccountView
 from daemon.exchanges.client import build_client, environment
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.feeds import AccountFeed, FeedSettings
@@ -103,7 +105,8 @@ class Connector:
         self.quirks = quirks_for(account.exchange)
         self.client = client if client is not None else build_client(account, self.quirks)
         self._state = AccountState(account.account_id, self.quirks.family, settle_currency=self.quirks.settle)
-        self._view = view(self._state)
+        self._live = LiveView(self._state)
+        self._view = self._live.view
         self._on_update = on_update
         self._pending_limit = pending_limit
         self._subscribers: list[_Subscriber] = []
@@ -233,12 +236,23 @@ class Connector:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush_marks)
             return
+        if isinstance(event, MarkPrice):  # not coalescing: the model moves this mark alone
+            self._view = self._live.marks(self._state, (event.symbol,))
+            self._publish((event,), changes)
+            return
         if isinstance(event, StreamHealth | StreamLeft):  # health changes no figure: keep the view
             self._publish((event,), changes)
             return
         folded, self._pending = (*self._pending, event), []
-        self._view = view(self._state)
+        self._view = self._live.rebuild(self._state)
         self._publish(folded, changes)
+
+    def catch_up(self) -> None:
+        """Fold in, and bring the view up to date with, the newest mark ccxt holds for every held symbol that
+        the hub has not delivered yet: for a reader about to decide (no decision on a superseded mark)."""
+        self.hub.refresh({symbol for symbol, _side in self._state.legs})
+        if self._pending:
+            self._flush_marks()
 
     def _flush_marks(self) -> None:
         self._flush_scheduled = False
@@ -246,7 +260,7 @@ class Connector:
             return  # a later event already ran the model over these marks and published them
         folded, self._pending = tuple(self._pending), []
         try:
-            self._view = view(self._state)
+            self._view = self._live.marks(self._state, {e.symbol for e in folded if isinstance(e, MarkPrice)})
             self._publish(folded, ())
         except Exception as exc:
             self._fail(exc)

@@ -117,9 +117,11 @@ class AccountFeed:
 
     async def run(self) -> None:
         # The feed takes its own snapshots; ccxt's hidden REST snapshot inside the first watch_positions
-        # would only repeat one (a second request per account) and outlive a closed client.
+        # would only repeat one (a second request per account) and outlive a closed client. Set, not defaulted:
+        # ccxt's own default is on (Binance, Bybit), so a default left its snapshot running at every connect,
+        # and its rows, cached, then read as a thin push that asked for one more reconciliation.
         watch_options = self.client.options.setdefault("watchPositions", {})
-        watch_options.setdefault("fetchPositionsSnapshot", False)
+        watch_options["fetchPositionsSnapshot"] = False
         # Private streams carry little traffic, and a permessage-deflate context costs ~300 KB per socket:
         # with hundreds of accounts that is most of their memory.
         ws_options = self.client.options.setdefault("ws", {})

@@ -8,7 +8,10 @@ fanned out to every listener as a core `MarkPrice`.
 
 One `watch_mark_price` task per symbol (rather than one `watch_mark_prices(list)`) because ccxt resolves a
 waiting watch once per batch of frames read together: a single multi-symbol watch hands user code only a
-fraction of the updates under load, while per-symbol watches deliver every frame.
+fraction of the updates under load, while per-symbol watches deliver every frame. Even so, a watch resolves with
+the first of the frames read together and only caches the rest, so after each wake-up the hub takes the newest
+mark ccxt holds for the symbol (`client.tickers`), and `refresh(symbols)` lets a reader about to decide fold in
+any mark ccxt has taken since: no decision is made on a superseded mark.
 
 Each symbol's stream is judged by the age of its last mark, by each listener on its own `stale_after_s` (an
 account's, or a symbol's within it: `subscribe(symbol, listener, stale_after_s)`): past it that listener hears
@@ -21,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -67,6 +70,15 @@ class HubSettings:
     )
     poll_every_s: float = 1.0  # for exchanges whose marks are polled over REST
     backoff: Backoff = field(default_factory=Backoff)
+    # How many accounts of the environment take their first snapshot at once (`adopted`). Each client keeps
+    # ccxt's own throttle (`enableRateLimit`: its `rateLimit` and per-endpoint costs, which ccxt models on one
+    # key's share of the venue's limits), but nothing in ccxt spans clients: without a bound, thousands of
+    # accounts would send their snapshots in the same instant from one address. Assumed: the venue limits
+    # public endpoints per IP and private ones per key (Bybit, OKX). Binance also counts signed requests
+    # against the IP's weight (2,400 a minute on USD-M; one snapshot weighs about 15): a bound on how many at
+    # once spreads the burst but does not keep thousands of Binance accounts behind one IP within it; that
+    # takes several addresses (cluster mode) or a longer reconciliation interval.
+    startup_concurrency: int = 64
 
 
 class MarketHub:
@@ -86,6 +98,9 @@ class MarketHub:
         self._streams: dict[str, SharedStream] = {}  # symbol -> its listeners and freshness
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._latest: dict[str, MarkPrice] = {}
+        self._delivered: dict[
+            str, Mapping[str, Any]
+        ] = {}  # symbol -> the ccxt ticker its latest mark came from
         self._markets_lock = asyncio.Lock()
         self._tiers_locks: dict[str, asyncio.Lock] = {}
         self._all_tiers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
@@ -96,6 +111,7 @@ class MarketHub:
         self._caches: dict[str, Any] = {}
         self._caches_lock = asyncio.Lock()
         self._caches_learned = False
+        self._starting = asyncio.Semaphore(self.settings.startup_concurrency)
         self.markets_loads = 0  # how many times markets were fetched (one, once warmed)
         self.forced_reconnects = 0
 
@@ -176,8 +192,14 @@ class MarketHub:
 
         ccxt keeps such tables per client (Binance's leverage brackets: every symbol's brackets, fetched by
         the first fetch_positions); loaded once and shared, they cost one request and one copy per exchange.
-        The first client of the exchange holds the others back until it has loaded them.
+        The first client of the exchange holds the others back until it has loaded them; after it, at most
+        `HubSettings.startup_concurrency` clients are inside at once.
         """
+        async with self._starting, self._adopting(client):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _adopting(self, client: Any) -> AsyncIterator[None]:
         await self.load_markets()
         if not client.markets:
             share_markets(self.client, client)
@@ -186,17 +208,26 @@ class MarketHub:
             and getattr(client, "ssl_context", None) is None
         ):
             client.ssl_context = self.client.ssl_context  # one CA store per exchange, not one per account
-        if self._caches_learned:
+        learning = False
+        if not self._caches_learned:
+            await self._caches_lock.acquire()
+            # Those that queued behind the first client find the tables learned once it is done: they go on
+            # at once, side by side. Holding the lock through their requests too made every account's snapshot
+            # wait for the one before it (start-up grew linearly: 250 accounts took 38 s, 1,000 over 400 s).
+            learning = not self._caches_learned
+            if not learning:
+                self._caches_lock.release()
+        try:
             self._share_caches(client)
             yield
-            return
-        async with self._caches_lock:
-            self._share_caches(client)
-            yield
-            for key in SHARED_OPTION_CACHES:
-                if client.options.get(key) is not None and key not in self._caches:
-                    self._caches[key] = client.options[key]
-            self._caches_learned = True
+            if learning:
+                for key in SHARED_OPTION_CACHES:
+                    if client.options.get(key) is not None and key not in self._caches:
+                        self._caches[key] = client.options[key]
+                self._caches_learned = True
+        finally:
+            if learning:
+                self._caches_lock.release()
 
     def _share_caches(self, client: Any) -> None:
         for key, table in self._caches.items():
@@ -234,6 +265,7 @@ class MarketHub:
         if task is not None:
             task.cancel()
         self._latest.pop(symbol, None)
+        self._delivered.pop(symbol, None)
 
     @property
     def subscriptions(self) -> dict[str, int]:
@@ -261,13 +293,44 @@ class MarketHub:
                 error = translated(exc, self.client)
             else:
                 retry.reset()
-                self._on_ticker(symbol, stream, ticker)
+                self._on_ticker(symbol, stream, self._newest(symbol, ticker))
                 continue
             stream.down(str(error), _deliver)
             await retry.pause(error)
             forget_dial_backoff(self.client)
 
+    def refresh(self, symbols: Iterable[str]) -> None:
+        """Deliver the newest mark ccxt holds for each of `symbols` if the hub has not delivered it yet: frames
+        ccxt took since the symbol's watch last woke (it wakes once per batch read together, and a reader may
+        decide before it runs again). A dictionary look-up per symbol when nothing is new."""
+        tickers = getattr(self.client, "tickers", None)
+        if not tickers:
+            return
+        for symbol in symbols:
+            ticker = tickers.get(symbol)
+            if ticker is None or ticker is self._delivered.get(symbol):
+                continue
+            stream = self._streams.get(symbol)
+            if stream is not None and self._newest(symbol, ticker) is ticker:
+                self._on_ticker(symbol, stream, ticker)
+
+    def _newest(self, symbol: str, ticker: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The newer of `ticker` (what a watch returned) and ccxt's cached one for the symbol."""
+        tickers = getattr(self.client, "tickers", None)
+        cached: Mapping[str, Any] | None = tickers.get(symbol) if tickers else None
+        if cached is None or cached is ticker or mark_from_ticker(cached) is None:
+            return ticker
+        ours, theirs = ticker.get("timestamp"), cached.get("timestamp")
+        if ours is not None and theirs is not None and theirs < ours:
+            return ticker
+        return cached
+
     def _on_ticker(self, symbol: str, stream: SharedStream, ticker: Mapping[str, Any]) -> None:
+        if ticker is self._delivered.get(symbol):
+            # Already delivered (by `refresh`): only the stream's freshness moves.
+            stream.seen(time.monotonic(), _deliver)
+            return
+        self._delivered[symbol] = ticker
         price = mark_from_ticker(ticker)
         if price is None:
             return

@@ -47,10 +47,6 @@ class Fencer(Protocol):
 
     def held_shards(self) -> list[int]: ...
 
-    def delivers_unsharded(self) -> bool:
-        """Whether this instance delivers the messages about no account (the holder of shard 0 does)."""
-        ...
-
     def refused(self) -> None:
         """The database refused a fenced write (counted; the keeper checks its leases at once)."""
         ...
@@ -135,6 +131,10 @@ class LeaseStore:
                 "INSERT INTO leases (shard) SELECT generate_series(0, $1 - 1) ON CONFLICT DO NOTHING",
                 self.shards,
             )
+            # Each start is a new owner: the rows of those gone for an hour are history nobody reads.
+            await conn.execute(
+                "DELETE FROM cluster_instances WHERE heartbeat_at < clock_timestamp() - interval '1 hour'"
+            )
             await conn.execute(
                 "INSERT INTO cluster_instances (name, host, pid, started_at, heartbeat_at)"
                 " VALUES ($1, $2, $3, clock_timestamp(), clock_timestamp())"
@@ -160,6 +160,15 @@ class LeaseStore:
                 " ON CONFLICT (account) DO UPDATE SET shard = excluded.shard",
                 sorted(shard_of.items()),
             )
+
+    async def accounts_in(self, shards: Sequence[int]) -> list[str]:
+        """The accounts any instance registered in these shards."""
+        async with asyncio.timeout(self._timeout_s), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT account FROM account_shards WHERE shard = ANY($1::int[]) ORDER BY account",
+                list(shards),
+            )
+        return [str(r["account"]) for r in rows]
 
     async def beat(self) -> Beat:
         """Heartbeat; the live instances and the free shards as the database sees them now."""

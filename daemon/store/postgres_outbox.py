@@ -83,9 +83,11 @@ class PostgresOutbox:
             alert = replace(alert, origin=self._instance)
         held = hold or {}
         rows = [HeldRow(sink, max(now, held.get(sink, now))) for sink in sinks]
-        fence = self._fence(alert.account)
         async with self._held():
             try:
+                fence = self._fence(
+                    alert.account
+                )  # JournalUnavailable too: a cluster cut off from its database
                 async with self._transaction() as conn:
                     for sql, params in fence:
                         await conn.execute(sql, *params)
@@ -175,15 +177,16 @@ class PostgresOutbox:
                     " JOIN alerts a ON a.id = d.alert_id WHERE d.status = 'pending' ORDER BY d.alert_id, d.id"
                 )
             else:
-                # A cluster instance delivers the messages of the shards it holds, and the holder of shard 0
-                # those about no account (journal failures): each message has one deliverer.
+                # A cluster instance delivers the messages of the shards it holds, and its own about no account
+                # (its journal's failures): each message has one deliverer.
                 rows = await self._fetch(
                     "SELECT d.id, d.alert_id, d.sink, d.attempts, d.next_attempt_at, a.payload FROM deliveries d"
                     " JOIN alerts a ON a.id = d.alert_id LEFT JOIN account_shards s ON s.account = a.account"
-                    " WHERE d.status = 'pending' AND (s.shard = ANY($1::int[]) OR (s.shard IS NULL AND $2))"
+                    " WHERE d.status = 'pending' AND (s.shard = ANY($1::int[])"
+                    " OR (s.shard IS NULL AND (a.payload::jsonb ->> 'origin') = $2))"
                     " ORDER BY d.alert_id, d.id",
                     self._fencer.held_shards(),
-                    self._fencer.delivers_unsharded(),
+                    self._instance,
                 )
         except JournalUnavailable:
             rows = []

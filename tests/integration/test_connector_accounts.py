@@ -4,12 +4,16 @@ client, and each (exchange, symbol) has exactly one mark subscription whatever t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import math
 
 import pytest
 
 from daemon.core.types import MarginMode, Side
+from daemon.exchanges.client import build_client
+from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector
 from daemon.exchanges.marketdata import hub_for
 from daemon.sim.server import SimServer
@@ -90,3 +94,32 @@ async def test_accounts_share_markets_and_one_mark_subscription_per_symbol(excha
                 await until(
                     connector, lambda c: math.isclose(c.state.marks[sol].price, sim.engine.marks["SOLUSDT"])
                 )
+
+
+async def test_accounts_take_their_first_snapshots_side_by_side_within_the_bound() -> None:
+    """Once the first client has loaded what clients share, the others' first snapshots overlap (one at a time,
+    1,000 accounts took minutes to start), never more of them at once than the environment's bound."""
+    bound = 3
+    async with simulator("binance") as sim:
+        accounts = [account_for(sim, f"acct-{n}") for n in range(8)]
+        settings = dataclasses.replace(FAST_HUB, startup_concurrency=bound)
+        async with hub_for(accounts[0], settings) as hub:
+            inside: list[int] = []
+            now_inside = 0
+
+            async def first_snapshot(account: ExchangeAccount) -> None:
+                nonlocal now_inside
+                client = build_client(account)
+                try:
+                    async with hub.adopted(client):
+                        now_inside += 1
+                        inside.append(now_inside)
+                        await client.fetch_positions()  # the snapshot's requests, as the feed makes them
+                        await asyncio.sleep(0.05)
+                        now_inside -= 1
+                finally:
+                    await client.close()
+
+            await asyncio.gather(*(first_snapshot(account) for account in accounts))
+    assert inside[0] == 1  # the first client alone, while it loads the tables the others share
+    assert max(inside) == bound, inside

@@ -61,6 +61,9 @@ class Connector:
     def view(self) -> AccountView:
         return view(self.state)
 
+    def catch_up(self) -> None:
+        """No market data here: nothing newer to fold in before a decision."""
+
 
 class SlowRecords:
     """Liquidation records that take a while to read; meanwhile the stream reconnects and time passes."""

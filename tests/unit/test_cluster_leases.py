@@ -9,11 +9,16 @@ instance hands its shards over at the others' next round.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -66,8 +71,8 @@ async def member(url: str, name: str, accounts: list[str]) -> AsyncIterator[Inst
     async def start(shard: int) -> None:
         running.add(shard)
 
-    async def stop(shard: int) -> None:
-        running.discard(shard)
+    async def stop(shards: Collection[int]) -> None:
+        running.difference_update(shards)
 
     keeper = ShardKeeper(
         store,
@@ -188,3 +193,95 @@ async def test_a_stopping_instance_hands_its_shards_over_at_the_next_round(journ
         assert b.running == set(range(SHARDS))
         epochs = await _count(journal_url, "SELECT MIN(epoch) FROM leases")
         assert epochs == 2, "each shard's epoch grew at the handover"
+
+
+async def test_cut_off_from_the_database_an_instance_keeps_watching_and_alerting_but_sends_nothing(
+    journal_url: str,
+) -> None:
+    from tests.unit.test_postgres_failures import Partition
+
+    shard = shard_of("acct", SHARDS)
+    async with Partition(journal_url) as partition, member(partition.url, "a", ["acct"]) as a:
+        await a.keeper._round()
+        assert shard in a.running
+        partition.cut()
+        a.clock.now += TTL_S + 1  # the lease runs out while the database cannot be asked
+        await a.keeper._round()  # each call waits out its bound: renewal, then heartbeat
+        # Blind would be worse than told twice: the account is still watched, its alerts go out from memory...
+        assert shard in a.running and a.keeper.status()["held"][0]["orphaned"]
+        alert = await a.journal.record_alert(_alert(1), ["hook"], 1.0)
+        assert alert is not None and a.keeper.may_deliver(alert)
+        assert [d.alert.sequence for d in await a.journal.due_deliveries(2.0)] == [1]
+        # ...but nothing goes to the exchange: another instance may hold the account by now.
+        assert "cannot be reached" in (a.keeper.may_send("acct") or "")
+
+        async with member(journal_url, "b", ["acct"]) as b:
+            await _expire(journal_url, shard)
+            await b.keeper._round()
+            assert shard in b.running
+            partition.heal()
+            await a.keeper._round()  # the database answers: the lease is b's now
+            assert shard not in a.running
+            assert not a.keeper.may_deliver(alert)
+
+
+async def test_marginguard_cluster_shows_instances_shards_owners_and_epochs(
+    journal_url: str, tmp_path: Path
+) -> None:
+    accounts = [f"acct{n}" for n in range(8)]
+    config = tmp_path / "marginguard.toml"
+    config.write_text(
+        f'[daemon]\njournal_url = "{journal_url}"\nstorage_path = "{tmp_path / "j.sqlite"}"\n'
+        f"[cluster]\nenabled = true\nshards = {SHARDS}\n"
+    )
+    async with member(journal_url, "a", accounts) as a, member(journal_url, "b", accounts) as b:
+        await b.keeper.store.leave()
+        await a.keeper._round()
+        await b.keeper._round()
+        await a.keeper._round()
+        await b.keeper._round()
+        answer = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "daemon", "cluster", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert answer.returncode == 0, answer.stderr
+        document = json.loads(answer.stdout)  # piped: JSON
+        live = {i["name"]: i for i in document["instances"] if not i["stopped"]}
+        assert set(live) == {"a", "b"}
+        owners = {s["shard"]: s["owner"] for s in document["shards"]}
+        assert owners == {
+            **dict.fromkeys(sorted(a.running), "a"),
+            **dict.fromkeys(sorted(b.running), "b"),
+        }
+        assert live["a"]["shards_held"] == len(a.running) and live["b"]["shards_held"] == len(b.running)
+        assert all(s["epoch"] >= 1 and s["lease_left_s"] > 0 for s in document["shards"])
+        assert sum(s["accounts"] for s in document["shards"]) == len(accounts)
+        assert journal_url not in answer.stdout + answer.stderr
+
+
+async def test_marginguard_cluster_refuses_a_single_daemon_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "marginguard.toml"
+    config.write_text(f'[daemon]\nstorage_path = "{tmp_path / "j.sqlite"}"\n')
+    answer = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "daemon", "cluster", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert answer.returncode == 2
+    assert "cluster.enabled" in answer.stderr and answer.stdout == ""
+
+
+async def test_accounts_another_configuration_added_are_reported_by_the_instance_that_lacks_them(
+    journal_url: str,
+) -> None:
+    newer = ["old", "added-in-a-rollout"]
+    async with member(journal_url, "a", ["old"]) as a, member(journal_url, "b", newer) as b:
+        await b.keeper.store.leave()  # b is the new configuration, registered but not yet running
+        await a.keeper._round()  # a holds every shard, "added-in-a-rollout"'s included
+        assert a.keeper.unwatched == ["added-in-a-rollout"]
+        assert a.keeper.status()["unwatched_accounts"] == ["added-in-a-rollout"]
