@@ -13,6 +13,7 @@
     POST   /_sim/restart     {"down_s"?: 3} every socket closed, everything else refused (503) for down_s, what a
                              restart forgets forgotten (Binance listen keys), then serving the same state again
     GET    /_sim/requests    ?since=N (entries from index N on)
+    GET    /_sim/connections ?open=1&api_key=...&since_mono=T   the private-stream sessions (daemon.sim.sessions)
     GET    /_sim/liquidations
     GET    /_sim/state       marks, accounts with positions and model liquidation prices, faults, sockets
     POST   /_sim/scenario    {"name", "speed"?: 1.0}
@@ -156,6 +157,17 @@ def control_routes(sim: SimServer) -> list[web.RouteDef]:
         since = int(request.query.get("since", "0"))
         return {"requests": engine.request_log[since:], "next": len(engine.request_log)}
 
+    async def connections(request: web.Request) -> Any:
+        query = request.query
+        sessions = sim.sessions.sessions
+        if query.get("open", "") in ("1", "true"):
+            sessions = [s for s in sessions if s.open]
+        if "api_key" in query:
+            sessions = [s for s in sessions if s.api_key == query["api_key"]]
+        if "since_mono" in query:
+            sessions = [s for s in sessions if s.opened_mono >= float(query["since_mono"])]
+        return {"sessions": [s.to_json() for s in sessions]}
+
     async def liquidations(request: web.Request) -> Any:
         return {"liquidations": engine.liquidations}
 
@@ -186,6 +198,7 @@ def control_routes(sim: SimServer) -> list[web.RouteDef]:
         web.delete("/_sim/fault", guarded(clear_fault)),
         web.post("/_sim/restart", guarded(restart)),
         web.get("/_sim/requests", guarded(requests)),
+        web.get("/_sim/connections", guarded(connections)),
         web.get("/_sim/liquidations", guarded(liquidations)),
         web.get("/_sim/state", guarded(state)),
         web.post("/_sim/scenario", guarded(scenario)),

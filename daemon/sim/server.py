@@ -14,6 +14,10 @@ streams push every second whether or not the price moved. Pass `mark_interval_s=
 HTTP faults (status, timeout, delay) apply to plain requests, not to websocket upgrades: socket faults are
 `drop`, `stall`, `delay` and `malformed`. A `restart` (`POST /_sim/restart`) closes every socket and refuses
 requests and upgrades alike with 503 for its `down_s`, then serves the same engine state again.
+
+`sim.sessions` (`GET /_sim/connections`) is the connection log: every authenticated private websocket with its
+account, its client's address and its open and close times (`daemon.sim.sessions`). Each `request_log` entry
+carries its client's TCP port (`peer_port`) too, so a test can tell which local process sent a request.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from daemon.sim.dialects import DIALECTS
 from daemon.sim.engine import Engine, SimAccount
 from daemon.sim.faults import Faults
 from daemon.sim.markets import Market, load_markets
+from daemon.sim.sessions import SessionLog
 from daemon.sim.sockets import SimSocket, SocketHub
 
 DEFAULT_API_KEY = "mg-sim-key"
@@ -77,6 +82,13 @@ async def serve_socket(
     return socket.ws
 
 
+def _peer_port(request: web.Request) -> int | None:
+    """The client's TCP port: with the kernel's table of sockets it names the local process that sent this."""
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    return int(peer[1]) if peer else None
+
+
 class SimServer:
     def __init__(
         self,
@@ -105,7 +117,8 @@ class SimServer:
             family=dialect_class.family,
         )
         self.faults = Faults(wall_clock=clock)
-        self.hub = SocketHub()
+        self.hub = SocketHub(SessionLog(clock))
+        self.sessions = self.hub.sessions  # the connection log of private streams (daemon.sim.sessions)
         self.dialect: SimDialect = dialect_class(self.engine, self.faults, self.hub)
         self.account: SimAccount = self.engine.add_account(
             DEFAULT_API_KEY, DEFAULT_SECRET, DEFAULT_PASSPHRASE
@@ -203,6 +216,7 @@ class SimServer:
             "path": request.path,
             "query": request.query_string,
             "remote": request.remote,
+            "peer_port": _peer_port(request),
             "api_key": next((request.headers[h] for h in API_KEY_HEADERS if h in request.headers), None),
             "websocket": request.headers.get("Upgrade", "").lower() == "websocket",
             "status": None,

@@ -7,6 +7,9 @@ handlers may make; a client that stops reading is disconnected once `max_queue` 
 exchanges do with slow consumers) instead of growing memory without bound.
 
 `SocketHub.publish(channel, obj)` encodes a frame once and queues the same string on every subscriber.
+`SocketHub.sessions` is the connection log of private streams (`daemon.sim.sessions`): a dialect calls
+`hub.private_session(socket, api_key)` once a socket is authenticated, and the hub closes the session when
+the socket is removed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.sim.faults import Faults
+from daemon.sim.sessions import Session, SessionLog
 
 MALFORMED_FRAME = '{"e": "markPriceUpdate", "E": 1, "s": '  # cut short: invalid JSON for any parser
 
@@ -131,7 +135,8 @@ class SimSocket:
 class SocketHub:
     """Channel -> subscribed sockets, for one dialect."""
 
-    def __init__(self) -> None:
+    def __init__(self, sessions: SessionLog | None = None) -> None:
+        self.sessions = sessions if sessions is not None else SessionLog()
         self._channels: dict[str, set[SimSocket]] = {}
         self._by_socket: dict[SimSocket, set[str]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -139,6 +144,7 @@ class SocketHub:
     def subscribe(self, channel: str, socket: SimSocket) -> None:
         self._channels.setdefault(channel, set()).add(socket)
         self._by_socket.setdefault(socket, set()).add(channel)
+        self.sessions.note_channels(socket, frozenset(self._by_socket[socket]))
         for waiter in self._waiters.pop(channel, []):
             if not waiter.done():
                 waiter.set_result(None)
@@ -156,9 +162,15 @@ class SocketHub:
         self._channels.get(channel, set()).discard(socket)
         self._by_socket.get(socket, set()).discard(channel)
 
+    def private_session(self, socket: SimSocket, api_key: str) -> Session:
+        """Record that `socket` is now `api_key`'s authenticated private stream (the connection log)."""
+        return self.sessions.opened(socket, api_key)
+
     def remove(self, socket: SimSocket) -> None:
-        """Forget a socket everywhere (call when its connection ends)."""
-        for channel in self._by_socket.pop(socket, set()):
+        """Forget a socket everywhere (call when its connection ends); closes its private session, if any."""
+        channels = self._by_socket.pop(socket, set())
+        self.sessions.closed(socket, frozenset(channels))
+        for channel in channels:
             subscribers = self._channels.get(channel)
             if subscribers is not None:
                 subscribers.discard(socket)

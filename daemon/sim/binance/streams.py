@@ -130,6 +130,7 @@ class BinanceStreams:
 
         async def on_open(socket: SimSocket) -> None:
             socket.state["listen_key"] = listen_key
+            self.hub.private_session(socket, api_key)
             account = self.engine.account_by_key(api_key)
             if account is not None:
                 self._wallets.setdefault(api_key, account.wallet.get("USDT", 0.0))

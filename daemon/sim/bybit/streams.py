@@ -169,6 +169,7 @@ class Streams:
                 self._reply(socket, {"success": False, "ret_msg": verdict.ret_msg, "op": "auth"})
                 return
             socket.state["api_key"] = verdict
+            self.hub.private_session(socket, verdict)
             self._reply(socket, {"req_id": req_id, "success": True, "ret_msg": "", "op": "auth"})
         elif op == "subscribe":
             api_key = socket.state.get("api_key")

@@ -143,10 +143,12 @@ class OkxStreams:
             return
         now_s = self.dialect.faults.server_time_ms() / 1000.0
         result = check_ws_login(args[0], self.engine.account_by_key, now_s)
-        if result.error is not None:
-            socket.enqueue(encode(_error(result.error.code, result.error.msg, conn_id)))
+        if result.error is not None or result.account is None:
+            error = result.error or OkxError("60009", "Login failed.")
+            socket.enqueue(encode(_error(error.code, error.msg, conn_id)))
             return
         socket.state["account"] = result.account
+        self.hub.private_session(socket, result.account.api_key)
         socket.enqueue(encode({"event": "login", "code": "0", "msg": "", "connId": conn_id}))
 
     def _subscribe(self, socket: SimSocket, arg: Arg) -> None:
