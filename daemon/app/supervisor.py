@@ -38,7 +38,7 @@ from daemon.notify import build_sink
 from daemon.notify.outbox import Outbox
 from daemon.notify.routing import Router
 from daemon.notify.sink import Sink, close_all
-from daemon.store import JournalPort
+from daemon.store import JournalPort, JournalUnavailable
 from daemon.store.opening import open_journal
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("marginguard.supervisor")
 
+# A runner that failed because the journal did not answer starts again after at most this.
+_JOURNAL_RETRY_S = 3.0
 # A runner that ran this long before failing starts its backoff afresh.
 _HEALTHY_RUN_S = 60.0
 
@@ -317,6 +319,10 @@ class Daemon:
                 if time.monotonic() - started > _HEALTHY_RUN_S:
                     delays = Backoff(initial=1.0, cap=60.0).delays(random.random)
                 delay = next(delays)
+                if isinstance(exc, JournalUnavailable):
+                    # The database's trouble, not the account's: back as soon as it may answer (an account
+                    # whose runner waits a minute is a blind minute).
+                    delay = min(delay, _JOURNAL_RETRY_S)
                 log.error(
                     "account runner failed; restarting",
                     account=runner.account_id,

@@ -47,6 +47,17 @@ COMMAND_TIMEOUT_S = 3.0  # one statement (asyncpg's command_timeout)
 OPERATION_TIMEOUT_S = 5.0  # one call of the port, end to end: acquire, every statement, commit
 PROBE_TIMEOUT_S = 2.0  # one probe while failing: the outbox waits for it, and tries again in 5 s anyway
 
+# Connections per journal: a cluster instance that takes shards over starts a hundred runners at once, each
+# reading its account's memory and intents; four made them queue past the call bound.
+POOL_SIZE = 10
+
+
+async def keep_session(conn: Any) -> None:
+    """A connection back in the pool keeps its session: the journal sets nothing on it (its locks are
+    transaction-scoped, its listener has a connection of its own), and asyncpg's default reset is four
+    statements per use."""
+
+
 # What "cannot be written right now" looks like; anything else is a bug and propagates.
 _UNREACHABLE = (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 _UNAVAILABLE = (
@@ -107,7 +118,12 @@ class PostgresJournal(PostgresOutbox, PostgresCharts, PostgresRecords):
         await lock.acquire()
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=4, timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S
+                url,
+                min_size=1,
+                max_size=POOL_SIZE,
+                timeout=CONNECT_TIMEOUT_S,
+                command_timeout=COMMAND_TIMEOUT_S,
+                reset=keep_session,
             )
         except BaseException:
             await lock.release()
