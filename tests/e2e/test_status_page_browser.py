@@ -303,7 +303,13 @@ async def test_the_status_page_shows_every_simulated_position_with_the_daemons_f
         page = await browser.new_page(viewport=VIEWPORT)
         errors, requests = await _watch(page)
         await page.goto(f"http://127.0.0.1:{port}/")
-        await page.wait_for_function("document.querySelectorAll('#legs tbody tr').length > 0", timeout=5000)
+        # Polled with `evaluate`, not `wait_for_function`: Playwright 1.65 compiles a waited predicate with eval,
+        # which the page's Content-Security-Policy (rightly) forbids.
+        await eventually_async(
+            lambda: page.evaluate("() => document.querySelectorAll('#legs tbody tr').length > 0"),
+            5,
+            "the rows",
+        )
 
         # Every leg the exchanges hold is on the page, once, with the daemon's figures, closest first.
         held = await _held(http, binance, {k: keys[k] for k in ("binance-main", "binance-alt")})
@@ -329,8 +335,10 @@ async def test_the_status_page_shows_every_simulated_position_with_the_daemons_f
         mark = {"symbol": "BTCUSDT", "price": new_mark}
         async with http.post(f"{binance.http_base}/_sim/mark", json=mark) as response:
             assert response.status == 200, await response.text()
-        await page.wait_for_function(
-            BAR_MOVED, arg=[*MOVED, moved_row["bar_width"]], timeout=UPDATE_WITHIN_MS
+        await eventually_async(
+            lambda: page.evaluate(BAR_MOVED, [*MOVED, moved_row["bar_width"]]),
+            UPDATE_WITHIN_MS / 1000,
+            "the moved leg's bar to change",
         )
         took_s = time.monotonic() - moved_at
         # The bar that changed shows the daemon's new figures: shorter, in the warning colour.
