@@ -17,14 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from daemon.core.events import PositionFacts
 from daemon.core.margin.incremental import IncrementalAccount
-from daemon.core.state import AccountState, LegKey
-from daemon.core.types import Account, MarginMode, Position, PositionRisk
-from daemon.core.view import AccountView, LegView, leg_size, model_position
+from daemon.core.state import AccountState
+from daemon.core.types import Account, MarginMode, PositionRisk
+from daemon.core.view import AccountView, BuiltLeg, LegView, built_legs, leg_size, model_position
 
 # One leg as `view` builds it: its key, facts, the model's position (None: not modellable), mark and reason.
-_Built = tuple[LegKey, PositionFacts, Position | None, float | None, str | None]
+_Built = BuiltLeg
 
 
 class LiveView:
@@ -39,23 +38,7 @@ class LiveView:
         self.rebuilds += 1
         self._account_id = state.account_id
         self._legs, self._rules, self._wallet = state.legs, state.rules, state.wallet_balance
-        keys = sorted(state.legs, key=lambda key: (key[0], key[1].value))
-        built: list[_Built] = []
-        for key in keys:
-            facts = state.legs[key]
-            position, mark, reason = model_position(state, facts)
-            built.append((key, facts, position, mark, reason))
-        cross_blocker = next(
-            (
-                f"{key[0]} {key[1].value}: {reason}"
-                for key, facts, _p, _m, reason in built
-                if reason is not None and facts.margin_mode is not MarginMode.ISOLATED
-            ),
-            None,
-        )
-        has_cross = any(p is not None and p.margin_mode is MarginMode.CROSS for _k, _f, p, _m, _r in built)
-        if cross_blocker is None and has_cross and state.wallet_balance is None:
-            cross_blocker = "wallet balance unknown"
+        built, cross_blocker = built_legs(state)
         computable = [
             index
             for index, (_k, _f, p, _m, _r) in enumerate(built)

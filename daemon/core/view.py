@@ -92,15 +92,18 @@ def model_position(
     return position, mark, None
 
 
-def view(state: AccountState) -> AccountView:
-    """Every leg's figures from the core model, or the reason they are unknown."""
+BuiltLeg = tuple[LegKey, PositionFacts, Position | None, float | None, str | None]
+
+
+def built_legs(state: AccountState) -> tuple[list[BuiltLeg], str | None]:
+    """Each leg (in key order) with its model position, mark and the reason it cannot be modelled; and why the
+    cross legs cannot be solved together (None: they can). Shared by `view` and the live view."""
     keys = sorted(state.legs, key=lambda key: (key[0], key[1].value))
-    built: list[tuple[LegKey, PositionFacts, Position | None, float | None, str | None]] = []
+    built: list[BuiltLeg] = []
     for key in keys:
         facts = state.legs[key]
         position, mark, reason = model_position(state, facts)
         built.append((key, facts, position, mark, reason))
-
     cross_blocker = next(
         (
             f"{key[0]} {key[1].value}: {reason}"
@@ -112,7 +115,12 @@ def view(state: AccountState) -> AccountView:
     has_cross = any(p is not None and p.margin_mode is MarginMode.CROSS for _k, _f, p, _m, _r in built)
     if cross_blocker is None and has_cross and state.wallet_balance is None:
         cross_blocker = "wallet balance unknown"
+    return built, cross_blocker
 
+
+def view(state: AccountState) -> AccountView:
+    """Every leg's figures from the core model, or the reason they are unknown."""
+    built, cross_blocker = built_legs(state)
     computable = [
         (index, p)
         for index, (_k, _f, p, _m, _r) in enumerate(built)
