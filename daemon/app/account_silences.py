@@ -1,5 +1,6 @@
 """One account's silences in force, as its runner reads them: from the journal at most once a tick (steps follow
-every burst of marks, and a silence set from the command line may take a second to apply), and the last ones read
+every burst of marks, and a silence set from the command line may take a second or two to apply: the journal
+itself reads them at most once a second for all accounts, `daemon.store.silence_cache`), and the last ones read
 while the journal cannot be read (PostgreSQL away), so a journal outage never stops the watching."""
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from daemon.store.postgres_outbox import PostgresOutbox
 from daemon.store.postgres_records import PostgresRecords
 from daemon.store.postgres_schema import migrate
 from daemon.store.schema import JournalUnavailable
+from daemon.store.silence_cache import SilenceCache
 from daemon.store.spill import Spill
 
 log = structlog.get_logger("marginguard.journal")
@@ -103,6 +104,7 @@ class PostgresJournal(PostgresOutbox, PostgresCharts, PostgresRecords):
         # A cluster instance's leases: every action-leading write is fenced on them (None: one daemon, no fence).
         self._fencer: Fencer | None = None
         self._delivery_accounts: dict[int, str] = {}  # a due delivery's account, for its outcome's fence
+        self._silences = SilenceCache(self._read_silences)
 
     @classmethod
     async def open(

@@ -3,7 +3,6 @@ own module). The writes that lead to an action are fenced in a cluster (`_fence`
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -11,8 +10,7 @@ from typing import Any
 from daemon.store.journal_records import SEEDED_PREFIX, intent_params
 from daemon.store.postgres_outbox import SAVE_MEMORY
 from daemon.store.schema import UNSETTLED, IntentRecord, JournalUnavailable, SilenceRecord
-
-SILENCES_FRESH_S = 1.0
+from daemon.store.silence_cache import SilenceCache
 
 _INSERT_INTENT = (
     "INSERT INTO topup_intents (intent_key, account, symbol, side, action, asset, amount, status, margin_before,"
@@ -26,8 +24,7 @@ class PostgresRecords:
 
     redact: Any
     _spill: Any
-    # When the active silences were last read, and what they were (see `active_silences`).
-    _silences: tuple[float, list[SilenceRecord]] | None = None
+    _silences: SilenceCache  # the silences in force, read once a second whoever asks
 
     def _fence(self, account: str) -> list[tuple[str, Sequence[Any]]]:
         raise NotImplementedError
@@ -118,8 +115,7 @@ class PostgresRecords:
     async def add_silence(
         self, account: str, symbol: str | None, until: float, reason: str, now: float
     ) -> int:
-        self._silences = None
-        return int(
+        silence_id = int(
             await self._fetchval(
                 "INSERT INTO silences (account, symbol, until, reason, created) VALUES ($1,$2,$3,$4,$5) RETURNING id",
                 account,
@@ -129,24 +125,24 @@ class PostgresRecords:
                 now,
             )
         )
+        self._silences.forget()
+        return silence_id
 
     async def end_silence(self, silence_id: int, now: float) -> SilenceRecord | None:
-        self._silences = None
         row = await self._fetchrow(
             "UPDATE silences SET until = $2 WHERE id = $1 AND until > $2"
             " RETURNING id, account, symbol, until, reason",
             silence_id,
             now,
         )
+        self._silences.forget()
         return None if row is None else replace(SilenceRecord(**dict(row)), until=now)
 
     async def active_silences(self, now: float) -> list[SilenceRecord]:
-        """Read once a second at most, whoever asks: every runner asks at each step, and the answer is the same
-        for all of them (a silence added here is seen at once, one added elsewhere within SILENCES_FRESH_S)."""
-        kept = self._silences
-        if kept is None or time.monotonic() - kept[0] >= SILENCES_FRESH_S:
-            rows = await self._fetch(
-                "SELECT id, account, symbol, until, reason FROM silences WHERE until > $1 ORDER BY id", now
-            )
-            kept = self._silences = (time.monotonic(), [SilenceRecord(**dict(row)) for row in rows])
-        return [silence for silence in kept[1] if silence.until > now]
+        return await self._silences.active(now)
+
+    async def _read_silences(self, now: float) -> list[SilenceRecord]:
+        rows = await self._fetch(
+            "SELECT id, account, symbol, until, reason FROM silences WHERE until > $1 ORDER BY id", now
+        )
+        return [SilenceRecord(**dict(row)) for row in rows]

@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 from daemon.core.alerts import Alert
 from daemon.store.journal import Journal
 from daemon.store.schema import Delivery, IntentRecord, SilenceRecord
+from daemon.store.silence_cache import SilenceCache
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -29,6 +30,7 @@ class SqliteJournal:
         """Use `open`: the journal must have been opened on `worker`, the thread that will own it."""
         self._journal = journal
         self._worker = worker
+        self._silences = SilenceCache(lambda now: self._run(journal.active_silences, now))
 
     @classmethod
     async def open(cls, path: Path | str, redact: Callable[[str], str] | None = None) -> SqliteJournal:
@@ -154,13 +156,17 @@ class SqliteJournal:
     async def add_silence(
         self, account: str, symbol: str | None, until: float, reason: str, now: float
     ) -> int:
-        return await self._run(self._journal.add_silence, account, symbol, until, reason, now)
+        silence_id = await self._run(self._journal.add_silence, account, symbol, until, reason, now)
+        self._silences.forget()
+        return silence_id
 
     async def end_silence(self, silence_id: int, now: float) -> SilenceRecord | None:
-        return await self._run(self._journal.end_silence, silence_id, now)
+        ended = await self._run(self._journal.end_silence, silence_id, now)
+        self._silences.forget()
+        return ended
 
     async def active_silences(self, now: float) -> list[SilenceRecord]:
-        return await self._run(self._journal.active_silences, now)
+        return await self._silences.active(now)
 
     # -- incident charts ----------------------------------------------------------------------------------------
     async def store_chart(self, key: str, sequence: int, png: bytes, now: float) -> int | None:
