@@ -21,8 +21,8 @@ from daemon.core.margin.solver import Boundary, affine_boundary, find_boundary
 from daemon.core.margin.terms import (
     ZERO,
     Affine,
+    LegBrackets,
     bracket_breakpoints,
-    bracket_size,
     closing_fee_terms,
     from_u,
     initial_margin,
@@ -32,7 +32,6 @@ from daemon.core.margin.terms import (
     tier_requirement_terms,
     to_u,
 )
-from daemon.core.tiers import tier_index
 from daemon.core.types import Account, AccountRisk, MarginMode, Position, PositionRisk
 
 
@@ -78,7 +77,18 @@ class GroupTerms:
     the legs' brackets, which is all that u changes in it.
     """
 
-    __slots__ = ("_at_u", "_by_brackets", "_tables", "breakpoints", "family", "fee_u", "fees", "legs", "pnl")
+    __slots__ = (
+        "_at_u",
+        "_brackets",
+        "_by_brackets",
+        "_tables",
+        "breakpoints",
+        "family",
+        "fee_u",
+        "fees",
+        "legs",
+        "pnl",
+    )
 
     def __init__(self, family: MarginFamily, legs: Sequence[Position], fee_u: float | None) -> None:
         self.family, self.legs, self.fee_u = family, tuple(legs), fee_u
@@ -86,6 +96,9 @@ class GroupTerms:
         self.fees = _sum([closing_fee_terms(family, leg) for leg in legs])
         self.breakpoints = sorted(b for leg in legs for b in bracket_breakpoints(family, leg))
         self._tables = [leg_tiers(family, leg) for leg in legs]
+        self._brackets = [
+            LegBrackets(family, leg, table) for leg, table in zip(legs, self._tables, strict=True)
+        ]
         self._by_brackets: dict[tuple[int, ...], Affine] = {}
         self._at_u: dict[float, Affine] = {}  # the last few probes: a kept group is read at the same ones
 
@@ -96,16 +109,13 @@ class GroupTerms:
             return known
         if len(self._at_u) >= 64:
             self._at_u.clear()
-        family = self.family
-        key = tuple(
-            tier_index(table, bracket_size(family, leg, u_ref))
-            for leg, table in zip(self.legs, self._tables, strict=True)
-        )
+        brackets = self._brackets
+        key = (brackets[0].index(u_ref),) if len(brackets) == 1 else tuple(b.index(u_ref) for b in brackets)
         summed = self._by_brackets.get(key)
         if summed is None:
             summed = _sum(
                 [
-                    tier_requirement_terms(family, leg, table[index], self.fee_u)
+                    tier_requirement_terms(self.family, leg, table[index], self.fee_u)
                     for leg, table, index in zip(self.legs, self._tables, key, strict=True)
                 ]
             )
