@@ -13,6 +13,7 @@ import contextlib
 import functools
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
@@ -140,10 +141,11 @@ class Daemon:
         self._configs: dict[str, RunnerConfig] = {}
         self._hub_of: dict[str, MarketHub] = {}
         self._wake_outbox = self.outbox.notify
+        sharing = Counter(environment(account) for account in settings.account_configs())
         for account in settings.account_configs():
             where = environment(account)
             if where not in self.hubs:
-                self.hubs[where] = hub_for(account, hub_settings(settings))
+                self.hubs[where] = hub_for(account, hub_settings(settings, sharing[where]))
             topup = settings.topup_for(account.account_id)
             config = RunnerConfig(
                 account=account,

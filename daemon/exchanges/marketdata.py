@@ -13,6 +13,11 @@ the first of the frames read together and only caches the rest, so after each wa
 mark ccxt holds for the symbol (`client.tickers`), and `refresh(symbols)` lets a reader about to decide fold in
 any mark ccxt has taken since: no decision is made on a superseded mark.
 
+A hub that follows many symbols (`HubSettings.all_markets`, where the venue has it: `Quirks.all_markets_marks`)
+reads instead ONE stream carrying every market's mark (Binance's `!markPrice@arr@1s`, through ccxt's
+`watch_mark_prices()`): one frame a second for the whole venue instead of one per symbol, and one task instead
+of one per symbol. After each frame the hub delivers, for every symbol it follows, the mark ccxt now holds.
+
 Each symbol's stream is judged by the age of its last mark, by each listener on its own `stale_after_s` (an
 account's, or a symbol's within it: `subscribe(symbol, listener, stale_after_s)`): past it that listener hears
 `StreamHealth(STALE)`; past the shortest, the hub's sockets are failed so the next watch reconnects and
@@ -24,19 +29,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 import structlog
 
-from daemon.core.backoff import Backoff
 from daemon.core.events import MarketRules, MarkPrice, StreamHealth
 from daemon.exchanges import mark_trace
 from daemon.exchanges.client import Environment, build_client, environment, public_account, share_markets
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.errors import InvalidRequest
+from daemon.exchanges.hub_settings import HubSettings
 from daemon.exchanges.parse import mark_from_ticker, market_rules
 from daemon.exchanges.quirks import Quirks, quirks_for
 from daemon.exchanges.retry import Retry, read, translated
@@ -58,27 +62,11 @@ MarkEvent = MarkPrice | StreamHealth
 MarkListener = Callable[[MarkEvent], None]
 
 
+ALL_MARKETS = "*"  # the task key of the stream of every market's marks
+
+
 def mark_stream_name(symbol: str) -> str:
     return f"mark:{symbol}"
-
-
-@dataclass(frozen=True, slots=True)
-class HubSettings:
-    stale_after_s: float = 10.0  # marks are pushed every 1-3 s by every supported exchange
-    check_every_s: float = (
-        0.25  # how often the watchdog looks: staleness is seen within this of the threshold
-    )
-    poll_every_s: float = 1.0  # for exchanges whose marks are polled over REST
-    backoff: Backoff = field(default_factory=Backoff)
-    # How many accounts of the environment take their first snapshot at once (`adopted`). Each client keeps
-    # ccxt's own throttle (`enableRateLimit`: its `rateLimit` and per-endpoint costs, which ccxt models on one
-    # key's share of the venue's limits), but nothing in ccxt spans clients: without a bound, thousands of
-    # accounts would send their snapshots in the same instant from one address. Assumed: the venue limits
-    # public endpoints per IP and private ones per key (Bybit, OKX). Binance also counts signed requests
-    # against the IP's weight (2,400 a minute on USD-M; one snapshot weighs about 15): a bound on how many at
-    # once spreads the burst but does not keep thousands of Binance accounts behind one IP within it; that
-    # takes several addresses (cluster mode) or a longer reconciliation interval.
-    startup_concurrency: int = 64
 
 
 class MarketHub:
@@ -251,6 +239,13 @@ class MarketHub:
             raise RuntimeError("MarketHub.subscribe outside `async with hub:`")
         stream = self._streams[symbol] = SharedStream(mark_stream_name(symbol), time.monotonic())
         stream.add(listener, threshold)
+        if self.all_markets:
+            if ALL_MARKETS not in self._tasks:
+                self._tasks[ALL_MARKETS] = self._group.create_task(
+                    self._watch_all_marks(), name=f"hub-{self.exchange_id}-marks-all-markets"
+                )
+            self.refresh((symbol,))  # ccxt may hold its mark already: no need to wait for the next frame
+            return
         self._tasks[symbol] = self._group.create_task(
             self._watch_marks(symbol, stream), name=f"hub-{self.exchange_id}-mark-{symbol}"
         )
@@ -280,11 +275,37 @@ class MarketHub:
     def latest(self, symbol: str) -> MarkPrice | None:
         return self._latest.get(symbol)
 
+    @property
+    def all_markets(self) -> bool:
+        """Whether this hub reads one stream of every market's marks (see the module's docstring)."""
+        return self.settings.all_markets and self.quirks.all_markets_marks
+
     async def _watch_marks(self, symbol: str, stream: SharedStream) -> None:
+        await self._watch(
+            lambda: self._next_ticker(symbol),
+            lambda ticker: self._on_ticker(symbol, stream, self._newest(symbol, ticker)),
+            lambda: (stream,),
+        )
+
+    async def _watch_all_marks(self) -> None:
+        await self._watch(
+            self.client.watch_mark_prices,
+            lambda _tickers: self.refresh(tuple(self._streams)),
+            lambda: tuple(self._streams.values()),
+        )
+
+    async def _watch(
+        self,
+        take: Callable[[], Awaitable[Any]],
+        deliver: Callable[[Any], None],
+        fed: Callable[[], Iterable[SharedStream]],
+    ) -> None:
+        """Take from a mark watch and `deliver` what it gives, for ever; on its failure, the streams it feeds
+        are down until it gives again (retried with the capped backoff)."""
         retry = Retry(self.settings.backoff)
         while True:
             try:
-                ticker = await self._next_ticker(symbol)
+                taken = await take()
             except asyncio.CancelledError:
                 if cancelled_by_us():
                     raise
@@ -293,9 +314,10 @@ class MarketHub:
                 error = translated(exc, self.client)
             else:
                 retry.reset()
-                self._on_ticker(symbol, stream, self._newest(symbol, ticker))
+                deliver(taken)
                 continue
-            stream.down(str(error), _deliver)
+            for stream in fed():
+                stream.down(str(error), _deliver)
             await retry.pause(error)
             forget_dial_backoff(self.client)
 

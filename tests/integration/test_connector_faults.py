@@ -114,18 +114,20 @@ def _all_priced(connector: Connector) -> bool:
     return all(leg.risk is not None for leg in connector.view.legs)
 
 
-@pytest.mark.parametrize("exchange", EXCHANGES)
+@pytest.mark.parametrize(
+    ("exchange", "all_markets"), [*((exchange, False) for exchange in EXCHANGES), ("binance", True)]
+)
 async def test_a_stalled_mark_stream_is_declared_stale_reconnected_and_fresh_only_on_new_data(
-    exchange: str,
+    exchange: str, all_markets: bool
 ) -> None:
+    """Also with the stream of every market's marks (Binance's, which a hub of many accounts reads)."""
     async with simulator(exchange, mark_interval_s=0.25) as sim:
         open_leg(sim, BTC, Side.LONG, 0.2, MarginMode.CROSS, leverage=10)
         btc = unified(sim, BTC)
         stream = mark_stream_name(btc)
-        async with connected(sim, hub_settings=HubSettings(stale_after_s=1.0, check_every_s=0.05)) as (
-            hub,
-            connector,
-        ):
+        settings = HubSettings(stale_after_s=1.0, check_every_s=0.05, all_markets=all_markets)
+        async with connected(sim, hub_settings=settings) as (hub, connector):
+            assert hub.all_markets is all_markets
             await until(connector, lambda c: health(c, stream) is Freshness.FRESH)
             threshold = hub.settings.stale_after_s
             sockets_before = sum(1 for entry in sim.engine.request_log if entry["websocket"])

@@ -129,6 +129,9 @@ class Quirks:
     family: the core margin family (`daemon.core.margin`) that models this exchange's liquidation.
     mark_stream: how mark prices arrive: ccxt `watch_mark_price`, `watch_ticker` (its ticker carries the
         mark), or REST polling.
+    all_markets_marks: ccxt's `watch_mark_prices()` without symbols reads ONE stream that carries every
+        market's mark (Binance's `!markPrice@arr@1s`), which a hub following many symbols takes instead of one
+        stream per symbol (`HubSettings.all_markets`).
     positions_push_is_thin: websocket position pushes lack mark, liquidation price, leverage and margins:
         merge them onto the REST picture, never replace it.
     positions_quiet_by_nature: the position stream pushes only on change, so silence is not staleness:
@@ -172,6 +175,7 @@ class Quirks:
     default_options: Mapping[str, Any]
     add_margin: AddMarginRequest | None
     margin_amount_uses_market_precision: bool = False
+    all_markets_marks: bool = False
     margin_mode_in_positions: bool = True
     leverage_in_positions: bool = True
     account_fee_rates: bool = False

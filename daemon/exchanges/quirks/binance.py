@@ -14,6 +14,7 @@ QUIRKS = Quirks(
     exchange_id="binanceusdm",
     family="binance",
     mark_stream="watch_mark_price",
+    all_markets_marks=True,
     # ACCOUNT_UPDATE carries amount, entry, margin type and isolated wallet only (ccxt #27618), and is sent
     # only when something changes (ccxt #20201).
     positions_push_is_thin=True,
