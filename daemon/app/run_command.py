@@ -77,6 +77,7 @@ async def serve(settings: Any) -> None:
 
     The HTTP listener comes first (`daemon.app.http_face`): /healthz answers and /readyz says "starting" while
     ccxt is imported, the journal opened and the accounts' clients built behind it."""
+    from daemon.app.collector import Collector
     from daemon.app.http import Metrics
     from daemon.app.http_face import Face
 
@@ -85,14 +86,17 @@ async def serve(settings: Any) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     face = Face(Metrics())
+    collector = Collector(loop)
+    collector.install()
     try:
         await face.open(settings.daemon.http_bind)
         # ccxt and the runtime (about a second), imported behind the listener on a worker thread, so that the
         # event loop goes on answering /healthz meanwhile.
         supervisor = await asyncio.to_thread(importlib.import_module, "daemon.app.supervisor")
         daemon = await supervisor.Daemon.open(settings, metrics=face.metrics)
-        await daemon.run(stop, face)  # closes the listener when it stops
+        await daemon.run(stop, face, collector)  # closes the listener when it stops
     finally:
+        collector.uninstall()
         await face.close()  # when the daemon could not be built (closing twice is harmless)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

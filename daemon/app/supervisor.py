@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from daemon.app import systemd
+from daemon.app.collector import Collector
 from daemon.app.http import Metrics
 from daemon.app.http_face import Face, Served
 from daemon.app.incident_charts import ChartRenderer
@@ -251,9 +252,12 @@ class Daemon:
             document["cluster"] = self.cluster.status()
         return document
 
-    async def run(self, stop: asyncio.Event, face: Face | None = None) -> None:
+    async def run(
+        self, stop: asyncio.Event, face: Face | None = None, collector: Collector | None = None
+    ) -> None:
         """Until `stop` is set. `face`: the HTTP listener `marginguard run` opened before building the daemon
-        (it is closed here as the daemon's own would be); None: the daemon opens its own."""
+        (it is closed here as the daemon's own would be); None: the daemon opens its own. `collector`: the
+        garbage collector's settings `marginguard run` installed, whose hourly full pass runs here."""
         if face is None:
             face = Face(self.metrics)
             await face.open(self.settings.daemon.http_bind)
@@ -277,6 +281,8 @@ class Daemon:
                         keeper = group.create_task(self.cluster.run(), name="cluster-leases")
                         tasks.append(keeper)
                     tasks.append(group.create_task(self._watchdog(), name="watchdog"))
+                    if collector is not None:
+                        tasks.append(group.create_task(collector.run(), name="collector"))
                     systemd.notify("READY=1")
                     log.info("marginguard running", accounts=[r.account_id for r in self.runners])
                     await stop.wait()

@@ -10,7 +10,7 @@ from daemon.app.settings import Settings
 from daemon.core.policy_rules import RuleSet
 from daemon.core.topup import TopUpLimits
 from daemon.exchanges.feeds import FeedSettings
-from daemon.exchanges.marketdata import HubSettings
+from daemon.exchanges.hub_settings import HubSettings
 
 
 def rule_set(settings: Settings) -> RuleSet:

@@ -15,7 +15,8 @@ from daemon.core.types import MarginMode, Side
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
 from daemon.exchanges.feeds import FeedSettings
-from daemon.exchanges.marketdata import HubSettings, MarketHub, hub_for
+from daemon.exchanges.hub_settings import HubSettings
+from daemon.exchanges.marketdata import MarketHub, hub_for
 from daemon.sim.server import SimServer
 
 EXCHANGES = ("binance", "bybit", "okx")

@@ -15,7 +15,8 @@ from daemon.core.events import Freshness, MarkPrice, StreamHealth
 from daemon.core.types import MarginMode, Side
 from daemon.exchanges.connector import Connector
 from daemon.exchanges.feeds import FeedSettings
-from daemon.exchanges.marketdata import HubSettings, mark_stream_name
+from daemon.exchanges.hub_settings import HubSettings
+from daemon.exchanges.marketdata import mark_stream_name
 from daemon.sim.server import SimServer
 from tests.integration.connector_support import (
     EXCHANGES,

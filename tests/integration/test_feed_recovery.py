@@ -13,7 +13,8 @@ import pytest
 from daemon.core.events import Freshness, PositionUpdate, StreamHealth
 from daemon.core.types import MarginMode, Side
 from daemon.exchanges.connector import Connector
-from daemon.exchanges.marketdata import HubSettings, hub_for, mark_stream_name
+from daemon.exchanges.hub_settings import HubSettings
+from daemon.exchanges.marketdata import hub_for, mark_stream_name
 from tests.integration.connector_support import (
     EXCHANGES,
     FAST_FEED,
