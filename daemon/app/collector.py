@@ -17,6 +17,7 @@ fewer short-lived objects are promoted before they die.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from typing import Any
@@ -55,7 +56,8 @@ class Collector:
         if info.get("generation") == 2:
             self.full_passes += 1
             self.last_full_pass_s = time.perf_counter() - self._pass_started
-            self._loop.call_soon_threadsafe(gc.freeze)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing left to keep fast
+                self._loop.call_soon_threadsafe(gc.freeze)
 
     def full_pass(self) -> None:
         """Every object back in the collector's sight, and one full pass over them (then frozen again)."""
