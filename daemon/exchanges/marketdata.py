@@ -1,27 +1,23 @@
 """`MarketHub`: one exchange's public data, shared by every account that trades on it.
 
 One hub per environment (exchange, mode and server: `client.environment`) holds one public ccxt client, built
-without credentials (`hub_for`). Market metadata and maintenance tiers are loaded once
-and shared (`rules(symbol)`), and each symbol's mark price is watched by exactly one task whatever the number
-of accounts holding it: `subscribe(symbol, listener)` / `unsubscribe` count references, and every frame is
-fanned out to every listener as a core `MarkPrice`.
+without credentials (`hub_for`). Market metadata and maintenance tiers are loaded once and shared
+(`rules(symbol)`); each symbol's mark is watched once whatever the number of accounts holding it:
+`subscribe(symbol, listener)` / `unsubscribe` count references, and every mark reaches every listener as a
+core `MarkPrice`.
 
-One `watch_mark_price` task per symbol (rather than one `watch_mark_prices(list)`) because ccxt resolves a
-waiting watch once per batch of frames read together: a single multi-symbol watch hands user code only a
-fraction of the updates under load, while per-symbol watches deliver every frame. Even so, a watch resolves with
-the first of the frames read together and only caches the rest, so after each wake-up the hub takes the newest
-mark ccxt holds for the symbol (`client.tickers`), and `refresh(symbols)` lets a reader about to decide fold in
-any mark ccxt has taken since: no decision is made on a superseded mark.
-
-A hub that follows many symbols (`HubSettings.all_markets`, where the venue has it: `Quirks.all_markets_marks`)
-reads instead ONE stream carrying every market's mark (Binance's `!markPrice@arr@1s`, through ccxt's
-`watch_mark_prices()`): one frame a second for the whole venue instead of one per symbol, and one task instead
-of one per symbol. After each frame the hub delivers, for every symbol it follows, the mark ccxt now holds.
+One `watch_mark_price` task per symbol, because ccxt resolves a waiting watch once per batch of frames read
+together (a single multi-symbol watch hands user code only a fraction of the updates under load). A watch
+resolves with the first of those frames and only caches the rest, so after each wake-up the hub takes the
+newest mark ccxt holds (`client.tickers`), and `refresh(symbols)` lets a reader about to decide fold in any
+mark ccxt has taken since: no decision is made on a superseded mark. A hub that follows many symbols
+(`HubSettings.all_markets`, where the venue has it: `Quirks.all_markets_marks`) reads instead ONE stream of
+every market's marks (Binance's `!markPrice@arr@1s`, ccxt's `watch_mark_prices()`) with one task, and after
+each frame delivers, for every symbol it follows, the mark ccxt now holds.
 
 Each symbol's stream is judged by the age of its last mark, by each listener on its own `stale_after_s` (an
-account's, or a symbol's within it: `subscribe(symbol, listener, stale_after_s)`): past it that listener hears
-`StreamHealth(STALE)`; past the shortest, the hub's sockets are failed so the next watch reconnects and
-resubscribes. A listener hears FRESH again only when a new mark arrives.
+account's, or a symbol's within it): past it that listener hears `StreamHealth(STALE)`; past the shortest, the
+hub's sockets are failed so the next watch reconnects and resubscribes. FRESH again only on a new mark.
 """
 
 from __future__ import annotations
