@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -45,7 +46,7 @@ from daemon.exchanges.errors import (
     RateLimited,
     TransientError,
 )
-from daemon.exchanges.feed_settings import FeedSettings, FeedStalled
+from daemon.exchanges.feed_settings import FeedSettings, FeedStalled, reconcile_after_s
 from daemon.exchanges.marketdata import MarketHub, MarkEvent, mark_stream_name
 from daemon.exchanges.parse import facts_from_positions, wallet_balance
 from daemon.exchanges.quirks import Quirks
@@ -260,7 +261,8 @@ class AccountFeed:
 
     async def _reconcile_loop(self) -> None:
         retry = Retry(self.settings.backoff)
-        self.request_reconcile(after_s=self.settings.reconcile_every_s)
+        every_s = self.settings.reconcile_every_s
+        self.request_reconcile(after_s=reconcile_after_s(every_s, True, random.random()))
         while True:
             due = self._reconcile_due if self._reconcile_due is not None else time.monotonic()
             # After a rate limit nobody's request comes before the exchange's Retry-After (or the retry's wait).
@@ -284,7 +286,7 @@ class AccountFeed:
                 if retry.failures:
                     self._recovery.announce()
                 retry.reset()
-                self.request_reconcile(after_s=self.settings.reconcile_every_s)
+                self.request_reconcile(after_s=reconcile_after_s(every_s, False, random.random()))
                 continue
             self._give_up_if_fatal(error)
             log.warning("reconciliation failed", exchange=self.quirks.exchange_id, error=str(error))
