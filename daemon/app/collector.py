@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import time
 from typing import Any
 
 FULL_PASS_EVERY_S = 3600.0
@@ -37,9 +36,7 @@ class Collector:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._thresholds = gc.get_threshold()
-        self._pass_started = 0.0
         self.full_passes = 0  # full passes seen (the collector's own and the hourly one)
-        self.last_full_pass_s = 0.0  # how long the last one held the interpreter
 
     def install(self) -> None:
         gc.set_threshold(YOUNG_THRESHOLD, *self._thresholds[1:])
@@ -55,12 +52,8 @@ class Collector:
     def _observe(self, phase: str, info: dict[str, Any]) -> None:
         # Runs inside the collection, on whichever thread allocated (the journal's too): only note it here, and
         # freeze from the event loop once the collection is over.
-        if phase == "start":
-            self._pass_started = time.perf_counter()
-            return
-        if info.get("generation") == 2:
+        if phase == "stop" and info.get("generation") == 2:
             self.full_passes += 1
-            self.last_full_pass_s = time.perf_counter() - self._pass_started
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing left to keep fast
                 self._loop.call_soon_threadsafe(gc.freeze)
 
