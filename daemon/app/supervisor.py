@@ -2,8 +2,8 @@
 
 Only the supervisor creates long-lived tasks, and every one belongs to its TaskGroup. A runner that fails is
 restarted with capped, jittered backoff (its policy memory and ledger are kept; its connector is rebuilt). Stop
-is bounded: on SIGTERM/SIGINT every task is cancelled at once, then whatever the outbox still holds is flushed
-within what is left of `shutdown_timeout_s`.
+is bounded: on SIGTERM/SIGINT every task but the outbox is cancelled at once; the outbox finishes the requests it
+has in flight, then whatever it still holds is flushed, all within `shutdown_timeout_s`.
 """
 
 from __future__ import annotations
@@ -270,7 +270,8 @@ class Daemon:
                     await stack.enter_async_context(hub)
                 async with asyncio.TaskGroup() as group:
                     self._group = group
-                    tasks.append(group.create_task(self.outbox.run(), name="outbox"))
+                    outbox = group.create_task(self.outbox.run(), name="outbox")
+                    tasks.append(outbox)
                     tasks.append(group.create_task(self.charts.run(), name="incident-charts"))
                     for runner in self.runners:
                         tasks.append(
@@ -297,7 +298,15 @@ class Daemon:
                         with contextlib.suppress(Exception):
                             await self.cluster.stop()
                     for task in [*tasks, *self._runner_tasks.values()]:
-                        task.cancel()
+                        if task is not outbox:
+                            task.cancel()
+                    # The outbox is not cut off mid-request (a message the sink took but whose answer was lost
+                    # would be sent again by the flush): it ends after its pass under way, within the budget.
+                    self.outbox.stop()
+                    left = self.settings.daemon.shutdown_timeout_s - (time.monotonic() - stopped_at) - 1.0
+                    if not (await asyncio.wait([outbox], timeout=max(0.5, left)))[0]:
+                        log.warning("outbox stopped mid-request: that message may be sent again")
+                        outbox.cancel()
         finally:
             if self.cluster is not None:
                 # Whatever is still held (a stop that did not get as far as the handover above) goes now.

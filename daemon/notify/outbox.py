@@ -119,6 +119,7 @@ class Outbox:
         self._wake = asyncio.Event()
         # One pass at a time: `flush` at shutdown must not send what a still-running pass is sending.
         self._pass_lock = asyncio.Lock()
+        self._stopping = False
         self._told_failure: str | None = None  # the journal failure the sinks were told about
         # The journal_failure messages' last number, read from the journal the first time one is needed.
         self._journal_sequence: int | None = None
@@ -127,12 +128,21 @@ class Outbox:
         """A new alert was journaled: send it now rather than at the next scheduled wake-up."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Shutdown: `run` returns once the pass under way is done. A request in flight is answered and its outcome
+        journaled: cut off, it would stay pending and go out a second time (the flush, or the next start)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Deliver until cancelled: each pass sends what is due, then sleeps until the next due time or notify()."""
-        while True:
+        """Deliver until `stop` (or cancelled): each pass sends what is due, then sleeps until the next due time or
+        notify()."""
+        while not self._stopping:
             self._wake.clear()
             await self.watch_journal()
             handled = await self.send_due()
+            if self._stopping:
+                return
             delay = await self._seconds_until_next()
             if delay is not None and delay <= 0 and handled == 0:
                 delay = self.backoff.floor  # something is due yet nothing could be tried: never spin

@@ -139,6 +139,10 @@ class Receiver:
         self._failures: list[_Failure] = []
         self._runner: web.AppRunner | None = None
         self._changed: asyncio.Condition | None = None
+        # Set: answers go out at once. Cleared by `hold_answers`: each message is taken (recorded as accepted)
+        # and its answer waits — a sender sees a slow platform whose answer may be lost.
+        self._answering = asyncio.Event()
+        self._answering.set()
 
     @property
     def url(self) -> str:
@@ -149,6 +153,13 @@ class Receiver:
     ) -> None:
         """Answer `status` to the next `times` requests (of `platform`, or any); 429s carry `retry_after`."""
         self._failures.append(_Failure(status, times, retry_after, platform))
+
+    def hold_answers(self) -> None:
+        """Take messages but answer none until `release_answers`."""
+        self._answering.clear()
+
+    def release_answers(self) -> None:
+        self._answering.set()
 
     def received(self, platform: str | None = None) -> list[Received]:
         return [r for r in self.accepted if platform is None or r.platform == platform]
@@ -215,6 +226,7 @@ class Receiver:
         if self._changed is not None:
             async with self._changed:
                 self._changed.notify_all()
+        await self._answering.wait()
         return response
 
     def _take_failure(self, platform: str) -> _Failure | None:

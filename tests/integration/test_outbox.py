@@ -4,6 +4,7 @@ outages and restarts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -65,17 +66,18 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 @asynccontextmanager
 async def running(outbox: Outbox) -> AsyncIterator[Outbox]:
-    """The worker for the duration of a block, stopped the way the daemon stops it: a flush, then cancel.
-
-    The flush waits for the pass in flight, so what a receiver accepted is journaled as sent by the block's end.
-    """
+    """The worker for the duration of a block, stopped the way the daemon stops it: told to stop, it ends after
+    the pass in flight (so what a receiver accepted is journaled as sent), then the flush sends what is left."""
     task = asyncio.create_task(outbox.run())
     try:
         yield outbox
+        outbox.stop()
+        async with asyncio.timeout(WAIT):
+            await task
         await outbox.flush(timeout=WAIT)
     finally:
         task.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError):
             await task
         for sink in outbox.sinks.values():
             await sink.close()
