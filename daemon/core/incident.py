@@ -16,8 +16,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from daemon.core.alerts import Alert, AlertKind, Severity
-from daemon.core.trail import Trail
-from daemon.core.view import AccountView
+from daemon.core.trail import SampledTrail, Trail
+from daemon.core.view import AccountView, leg_keys
 
 CHART_WINDOW_S = 900.0  # the last 15 minutes
 CHART_SPACING_S = 5.0  # at most 182 points per leg
@@ -144,11 +144,15 @@ class IncidentRecorder:
     """One account's price trail and markers: what its charts are drawn from."""
 
     def __init__(self) -> None:
-        self.trail = price_trail()
+        # Offered every step's view (before deciding: a chart ends at the figures it was made on); the prices
+        # are read from it at most every spacing, when a leg goes or comes, and when a chart is made.
+        self.trail: SampledTrail[LegId, PricePoint, AccountView] = SampledTrail(
+            price_trail(), price_points, leg_keys
+        )
         self.markers = MarkerLog()
 
     def record(self, now: float, view: AccountView) -> None:
-        self.trail.record(now, price_points(view))
+        self.trail.offer(now, view)
 
     def chart_for(self, alert: Alert, now: float) -> IncidentChart | None:
         """Note `alert` as a marker; its chart when it is worth one and there is something to draw."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+S = TypeVar("S")
 
 
 class Trail(Generic[K, V]):
@@ -61,3 +62,40 @@ class Trail(Generic[K, V]):
 
     def keys(self) -> list[K]:
         return list(self._series)
+
+
+class SampledTrail(Generic[K, V, S]):
+    """A `Trail` offered a source (an account's view) at every step and turning it into points only when they can
+    show: at most once a spacing, when the source's keys change (the last figures of a leg that goes are kept, as
+    are the first of one that comes), and before every read (a series still ends at the present). Offering is
+    O(keys) comparisons; `points` (a dict of figures per leg) runs a few times a spacing, not at every mark.
+    """
+
+    def __init__(
+        self, trail: Trail[K, V], points: Callable[[S], Mapping[K, V]], keys: Callable[[S], object]
+    ) -> None:
+        self.trail = trail
+        self._points = points
+        self._keys = keys
+        self._pending: tuple[float, S, object] | None = None  # (time, source, its keys) not yet a point
+        self._recorded_at = -math.inf
+
+    def offer(self, now: float, source: S) -> None:
+        keys = self._keys(source)
+        if self._pending is not None and self._pending[2] != keys:
+            self._record()  # the last figures before a leg went (or came)
+        self._pending = (now, source, keys)
+        if now - self._recorded_at >= self.trail.spacing_s:
+            self._record()
+
+    def series(self, key: K) -> list[tuple[float, V]]:
+        self._record()
+        return self.trail.series(key)
+
+    def _record(self) -> None:
+        if self._pending is None:
+            return
+        now, source, _keys = self._pending
+        self._pending = None
+        self.trail.record(now, self._points(source))
+        self._recorded_at = now

@@ -55,6 +55,11 @@ class AccountView:
         return None
 
 
+def leg_keys(view: AccountView) -> tuple[LegKey, ...]:
+    """Which legs a view shows, in its order."""
+    return tuple(leg.key for leg in view.legs)
+
+
 def model_position(
     state: AccountState, facts: PositionFacts
 ) -> tuple[Position | None, float | None, str | None]:
