@@ -1,4 +1,5 @@
-"""One account's gauges and counters on /metrics, refreshed on change after its runner's steps.
+"""One account's gauges and counters on /metrics: the legs' and the account's figures written when Prometheus
+scrapes (from the latest view), the streams' health on change after each of its runner's steps.
 
 Unknown figures are absent, never a reassuring number; a leg's series go when the leg closes, so labels stay
 bounded by the legs held. A stream's outages are counted on the edge into DOWN or STALE (each one is
@@ -53,9 +54,7 @@ class AccountMetrics:
         if view is not self._view:
             self._view = view
             self._publish_account(view)
-        if state.health is not self._health:
-            self._health = state.health
-            self._publish_health(state)
+        self.publish_health(state)
         for name, age in (private_ages or {}).items():
             m.stream_age.labels(account, name).set(age)
         if mark_age is not None:
@@ -101,7 +100,12 @@ class AccountMetrics:
         self._account_written = values
         self._publish_legs(view)
 
-    def _publish_health(self, state: AccountState) -> None:
+    def publish_health(self, state: AccountState) -> None:
+        """The streams' gauges and outage counts, when the health changed (each outage is counted on its edge,
+        so this runs at every step, not only at scrapes)."""
+        if state.health is self._health:
+            return
+        self._health = state.health
         m, account = self.metrics, self.account_id
         for name, health in state.health.items():
             m.stream_stale.labels(account, name).set(0 if health.freshness is Freshness.FRESH else 1)

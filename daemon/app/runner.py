@@ -387,14 +387,20 @@ class AccountRunner(TopUpSteps):
         return memory.numbered_at_least(await self.journal.max_sequences(self.account_id))
 
     def _publish_metrics(self, state: AccountState, view: AccountView, full: bool) -> None:
-        """Gauges on change; stream ages (which move with the clock alone) read at scrape time, the streams to
-        read looked for when more than marks changed."""
-        self._account_metrics.publish(state, view)
+        """Per step, only what cannot wait for a scrape: the health's edges (outages are counted on them), and
+        the streams whose ages are read at scrape time, looked for when more than marks changed. The legs'
+        gauges are written at scrape time (`refresh_gauges`), not at every mark."""
+        self._account_metrics.publish_health(state)
         if full and self.connector is not None:
             now = time.monotonic()
             names = [*self.connector.feed.stream_ages(now), *(f"mark:{symbol}" for symbol, _ in state.legs)]
             self._account_metrics.track_ages(names, self._stream_age)
         self.distance_history.record(self.clock(), view)
+
+    def refresh_gauges(self) -> None:
+        """Before Prometheus reads /metrics: the legs' and the account's gauges from the latest figures."""
+        if self.connector is not None:
+            self._account_metrics.publish(self.connector.state, self.connector.view)
 
     def _stream_age(self, name: str) -> float | None:
         """Seconds since the stream's last data (None: not watched now); read when Prometheus scrapes."""

@@ -363,5 +363,7 @@ class Daemon:
         return [] if failure is None else [f"journal {self.journal.where} cannot be written: {failure}"]
 
     async def _refresh_gauges(self) -> None:
+        for runner in self.runners:
+            runner.refresh_gauges()
         self.metrics.outbox_pending.set(await self.journal.pending_deliveries())
         self.metrics.journal_writable.set(0 if self.journal.write_failure else 1)
