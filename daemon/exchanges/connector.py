@@ -244,7 +244,7 @@ class Connector:
             self._publish((event,), changes)
             return
         folded, self._pending = (*self._pending, event), []
-        self._view = self._live.rebuild(self._state)
+        self._view = self._live.refresh(self._state)
         self._publish(folded, changes)
 
     def catch_up(self) -> None:
