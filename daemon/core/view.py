@@ -7,6 +7,7 @@ legs stand alone.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 from daemon.core.events import PositionFacts
@@ -55,9 +56,12 @@ class AccountView:
         return None
 
 
+_KEY_OF = operator.attrgetter("key")
+
+
 def leg_keys(view: AccountView) -> tuple[LegKey, ...]:
-    """Which legs a view shows, in its order."""
-    return tuple(leg.key for leg in view.legs)
+    """Which legs a view shows, in its order (asked at every step: `map` over an attrgetter is the cheapest)."""
+    return tuple(map(_KEY_OF, view.legs))
 
 
 def model_position(
