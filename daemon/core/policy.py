@@ -20,6 +20,7 @@ Unknown figures neither fire nor resolve anything: the identity holds where it w
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -141,6 +142,13 @@ def leg_figures(leg: LegView) -> Figures:
     )
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _leg_identity(account: str, symbol: str, side: str, rule: str) -> tuple[AlertIdentity, str]:
+    """A leg rule's identity and its key, made once per leg and rule rather than at every mark."""
+    identity = AlertIdentity(account, symbol, side, rule)
+    return identity, identity.key
+
+
 def _subject(leg_symbol: str, side: str, account: str) -> str:
     return f"{account} {leg_symbol} {side}"
 
@@ -177,35 +185,49 @@ class _Run:
         risk = leg.risk
         figures = leg_figures(leg)
 
-        unknown = self._track(
-            AlertIdentity(self.account_id, symbol, side, UNKNOWN_RULE), AlertKind.LIQUIDATION_RISK
-        )
-        if risk is not None or not blind:  # while blind, the stale alert speaks; the question stays open
-            after = unknown.step(risk is None, False, self.now, th.unknown_grace_s, figures)
+        unknown, unknown_key = _leg_identity(self.account_id, symbol, side, UNKNOWN_RULE)
+        # While blind, the stale alert speaks; the question stays open.
+        if (risk is not None or not blind) and not self._rests(unknown_key, risk is None, figures):
+            after = self._track(unknown, AlertKind.LIQUIDATION_RISK, unknown_key).step(
+                risk is None, False, self.now, th.unknown_grace_s, figures
+            )
             self._advance(after, th, lambda level: text.figures_unknown(subject, level, leg.unknown_because))
         if risk is None:
             return
 
-        track = self._track(risk_identity(self.account_id, symbol, leg.key[1]), AlertKind.LIQUIDATION_RISK)
+        identity, key = _leg_identity(self.account_id, symbol, side, RISK_RULE)
+        track = self._track(identity, AlertKind.LIQUIDATION_RISK, key)
         own_ratio = risk.margin_ratio if leg.facts.margin_mode is MarginMode.ISOLATED else None
         warning, critical = crossings(risk.distance_to_liquidation, own_ratio, th, track)
-        after = track.step(warning, critical, self.now, th.min_duration_s, figures)
-        self._advance(after, th, lambda level: text.position_risk(subject, level, figures, th, own_ratio))
+        if not self._rests(key, warning, figures):  # `warning` is set whenever `critical` is
+            after = track.step(warning, critical, self.now, th.min_duration_s, figures)
+            self._advance(after, th, lambda level: text.position_risk(subject, level, figures, th, own_ratio))
 
         exchange_price = leg.facts.exchange_liquidation_price
         if exchange_price is None or exchange_price <= 0.0:
             return  # the exchange did not say: unknown, not a divergence
         model = risk.liquidation_price
         diverged = model is None or abs(model - exchange_price) / exchange_price > th.divergence_tolerance
-        track = self._track(
-            AlertIdentity(self.account_id, symbol, side, DIVERGENCE_RULE), AlertKind.DIVERGENCE
-        )
-        after = track.step(diverged, False, self.now, th.min_duration_s, figures)
-        self._advance(
-            after,
-            th,
-            lambda level: text.divergence(subject, level, model, exchange_price, th.divergence_tolerance),
-        )
+        identity, key = _leg_identity(self.account_id, symbol, side, DIVERGENCE_RULE)
+        if not self._rests(key, diverged, figures):
+            after = self._track(identity, AlertKind.DIVERGENCE, key).step(
+                diverged, False, self.now, th.min_duration_s, figures
+            )
+            self._advance(
+                after,
+                th,
+                lambda level: text.divergence(subject, level, model, exchange_price, th.divergence_tolerance),
+            )
+
+    def _rests(self, key: str, beyond: bool, figures: Figures) -> bool:
+        """A track at rest whose figures stay clear of its thresholds: only its figures move, as stepping and
+        advancing it would do (nothing is due; see `Track.rested`). Most legs at most marks end here."""
+        track = self.tracks.get(key)
+        if beyond or track is None or not track.at_rest:
+            return False
+        self.tracks[key] = track.rested(figures)
+        self.episodes[key] = track.episode
+        return True
 
     def _end_leg(self, symbol: str, side: Side) -> tuple[list[Track], Figures]:
         """Forget the leg's open identities; returns them and the leg's last known figures."""
@@ -346,11 +368,12 @@ class _Run:
 
     # -- the conversation --------------------------------------------------------------------------------------
 
-    def _track(self, identity: AlertIdentity, kind: AlertKind) -> Track:
-        known = self.tracks.get(identity.key)
+    def _track(self, identity: AlertIdentity, kind: AlertKind, key: str | None = None) -> Track:
+        key = identity.key if key is None else key
+        known = self.tracks.get(key)
         if known is not None:
             return known
-        return Track(identity, kind, episode=self.episodes.get(identity.key, 0))
+        return Track(identity, kind, episode=self.episodes.get(key, 0))
 
     def _advance(self, track: Track, th: Thresholds, summary: Callable[[Level], str]) -> None:
         """Store the stepped track and send what the receivers should now hear, unless silenced."""
@@ -363,8 +386,9 @@ class _Run:
         )
         if due and self._send(track.identity, track.kind, level, track.figures, summary(level)):
             track = replace(track, notified=level, last_sent=self.now)
-        self.tracks[track.identity.key] = track
-        self.episodes[track.identity.key] = track.episode
+        key = track.identity.key
+        self.tracks[key] = track
+        self.episodes[key] = track.episode
 
     def _send(
         self, identity: AlertIdentity, kind: AlertKind, level: Level, figures: Figures, summary: str

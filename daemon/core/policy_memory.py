@@ -83,6 +83,32 @@ class Track:
             return Level.WARNING
         return Level.OK
 
+    @property
+    def at_rest(self) -> bool:
+        """Nothing beyond a threshold, nothing waiting on the clock, and receivers told OK: figures that stay
+        clear of every threshold only move its figures (`rested`)."""
+        warning, critical = self.warning, self.critical
+        return (
+            self.notified is Level.OK
+            and warning.since is None
+            and not warning.held
+            and critical.since is None
+            and not critical.held
+        )
+
+    def rested(self, figures: Figures) -> Track:
+        """`step(False, False, ..., figures)` of a track `at_rest`: only the figures move (nothing is due)."""
+        return Track(
+            self.identity,
+            self.kind,
+            self.warning,
+            self.critical,
+            self.notified,
+            self.last_sent,
+            self.episode,
+            figures,
+        )
+
     def step(
         self, warning: bool, critical: bool, now: float, min_duration_s: float, figures: Figures
     ) -> Track:
