@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 
 from daemon.core.types import ContractType, MarginMode, Side, Tier
+from daemon.core.values import value
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ class PositionUpdate:
     ts_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MarkPrice:
     symbol: str
     price: float

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from daemon.core.alerts import AlertIdentity, AlertKind
+from daemon.core.values import value
 
 
 class Level(enum.IntEnum):
@@ -19,7 +20,7 @@ class Level(enum.IntEnum):
     CRITICAL = 2
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Crossing:
     """One threshold, debounced. `since` is when the figures last went beyond it (None: they are not beyond it
     now); `held` says the crossing has lasted the minimum duration and counts. Leaving counts at once."""
@@ -44,7 +45,7 @@ class Crossing:
 _CLEAR = Crossing()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Figures:
     """The last figures known for an alert's subject, carried on its messages."""
 
@@ -57,7 +58,7 @@ class Figures:
     notional: float | None = None  # in the settle currency, at the mark
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Track:
     """One identity's conversation with the receivers.
 

@@ -27,6 +27,7 @@ from daemon.core.events import (
     StreamLeft,
 )
 from daemon.core.types import MarginMode, Side
+from daemon.core.values import value
 
 LegKey = tuple[str, Side]
 
@@ -54,7 +55,7 @@ class Change:
     contracts: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AccountState:
     """Everything known about one account. Treat as immutable: `apply` returns a new one."""
 

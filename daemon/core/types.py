@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from daemon.core.values import value
+
 
 class Side(enum.Enum):
     LONG = "long"
@@ -51,7 +53,7 @@ class Tier:
     max_leverage: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Position:
     """One position leg. In hedge mode a symbol may have a long and a short leg at once.
 
@@ -93,7 +95,7 @@ class Account:
     settle_currency: str = "USDT"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PositionRisk:
     """What the model says about one position leg.
 
@@ -114,7 +116,7 @@ class PositionRisk:
     note: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AccountRisk:
     """Model output for a whole account: each leg in input order, plus account totals.
 

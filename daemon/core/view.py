@@ -8,16 +8,16 @@ legs stand alone.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
 
 from daemon.core.events import PositionFacts
 from daemon.core.margin import evaluate_account
 from daemon.core.margin.terms import pnl_terms, to_u
 from daemon.core.state import AccountState, LegKey
 from daemon.core.types import Account, AccountRisk, ContractType, MarginMode, Position, PositionRisk
+from daemon.core.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class LegView:
     key: LegKey
     facts: PositionFacts
@@ -27,7 +27,7 @@ class LegView:
     size: LegSize | None = None  # None while the leg cannot be modelled (no mark, entry or tiers yet)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class LegSize:
     """How big a leg is, in the terms a trader reads: `quantity` in base units (linear; the quote value for
     inverse contracts), `notional` and `unrealized_pnl` in the settle currency, at the leg's mark."""
@@ -42,7 +42,7 @@ def leg_size(position: Position) -> LegSize:
     return LegSize(position.quantity, position.quantity * u, pnl_terms(position).at(u))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AccountView:
     account_id: str
     legs: tuple[LegView, ...]

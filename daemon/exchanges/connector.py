@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -33,6 +32,7 @@ import structlog
 from daemon.core.events import Event, MarkPrice, StreamHealth, StreamLeft
 from daemon.core.live_view import LiveView
 from daemon.core.state import AccountState, Change, apply
+from daemon.core.values import value
 from daemon.core.view import AccountView
 from daemon.exchanges.client import build_client, environment
 from daemon.exchanges.config import ExchangeAccount
@@ -45,7 +45,7 @@ log = structlog.get_logger(__name__)
 STOP_DEADLINE_S = 5.0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ConnectorUpdate:
     """The account after `event`: its state, the model's view of it, and the changes to the set of legs.
 

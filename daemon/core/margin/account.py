@@ -33,6 +33,7 @@ from daemon.core.margin.terms import (
     to_u,
 )
 from daemon.core.types import Account, AccountRisk, MarginMode, Position, PositionRisk
+from daemon.core.values import value
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +286,7 @@ def evaluate_account(account: Account) -> AccountRisk:
     return totals.risk(tuple(results[i] for i in range(len(account.positions))))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AccountTotals:
     """The account's sums: the cross wallet plus cross PnL, cross requirement, isolated margin plus PnL,
     isolated requirement (each correctly rounded)."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from daemon.core.margin.terms import Affine
+from daemon.core.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Boundary:
     """Where g reaches zero. `u` is None when no such price exists; `reason` then says why.
 
@@ -34,7 +34,7 @@ def probe(start: float, end: float) -> float:
     return (start + end) / 2.0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Stops:
     """Where g may change bracket, walking from the mark: `below` descending then 0, `above` ascending then
     infinity. `flat`: no breakpoints at all, so g is one affine piece."""

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from dataclasses import dataclass
 
 from daemon.core.margin.families import MarginFamily, TierBasis
 from daemon.core.tiers import tier_boundaries, tier_for, tier_index
 from daemon.core.types import ContractType, Position, Tier
+from daemon.core.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Affine:
     """const + slope·u."""
 
