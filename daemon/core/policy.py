@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from daemon.core import policy_text as text
 from daemon.core.alerts import Alert, AlertIdentity, AlertKind, Severity
@@ -142,6 +142,10 @@ def leg_figures(leg: LegView) -> Figures:
     )
 
 
+# `_Run.memory` builds the memory from every field of `PolicyMemory`: one added there must be carried there too.
+assert [f.name for f in fields(PolicyMemory)] == ["tracks", "sequences", "episodes", "notices"]
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _leg_identity(account: str, symbol: str, side: str, rule: str) -> tuple[AlertIdentity, str]:
     """A leg rule's identity and its key, made once per leg and rule rather than at every mark."""
@@ -174,7 +178,7 @@ class _Run:
         self.episodes = dict(self.before.episodes)
 
     def memory(self) -> PolicyMemory:
-        return replace(self.before, tracks=self.tracks, sequences=self.sequences, episodes=self.episodes)
+        return PolicyMemory(self.tracks, self.sequences, self.episodes, self.before.notices)
 
     # -- the rules ---------------------------------------------------------------------------------------------
 

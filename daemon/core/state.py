@@ -107,8 +107,7 @@ def apply(state: AccountState, event: Event) -> tuple[AccountState, tuple[Change
         else state.last_event_ms
     )
     if isinstance(event, MarkPrice):
-        marks = {**state.marks, event.symbol: event}
-        return replace(state, marks=marks, legs=_after_mark(state.legs, event), last_event_ms=ts), ()
+        return _marked(state, event, ts), ()
     if isinstance(event, BalanceUpdate):
         legs = state.legs
         if event.wallet_balance != state.wallet_balance:
@@ -176,6 +175,37 @@ def _merge_updates(
         told = frozenset((f.symbol, f.side) for f in updates if f.exchange_liquidation_price is not None)
         merged = _cross_prices_unknown(merged, keep=told)
     return merged, changes
+
+
+def _marked(state: AccountState, mark: MarkPrice, ts: int | None) -> AccountState:
+    """The state after `mark`, built directly rather than by `dataclasses.replace` (this runs at every mark)."""
+    return AccountState(
+        state.account_id,
+        state.family,
+        state.settle_currency,
+        _after_mark(state.legs, mark),
+        {**state.marks, mark.symbol: mark},
+        state.rules,
+        state.wallet_balance,
+        state.health,
+        state.last_snapshot_ms,
+        ts,
+    )
+
+
+# `_marked` names every field of `AccountState` in order: one added there must be added here too.
+assert [f.name for f in fields(AccountState)] == [
+    "account_id",
+    "family",
+    "settle_currency",
+    "legs",
+    "marks",
+    "rules",
+    "wallet_balance",
+    "health",
+    "last_snapshot_ms",
+    "last_event_ms",
+], "AccountState's fields changed: update _marked"
 
 
 # A cross leg's liquidation price follows from the unrealised PnL of every other cross leg, so the exchange's
