@@ -35,7 +35,7 @@ from daemon.core.alerts import Alert
 from daemon.core.events import MarkPrice
 from daemon.core.incident import IncidentRecorder
 from daemon.core.policy import decide, remembered_legs
-from daemon.core.policy_deadline import muted, next_deadline
+from daemon.core.policy_deadline import clock_plan
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
 from daemon.core.policy_stale import KindsMemo, blind_streams
@@ -119,6 +119,8 @@ class AccountRunner(TopUpSteps):
         self._scheduled_for: float | None = None
         self._seen: tuple[object, object] | None = None  # the legs and health mappings last decided on
         self._kinds = KindsMemo()  # the streams' health by kind, for the next deadline (same inputs: reused)
+        self._held_for: object = None  # the legs mapping `_held` was gathered from
+        self._held: frozenset[str] = frozenset()
 
     # ---- state the supervisor reads ----
 
@@ -286,24 +288,26 @@ class AccountRunner(TopUpSteps):
         top-up, a settlement, a leg's ending or a muted alert (whose silence may be lifted) is in play."""
         assert self.connector is not None
         state = self.connector.state
-        when = next_deadline(
+        when, muted = clock_plan(
             self._memory,
             state.health,
             self.config.rules,
             silences,
             now,
             account=self.account_id,
-            held_symbols={symbol for symbol, _side in state.legs},
+            held_symbols=self._held_symbols(state),
             kinds_of=self._kinds,
         )
-        if (
-            self.config.limits is not None
-            or self.executor.unsettled
-            or self.endings.asking
-            or muted(self._memory, self.account_id)
-        ):
+        if self.config.limits is not None or self.executor.unsettled or self.endings.asking or muted:
             when = min(when, now + TICK_S) if when is not None else now + TICK_S
         self._schedule(when)
+
+    def _held_symbols(self, state: AccountState) -> frozenset[str]:
+        """The symbols of the account's legs, gathered again only when the legs mapping is a new one (a state's
+        mappings are replaced, never changed in place, and marks alone keep it)."""
+        if self._held_for is not state.legs:
+            self._held_for, self._held = state.legs, frozenset(symbol for symbol, _side in state.legs)
+        return self._held
 
     def _hold_legs_gone_while_down(self, view: AccountView) -> None:
         """Legs the kept memory has alerts about but the first snapshot lacks went while marginguard was down:

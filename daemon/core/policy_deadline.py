@@ -38,6 +38,27 @@ def next_deadline(
 ) -> float | None:
     """The earliest time after `now` at which `decide` could say something new with every input unchanged;
     None when nothing waits on the clock. `kinds_of`: `kinds_health`, or a caller's memo of it (`KindsMemo`)."""
+    return clock_plan(
+        memory, health, rules, silences, now, account=account, held_symbols=held_symbols, kinds_of=kinds_of
+    )[0]
+
+
+def clock_plan(
+    memory: PolicyMemory,
+    health: Mapping[str, StreamHealth],
+    rules: RuleSet,
+    silences: Sequence[Silence],
+    now: float,
+    *,
+    account: str,
+    held_symbols: Iterable[str],
+    kinds_of: Callable[
+        [Mapping[str, StreamHealth], RuleSet, str, Iterable[str]], Iterable[KindHealth]
+    ] = kinds_health,
+) -> tuple[float | None, bool]:
+    """(`next_deadline`, muted), in one pass over the tracks. Muted: some alert of the account is held back (its
+    level differs from what receivers were told), so a silence lifted early must let it speak: the shell reads
+    the silences again while this holds."""
     due: list[float] = []
     muted = False
     for track in memory.tracks.values():
@@ -65,13 +86,4 @@ def next_deadline(
         due.extend(silence.until for silence in silences)
     for kind in kinds_of(health, rules, account, held_symbols):
         due.extend(outage.blind_at for outage in kind.outages)
-    return min((t for t in due if t > now), default=None)
-
-
-def muted(memory: PolicyMemory, account: str) -> bool:
-    """Whether some alert of the account is held back (its level differs from what receivers were told): a
-    silence lifted early must let it speak, so the shell reads the silences again while this holds."""
-    return any(
-        track.identity.account == account and track.level is not track.notified
-        for track in memory.tracks.values()
-    )
+    return min((t for t in due if t > now), default=None), muted
