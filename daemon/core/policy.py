@@ -147,8 +147,8 @@ assert [f.name for f in fields(PolicyMemory)] == ["tracks", "sequences", "episod
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _leg_identity(account: str, symbol: str, side: str, rule: str) -> tuple[AlertIdentity, str]:
-    """A leg rule's identity and its key, made once per leg and rule rather than at every mark."""
+def _identity(account: str, symbol: str | None, side: str | None, rule: str) -> tuple[AlertIdentity, str]:
+    """An identity judged at every mark (a leg's rules, the account's margin) and its key, made once."""
     identity = AlertIdentity(account, symbol, side, rule)
     return identity, identity.key
 
@@ -189,7 +189,7 @@ class _Run:
         risk = leg.risk
         figures = leg_figures(leg)
 
-        unknown, unknown_key = _leg_identity(self.account_id, symbol, side, UNKNOWN_RULE)
+        unknown, unknown_key = _identity(self.account_id, symbol, side, UNKNOWN_RULE)
         # While blind, the stale alert speaks; the question stays open.
         if (risk is not None or not blind) and not self._rests(unknown_key, risk is None, figures):
             after = self._track(unknown, AlertKind.LIQUIDATION_RISK, unknown_key).step(
@@ -199,7 +199,7 @@ class _Run:
         if risk is None:
             return
 
-        identity, key = _leg_identity(self.account_id, symbol, side, RISK_RULE)
+        identity, key = _identity(self.account_id, symbol, side, RISK_RULE)
         track = self._track(identity, AlertKind.LIQUIDATION_RISK, key)
         own_ratio = risk.margin_ratio if leg.facts.margin_mode is MarginMode.ISOLATED else None
         warning, critical = crossings(risk.distance_to_liquidation, own_ratio, th, track)
@@ -212,7 +212,7 @@ class _Run:
             return  # the exchange did not say: unknown, not a divergence
         model = risk.liquidation_price
         diverged = model is None or abs(model - exchange_price) / exchange_price > th.divergence_tolerance
-        identity, key = _leg_identity(self.account_id, symbol, side, DIVERGENCE_RULE)
+        identity, key = _identity(self.account_id, symbol, side, DIVERGENCE_RULE)
         if not self._rests(key, diverged, figures):
             after = self._track(identity, AlertKind.DIVERGENCE, key).step(
                 diverged, False, self.now, th.min_duration_s, figures
@@ -306,15 +306,16 @@ class _Run:
             if leg.risk is not None and leg.risk.distance_to_liquidation is not None
         ]
         figures = Figures(distance=min(distances, default=None), margin_ratio=ratio)
-        track = self._track(
-            AlertIdentity(self.account_id, None, None, ACCOUNT_RULE), AlertKind.ACCOUNT_MARGIN
-        )
+        identity, key = _identity(self.account_id, None, None, ACCOUNT_RULE)
+        track = self._track(identity, AlertKind.ACCOUNT_MARGIN, key)
         if cross:
             # The model gives no ratio when the cross balance is not positive: beyond every threshold.
             judged = ratio if ratio is not None else math.inf
             warning, critical = crossings(None, judged, th, track)
         else:
             warning = critical = False
+        if self._rests(key, warning, figures):
+            return
         after = track.step(warning, critical, self.now, th.min_duration_s, figures)
         account_id = self.account_id
         self._advance(

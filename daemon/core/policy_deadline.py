@@ -65,13 +65,7 @@ def clock_plan(
         identity = track.identity
         if identity.account != account:
             continue
-        warning, critical = track.warning, track.critical
-        if (
-            (warning.since is None or warning.held)
-            and (critical.since is None or critical.held)
-            and track.level is Level.OK
-            and track.notified is Level.OK
-        ):
+        if track.at_rest:
             continue  # nothing of this track waits on the clock (most tracks, most of the time)
         th = rules.resolve(account, identity.symbol)
         hold = th.unknown_grace_s if identity.rule == _GRACE_RULE else th.min_duration_s
