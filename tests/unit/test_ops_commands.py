@@ -197,6 +197,7 @@ def test_status_watch_redraws_until_ctrl_c_and_keeps_asking_a_daemon_that_does_n
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # a hang below is told with the child's stacks
     )
     assert process.stdout is not None
     frames = 0
@@ -209,7 +210,13 @@ def test_status_watch_redraws_until_ctrl_c_and_keeps_asking_a_daemon_that_does_n
         elif line.strip():
             assert "the daemon does not answer at http://127.0.0.1:9/status" in line
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=10) == 0
+    try:
+        process.communicate(timeout=10)  # drained while it exits: a full pipe cannot hold it
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack, then it dies
+        _out, err = process.communicate(timeout=10)
+        raise AssertionError(f"still running 10 s after Ctrl-C; its stacks:\n{err}") from None
+    assert process.returncode == 0
 
 
 def test_status_watch_refuses_a_period_of_zero(tmp_path: Path) -> None:
