@@ -213,10 +213,20 @@ def test_status_watch_redraws_until_ctrl_c_and_keeps_asking_a_daemon_that_does_n
     try:
         process.communicate(timeout=10)  # drained while it exits: a full pipe cannot hold it
     except subprocess.TimeoutExpired:
+        signals = _signal_masks(process.pid)  # pending, blocked, ignored, caught: where did the Ctrl-C go?
         process.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack, then it dies
         _out, err = process.communicate(timeout=10)
-        raise AssertionError(f"still running 10 s after Ctrl-C; its stacks:\n{err}") from None
+        raise AssertionError(f"still running 10 s after Ctrl-C ({signals}); its stacks:\n{err}") from None
     assert process.returncode == 0
+
+
+def _signal_masks(pid: int) -> str:
+    """The process's signal masks as Linux shows them (SIGINT is bit 1 of each), or why not."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            return " ".join(line.strip() for line in status if line.startswith(("SigPnd", "ShdPnd", "Sig")))
+    except OSError as error:
+        return f"no /proc status: {error}"
 
 
 def test_status_watch_refuses_a_period_of_zero(tmp_path: Path) -> None:
