@@ -198,6 +198,9 @@ def test_status_watch_redraws_until_ctrl_c_and_keeps_asking_a_daemon_that_does_n
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # a hang below is told with the child's stacks
+        # As from a terminal: a suite started in the background of a script (`make test &`) has SIGINT ignored,
+        # which its children inherit and Python then keeps; Ctrl-C would never reach a real user's that way.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout is not None
     frames = 0
