@@ -1,7 +1,8 @@
 """The pure part of the daemon's work per mark, in one process: what a runner's step does between ccxt and the
 journal, without sockets, so that a change to the core can be measured apart from the noise of the whole daemon.
 
-One account of `--legs` legs (one symbol each; isolated, or cross with `--cross`), at marks far from every
+One account of `--legs` legs (one symbol each; isolated, cross with `--cross`, or alternately cross and isolated
+with `--mixed`, as `bench/marks.py`'s simulated accounts are), at marks far from every
 threshold (most marks a daemon sees). Per mark, as the connector and the runner do it: the mark folded into the
 state (`state.apply`), the live view moved (`LiveView.marks`), the policy on the legs whose view changed
 (`decide(..., only=...)`), and the next deadline with whether an alert is held back (`clock_plan`, with the
@@ -47,15 +48,18 @@ ACCOUNT = "bench"
 TIERS = derive_maintenance_amounts([Tier(0.0, 0.004), Tier(50_000.0, 0.005), Tier(250_000.0, 0.01)])
 
 
-def _opened(symbols: list[str], cross: bool) -> tuple[AccountState, LiveView, PolicyMemory, RuleSet]:
-    mode = MarginMode.CROSS if cross else MarginMode.ISOLATED
+def _opened(symbols: list[str], kind: str) -> tuple[AccountState, LiveView, PolicyMemory, RuleSet]:
+    def mode(index: int) -> MarginMode:
+        cross = kind == "cross" or (kind == "mixed" and index % 2 == 0)
+        return MarginMode.CROSS if cross else MarginMode.ISOLATED
+
     state = AccountState(ACCOUNT, "binance")
     events: list[Event] = [MarketRules(s, 1.0, ContractType.LINEAR, TIERS) for s in symbols]
     legs = [
         PositionFacts(
-            s, Side.LONG, 1.0, entry_price=100.0, margin_mode=mode, leverage=10.0, isolated_margin=10.0
+            s, Side.LONG, 1.0, entry_price=100.0, margin_mode=mode(i), leverage=10.0, isolated_margin=10.0
         )
-        for s in symbols
+        for i, s in enumerate(symbols)
     ]
     events += [PositionSnapshot(tuple(legs), 0), BalanceUpdate(10_000.0, 0)]
     events += [MarkPrice(s, 100.0, 0) for s in symbols]
@@ -71,9 +75,9 @@ def _opened(symbols: list[str], cross: bool) -> tuple[AccountState, LiveView, Po
     return state, live, memory, rules
 
 
-def batch(symbols: list[str], cross: bool, marks: int) -> float:
+def batch(symbols: list[str], kind: str, marks: int) -> float:
     """µs per mark over `marks` marks, the symbols in turn, prices wandering within ±0.3 % of entry."""
-    state, live, memory, rules = _opened(symbols, cross)
+    state, live, memory, rules = _opened(symbols, kind)
     kinds = KindsMemo()
     decided = {leg.key: leg for leg in live.view.legs}
     held = frozenset(symbols)
@@ -104,15 +108,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--legs", type=int, default=3, help="legs (one symbol each; default 3)")
     parser.add_argument("--cross", action="store_true", help="cross legs (default: isolated)")
+    parser.add_argument("--mixed", action="store_true", help="alternately cross and isolated legs")
     parser.add_argument("--marks", type=int, default=20_000, help="marks per batch (default 20,000)")
     parser.add_argument("--repeat", type=int, default=5, help="batches (default 5)")
     args = parser.parse_args()
     symbols = [f"S{i}/USDT:USDT" for i in range(args.legs)]
     print("command: .venv/bin/python bench/core_path.py " + " ".join(sys.argv[1:]))
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    batch(symbols, args.cross, 1_000)  # warm-up: caches filled, code paths taken once
-    figures = [batch(symbols, args.cross, args.marks) for _ in range(args.repeat)]
-    kind = "cross" if args.cross else "isolated"
+    kind = "mixed" if args.mixed else "cross" if args.cross else "isolated"
+    batch(symbols, kind, 1_000)  # warm-up: caches filled, code paths taken once
+    figures = [batch(symbols, kind, args.marks) for _ in range(args.repeat)]
     print(
         f"{args.legs} {kind} legs: {statistics.median(figures):.1f} µs per mark "
         f"({min(figures):.1f}–{max(figures):.1f}) over {args.repeat} batches of {args.marks:,} marks"
