@@ -19,6 +19,12 @@ class AccountSilences:
         self._known: list[Silence] = []
         self._read_at = -math.inf
 
+    def known(self, now: float) -> list[Silence] | None:
+        """The silences in force at `now` without asking the journal; None when a read is due (`in_force`)."""
+        if now >= self._read_at + self.every_s:
+            return None
+        return [s for s in self._known if s.until > now]
+
     async def in_force(self, now: float) -> list[Silence]:
         if now >= self._read_at + self.every_s:
             try:

@@ -2,7 +2,8 @@
 
 After every update the runner asks the pure policy what to say and the pure top-up policy what to do. It decides
 only what changed: after marks alone, the legs whose figures moved (the connector's live view keeps the others'
-very objects); after anything else, everything. Time-based transitions (minimum durations, repeats, streams
+very objects); after anything else, everything. Marks alone that leave nothing to journal or send are decided at
+once, in the connector's delivery (`_decide_marks`); the rest wakes the runner's task for its full step. Time-based transitions (minimum durations, repeats, streams
 turning blind, silences ending) wake it through one scheduler shared by every runner (`deadlines.py`) at the
 time the pure `policy_deadline.next_deadline` names, rather than a timer per account; while a top-up, a
 settlement or a leg's ending is in play it looks again every `TICK_S`. Before deciding it folds in the newest
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -30,7 +31,7 @@ from daemon.app.executor import TopUpExecutor
 from daemon.app.http import Metrics
 from daemon.app.incident_charts import ChartRenderer
 from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
-from daemon.app.runner_topups import TopUpSteps
+from daemon.app.runner_journal import JournalSteps, durable
 from daemon.core.alerts import Alert
 from daemon.core.events import MarkPrice
 from daemon.core.incident import IncidentRecorder
@@ -51,7 +52,6 @@ from daemon.exchanges.gateway import ExchangeGateway, GatewaySettings
 from daemon.exchanges.marketdata import MarketHub
 from daemon.exchanges.records import AccountRecords
 from daemon.store import JournalPort
-from daemon.store.memory_codec import memory_from_json, memory_to_json
 
 log = structlog.get_logger("marginguard.runner")
 
@@ -72,7 +72,7 @@ class RunnerConfig:
     chart_sinks: frozenset[str] = frozenset()  # sinks that show incident charts: their messages wait for one
 
 
-class AccountRunner(TopUpSteps):
+class AccountRunner(JournalSteps):
     def __init__(
         self,
         config: RunnerConfig,
@@ -104,7 +104,7 @@ class AccountRunner(TopUpSteps):
         self._woken = asyncio.Event()
         # Read from the journal by `load`, before the first step.
         self._memory = PolicyMemory()
-        self._saved = _durable(self._memory)
+        self._saved = durable(self._memory)
         self._loaded = False
         self.silences = AccountSilences(journal, self.account_id, TICK_S)
         self.executor = TopUpExecutor(self.account_id, journal, metrics, config.limits, clock)
@@ -121,6 +121,10 @@ class AccountRunner(TopUpSteps):
         self._kinds = KindsMemo()  # the streams' health by kind, for the next deadline (same inputs: reused)
         self._held_for: object = None  # the legs mapping `_held` was gathered from
         self._held: frozenset[str] = frozenset()
+        self._waiting = (
+            False  # the task waits for a wake: marks alone may be decided at once (`_decide_marks`)
+        )
+        self._deciding = False  # within `_decide_marks`: updates its catch-up folds in are decided by it
 
     # ---- state the supervisor reads ----
 
@@ -148,7 +152,7 @@ class AccountRunner(TopUpSteps):
         """Read the account's memory and top-up records from the journal (once: a restarted run keeps both)."""
         if not self._loaded:
             self._memory = await self._load_memory()
-            self._saved = _durable(self._memory)
+            self._saved = durable(self._memory)
             await self.executor.load()
             self._loaded = True
 
@@ -180,7 +184,11 @@ class AccountRunner(TopUpSteps):
             self._woken.set()  # the first step at once (journal state, memory), as the tick used to give
             try:
                 while True:
-                    await self._woken.wait()
+                    self._waiting = True
+                    try:
+                        await self._woken.wait()
+                    finally:
+                        self._waiting = False
                     self._woken.clear()
                     await self.step(gateway)
             finally:
@@ -190,7 +198,74 @@ class AccountRunner(TopUpSteps):
         self._changes.extend(update.changes)
         if not self._full and not all(type(event) is MarkPrice for event in update.folded or (update.event,)):
             self._full = True
+        if self._deciding:
+            return  # folded in by the catch-up of `_decide_marks`: decided there, or it wakes the task
+        if self._waiting and not self._woken.is_set():
+            try:
+                if self._decide_marks():
+                    return
+            except Exception:
+                # The task's step decides instead (and meets the same failure where the supervisor sees it);
+                # raised here, it would fail the connector that delivered the marks.
+                log.exception("deciding on marks at once failed", account=self.account_id)
         self._woken.set()
+
+    def _decide_marks(self) -> bool:
+        """The step for marks alone, run where the connector delivers them: no wake of this runner's task, so no
+        event-loop pass between the frame and the decision. Only when nothing in the step would wait: no top-up
+        policy, no leg ending or settlement in play, the silences read within the tick, no deadline passed,
+        nothing to journal or send. False, with nothing committed: the task's step decides (it judges the
+        same picture and memory, so it decides as this would have)."""
+        connector = self.connector
+        if (
+            connector is None
+            or self._full
+            or self._changes
+            or not self._loaded
+            or not self._restart_checked
+            or self.config.limits is not None
+            or self.endings.asking
+            or self.executor.unsettled
+        ):
+            return False
+        now = self.clock()
+        silences = self.silences.known(now)
+        if silences is None or silences != self._silences_seen:
+            return False
+        if self._scheduled_for is not None and now >= self._scheduled_for:
+            return False
+        self._deciding = True
+        try:
+            connector.catch_up()  # as the step: the newest mark ccxt holds for every held symbol
+        finally:
+            self._deciding = False
+        state, view = connector.state, connector.view
+        if self._full or self._changes or self._seen != (state.legs, state.health):
+            return False
+        only = {leg.key for leg in view.legs if self._decided.get(leg.key) is not leg}
+        memory, alerts = decide(
+            view,
+            state.health,
+            (),
+            self.config.rules,
+            self._memory,
+            silences,
+            now,
+            exchange=self.config.account.exchange,
+            positions_known=state.last_snapshot_ms is not None,
+            asking=self.endings.asking,
+            only=only,
+        )
+        if alerts or (memory is not self._memory and durable(memory) != self._saved):
+            return False  # something to journal: the step's work
+        self.incidents.record(now, view)
+        self._memory = memory
+        self._decided = {leg.key: leg for leg in view.legs}
+        if mark_trace.TRACE is not None:  # benchmarks only (off by default)
+            mark_trace.TRACE.decided(self.account_id, view.legs, self.hub.client)
+        self._publish_metrics(state, view, False)
+        self._plan_next(now, silences)
+        return True
 
     def _wake_at_deadline(self) -> None:
         self._scheduled_for = None  # fired: the same time again must be scheduled again
@@ -335,61 +410,6 @@ class AccountRunner(TopUpSteps):
         pending = {record.symbol for record in self.executor.unsettled if record.symbol != "*"}
         return set(self.config.account.symbols or ()) | held | pending
 
-    # ---- alerts ----
-
-    async def _emit(self, alerts: Sequence[Alert], now: float) -> None:
-        """Journal each alert together with the memory that numbered it (one transaction: no crash can leave a
-        sent message whose number a later one reuses), then wake the outbox."""
-        if not alerts:
-            return
-        memory = (self.account_id, memory_to_json(self._memory))
-        for alert in alerts:
-            sinks = self.config.sinks_for(alert)
-            chart = self.incidents.chart_for(alert, now)
-            deadline, hold = now, {}
-            if chart is not None and self.charts is not None and self.journal.write_failure is None:
-                deadline = now + self.charts.hold_s  # chart-showing sinks wait this long for it, no longer
-                hold = {sink: deadline for sink in sinks if sink in self.config.chart_sinks}
-            stored = await self.journal.record_alert(alert, sinks, now, memory, hold)
-            if stored is None:
-                continue
-            if deadline > now and chart is not None and self.charts is not None:
-                self.charts.request(stored, chart, deadline)
-            # Renumbered: its number was taken (the journal said so, loudly).
-            if stored.sequence != alert.sequence:
-                self._memory = self._memory.numbered_at_least({stored.identity.key: stored.sequence})
-            state = "resolved" if alert.resolved else "firing"
-            self.metrics.alerts.labels(self.account_id, alert.kind.value, alert.severity.value, state).inc()
-            log.info(
-                "alert",
-                account=self.account_id,
-                kind=alert.kind.value,
-                severity=alert.severity.value,
-                state=state,
-                summary=alert.summary,
-                sinks=sinks,
-            )
-        if self.journal.write_failure is None:
-            self._saved = _durable(self._memory)
-        self.wake_outbox()
-
-    async def _save_memory(self, now: float) -> None:
-        """Persist the memory when what a restart needs has changed: message counters, episodes, what receivers
-        were told. Figures and threshold timers move with every mark; writing them each tick would cost an
-        fsync per update per account, and after a restart they are rebuilt within one tick anyway."""
-        durable = _durable(self._memory)
-        if durable != self._saved and await self.journal.save_memory(
-            self.account_id, memory_to_json(self._memory), now
-        ):
-            self._saved = durable
-
-    async def _load_memory(self) -> PolicyMemory:
-        """The saved memory, its message counters raised to what the journal holds (a memory saved before its
-        last messages, or lost with a journal, must not number a new message like an old one)."""
-        text = await self.journal.load_memory(self.account_id)
-        memory = PolicyMemory() if text is None else memory_from_json(text)
-        return memory.numbered_at_least(await self.journal.max_sequences(self.account_id))
-
     def _publish_metrics(self, state: AccountState, view: AccountView, full: bool) -> None:
         """Per step, only what cannot wait for a scrape: the health's edges (outages are counted on them), and
         the streams whose ages are read at scrape time, looked for when more than marks changed. The legs'
@@ -413,9 +433,3 @@ class AccountRunner(TopUpSteps):
             return self.hub.stream_age(name.removeprefix("mark:"), now)
         connector = self.connector
         return None if connector is None else connector.feed.stream_ages(now).get(name)
-
-
-def _durable(memory: PolicyMemory) -> tuple[object, ...]:
-    """The part of the policy's memory a restart must not lose."""
-    told = {key: (track.notified, track.last_sent, track.episode) for key, track in memory.tracks.items()}
-    return (memory.sequences, memory.episodes, memory.notices, told)
