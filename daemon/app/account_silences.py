@@ -9,6 +9,7 @@ import math
 
 from daemon.core.policy_rules import Silence
 from daemon.store import JournalPort, JournalUnavailable
+from daemon.store.schema import SilenceRecord
 
 
 class AccountSilences:
@@ -20,9 +21,13 @@ class AccountSilences:
         self._read_at = -math.inf
 
     def known(self, now: float) -> list[Silence] | None:
-        """The silences in force at `now` without asking the journal; None when a read is due (`in_force`)."""
+        """The silences in force at `now` without waiting on the journal: this account's last read, or the
+        journal's own answer of the last second when a read is due; None when only a read can tell (`in_force`)."""
         if now >= self._read_at + self.every_s:
-            return None
+            read = self.journal.known_silences(now)
+            if read is None:
+                return None
+            self._keep(read, now)
         return [s for s in self._known if s.until > now]
 
     async def in_force(self, now: float) -> list[Silence]:
@@ -32,8 +37,9 @@ class AccountSilences:
             except JournalUnavailable:  # the journal_failure alert says it is away; asked again next tick
                 read = None
             if read is not None:
-                self._known = [
-                    Silence(s.account, s.symbol, s.until) for s in read if s.account == self.account_id
-                ]
-                self._read_at = now
+                self._keep(read, now)
         return [s for s in self._known if s.until > now]
+
+    def _keep(self, read: list[SilenceRecord], now: float) -> None:
+        self._known = [Silence(s.account, s.symbol, s.until) for s in read if s.account == self.account_id]
+        self._read_at = now

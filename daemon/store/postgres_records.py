@@ -141,6 +141,9 @@ class PostgresRecords:
     async def active_silences(self, now: float) -> list[SilenceRecord]:
         return await self._silences.active(now)
 
+    def known_silences(self, now: float) -> list[SilenceRecord] | None:
+        return self._silences.known(now)
+
     async def _read_silences(self, now: float) -> list[SilenceRecord]:
         rows = await self._fetch(
             "SELECT id, account, symbol, until, reason FROM silences WHERE until > $1 ORDER BY id", now

@@ -41,6 +41,11 @@ class SilenceCache:
             return None
         return kept[1]
 
+    def known(self, now: float) -> list[SilenceRecord] | None:
+        """The silences in force at `now` from the last read, while it is fresh; None: `active` must read."""
+        known = self._fresh()
+        return None if known is None else [silence for silence in known if silence.until > now]
+
     async def active(self, now: float) -> list[SilenceRecord]:
         known = self._fresh()
         if known is None:

@@ -168,6 +168,9 @@ class SqliteJournal:
     async def active_silences(self, now: float) -> list[SilenceRecord]:
         return await self._silences.active(now)
 
+    def known_silences(self, now: float) -> list[SilenceRecord] | None:
+        return self._silences.known(now)
+
     # -- incident charts ----------------------------------------------------------------------------------------
     async def store_chart(self, key: str, sequence: int, png: bytes, now: float) -> int | None:
         return await self._run(self._journal.store_chart, key, sequence, png, now)

@@ -85,3 +85,22 @@ async def test_a_read_overtaken_by_a_write_is_not_kept() -> None:
     assert await stale == []  # answered as it was read...
     table.gate = None
     assert await cache.active(500.0) == [silence(1, 900.0)]  # ...but the next asker reads again
+
+
+async def test_what_is_known_without_a_read_is_the_fresh_answer_or_nothing() -> None:
+    # A decision made where marks are delivered must not wait on the journal: it takes the last read's answer
+    # while fresh, and otherwise goes to the full step, which reads.
+    table, clock = Table(), Clock()
+    table.rows.append(silence(1, 500.5))
+    cache = SilenceCache(table.read, clock)
+    assert cache.known(500.0) is None  # never read
+    assert await cache.active(500.0) == [silence(1, 500.5)]
+    assert cache.known(500.2) == [silence(1, 500.5)]
+    assert cache.known(500.6) == []  # ended meanwhile
+    table.rows.append(silence(2, 900.0))
+    cache.forget()  # written through this journal: only a read can tell
+    assert cache.known(500.2) is None
+    assert await cache.active(500.2) == [silence(1, 500.5), silence(2, 900.0)]
+    clock.now += SILENCES_FRESH_S
+    assert cache.known(500.3) is None  # a second old: read again
+    assert table.reads == 2
