@@ -42,6 +42,7 @@ from daemon.notify.routing import Router
 from daemon.notify.sink import Sink, close_all
 from daemon.store import JournalPort, JournalUnavailable
 from daemon.store.opening import open_journal
+from daemon.store.silence_cache import SILENCES_FRESH_S
 
 if TYPE_CHECKING:
     from daemon.app.cluster import ShardKeeper
@@ -282,6 +283,7 @@ class Daemon:
                         keeper = group.create_task(self.cluster.run(), name="cluster-leases")
                         tasks.append(keeper)
                     tasks.append(group.create_task(self._watchdog(), name="watchdog"))
+                    tasks.append(group.create_task(self._keep_silences_read(), name="silences"))
                     if collector is not None:
                         tasks.append(group.create_task(collector.run(), name="collector"))
                     systemd.notify("READY=1")
@@ -356,6 +358,15 @@ class Daemon:
         while True:
             systemd.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+    async def _keep_silences_read(self) -> None:
+        """The silences in force read twice a second (a read only once the last is a second old), so that runners
+        deciding marks where they are delivered, which must not wait on the journal, always have an answer
+        under two seconds old (`JournalPort.known_silences`)."""
+        while True:
+            with contextlib.suppress(JournalUnavailable):  # the journal_failure alert says so; read again
+                await self.journal.active_silences(time.time())
+            await asyncio.sleep(SILENCES_FRESH_S / 2)
 
     def health(self) -> list[str]:
         """What keeps the daemon from keeping its promises (for /healthz)."""

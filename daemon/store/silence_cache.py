@@ -16,6 +16,10 @@ from collections.abc import Awaitable, Callable
 from daemon.store.schema import SilenceRecord
 
 SILENCES_FRESH_S = 1.0
+# How old an answer `known` still gives (a decision that must not wait takes it): the daemon reads every half
+# `SILENCES_FRESH_S` (`Daemon._keep_silences_read`), so an answer is older than one second for at most half a
+# second, and a silence set from the command line still applies within two.
+SILENCES_KNOWN_S = 2 * SILENCES_FRESH_S
 
 
 class SilenceCache:
@@ -35,15 +39,16 @@ class SilenceCache:
         self._kept = None
         self._generation += 1
 
-    def _fresh(self) -> list[SilenceRecord] | None:
+    def _fresh(self, within_s: float = SILENCES_FRESH_S) -> list[SilenceRecord] | None:
         kept = self._kept
-        if kept is None or self._clock() - kept[0] >= SILENCES_FRESH_S:
+        if kept is None or self._clock() - kept[0] >= within_s:
             return None
         return kept[1]
 
     def known(self, now: float) -> list[SilenceRecord] | None:
-        """The silences in force at `now` from the last read, while it is fresh; None: `active` must read."""
-        known = self._fresh()
+        """The silences in force at `now` from the last read, while it is under `SILENCES_KNOWN_S` old; None:
+        only `active` (a read) can tell."""
+        known = self._fresh(SILENCES_KNOWN_S)
         return None if known is None else [silence for silence in known if silence.until > now]
 
     async def active(self, now: float) -> list[SilenceRecord]:
