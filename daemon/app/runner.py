@@ -5,7 +5,7 @@ only what changed: after marks alone, the legs whose figures moved (the connecto
 very objects); after anything else, everything. Marks alone that leave nothing to journal or send are decided at
 once, in the connector's delivery (`_decide_marks`); the rest wakes the runner's task for its full step. Time-based transitions (minimum durations, repeats, streams
 turning blind, silences ending) wake it through one scheduler shared by every runner (`deadlines.py`) at the
-time the pure `policy_deadline.next_deadline` names, rather than a timer per account; while a top-up, a
+time the pure `policy_deadline.clock_plan` names, rather than a timer per account; while a top-up, a
 settlement or a leg's ending is in play it looks again every `TICK_S`. Before deciding it folds in the newest
 mark ccxt holds for each held symbol, so no decision is made on a superseded mark. Every alert is journaled with
 its deliveries, together with the memory that numbered it, before the outbox sends it (held in memory and sent

@@ -79,7 +79,7 @@ def decide(
 
     `only` judges just those legs (and the account's margin): for a caller that knows nothing else changed since
     its previous decision (no change, no stream's health, no silence, the same set of legs) and that no
-    deadline of `policy_deadline.next_deadline` has passed since then. The rest would decide exactly as before,
+    deadline of `policy_deadline.clock_plan` has passed since then. The rest would decide exactly as before,
     so skipping it gives the same alerts and memory as judging everything.
     """
     run = _Run(view.account_id, exchange, rules, silences, now, memory)

@@ -3,7 +3,7 @@
 `decide` judges figures against thresholds, but some transitions wait on the clock: a crossing counts once it has
 lasted its minimum duration (`min_duration_s`; an unknown leg's `unknown_grace_s`), a firing alert is sent again
 every `repeat_interval_s`, a silent stream turns blind at `stale_after_s`, a muted alert speaks once its silence
-ends. `next_deadline` is the earliest of those after `now`: a shell that decides on every input and again at that
+ends. `clock_plan` names the earliest of those after `now` (the next deadline): a shell that decides on every input and again at that
 time decides exactly as one that decides every instant, without a timer per account.
 
 Deadlines at or before `now` are left out: `decide` was just run at `now`, so such a transition is held by
@@ -23,26 +23,6 @@ from daemon.core.policy_stale import KindHealth, kinds_health
 _GRACE_RULE = "figures_unknown"
 
 
-def next_deadline(
-    memory: PolicyMemory,
-    health: Mapping[str, StreamHealth],
-    rules: RuleSet,
-    silences: Sequence[Silence],
-    now: float,
-    *,
-    account: str,
-    held_symbols: Iterable[str],
-    kinds_of: Callable[
-        [Mapping[str, StreamHealth], RuleSet, str, Iterable[str]], Iterable[KindHealth]
-    ] = kinds_health,
-) -> float | None:
-    """The earliest time after `now` at which `decide` could say something new with every input unchanged;
-    None when nothing waits on the clock. `kinds_of`: `kinds_health`, or a caller's memo of it (`KindsMemo`)."""
-    return clock_plan(
-        memory, health, rules, silences, now, account=account, held_symbols=held_symbols, kinds_of=kinds_of
-    )[0]
-
-
 def clock_plan(
     memory: PolicyMemory,
     health: Mapping[str, StreamHealth],
@@ -56,7 +36,9 @@ def clock_plan(
         [Mapping[str, StreamHealth], RuleSet, str, Iterable[str]], Iterable[KindHealth]
     ] = kinds_health,
 ) -> tuple[float | None, bool]:
-    """(`next_deadline`, muted), in one pass over the tracks. Muted: some alert of the account is held back (its
+    """(the next deadline, muted), in one pass over the tracks. The next deadline: the earliest time after `now` at
+    which `decide` could say something new with every input unchanged; None when nothing waits on the clock.
+    `kinds_of`: `kinds_health`, or a caller's memo of it (`KindsMemo`). Muted: some alert of the account is held back (its
     level differs from what receivers were told), so a silence lifted early must let it speak: the shell reads
     the silences again while this holds."""
     due: list[float] = []

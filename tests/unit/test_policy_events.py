@@ -4,7 +4,7 @@ The reference decides on everything at every event and every half second (every 
 of half a second, deadlines included). The event-driven side does what the runner does: after marks alone it
 judges only the legs whose `LegView` the live view replaced (`decide(..., only=...)`); after anything else, or
 when the set of silences in force changes, everything; and with nothing coming in, it decides again only at
-`next_deadline`. Both must send the same messages at the same times and end with the same memory.
+`clock_plan`'s next deadline. Both must send the same messages at the same times and end with the same memory.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from daemon.core.alerts import Alert
 from daemon.core.events import Event, Freshness, MarkPrice
 from daemon.core.live_view import LiveView
 from daemon.core.policy import decide
-from daemon.core.policy_deadline import next_deadline
+from daemon.core.policy_deadline import clock_plan
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence, Thresholds
 from daemon.core.state import AccountState, Change, apply
@@ -168,7 +168,7 @@ def event_driven(
         memory, alerts = _decide(view, state, changes, rules, memory, in_force, now, only)
         heard.extend(alerts)
         decided = {leg.key: leg for leg in view.legs}
-        due = next_deadline(
+        due, _muted = clock_plan(
             memory,
             state.health,
             rules,
