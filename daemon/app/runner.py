@@ -125,6 +125,7 @@ class AccountRunner(JournalSteps):
             False  # the task waits for a wake: marks alone may be decided at once (`_decide_marks`)
         )
         self._deciding = False  # within `_decide_marks`: updates its catch-up folds in are decided by it
+        self._quick_failed = False  # `_decide_marks` raised: only the task's steps decide, for this runner
 
     # ---- state the supervisor reads ----
 
@@ -200,14 +201,17 @@ class AccountRunner(JournalSteps):
             self._full = True
         if self._deciding:
             return  # folded in by the catch-up of `_decide_marks`: decided there, or it wakes the task
-        if self._waiting and not self._woken.is_set():
+        if self._waiting and not self._woken.is_set() and not self._quick_failed:
             try:
                 if self._decide_marks():
                     return
             except Exception:
-                # The task's step decides instead (and meets the same failure where the supervisor sees it);
-                # raised here, it would fail the connector that delivered the marks.
-                log.exception("deciding on marks at once failed", account=self.account_id)
+                # The task's steps decide from now on (and meet the same failure where the supervisor sees it);
+                # raised here, it would fail the connector that delivered the marks. Told once, not per mark.
+                self._quick_failed = True
+                log.exception(
+                    "deciding on marks at once failed; the runner's steps decide", account=self.account_id
+                )
         self._woken.set()
 
     def _decide_marks(self) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from daemon.app.account_silences import AccountSilences
 from daemon.app.http import Metrics
@@ -149,10 +150,15 @@ steps = st.lists(
 
 
 async def play(
-    path: list[Step], journal_path: Path, at_once: bool, silences_every_s: float = TICK_S
+    path: list[Step],
+    journal_path: Path,
+    at_once: bool,
+    silences_every_s: float = TICK_S,
+    broken: bool = False,
 ) -> tuple[list[tuple[object, ...]], object, int]:
     """The path through one runner: its journaled alerts, its memory at the end, and its full steps.
-    `silences_every_s`: how often it reads the silences (a read is the full step's work)."""
+    `silences_every_s`: how often it reads the silences (a read is the full step's work). `broken`: the quick
+    way fails (a fault only it meets)."""
     clock = Clock()
     config = RunnerConfig(
         account=ExchangeAccount(ACCOUNT, "binanceusdm"),
@@ -165,6 +171,12 @@ async def play(
     async with await SqliteJournal.open(journal_path) as journal:
         runner = AccountRunner(config, Hub(), journal, Metrics(), lambda: None, clock)  # type: ignore[arg-type]
         runner.silences = AccountSilences(journal, ACCOUNT, silences_every_s)
+        if broken:
+
+            def fails(now: float) -> None:
+                raise RuntimeError("a fault only the quick way meets")
+
+            runner.silences.known = fails  # type: ignore[method-assign,assignment]
         connector = Connector(runner, opening(clock))
         runner.connector = connector  # type: ignore[assignment]
         await runner.step(None)  # type: ignore[arg-type]
@@ -216,3 +228,16 @@ def test_most_marks_on_a_calm_path_are_decided_at_once() -> None:
     assert alerts == []
     # The silences are read once a tick (1 s): about one mark in twenty waits for the task's step.
     assert full_steps <= len(path) // 10
+
+
+def test_a_quick_way_that_fails_leaves_every_decision_to_the_full_step_and_says_so_once() -> None:
+    # Into the warning zone past the minimum duration, and back out: a message each way.
+    path = [Step(0.5, 0, 85.0 - index * 0.1) for index in range(10)] + [Step(0.5, 0, 100.0)] * 4
+    with tempfile.TemporaryDirectory() as work, capture_logs() as logs:
+        broken = asyncio.run(play(path, Path(work) / "broken.sqlite", at_once=True, broken=True))
+        full = asyncio.run(play(path, Path(work) / "full.sqlite", at_once=False))
+    assert broken[0] == full[0] and broken[0]  # the same alerts, and there were some
+    assert broken[1] == full[1]
+    assert broken[2] == len(path)  # the connector was never failed: every update reached a step
+    failures = [entry for entry in logs if entry["event"].startswith("deciding on marks at once failed")]
+    assert len(failures) == 1
