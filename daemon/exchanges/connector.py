@@ -269,10 +269,11 @@ class Connector:
         if self._on_update is None and not self._subscribers:
             return
         update = ConnectorUpdate(self._state, self._view, changes, folded[-1], folded)
-        if self._on_update is not None:
-            self._on_update(update)
         for subscriber in self._subscribers:
             subscriber.put(update)
+        # Last: a runner may decide here at once, and its catch-up publish newer updates before this returns.
+        if self._on_update is not None:
+            self._on_update(update)
 
 
 async def _raise(exc: BaseException) -> None:
