@@ -3,10 +3,11 @@
 After every update the runner asks the pure policy what to say and the pure top-up policy what to do. It decides
 only what changed: after marks alone, the legs whose figures moved (the connector's live view keeps the others'
 very objects); after anything else, everything. Marks alone that leave nothing to journal or send are decided at
-once, in the connector's delivery (`_decide_marks`); the rest wakes the runner's task for its full step. Time-based transitions (minimum durations, repeats, streams
-turning blind, silences ending) wake it through one scheduler shared by every runner (`deadlines.py`) at the
-time the pure `policy_deadline.clock_plan` names, rather than a timer per account; while a top-up, a
-settlement or a leg's ending is in play it looks again every `TICK_S`. Before deciding it folds in the newest
+once, in the connector's delivery (`_decide_marks`); the rest wakes the runner's task for its full step.
+Time-based transitions (minimum durations, repeats, streams turning blind, silences ending) wake it through one
+scheduler shared by every runner (`deadlines.py`) at the time the pure `policy_deadline.clock_plan` names,
+rather than a timer per account; while a top-up, a settlement or a leg's ending is in play it looks again every
+`TICK_S`. Before deciding it folds in the newest
 mark ccxt holds for each held symbol, so no decision is made on a superseded mark. Every alert is journaled with
 its deliveries, together with the memory that numbered it, before the outbox sends it (held in memory and sent
 from there when the journal cannot be written). Top-ups go through the account's `TopUpExecutor`: journaled
@@ -121,11 +122,10 @@ class AccountRunner(JournalSteps):
         self._kinds = KindsMemo()  # the streams' health by kind, for the next deadline (same inputs: reused)
         self._held_for: object = None  # the legs mapping `_held` was gathered from
         self._held: frozenset[str] = frozenset()
-        self._waiting = (
-            False  # the task waits for a wake: marks alone may be decided at once (`_decide_marks`)
-        )
+        # The task waits for a wake: marks alone may be decided at once (`_decide_marks`).
+        self._waiting = False
         self._deciding = False  # within `_decide_marks`: updates its catch-up folds in are decided by it
-        self._quick_failed = False  # `_decide_marks` raised: only the task's steps decide, for this runner
+        self._quick_failed = False  # `_decide_marks` raised: only the task's steps decide, for this run
 
     # ---- state the supervisor reads ----
 
@@ -162,6 +162,7 @@ class AccountRunner(JournalSteps):
         # Each run starts on a new picture: legs the memory knows that its first snapshot lacks went while no
         # run watched (a restarted runner as much as a restarted daemon), and are asked about like any leg that goes.
         self._restart_checked = False
+        self._quick_failed = False
         gateway = await built_off_the_loop(
             lambda: ExchangeGateway(
                 self.config.account,
@@ -217,7 +218,7 @@ class AccountRunner(JournalSteps):
     def _decide_marks(self) -> bool:
         """The step for marks alone, run where the connector delivers them: no wake of this runner's task, so no
         event-loop pass between the frame and the decision. Only when nothing in the step would wait: no top-up
-        policy, no leg ending or settlement in play, the silences read within the tick, no deadline passed,
+        policy, no leg ending or settlement in play, the silences known without a read, no deadline passed,
         nothing to journal or send. False, with nothing committed: the task's step decides (it judges the
         same picture and memory, so it decides as this would have)."""
         connector = self.connector
