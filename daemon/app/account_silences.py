@@ -5,11 +5,19 @@ while the journal cannot be read (PostgreSQL away), so a journal outage never st
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
 
 from daemon.core.policy_rules import Silence
 from daemon.store import JournalPort, JournalUnavailable
 from daemon.store.schema import SilenceRecord
+from daemon.store.silence_cache import SILENCES_FRESH_S
+
+log = structlog.get_logger("marginguard.silences")
 
 
 class AccountSilences:
@@ -43,3 +51,30 @@ class AccountSilences:
     def _keep(self, read: list[SilenceRecord], now: float) -> None:
         self._known = [Silence(s.account, s.symbol, s.until) for s in read if s.account == self.account_id]
         self._read_at = now
+
+
+async def keep_silences_read(
+    journal: JournalPort,
+    clock: Callable[[], float] = time.time,
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Read the silences in force twice a second (the journal reads only once its last read is a second old), so
+    that runners deciding marks where they are delivered, which must not wait on the journal, always have an
+    answer under two seconds old (`JournalPort.known_silences`). One task for the daemon, in its group."""
+    failing = False
+    while True:
+        try:
+            await journal.active_silences(clock())
+        except JournalUnavailable:
+            pass  # the journal_failure alert says so; read again
+        except Exception as exc:
+            # Not a reason to stop the daemon: runners then decide in their full steps, which read (and meet the
+            # failure where the supervisor handles it). Told when it starts, not twice a second.
+            if not failing:
+                log.warning("reading the silences in force failed", error=repr(exc))
+            failing = True
+        else:
+            if failing:
+                log.info("reading the silences in force works again")
+            failing = False
+        await pause(SILENCES_FRESH_S / 2)

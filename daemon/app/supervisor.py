@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from daemon.app import systemd
+from daemon.app.account_silences import keep_silences_read
 from daemon.app.collector import Collector
 from daemon.app.http import Metrics
 from daemon.app.http_face import Face, Served
@@ -42,7 +43,6 @@ from daemon.notify.routing import Router
 from daemon.notify.sink import Sink, close_all
 from daemon.store import JournalPort, JournalUnavailable
 from daemon.store.opening import open_journal
-from daemon.store.silence_cache import SILENCES_FRESH_S
 
 if TYPE_CHECKING:
     from daemon.app.cluster import ShardKeeper
@@ -283,7 +283,7 @@ class Daemon:
                         keeper = group.create_task(self.cluster.run(), name="cluster-leases")
                         tasks.append(keeper)
                     tasks.append(group.create_task(self._watchdog(), name="watchdog"))
-                    tasks.append(group.create_task(self._keep_silences_read(), name="silences"))
+                    tasks.append(group.create_task(keep_silences_read(self.journal), name="silences"))
                     if collector is not None:
                         tasks.append(group.create_task(collector.run(), name="collector"))
                     systemd.notify("READY=1")
@@ -358,15 +358,6 @@ class Daemon:
         while True:
             systemd.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
-
-    async def _keep_silences_read(self) -> None:
-        """The silences in force read twice a second (a read only once the last is a second old), so that runners
-        deciding marks where they are delivered, which must not wait on the journal, always have an answer
-        under two seconds old (`JournalPort.known_silences`)."""
-        while True:
-            with contextlib.suppress(JournalUnavailable):  # the journal_failure alert says so; read again
-                await self.journal.active_silences(time.time())
-            await asyncio.sleep(SILENCES_FRESH_S / 2)
 
     def health(self) -> list[str]:
         """What keeps the daemon from keeping its promises (for /healthz)."""
