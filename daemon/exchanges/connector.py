@@ -230,9 +230,13 @@ class Connector:
         self._state, changes = apply(self._state, event)
         if isinstance(event, MarkPrice) and self._coalesce_marks:
             # A burst of marks (one tick moves every symbol at once) is folded into the state at once, and
-            # the model runs once for the burst, as soon as the event loop is done delivering it.
+            # the model runs once for the burst, as soon as the event loop is done delivering it. A mark that
+            # comes alone (a symbol's watch woke) runs it now: a reader deciding on it folds in the newest marks
+            # of its other symbols first (`catch_up`), so marks read together are still decided together.
             self._pending.append(event)
-            if not self._flush_scheduled:
+            if not self.hub.batching:
+                self._flush_marks()
+            elif not self._flush_scheduled:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush_marks)
             return

@@ -85,6 +85,8 @@ class MarketHub:
         self._delivered: dict[
             str, Mapping[str, Any]
         ] = {}  # symbol -> the ccxt ticker its latest mark came from
+        # Above 0 while `refresh` delivers many marks at once: listeners defer their models to after the batch.
+        self.batching = 0
         self._markets_lock = asyncio.Lock()
         self._tiers_locks: dict[str, asyncio.Lock] = {}
         self._all_tiers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
@@ -324,13 +326,17 @@ class MarketHub:
         tickers = getattr(self.client, "tickers", None)
         if not tickers:
             return
-        for symbol in symbols:
-            ticker = tickers.get(symbol)
-            if ticker is None or ticker is self._delivered.get(symbol):
-                continue
-            stream = self._streams.get(symbol)
-            if stream is not None and self._newest(symbol, ticker) is ticker:
-                self._on_ticker(symbol, stream, ticker)
+        self.batching += 1  # many marks at once: listeners fold them now and run their models after the batch
+        try:
+            for symbol in symbols:
+                ticker = tickers.get(symbol)
+                if ticker is None or ticker is self._delivered.get(symbol):
+                    continue
+                stream = self._streams.get(symbol)
+                if stream is not None and self._newest(symbol, ticker) is ticker:
+                    self._on_ticker(symbol, stream, ticker)
+        finally:
+            self.batching -= 1
 
     def _newest(self, symbol: str, ticker: Mapping[str, Any]) -> Mapping[str, Any]:
         """The newer of `ticker` (what a watch returned) and ccxt's cached one for the symbol."""
