@@ -32,7 +32,8 @@ from daemon.app.executor import TopUpExecutor
 from daemon.app.http import Metrics
 from daemon.app.incident_charts import ChartRenderer
 from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
-from daemon.app.runner_journal import JournalSteps, durable
+from daemon.app.runner_gauges import GaugeSteps
+from daemon.app.runner_journal import durable
 from daemon.core.alerts import Alert
 from daemon.core.events import MarkPrice
 from daemon.core.incident import IncidentRecorder
@@ -73,7 +74,7 @@ class RunnerConfig:
     chart_sinks: frozenset[str] = frozenset()  # sinks that show incident charts: their messages wait for one
 
 
-class AccountRunner(JournalSteps):
+class AccountRunner(GaugeSteps):
     def __init__(
         self,
         config: RunnerConfig,
@@ -414,27 +415,3 @@ class AccountRunner(JournalSteps):
         )
         pending = {record.symbol for record in self.executor.unsettled if record.symbol != "*"}
         return set(self.config.account.symbols or ()) | held | pending
-
-    def _publish_metrics(self, state: AccountState, view: AccountView, full: bool) -> None:
-        """Per step, only what cannot wait for a scrape: the health's edges (outages are counted on them), and
-        the streams whose ages are read at scrape time, looked for when more than marks changed. The legs'
-        gauges are written at scrape time (`refresh_gauges`), not at every mark."""
-        self._account_metrics.publish_health(state)
-        if full and self.connector is not None:
-            now = time.monotonic()
-            names = [*self.connector.feed.stream_ages(now), *(f"mark:{symbol}" for symbol, _ in state.legs)]
-            self._account_metrics.track_ages(names, self._stream_age)
-        self.distance_history.record(self.clock(), view)
-
-    def refresh_gauges(self) -> None:
-        """Before Prometheus reads /metrics: the legs' and the account's gauges from the latest figures."""
-        if self.connector is not None:
-            self._account_metrics.publish(self.connector.state, self.connector.view)
-
-    def _stream_age(self, name: str) -> float | None:
-        """Seconds since the stream's last data (None: not watched now); read when Prometheus scrapes."""
-        now = time.monotonic()
-        if name.startswith("mark:"):
-            return self.hub.stream_age(name.removeprefix("mark:"), now)
-        connector = self.connector
-        return None if connector is None else connector.feed.stream_ages(now).get(name)
