@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -248,27 +248,12 @@ class AccountRunner(GaugeSteps):
         state, view = connector.state, connector.view
         if self._full or self._changes or self._seen != (state.legs, state.health):
             return False
-        only = {leg.key for leg in view.legs if self._decided.get(leg.key) is not leg}
-        memory, alerts = decide(
-            view,
-            state.health,
-            (),
-            self.config.rules,
-            self._memory,
-            silences,
-            now,
-            exchange=self.config.account.exchange,
-            positions_known=state.last_snapshot_ms is not None,
-            asking=self.endings.asking,
-            only=only,
-        )
+        memory, alerts = self._judge(state, view, (), silences, now, self._moved_legs(view))
         if alerts or (memory is not self._memory and durable(memory) != self._saved):
             return False  # something to journal: the step's work
         self.incidents.record(now, view)
         self._memory = memory
-        self._decided = {leg.key: leg for leg in view.legs}
-        if mark_trace.TRACE is not None:  # benchmarks only (off by default)
-            mark_trace.TRACE.decided(self.account_id, view.legs, self.hub.client)
+        self._decided_on(view)
         self._publish_metrics(state, view, False)
         self._plan_next(now, silences)
         return True
@@ -325,11 +310,38 @@ class AccountRunner(GaugeSteps):
         # A deadline passed, its wake not yet run (a mark came first): judged now, or the wake is lost below.
         full = full or (self._scheduled_for is not None and now >= self._scheduled_for)
         self._full, self._silences_seen, self._seen = False, silences, (state.legs, state.health)
-        only = None if full else {leg.key for leg in view.legs if self._decided.get(leg.key) is not leg}
-        self._memory, alerts = decide(
+        only = None if full else self._moved_legs(view)
+        # Health as it is now, judged at `now`: the awaits above (records, settlements) may take seconds, and a
+        # drop read before them looks longer than it is once a reconnect has already ended it.
+        self._memory, alerts = self._judge(state, view, changes, silences, now, only)
+        self._decided_on(view)
+        await self._emit(alerts, now)
+        if self.config.limits is not None and state.last_snapshot_ms is not None:
+            await self.executor.ensure_seeded(self._records(), state)
+            for leg in view.legs:
+                if only is None or leg.key in only:
+                    await self._consider_topup(gateway, (leg.key[0], leg.key[1]), silences)
+        if self._memory is not before:
+            await self._save_memory(self.clock())
+        self._publish_metrics(self.connector.state, self.connector.view, only is None)
+        self._plan_next(now, silences)
+
+    def _moved_legs(self, view: AccountView) -> set[LegKey]:
+        """The legs whose view the live view replaced since the last decision (it keeps the others' objects)."""
+        return {leg.key for leg in view.legs if self._decided.get(leg.key) is not leg}
+
+    def _judge(
+        self,
+        state: AccountState,
+        view: AccountView,
+        changes: Sequence[Change],
+        silences: list[Silence],
+        now: float,
+        only: set[LegKey] | None,
+    ) -> tuple[PolicyMemory, tuple[Alert, ...]]:
+        """The pure policy on this account's picture: the memory to keep and the alerts to send."""
+        return decide(
             view,
-            # Health as it is now, judged at `now`: the awaits above (records, settlements) may take seconds,
-            # and a drop read before them looks longer than it is once a reconnect has already ended it.
             state.health,
             changes,
             self.config.rules,
@@ -341,19 +353,12 @@ class AccountRunner(GaugeSteps):
             asking=self.endings.asking,
             only=only,
         )
+
+    def _decided_on(self, view: AccountView) -> None:
+        """What the next decision compares with (and the benchmarks' trace of this one)."""
         self._decided = {leg.key: leg for leg in view.legs}
         if mark_trace.TRACE is not None:  # benchmarks only (off by default)
             mark_trace.TRACE.decided(self.account_id, view.legs, self.hub.client)
-        await self._emit(alerts, now)
-        if self.config.limits is not None and state.last_snapshot_ms is not None:
-            await self.executor.ensure_seeded(self._records(), state)
-            for leg in view.legs:
-                if only is None or leg.key in only:
-                    await self._consider_topup(gateway, (leg.key[0], leg.key[1]), silences)
-        if self._memory is not before:
-            await self._save_memory(self.clock())
-        self._publish_metrics(self.connector.state, self.connector.view, only is None)
-        self._plan_next(now, silences)
 
     def _catch_up(self) -> None:
         """Fold in the marks ccxt took since the hub last delivered (see `Connector.catch_up`) without waking

@@ -44,29 +44,12 @@ from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import ConnectorUpdate
 from daemon.exchanges.feeds import FeedSettings
 from daemon.store import SqliteJournal
+from tests.integration.runner_support import Clock, Feed, Quirks
 
 ACCOUNT = "acct"
-T0 = 1_800_000_000.0
 SYMBOLS = ("AAA/USDT:USDT", "BBB/USDT:USDT", "CCC/USDT:USDT")
 TIERS = derive_maintenance_amounts([Tier(0.0, 0.004), Tier(50_000.0, 0.005), Tier(250_000.0, 0.01)])
 RULES = RuleSet(Thresholds(min_duration_s=3.0, repeat_interval_s=20.0, stale_after_s=10.0))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Feed:
-    def stream_ages(self, now: float) -> dict[str, float]:
-        return {}
-
-
-class Quirks:
-    settle = "USDT"
 
 
 class Hub:

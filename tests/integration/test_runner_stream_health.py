@@ -25,28 +25,11 @@ from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.feeds import FeedSettings
 from daemon.exchanges.records import LegMargin, LiquidationRecord, MarginChange
 from daemon.store import SqliteJournal
+from tests.integration.runner_support import T0, Clock, Feed, Quirks
 
 ACCOUNT = "acct"
-T0 = 1_800_000_000.0
 STALE_AFTER_S = 5.0
 ETH = "ETH/USDT:USDT"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Feed:
-    def stream_ages(self, now: float) -> dict[str, float]:
-        return {}
-
-
-class Quirks:
-    settle = "USDT"
 
 
 class Connector:
