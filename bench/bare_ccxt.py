@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,8 +40,7 @@ async def main(config: dict[str, object], symbols: list[str]) -> None:
             # first of the frames read together and only caches the rest, so the returned ticker alone would
             # leave a newer mark undecided until the next frame. Then the record the daemon's runner writes.
             latest = client.tickers.get(symbol) or ticker
-            leg = SimpleNamespace(key=(symbol,), mark_price=latest["markPrice"])
-            trace.decided(BARE, [leg], client)
+            trace.decided(BARE, [(symbol, latest["markPrice"])], client)
             if len(seen) < len(symbols):
                 seen.add(symbol)
                 if len(seen) == len(symbols):

@@ -75,17 +75,21 @@ def _opened(symbols: list[str], kind: str) -> tuple[AccountState, LiveView, Poli
     return state, live, memory, rules
 
 
-def batch(symbols: list[str], kind: str, marks: int) -> float:
-    """µs per mark over `marks` marks, the symbols in turn, prices wandering within ±0.3 % of entry."""
+def batch(symbols: list[str], kind: str, marks: int, burst: bool = False) -> float:
+    """µs per mark over `marks` marks, the symbols in turn, prices wandering within ±0.3 % of entry; with
+    `burst`, µs per burst: every symbol's mark moved, then one decision (what a 1 Hz all-symbols tick asks of
+    each account)."""
     state, live, memory, rules = _opened(symbols, kind)
     kinds = KindsMemo()
     decided = {leg.key: leg for leg in live.view.legs}
     held = frozenset(symbols)
     started = time.perf_counter()
     for i in range(marks):
-        symbol, now = symbols[i % len(symbols)], 1.0 + i * 0.001
-        state, _ = apply(state, MarkPrice(symbol, 100.0 + (i % 7) * 0.05, int(now * 1000)))
-        view = live.marks(state, (symbol,))
+        now = 1.0 + i * 0.001
+        moved = symbols if burst else (symbols[i % len(symbols)],)
+        for symbol in moved:
+            state, _ = apply(state, MarkPrice(symbol, 100.0 + (i % 7) * 0.05, int(now * 1000)))
+        view = live.marks(state, moved)
         only = {leg.key for leg in view.legs if decided.get(leg.key) is not leg}
         memory, _alerts = decide(
             view,
@@ -109,6 +113,9 @@ def main() -> None:
     parser.add_argument("--legs", type=int, default=3, help="legs (one symbol each; default 3)")
     parser.add_argument("--cross", action="store_true", help="cross legs (default: isolated)")
     parser.add_argument("--mixed", action="store_true", help="alternately cross and isolated legs")
+    parser.add_argument(
+        "--burst", action="store_true", help="every leg's mark moved per decision (figures per burst)"
+    )
     parser.add_argument("--marks", type=int, default=20_000, help="marks per batch (default 20,000)")
     parser.add_argument("--repeat", type=int, default=5, help="batches (default 5)")
     args = parser.parse_args()
@@ -116,10 +123,11 @@ def main() -> None:
     print("command: .venv/bin/python bench/core_path.py " + " ".join(sys.argv[1:]))
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     kind = "mixed" if args.mixed else "cross" if args.cross else "isolated"
-    batch(symbols, kind, 1_000)  # warm-up: caches filled, code paths taken once
-    figures = [batch(symbols, kind, args.marks) for _ in range(args.repeat)]
+    batch(symbols, kind, 1_000, args.burst)  # warm-up: caches filled, code paths taken once
+    figures = [batch(symbols, kind, args.marks, args.burst) for _ in range(args.repeat)]
+    unit = "burst (all legs' marks moved)" if args.burst else "mark"
     print(
-        f"{args.legs} {kind} legs: {statistics.median(figures):.1f} µs per mark "
+        f"{args.legs} {kind} legs: {statistics.median(figures):.1f} µs per {unit} "
         f"({min(figures):.1f}–{max(figures):.1f}) over {args.repeat} batches of {args.marks:,} marks"
     )
     print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))

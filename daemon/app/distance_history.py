@@ -26,6 +26,10 @@ class DistanceHistory:
     def record(self, now: float, view: AccountView) -> None:
         self._trail.offer(now, view)
 
+    def due(self, now: float) -> bool:
+        """Whether a view offered at `now` would make a point (see `SampledTrail.due`)."""
+        return self._trail.due(now)
+
     def series(self, symbol: str, side: str) -> list[tuple[float, float | None]]:
         return self._trail.series((symbol, side))
 

@@ -42,6 +42,7 @@ from daemon.core.policy_deadline import clock_plan
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
 from daemon.core.policy_stale import KindsMemo, blind_streams
+from daemon.core.quiet_band import QuietBand, quiet_band
 from daemon.core.state import AccountState, Change, ChangeKind, LegKey
 from daemon.core.topup import TopUpLimits
 from daemon.core.view import AccountView, LegView
@@ -127,6 +128,10 @@ class AccountRunner(GaugeSteps):
         self._waiting = False
         self._deciding = False  # within `_decide_marks`: updates its catch-up folds in are decided by it
         self._quick_failed = False  # `_decide_marks` raised: only the task's steps decide, for this run
+        # Marks within this band change no decision (built after each decision; None: every mark is judged).
+        self._band: QuietBand | None = None
+        self._marks_moved: set[str] = set()  # symbols whose marks came in since the last decision
+        self.quiet_decisions = 0  # marks decided within a band (the status page and tests read it)
 
     # ---- state the supervisor reads ----
 
@@ -180,6 +185,7 @@ class AccountRunner(GaugeSteps):
                 self.config.feed,
                 client=gateway.client,
                 on_update=self._on_update,
+                defer_model=True,
             ) as conn,
         ):
             self.gateway, self.connector = gateway, conn
@@ -199,8 +205,11 @@ class AccountRunner(GaugeSteps):
 
     def _on_update(self, update: ConnectorUpdate) -> None:
         self._changes.extend(update.changes)
-        if not self._full and not all(type(event) is MarkPrice for event in update.folded or (update.event,)):
-            self._full = True
+        for event in update.folded or (update.event,):
+            if type(event) is MarkPrice:
+                self._marks_moved.add(event.symbol)
+            else:
+                self._full = True
         if self._deciding:
             return  # folded in by the catch-up of `_decide_marks`: decided there, or it wakes the task
         if self._waiting and not self._woken.is_set() and not self._quick_failed:
@@ -245,9 +254,12 @@ class AccountRunner(GaugeSteps):
             connector.catch_up()  # as the step: the newest mark ccxt holds for every held symbol
         finally:
             self._deciding = False
-        state, view = connector.state, connector.view
+        state = connector.state
         if self._full or self._changes or self._seen != (state.legs, state.health):
             return False
+        if self._quiet(state, now):
+            return True
+        view = connector.view
         memory, alerts = self._judge(state, view, (), silences, now, self._moved_legs(view))
         if alerts or (memory is not self._memory and durable(memory) != self._saved):
             return False  # something to journal: the step's work
@@ -256,6 +268,26 @@ class AccountRunner(GaugeSteps):
         self._decided_on(view)
         self._publish_metrics(state, view, False)
         self._plan_next(now, silences)
+        return True
+
+    def _quiet(self, state: AccountState, now: float) -> bool:
+        """Whether the marks that came in since the last decision stay within its quiet band: then the policy
+        would only carry new figures (the next decision that runs does), so nothing is computed. Not while a
+        chart or sparkline wants its next point (a few seconds apart): that takes a decision on the figures."""
+        band = self._band
+        if band is None or self.incidents.trail.due(now) or self.distance_history.due(now):
+            return False
+        marks = state.marks
+        for symbol in self._marks_moved:
+            mark = marks.get(symbol)
+            if mark is None or not band.move(symbol, mark.price):
+                self._band = None  # spent: the next decision builds a new one
+                return False
+        if mark_trace.TRACE is not None:  # benchmarks only (off by default)
+            moved = [(symbol, marks[symbol].price) for symbol in self._marks_moved]
+            mark_trace.TRACE.decided(self.account_id, moved, self.hub.client)
+        self._marks_moved.clear()
+        self.quiet_decisions += 1
         return True
 
     def _wake_at_deadline(self) -> None:
@@ -355,10 +387,17 @@ class AccountRunner(GaugeSteps):
         )
 
     def _decided_on(self, view: AccountView) -> None:
-        """What the next decision compares with (and the benchmarks' trace of this one)."""
+        """What the next decision compares with, the quiet band around it (after `self._memory` is the memory
+        decided), and the benchmarks' trace of this one."""
         self._decided = {leg.key: leg for leg in view.legs}
+        self._marks_moved.clear()
+        assert self.connector is not None
+        self._band = quiet_band(
+            view, self.connector.leeways(), self.connector.cross_balance(), self.config.rules, self._memory
+        )
         if mark_trace.TRACE is not None:  # benchmarks only (off by default)
-            mark_trace.TRACE.decided(self.account_id, view.legs, self.hub.client)
+            legs = [(leg.key[0], leg.mark_price) for leg in view.legs]
+            mark_trace.TRACE.decided(self.account_id, legs, self.hub.client)
 
     def _catch_up(self) -> None:
         """Fold in the marks ccxt took since the hub last delivered (see `Connector.catch_up`) without waking

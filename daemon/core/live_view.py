@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from daemon.core.margin.incremental import IncrementalAccount
-from daemon.core.state import AccountState
+from daemon.core.margin.leeway import LegLeeway
+from daemon.core.state import AccountState, LegKey
 from daemon.core.types import Account, MarginMode, PositionRisk
 from daemon.core.view import AccountView, BuiltLeg, LegView, built_legs, leg_size, model_position
 
@@ -154,6 +155,24 @@ class LiveView:
                 # A cross mark moves the account's totals, and so every cross leg's liquidation price.
                 touched |= self._cross_modelled
         return touched
+
+    def leeways(self) -> dict[LegKey, LegLeeway] | None:
+        """Every leg's leeway at the marks the view was last moved to (for a quiet band); None unless every
+        leg is modelled and has one."""
+        model = self._model
+        if model is None or not self._complete:
+            return None
+        found: dict[LegKey, LegLeeway] = {}
+        for index, (key, *_rest) in enumerate(self._built):
+            leeway = model.leeway(self._slot[index])
+            if leeway is None:
+                return None
+            found[key] = leeway
+        return found
+
+    def cross_balance(self) -> tuple[float, float, float] | None:
+        """The cross part's margin balance, requirement and their magnitude (see `IncrementalAccount`)."""
+        return None if self._model is None else self._model.cross_balance()
 
     def _leg_view(self, index: int) -> LegView:
         key, facts, position, mark, reason = self._built[index]

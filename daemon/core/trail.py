@@ -92,6 +92,11 @@ class SampledTrail(Generic[K, V, S]):
         self._record()
         return self.trail.series(key)
 
+    def due(self, now: float) -> bool:
+        """Whether an offer at `now` would make a point: a caller that skips offers between points (figures it
+        did not compute) offers again by then."""
+        return now - self._recorded_at >= self.trail.spacing_s
+
     def _record(self) -> None:
         if self._pending is None:
             return

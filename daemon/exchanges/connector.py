@@ -31,7 +31,8 @@ import structlog
 
 from daemon.core.events import Event, MarkPrice, StreamHealth, StreamLeft
 from daemon.core.live_view import LiveView
-from daemon.core.state import AccountState, Change, apply
+from daemon.core.margin.leeway import LegLeeway
+from daemon.core.state import AccountState, Change, LegKey, apply
 from daemon.core.values import value
 from daemon.core.view import AccountView
 from daemon.exchanges.client import build_client, environment
@@ -50,14 +51,20 @@ class ConnectorUpdate:
     """The account after `event`: its state, the model's view of it, and the changes to the set of legs.
 
     `folded` lists every event this update accounts for (`event` is the last): marks that arrive together
-    are folded one by one but published once, with the model run once over all of them.
+    are folded one by one but published once, with the model run once over all of them. `figures` is the view,
+    or, from a connector deferring its model (`defer_model`), how to get it: read `view`.
     """
 
     state: AccountState
-    view: AccountView
+    figures: AccountView | Callable[[], AccountView]
     changes: tuple[Change, ...]
     event: Event
     folded: tuple[Event, ...] = ()
+
+    @property
+    def view(self) -> AccountView:
+        figures = self.figures
+        return figures if isinstance(figures, AccountView) else figures()
 
 
 class _Subscriber:
@@ -85,11 +92,14 @@ class Connector:
         on_update: Callable[[ConnectorUpdate], None] | None = None,
         pending_limit: int = 10_000,
         coalesce_marks: bool = True,
+        defer_model: bool = False,
     ) -> None:
         """`client` defaults to `build_client(account)`; `on_update` is called synchronously after each event
         (cheaper than `updates()` when one consumer needs every update in order). With `coalesce_marks`
         (default) marks delivered in the same event-loop pass are published as one update; without it every
-        mark runs the model and is published on its own."""
+        mark runs the model and is published on its own. With `defer_model`, marks move the model only when
+        the view is read (while nobody reads `updates()`): a runner that proves a mark changes no decision
+        (`core.quiet_band`) never pays for its figures."""
         if hub.exchange_id != account.exchange:
             raise ValueError(
                 f"account {account.account_id!r} is on {account.exchange}, the hub on {hub.exchange_id}"
@@ -111,6 +121,8 @@ class Connector:
         self._pending_limit = pending_limit
         self._subscribers: list[_Subscriber] = []
         self._coalesce_marks = coalesce_marks
+        self._defer_model = defer_model
+        self._unviewed: set[str] = set()  # symbols whose folded marks the view has not taken yet
         self._pending: list[Event] = []
         self._flush_scheduled = False
         self.feed = AccountFeed(self.client, self.quirks, hub, self._fold, settings, account.symbols)
@@ -126,7 +138,16 @@ class Connector:
 
     @property
     def view(self) -> AccountView:
+        if self._unviewed:
+            self._take_marks(set())
         return self._view
+
+    def leeways(self) -> dict[LegKey, LegLeeway] | None:
+        """How the legs' gaps move with the marks, at the view's marks (see `LiveView.leeways`)."""
+        return self._live.leeways()
+
+    def cross_balance(self) -> tuple[float, float, float] | None:
+        return self._live.cross_balance()
 
     # ---- life cycle ----
 
@@ -248,6 +269,8 @@ class Connector:
             self._publish((event,), changes)
             return
         folded, self._pending = (*self._pending, event), []
+        # Marks the view had not taken are in the state: the refresh, which compares every leg's mark, takes them.
+        self._unviewed = set()
         self._view = self._live.refresh(self._state)
         self._publish(folded, changes)
 
@@ -263,16 +286,35 @@ class Connector:
         if not self._pending:
             return  # a later event already ran the model over these marks and published them
         folded, self._pending = tuple(self._pending), []
+        symbols = {e.symbol for e in folded if isinstance(e, MarkPrice)}
+        if self._defer_model and not self._subscribers:
+            self._unviewed |= symbols  # the model runs when the view is read
+        elif not self._take_marks(symbols):
+            return
+        self._publish(folded, ())
+
+    def _take_marks(self, symbols: set[str]) -> bool:
+        """Move the view by the marks of `symbols` and of those not taken yet; False (the connector failing)
+        when the model cannot take them, the view left as it was."""
         try:
-            self._view = self._live.marks(self._state, {e.symbol for e in folded if isinstance(e, MarkPrice)})
-            self._publish(folded, ())
+            self._view = self._live.marks(self._state, symbols | self._unviewed)
         except Exception as exc:
-            self._fail(exc)
+            if self.failure is None:  # told (and raised into the group) once, however often the view is read
+                self._fail(exc)
+            return False
+        self._unviewed = set()
+        return True
+
+    def _current_view(self) -> AccountView:
+        return self.view
 
     def _publish(self, folded: tuple[Event, ...], changes: tuple[Change, ...]) -> None:
         if self._on_update is None and not self._subscribers:
             return
-        update = ConnectorUpdate(self._state, self._view, changes, folded[-1], folded)
+        figures: AccountView | Callable[[], AccountView] = (
+            self._current_view if self._unviewed and not self._subscribers else self.view
+        )
+        update = ConnectorUpdate(self._state, figures, changes, folded[-1], folded)
         for subscriber in self._subscribers:
             subscriber.put(update)
         # Last: a runner may decide here at once, and its catch-up publish newer updates before this returns.

@@ -49,13 +49,12 @@ class MarkTrace:
 
         client.handle_message = timed
 
-    def decided(self, account: str, legs: Iterable[Any], client: Any) -> None:
-        """Record the marks of `legs` (core `LegView`s) that changed since this account's previous call, with
+    def decided(self, account: str, marks: Iterable[tuple[str, float | None]], client: Any) -> None:
+        """Record the (symbol, mark) pairs decided on that changed since this account's previous call, with
         the mark ccxt's cache (`client.tickers`) held for the symbol at that moment."""
         now = self._clock()
         tickers = getattr(client, "tickers", None) or {}
-        for leg in legs:
-            symbol, price = leg.key[0], leg.mark_price
+        for symbol, price in marks:
             if price is None or self._decided.get((account, symbol)) == price:
                 continue
             self._decided[(account, symbol)] = price

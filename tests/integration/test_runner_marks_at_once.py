@@ -35,8 +35,9 @@ from daemon.core.events import (
     StreamHealth,
 )
 from daemon.core.live_view import LiveView
+from daemon.core.margin.leeway import LegLeeway
 from daemon.core.policy_rules import RuleSet, Thresholds
-from daemon.core.state import AccountState, apply
+from daemon.core.state import AccountState, LegKey, apply
 from daemon.core.tiers import derive_maintenance_amounts
 from daemon.core.types import ContractType, MarginMode, Side, Tier
 from daemon.core.view import AccountView
@@ -81,6 +82,12 @@ class Connector:
 
     def catch_up(self) -> None:
         """No market data here: nothing newer to fold in before a decision."""
+
+    def leeways(self) -> dict[LegKey, LegLeeway] | None:
+        return self._live.leeways()
+
+    def cross_balance(self) -> tuple[float, float, float] | None:
+        return self._live.cross_balance()
 
     def fold(self, event: Event) -> None:
         self.state, changes = apply(self.state, event)
@@ -138,8 +145,9 @@ async def play(
     at_once: bool,
     silences_every_s: float = TICK_S,
     broken: bool = False,
-) -> tuple[list[tuple[object, ...]], object, int]:
-    """The path through one runner: its journaled alerts, its memory at the end, and its full steps.
+) -> tuple[list[tuple[object, ...]], object, int, int]:
+    """The path through one runner: its journaled alerts, its memory at the end, its full steps and its marks
+    decided within a quiet band.
     `silences_every_s`: how often it reads the silences (a read is the full step's work). `broken`: the quick
     way fails (a fault only it meets)."""
     clock = Clock()
@@ -180,6 +188,10 @@ async def play(
                 runner._woken.clear()
                 full_steps += 1
                 await runner.step(None)  # type: ignore[arg-type]
+        # Marks decided within a quiet band leave their figures to the next decision that runs: one more
+        # (a full step, as a deadline or any other event brings) carries them.
+        runner._full = True
+        await runner.step(None)  # type: ignore[arg-type]
         runner._schedule(None)
     with sqlite3.connect(journal_path) as db:
         rows = db.execute(
@@ -187,7 +199,7 @@ async def play(
         ).fetchall()
     # Each journal names itself in its messages (`origin`): the rest must match.
     alerts = [(*row[:6], {k: v for k, v in json.loads(row[6]).items() if k != "origin"}) for row in rows]
-    return alerts, runner._memory, full_steps
+    return alerts, runner._memory, full_steps, runner.quiet_decisions
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -207,10 +219,14 @@ def test_marks_decided_at_once_journal_and_remember_what_the_full_step_does(path
 def test_most_marks_on_a_calm_path_are_decided_at_once() -> None:
     path = [Step(0.05, index % 3, 100.0 + (index % 5) * 0.1) for index in range(60)]
     with tempfile.TemporaryDirectory() as work:
-        alerts, _memory, full_steps = asyncio.run(play(path, Path(work) / "quick.sqlite", at_once=True))
+        alerts, _memory, full_steps, quiet = asyncio.run(
+            play(path, Path(work) / "quick.sqlite", at_once=True)
+        )
     assert alerts == []
     # The silences are read once a tick (1 s): about one mark in twenty waits for the task's step.
     assert full_steps <= len(path) // 10
+    # Far from every threshold, most marks need neither the model nor the policy.
+    assert quiet >= len(path) // 2
 
 
 def test_a_quick_way_that_fails_leaves_every_decision_to_the_full_step_and_says_so_once() -> None:

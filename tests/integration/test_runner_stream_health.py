@@ -47,6 +47,12 @@ class Connector:
     def catch_up(self) -> None:
         """No market data here: nothing newer to fold in before a decision."""
 
+    def leeways(self) -> None:
+        """No model kept here: no quiet band, every mark is judged."""
+
+    def cross_balance(self) -> None:
+        return None
+
 
 class SlowRecords:
     """Liquidation records that take a while to read; meanwhile the stream reconnects and time passes."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -34,8 +33,8 @@ class Clock:
         return self.now
 
 
-def leg(symbol: str, mark: float | None) -> Any:
-    return SimpleNamespace(key=(symbol, "long"), mark_price=mark)
+def leg(symbol: str, mark: float | None) -> tuple[str, float | None]:
+    return symbol, mark
 
 
 def test_off_unless_the_variable_names_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

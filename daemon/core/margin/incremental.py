@@ -40,6 +40,7 @@ from daemon.core.margin.account import (
     position_risk,
 )
 from daemon.core.margin.families import MarginFamily, family_for
+from daemon.core.margin.leeway import LegLeeway, is_inverse, weight_and_jumps
 from daemon.core.margin.reach import Reach
 from daemon.core.margin.solver import Boundary, stops_around
 from daemon.core.margin.terms import from_u, to_u
@@ -315,6 +316,62 @@ class IncrementalAccount:
             self._isolated_requirement.value(),
             has_cross=self._has_cross,
         )
+
+    def leeway(self, index: int) -> LegLeeway | None:
+        """How leg `index`'s gap moves with the marks, read at the marks held now (None: a hedged symbol or a
+        table whose rates reach 1; see `leeway.py`)."""
+        kept = self._group_of[index]
+        if len(kept.indexes) != 1:
+            return None
+        leg = self._positions[index]
+        bounds = weight_and_jumps(self.family, leg, kept.terms.fee_u)
+        if bounds is None:
+            return None
+        weight, jumps = bounds
+        terms = kept.terms
+        if kept.cross:
+            _v, total_pnl, total_requirement, _r = self._cross_totals()
+            _equity, collateral = cross_collateral(
+                self._wallet, total_pnl, kept.symbol_pnl, total_requirement, kept.symbol_requirement
+            )
+            # Rounding in the collateral is relative to what was summed into it, not to the collateral itself.
+            behind = abs(self._wallet) + abs(total_pnl) + abs(total_requirement) + abs(collateral)
+        else:
+            collateral = kept.collateral
+            behind = abs(collateral)
+
+        def gap(u: float) -> tuple[float, float]:
+            pnl, requirement = terms.pnl, terms.requirement(u)
+            size = (
+                behind
+                + abs(pnl.const)
+                + abs(pnl.slope * u)
+                + abs(requirement.const)
+                + abs(requirement.slope * u)
+            )
+            return collateral + pnl.at(u) - requirement.at(u), size
+
+        return LegLeeway(
+            symbol=leg.symbol,
+            cross=kept.cross,
+            inverse=is_inverse(leg),
+            rising=terms.pnl.slope > 0.0,
+            weight=weight,
+            jumps=jumps,
+            u_mark=to_u(leg, leg.mark_price),
+            gap=gap,
+            balance=collateral + self._pnl[index],
+            requirement=self._requirement[index],
+        )
+
+    def cross_balance(self) -> tuple[float, float, float] | None:
+        """The cross part's (margin balance, requirement, magnitude of what was summed), as its ratio is taken;
+        None without cross legs."""
+        if not self._has_cross:
+            return None
+        balance, requirement = self._total_pnl.plus(self._wallet), self._cross_requirement.value()
+        size = abs(self._wallet) + abs(self._total_pnl.value()) + abs(requirement)
+        return balance, requirement, size
 
     def account_risk(self) -> AccountRisk:
         """Every leg's figures and the totals: `evaluate_account(self.account)`, in O(n)."""
