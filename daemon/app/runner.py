@@ -272,10 +272,10 @@ class AccountRunner(GaugeSteps):
 
     def _quiet(self, state: AccountState, now: float) -> bool:
         """Whether the marks that came in since the last decision stay within its quiet band: then the policy
-        would only carry new figures (the next decision that runs does), so nothing is computed. Not while a
-        chart or sparkline wants its next point (a few seconds apart): that takes a decision on the figures."""
+        would only carry new figures (the next decision that runs does), so the policy does not run, and the
+        model only when a chart or sparkline wants its next point (a few seconds apart)."""
         band = self._band
-        if band is None or self.incidents.trail.due(now) or self.distance_history.due(now):
+        if band is None:
             return False
         marks = state.marks
         for symbol in self._marks_moved:
@@ -283,6 +283,12 @@ class AccountRunner(GaugeSteps):
             if mark is None or not band.move(symbol, mark.price):
                 self._band = None  # spent: the next decision builds a new one
                 return False
+        if self.incidents.trail.due(now) or self.distance_history.due(now):
+            # A chart's or sparkline's next point (a few seconds apart) needs the figures, not a decision.
+            view = self.connector.view if self.connector is not None else None
+            if view is not None:
+                self.incidents.record(now, view)
+                self.distance_history.record(now, view)
         if mark_trace.TRACE is not None:  # benchmarks only (off by default)
             moved = [(symbol, marks[symbol].price) for symbol in self._marks_moved]
             mark_trace.TRACE.decided(self.account_id, moved, self.hub.client)

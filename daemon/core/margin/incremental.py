@@ -201,6 +201,7 @@ class IncrementalAccount:
             self._share(kept)
         self._total_requirement = ExactSum(k.symbol_requirement for k in symbols)
         self._totals: tuple[int, float, float, float | None] | None = None
+        self._bounds: dict[int, tuple[float, float] | None] = {}  # leg -> its leeway's (weight, jumps)
 
     def _keep(self, ids: list[int], group: Group) -> _Kept:
         first = group.legs[0]
@@ -324,7 +325,9 @@ class IncrementalAccount:
         if len(kept.indexes) != 1:
             return None
         leg = self._positions[index]
-        bounds = weight_and_jumps(self.family, leg, kept.terms.fee_u)
+        if index not in self._bounds:  # fixed facts only: found once per model
+            self._bounds[index] = weight_and_jumps(self.family, leg, kept.terms.fee_u)
+        bounds = self._bounds[index]
         if bounds is None:
             return None
         weight, jumps = bounds
