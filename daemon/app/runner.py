@@ -3,7 +3,8 @@
 After every update the runner asks the pure policy what to say and the pure top-up policy what to do. It decides
 only what changed: after marks alone, the legs whose figures moved (the connector's live view keeps the others'
 very objects); after anything else, everything. Marks alone that leave nothing to journal or send are decided at
-once, in the connector's delivery (`_decide_marks`); the rest wakes the runner's task for its full step.
+once, in the connector's delivery (`_decide_marks`), and those within the last decision's quiet band without
+the model or the policy at all (`runner_quiet.py`); the rest wakes the runner's task for its full step.
 Time-based transitions (minimum durations, repeats, streams turning blind, silences ending) wake it through one
 scheduler shared by every runner (`deadlines.py`) at the time the pure `policy_deadline.clock_plan` names,
 rather than a timer per account; while a top-up, a settlement or a leg's ending is in play it looks again every
@@ -32,8 +33,8 @@ from daemon.app.executor import TopUpExecutor
 from daemon.app.http import Metrics
 from daemon.app.incident_charts import ChartRenderer
 from daemon.app.leg_endings import RESTART_LOOKBACK_S, LegEndings
-from daemon.app.runner_gauges import GaugeSteps
 from daemon.app.runner_journal import durable
+from daemon.app.runner_quiet import QuietSteps
 from daemon.core.alerts import Alert
 from daemon.core.events import MarkPrice
 from daemon.core.incident import IncidentRecorder
@@ -42,11 +43,9 @@ from daemon.core.policy_deadline import clock_plan
 from daemon.core.policy_memory import PolicyMemory
 from daemon.core.policy_rules import RuleSet, Silence
 from daemon.core.policy_stale import KindsMemo, blind_streams
-from daemon.core.quiet_band import QuietBand, quiet_band
 from daemon.core.state import AccountState, Change, ChangeKind, LegKey
 from daemon.core.topup import TopUpLimits
 from daemon.core.view import AccountView, LegView
-from daemon.exchanges import mark_trace
 from daemon.exchanges.client import built_off_the_loop
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import Connector, ConnectorUpdate
@@ -75,7 +74,7 @@ class RunnerConfig:
     chart_sinks: frozenset[str] = frozenset()  # sinks that show incident charts: their messages wait for one
 
 
-class AccountRunner(GaugeSteps):
+class AccountRunner(QuietSteps):
     def __init__(
         self,
         config: RunnerConfig,
@@ -129,9 +128,10 @@ class AccountRunner(GaugeSteps):
         self._deciding = False  # within `_decide_marks`: updates its catch-up folds in are decided by it
         self._quick_failed = False  # `_decide_marks` raised: only the task's steps decide, for this run
         # Marks within this band change no decision (built after each decision; None: every mark is judged).
-        self._band: QuietBand | None = None
-        self._marks_moved: set[str] = set()  # symbols whose marks came in since the last decision
+        self._band = None
+        self._marks_moved = set()  # symbols whose marks came in since the last decision
         self.quiet_decisions = 0  # marks decided within a band (the status page and tests read it)
+        self._point_due = False  # a chart point is to be taken after this pass of the event loop
 
     # ---- state the supervisor reads ----
 
@@ -270,32 +270,6 @@ class AccountRunner(GaugeSteps):
         self._plan_next(now, silences)
         return True
 
-    def _quiet(self, state: AccountState, now: float) -> bool:
-        """Whether the marks that came in since the last decision stay within its quiet band: then the policy
-        would only carry new figures (the next decision that runs does), so the policy does not run, and the
-        model only when a chart or sparkline wants its next point (a few seconds apart)."""
-        band = self._band
-        if band is None:
-            return False
-        marks = state.marks
-        for symbol in self._marks_moved:
-            mark = marks.get(symbol)
-            if mark is None or not band.move(symbol, mark.price):
-                self._band = None  # spent: the next decision builds a new one
-                return False
-        if self.incidents.trail.due(now) or self.distance_history.due(now):
-            # A chart's or sparkline's next point (a few seconds apart) needs the figures, not a decision.
-            view = self.connector.view if self.connector is not None else None
-            if view is not None:
-                self.incidents.record(now, view)
-                self.distance_history.record(now, view)
-        if mark_trace.TRACE is not None:  # benchmarks only (off by default)
-            moved = [(symbol, marks[symbol].price) for symbol in self._marks_moved]
-            mark_trace.TRACE.decided(self.account_id, moved, self.hub.client)
-        self._marks_moved.clear()
-        self.quiet_decisions += 1
-        return True
-
     def _wake_at_deadline(self) -> None:
         self._scheduled_for = None  # fired: the same time again must be scheduled again
         self._full = True
@@ -391,19 +365,6 @@ class AccountRunner(GaugeSteps):
             asking=self.endings.asking,
             only=only,
         )
-
-    def _decided_on(self, view: AccountView) -> None:
-        """What the next decision compares with, the quiet band around it (after `self._memory` is the memory
-        decided), and the benchmarks' trace of this one."""
-        self._decided = {leg.key: leg for leg in view.legs}
-        self._marks_moved.clear()
-        assert self.connector is not None
-        self._band = quiet_band(
-            view, self.connector.leeways(), self.connector.cross_balance(), self.config.rules, self._memory
-        )
-        if mark_trace.TRACE is not None:  # benchmarks only (off by default)
-            legs = [(leg.key[0], leg.mark_price) for leg in view.legs]
-            mark_trace.TRACE.decided(self.account_id, legs, self.hub.client)
 
     def _catch_up(self) -> None:
         """Fold in the marks ccxt took since the hub last delivered (see `Connector.catch_up`) without waking

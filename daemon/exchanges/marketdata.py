@@ -123,11 +123,15 @@ class MarketHub:
             if task is not None:
                 task.cancel()
         self._tasks.clear()
-        if group is not None:
-            await group.__aexit__(exc_type, exc, tb)
-        with contextlib.suppress(Exception):  # a close that hangs must not hold the daemon's stop
-            async with asyncio.timeout(CLIENT_CLOSE_S):
-                await self.client.close()
+        try:
+            if group is not None:
+                await group.__aexit__(
+                    exc_type, exc, tb
+                )  # raises the body's error (grouped) when there is one
+        finally:  # so the client is closed whichever way the hub is left
+            with contextlib.suppress(Exception):  # a close that hangs must not hold the daemon's stop
+                async with asyncio.timeout(CLIENT_CLOSE_S):
+                    await self.client.close()
 
     # ---- market metadata, loaded once ----
 

@@ -82,3 +82,25 @@ def test_figures_are_read_from_the_source_once_a_spacing_not_at_every_step() -> 
         trail.offer(i / 100, {"BTC": i})
     assert len(reads) == 2  # at 0 s and at 5 s
     assert trail.series("BTC")[-1] == (9.99, 999)
+
+
+@given(steps)
+def test_offering_only_when_due_draws_the_points_offering_every_step_draws(
+    plan: list[tuple[float, Step, bool]],
+) -> None:
+    # A runner that decides a mark within its quiet band computes no figures, so it offers only when `due`
+    # says a point falls due; with the legs unchanged, the points are those of a trail offered every step.
+    every, when_due = sampled(False), sampled(False)
+    legs_held = tuple(sorted(plan[0][1]))
+    now = 0.0
+    for elapsed, step, _read in plan:
+        now += elapsed
+        figures = {leg: value for leg, value in zip(legs_held, step.values(), strict=False)}
+        figures = {leg: figures.get(leg, 0) for leg in legs_held}
+        every.offer(now, figures)
+        if when_due.due(now):
+            when_due.offer(now, figures)
+    drawn = every.trail.keys()
+    assert drawn == when_due.trail.keys()
+    for leg in drawn:
+        assert every.trail.series(leg) == when_due.trail.series(leg)
