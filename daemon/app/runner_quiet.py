@@ -33,9 +33,12 @@ class QuietSteps(GaugeSteps):
         self._decided = {leg.key: leg for leg in view.legs}
         self._marks_moved.clear()
         assert self.connector is not None
-        self._band = quiet_band(
-            view, self.connector.leeways(), self.connector.cross_balance(), self.config.rules, self._memory
-        )
+        # With automatic top-ups on, every mark takes the full step (the top-up policy judges it): no band.
+        self._band = None
+        if self.config.limits is None:
+            connector = self.connector
+            rules = self.config.rules
+            self._band = quiet_band(view, connector.leeways(), connector.cross_balance(), rules, self._memory)
         if mark_trace.TRACE is not None:  # benchmarks only (off by default)
             legs = [(leg.key[0], leg.mark_price) for leg in view.legs]
             mark_trace.TRACE.decided(self.account_id, legs, self.hub.client)
