@@ -107,6 +107,7 @@ class AccountRunner(QuietSteps):
         # Read from the journal by `load`, before the first step.
         self._memory = PolicyMemory()
         self._saved = durable(self._memory)
+        self._unsaved = False  # the last save of the memory failed
         self._loaded = False
         self.silences = AccountSilences(journal, self.account_id, TICK_S)
         self.executor = TopUpExecutor(self.account_id, journal, metrics, config.limits, clock)

@@ -28,6 +28,7 @@ class JournalSteps(TopUpSteps):
     charts: ChartRenderer | None
     wake_outbox: Callable[[], None]
     _saved: tuple[object, ...]
+    _unsaved: bool
 
     async def _emit(self, alerts: Sequence[Alert], now: float) -> None:
         """Journal each alert together with the memory that numbered it (one transaction: no crash can leave a
@@ -74,6 +75,8 @@ class JournalSteps(TopUpSteps):
             self.account_id, memory_to_json(self._memory), now
         ):
             self._saved = kept
+        # Not saved (a full disk, say): every later update takes a step, which tries again.
+        self._unsaved = kept != self._saved
 
     async def _load_memory(self) -> PolicyMemory:
         """The saved memory, its message counters raised to what the journal holds (a memory saved before its

@@ -48,8 +48,8 @@ class QuietSteps(GaugeSteps):
         would only carry new figures (the next decision that runs does), so the policy does not run, and the
         model only when a chart or sparkline wants its next point (a few seconds apart)."""
         band = self._band
-        if band is None:
-            return False
+        if band is None or self._unsaved:
+            return False  # no band; or the memory's last save failed, and the full step tries it again
         marks = state.marks
         for symbol in self._marks_moved:
             mark = marks.get(symbol)

@@ -45,7 +45,7 @@ from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.connector import ConnectorUpdate
 from daemon.exchanges.feeds import FeedSettings
 from daemon.store import SqliteJournal
-from tests.integration.runner_support import Clock, Feed, Quirks
+from tests.integration.runner_support import T0, Clock, Feed, Quirks
 
 ACCOUNT = "acct"
 SYMBOLS = ("AAA/USDT:USDT", "BBB/USDT:USDT", "CCC/USDT:USDT")
@@ -145,11 +145,13 @@ async def play(
     at_once: bool,
     silences_every_s: float = TICK_S,
     broken: bool = False,
+    refused_saves: list[float] | None = None,
 ) -> tuple[list[tuple[object, ...]], object, int, int]:
     """The path through one runner: its journaled alerts, its memory at the end, its full steps and its marks
     decided within a quiet band.
     `silences_every_s`: how often it reads the silences (a read is the full step's work). `broken`: the quick
-    way fails (a fault only it meets)."""
+    way fails (a fault only it meets). `refused_saves`: the journal refuses to save the memory (a full disk),
+    and each attempt's time is noted there."""
     clock = Clock()
     config = RunnerConfig(
         account=ExchangeAccount(ACCOUNT, "binanceusdm"),
@@ -168,6 +170,13 @@ async def play(
                 raise RuntimeError("a fault only the quick way meets")
 
             runner.silences.known = fails  # type: ignore[method-assign,assignment]
+        if refused_saves is not None:
+
+            async def refuse(account: str, text: str, now: float) -> bool:
+                refused_saves.append(now)
+                return False
+
+            journal.save_memory = refuse  # type: ignore[method-assign]
         connector = Connector(runner, opening(clock))
         runner.connector = connector  # type: ignore[assignment]
         await runner.step(None)  # type: ignore[arg-type]
@@ -240,3 +249,25 @@ def test_a_quick_way_that_fails_leaves_every_decision_to_the_full_step_and_says_
     assert broken[2] == len(path)  # the connector was never failed: every update reached a step
     failures = [entry for entry in logs if entry["event"].startswith("deciding on marks at once failed")]
     assert len(failures) == 1
+
+
+def test_while_the_memory_cannot_be_saved_every_mark_takes_a_step_that_tries_again() -> None:
+    # Into the warning zone and out again before its minimum duration: no alert, but a new episode, which the
+    # memory must keep across a restart; then calm marks, far inside any quiet band. With the journal refusing
+    # every save (a full disk), none of those marks may be decided quietly: each takes the full step, which
+    # tries the save again.
+    excursion = [Step(0.5, 0, 85.0), Step(0.5, 0, 85.0), Step(0.5, 0, 100.0)]
+    calm = [Step(0.05, index % 3, 100.0 + (index % 5) * 0.1) for index in range(30)]
+    with tempfile.TemporaryDirectory() as work:
+        refused: list[float] = []
+        alerts, _memory, _steps, quiet_refused = asyncio.run(
+            play(excursion + calm, Path(work) / "refused.sqlite", at_once=True, refused_saves=refused)
+        )
+        _alerts, _memory, _steps, quiet_saved = asyncio.run(
+            play(excursion + calm, Path(work) / "saved.sqlite", at_once=True)
+        )
+    calm_from = T0 + sum(step.seconds for step in excursion)
+    assert alerts == []
+    assert len([at for at in refused if at > calm_from]) >= len(calm)  # every calm mark tried the save again
+    assert quiet_refused == 0
+    assert quiet_saved >= len(calm) // 2  # the same marks, saved: mostly quiet

@@ -11,6 +11,7 @@ or none, and thresholds of every size; marks walk from where the band was built,
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, replace
 
 from hypothesis import HealthCheck, event, given, settings
@@ -230,6 +231,8 @@ def test_a_calm_account_is_quiet_until_a_mark_nears_its_warning() -> None:
     for price in (100.5, 103.0, 97.0, 100.2):
         assert band.move(symbols[1], price)
     assert band.move(symbols[0], 100.3)
+    for nonsense in (math.nan, math.inf, 0.0, -100.0):  # a lying feed's mark is never inside a band
+        assert not band.move(symbols[0], nonsense)
     assert not band.move(symbols[1], 109.0)
     state, _ = apply(state, MarkPrice(symbols[1], 109.0, 5))
     after, _alerts = _decide(state, view(state), rules, memory, 10.0)
