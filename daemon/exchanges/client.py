@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import ccxt.pro
 
+from daemon.exchanges.client_template import CREDENTIAL_KEYS, constructed
 from daemon.exchanges.config import ExchangeAccount
 from daemon.exchanges.quirks import Quirks, quirks_for
 from daemon.exchanges.streams import tolerate_bad_frames
@@ -59,7 +60,7 @@ def build_client(account: ExchangeAccount, quirks: Quirks | None = None) -> Any:
             f"account {account.account_id!r}: ccxt.pro has no exchange {account.exchange!r}"
         )
 
-    client = exchange_class(_base_config(account, quirks))
+    client = constructed(exchange_class, _base_config(account, quirks))
     settings = quirks.mode(account.mode)
     if settings.sandbox:
         client.set_sandbox_mode(True)
@@ -75,9 +76,6 @@ def build_client(account: ExchangeAccount, quirks: Quirks | None = None) -> Any:
     tolerate_bad_frames(client)  # one unreadable frame costs a reconnect, not a deaf socket
     return client
 
-
-# ccxt constructor keys that carry an account's identity, never a server's address.
-CREDENTIAL_KEYS = frozenset({"apiKey", "secret", "password", "uid", "privateKey", "walletAddress", "token"})
 
 Environment = tuple[str, str, str]
 
