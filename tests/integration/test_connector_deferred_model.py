@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -14,6 +15,7 @@ from daemon.core.types import MarginMode, Side
 from daemon.core.view import view as full_solve
 from daemon.exchanges.connector import Connector, ConnectorUpdate
 from daemon.exchanges.marketdata import hub_for
+from daemon.sim.server import SimServer
 from tests.integration.connector_support import (
     FAST_FEED,
     FAST_HUB,
@@ -47,6 +49,24 @@ class Hook:
         await asyncio.wait_for(wait(), WAIT_S)
 
 
+@asynccontextmanager
+async def deferring(sim: SimServer, hook: Hook) -> AsyncIterator[Connector]:
+    """A connector deferring its model on the simulator's account, told to `hook`, once its picture holds
+    every leg and a mark for each."""
+    account = account_for(sim)
+    async with (
+        hub_for(account, FAST_HUB) as hub,
+        Connector(account, hub, FAST_FEED, on_update=hook, defer_model=True) as connector,
+    ):
+        await hook.until(
+            lambda: (
+                connector.feed.snapshots >= 2
+                and len(connector.state.marks) == len({symbol for symbol, _side in connector.state.legs})
+            )
+        )
+        yield connector
+
+
 def _figures(connector: Connector) -> list[object]:
     return [(leg.key, leg.risk, leg.unknown_because) for leg in connector.view.legs]
 
@@ -55,12 +75,8 @@ async def test_a_deferred_view_is_the_full_solve_of_the_account_as_it_stands() -
     async with simulator("binance", mark_interval_s=0.25) as sim:
         open_leg(sim, "BTCUSDT", Side.LONG, 0.1, MarginMode.CROSS)
         open_leg(sim, "ETHUSDT", Side.SHORT, 1.0, MarginMode.ISOLATED)
-        account, hook = account_for(sim), Hook()
-        async with (
-            hub_for(account, FAST_HUB) as hub,
-            Connector(account, hub, FAST_FEED, on_update=hook, defer_model=True) as connector,
-        ):
-            await hook.until(lambda: connector.feed.snapshots >= 2 and len(connector.state.marks) == 2)
+        hook = Hook()
+        async with deferring(sim, hook) as connector:
             for step in range(1, 6):
                 market = ("BTCUSDT", "ETHUSDT")[step % 2]
                 sim.engine.set_mark(market, sim.engine.marks[market] * (1.0 + 0.01 * step))
@@ -79,12 +95,7 @@ async def test_a_deferred_view_is_the_full_solve_of_the_account_as_it_stands() -
 async def test_a_reader_of_updates_gets_each_view_at_once_from_a_deferring_connector() -> None:
     async with simulator("binance", mark_interval_s=0.25) as sim:
         open_leg(sim, "BTCUSDT", Side.LONG, 0.1, MarginMode.CROSS)
-        account, hook = account_for(sim), Hook()
-        async with (
-            hub_for(account, FAST_HUB) as hub,
-            Connector(account, hub, FAST_FEED, on_update=hook, defer_model=True) as connector,
-        ):
-            await hook.until(lambda: connector.feed.snapshots >= 2 and len(connector.state.marks) == 1)
+        async with deferring(sim, Hook()) as connector:
             updates = connector.updates()
             sim.engine.set_mark("BTCUSDT", sim.engine.marks["BTCUSDT"] * 1.02)
             symbol = unified(sim, "BTCUSDT")
@@ -105,14 +116,10 @@ async def test_a_model_that_cannot_take_deferred_marks_fails_the_connector(
 ) -> None:
     async with simulator("binance", mark_interval_s=0.25) as sim:
         open_leg(sim, "BTCUSDT", Side.LONG, 0.1, MarginMode.CROSS)
-        account, hook = account_for(sim), Hook()
+        hook = Hook()
         broken = RuntimeError("the model cannot take this mark")
         with pytest.raises(BaseException) as raised:
-            async with (
-                hub_for(account, FAST_HUB) as hub,
-                Connector(account, hub, FAST_FEED, on_update=hook, defer_model=True) as connector,
-            ):
-                await hook.until(lambda: connector.feed.snapshots >= 2 and len(connector.state.marks) == 1)
+            async with deferring(sim, hook) as connector:
                 before = _figures(connector)
 
                 def fails(*_args: object) -> None:
