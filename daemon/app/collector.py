@@ -17,6 +17,18 @@ its objects refer to (a websocket frame's 500 parsed marks, an account's new sta
 measured cheaper over 100 s at 1,000 accounts (0.46 of a core at 700, 0.44 at 10,000, 0.37 at 100,000). The
 garbage a young pass finds is a few reference cycles (exceptions and their frames): 100,000 objects is a few
 megabytes at most.
+
+But Python counts the young generation as allocations minus deallocations of any tracked object, and the
+daemon's steady state frees one old object (the state, view, figures a decision replaced) for each new one it
+makes. So the count stayed near zero while the young generation grew for minutes (420,000 objects measured at
+1,000 accounts after a minute), and the pass that finally came held the loop 270 to 650 ms: a burst of marks
+decided that late. So the young generation is also collected on a timer, whatever its count (`young_pass`, every
+`YOUNG_PASS_EVERY_S`), and its survivors are frozen at once: each pass walks one second's new objects (17 ms on
+average, 70 ms at most, measured at 1,000 accounts) and reclaims the cycles made and dropped within it.
+
+A cycle that outlives its young pass waits for the hourly full pass. The one measured in numbers is asyncio's own:
+each closed socket transport is left in a reference cycle, and an account's REST connection closes about once a
+reconciliation (about 5,000 objects a minute at 1,000 accounts, all reclaimed by the full pass).
 """
 
 from __future__ import annotations
@@ -27,11 +39,13 @@ import gc
 from typing import Any
 
 FULL_PASS_EVERY_S = 3600.0
+YOUNG_PASS_EVERY_S = 1.0
 YOUNG_THRESHOLD = 100_000
 
 
 class Collector:
-    """Installed for the daemon's life (`install` ... `uninstall`); `run` makes the hourly full pass."""
+    """Installed for the daemon's life (`install` ... `uninstall`); `run` makes the timed young passes and the
+    hourly full pass."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -62,7 +76,17 @@ class Collector:
         gc.unfreeze()
         gc.collect()
 
+    def young_pass(self) -> None:
+        """The objects made since the last pass: their dropped cycles reclaimed, the survivors frozen."""
+        gc.collect(0)
+        gc.freeze()
+
     async def run(self) -> None:
+        full_pass_due = self._loop.time() + FULL_PASS_EVERY_S
         while True:
-            await asyncio.sleep(FULL_PASS_EVERY_S)
-            self.full_pass()
+            await asyncio.sleep(YOUNG_PASS_EVERY_S)
+            if self._loop.time() >= full_pass_due:
+                full_pass_due = self._loop.time() + FULL_PASS_EVERY_S
+                self.full_pass()
+            else:
+                self.young_pass()
