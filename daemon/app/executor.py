@@ -124,6 +124,11 @@ class TopUpExecutor:
     def unsettled(self) -> list[IntentRecord]:
         return [item.record for item in self._open.values()]
 
+    @property
+    def any_unsettled(self) -> bool:
+        """Whether `unsettled` has any record, without building it (asked at every mark)."""
+        return bool(self._open)
+
     # ---- settling unknown outcomes ----
 
     async def settle_open(

@@ -241,7 +241,7 @@ class AccountRunner(QuietSteps):
             or not self._restart_checked
             or self.config.limits is not None
             or self.endings.asking
-            or self.executor.unsettled
+            or self.executor.any_unsettled
         ):
             return False
         now = self.clock()

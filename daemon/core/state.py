@@ -216,15 +216,19 @@ _MARK_MOVED = 1e-4
 def _after_mark(legs: dict[LegKey, PositionFacts], mark: MarkPrice) -> dict[LegKey, PositionFacts]:
     """The legs after `mark`: the other cross legs' exchange prices unknown once a cross leg's mark has moved
     away from the one the exchange priced them at (its row's mark)."""
-    moved = [
-        key
-        for key, facts in legs.items()
-        if key[0] == mark.symbol
-        and _is_cross(facts)
-        and facts.mark_price is not None
-        and abs(mark.price - facts.mark_price) > _MARK_MOVED * facts.mark_price
-    ]
-    if not moved or sum(1 for facts in legs.values() if _is_cross(facts)) < 2:
+    # One plain loop (this runs at every mark): the cross legs of the mark's symbol that it moved, and how many
+    # cross legs there are.
+    symbol, price = mark.symbol, mark.price
+    moved: list[LegKey] = []
+    crosses = 0
+    for key, facts in legs.items():
+        if facts.margin_mode is not MarginMode.CROSS:
+            continue
+        crosses += 1
+        priced_at = facts.mark_price
+        if key[0] == symbol and priced_at is not None and abs(price - priced_at) > _MARK_MOVED * priced_at:
+            moved.append(key)
+    if not moved or crosses < 2:
         return legs
     keep = frozenset(moved) if len(moved) == 1 else frozenset()
     if not any(

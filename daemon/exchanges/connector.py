@@ -125,6 +125,10 @@ class Connector:
         self._unviewed: set[str] = set()  # symbols whose folded marks the view has not taken yet
         self._pending: list[Event] = []
         self._flush_scheduled = False
+        # The held symbols of one legs mapping (`catch_up`, at every decision): the mapping changes only when a
+        # leg does, so they are worked out again only then.
+        self._held_of: object = None
+        self._held: frozenset[str] = frozenset()
         self.feed = AccountFeed(self.client, self.quirks, hub, self._fold, settings, account.symbols)
         self._group: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
@@ -277,7 +281,10 @@ class Connector:
     def catch_up(self) -> None:
         """Fold in, and bring the view up to date with, the newest mark ccxt holds for every held symbol that
         the hub has not delivered yet: for a reader about to decide (no decision on a superseded mark)."""
-        self.hub.refresh({symbol for symbol, _side in self._state.legs})
+        legs = self._state.legs
+        if legs is not self._held_of:
+            self._held_of, self._held = legs, frozenset(symbol for symbol, _side in legs)
+        self.hub.refresh(self._held)
         if self._pending:
             self._flush_marks()
 
