@@ -205,7 +205,8 @@ class AccountRunner(QuietSteps):
                 self._schedule(None)
 
     def _on_update(self, update: ConnectorUpdate) -> None:
-        self._changes.extend(update.changes)
+        if update.changes:
+            self._changes.extend(update.changes)
         for event in update.folded or (update.event,):
             if type(event) is MarkPrice:
                 self._marks_moved.add(event.symbol)

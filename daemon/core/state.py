@@ -101,13 +101,13 @@ def _differences(known: PositionFacts, truth: PositionFacts) -> list[str]:
 
 def apply(state: AccountState, event: Event) -> tuple[AccountState, tuple[Change, ...]]:
     """Fold one event into the state. Returns the new state and what changed about the set of legs."""
+    if isinstance(event, MarkPrice):
+        return marked(state, event), ()
     ts = (
         max(state.last_event_ms or 0, event.ts_ms)
         if not isinstance(event, MarketRules | StreamLeft)
         else state.last_event_ms
     )
-    if isinstance(event, MarkPrice):
-        return _marked(state, event, ts), ()
     if isinstance(event, BalanceUpdate):
         legs = state.legs
         if event.wallet_balance != state.wallet_balance:
@@ -177,8 +177,9 @@ def _merge_updates(
     return merged, changes
 
 
-def _marked(state: AccountState, mark: MarkPrice, ts: int | None) -> AccountState:
-    """The state after `mark`, built directly rather than by `dataclasses.replace` (this runs at every mark)."""
+def marked(state: AccountState, mark: MarkPrice) -> AccountState:
+    """`apply` for a mark, which changes no set of legs: the state after `mark`, built directly rather than by
+    `dataclasses.replace` (this runs at every mark, and a connector calls it without `apply`'s dispatch)."""
     return AccountState(
         state.account_id,
         state.family,
@@ -189,11 +190,11 @@ def _marked(state: AccountState, mark: MarkPrice, ts: int | None) -> AccountStat
         state.wallet_balance,
         state.health,
         state.last_snapshot_ms,
-        ts,
+        max(state.last_event_ms or 0, mark.ts_ms),
     )
 
 
-# `_marked` names every field of `AccountState` in order: one added there must be added here too.
+# `marked` names every field of `AccountState` in order: one added there must be added here too.
 assert [f.name for f in fields(AccountState)] == [
     "account_id",
     "family",
@@ -205,7 +206,7 @@ assert [f.name for f in fields(AccountState)] == [
     "health",
     "last_snapshot_ms",
     "last_event_ms",
-], "AccountState's fields changed: update _marked"
+], "AccountState's fields changed: update marked"
 
 
 # A cross leg's liquidation price follows from the unrealised PnL of every other cross leg, so the exchange's
@@ -216,25 +217,25 @@ _MARK_MOVED = 1e-4
 def _after_mark(legs: dict[LegKey, PositionFacts], mark: MarkPrice) -> dict[LegKey, PositionFacts]:
     """The legs after `mark`: the other cross legs' exchange prices unknown once a cross leg's mark has moved
     away from the one the exchange priced them at (its row's mark)."""
-    # One plain loop (this runs at every mark): the cross legs of the mark's symbol that it moved, and how many
-    # cross legs there are.
+    # One plain loop (this runs at every mark): the cross legs of the mark's symbol that it moved, the cross
+    # legs whose exchange price is still known, and how many cross legs there are.
     symbol, price = mark.symbol, mark.price
     moved: list[LegKey] = []
+    priced: list[LegKey] = []
     crosses = 0
     for key, facts in legs.items():
         if facts.margin_mode is not MarginMode.CROSS:
             continue
         crosses += 1
+        if facts.exchange_liquidation_price is not None:
+            priced.append(key)
         priced_at = facts.mark_price
         if key[0] == symbol and priced_at is not None and abs(price - priced_at) > _MARK_MOVED * priced_at:
             moved.append(key)
-    if not moved or crosses < 2:
+    if not moved or crosses < 2 or not priced:
         return legs
     keep = frozenset(moved) if len(moved) == 1 else frozenset()
-    if not any(
-        _is_cross(facts) and key not in keep and facts.exchange_liquidation_price is not None
-        for key, facts in legs.items()
-    ):
+    if keep.issuperset(priced):
         return legs  # already unknown: keep the same mapping (this runs on every mark)
     return _cross_prices_unknown(legs, keep=keep)
 

@@ -73,7 +73,9 @@ def build_client(account: ExchangeAccount, quirks: Quirks | None = None) -> Any:
             client.urls["api"].get("ws", {}), dict(settings.ws_urls)
         )
     apply_config(client, account.ccxt_config)
-    tolerate_bad_frames(client)  # one unreadable frame costs a reconnect, not a deaf socket
+    # One unreadable frame costs a reconnect, not a deaf socket; so does a private session's end, where the
+    # client has credentials to open one.
+    tolerate_bad_frames(client, sessions=has_credentials(account))
     return client
 
 
@@ -97,6 +99,20 @@ async def built_off_the_loop(build: Callable[[], T]) -> T:
     if _BUILDER is None:
         _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="marginguard-clients")
     return await asyncio.get_running_loop().run_in_executor(_BUILDER, build)
+
+
+def has_credentials(account: ExchangeAccount) -> bool:
+    """Whether a client for `account` can open private streams (what `public_account` takes away)."""
+    return any(
+        value is not None
+        for value in (
+            account.api_key,
+            account.secret,
+            account.password,
+            account.wallet_address,
+            account.private_key,
+        )
+    ) or any(key in CREDENTIAL_KEYS for key in account.ccxt_config)
 
 
 def public_account(account: ExchangeAccount) -> ExchangeAccount:

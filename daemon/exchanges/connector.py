@@ -32,7 +32,7 @@ import structlog
 from daemon.core.events import Event, MarkPrice, StreamHealth, StreamLeft
 from daemon.core.live_view import LiveView
 from daemon.core.margin.leeway import LegLeeway
-from daemon.core.state import AccountState, Change, LegKey, apply
+from daemon.core.state import AccountState, Change, LegKey, apply, marked
 from daemon.core.values import value
 from daemon.core.view import AccountView
 from daemon.exchanges.client import build_client, environment
@@ -123,7 +123,7 @@ class Connector:
         self._coalesce_marks = coalesce_marks
         self._defer_model = defer_model
         self._unviewed: set[str] = set()  # symbols whose folded marks the view has not taken yet
-        self._pending: list[Event] = []
+        self._pending: list[MarkPrice] = []
         self._flush_scheduled = False
         # The held symbols of one legs mapping (`catch_up`, at every decision): the mapping changes only when a
         # leg does, so they are worked out again only then.
@@ -236,7 +236,10 @@ class Connector:
 
     def _fold(self, event: Event) -> None:
         try:
-            self._fold_one(event)
+            if type(event) is MarkPrice and self._coalesce_marks:
+                self._fold_mark(event)  # the common case, one call deep: this runs at every mark
+            else:
+                self._fold_one(event)
         except Exception as exc:
             # The picture has lost an event: it can no longer be trusted, so the connector fails (and is
             # rebuilt from a fresh snapshot by whoever runs it) rather than go on publishing a wrong one.
@@ -250,21 +253,27 @@ class Connector:
             with contextlib.suppress(RuntimeError):  # the group is already shutting down
                 self._group.create_task(_raise(exc), name=f"feed-{self.account.account_id}-failed")
 
+    def _fold_mark(self, mark: MarkPrice) -> None:
+        """A burst of marks (one tick moves every symbol at once) is folded into the state at once, and the model
+        runs once for the burst, as soon as the event loop is done delivering it. A mark that comes alone (a
+        symbol's watch woke) runs it now: a reader deciding on it folds in the newest marks of its other symbols
+        first (`catch_up`), so marks read together are still decided together."""
+        self.events += 1
+        self._state = marked(self._state, mark)
+        if self.hub.batching:
+            self._pending.append(mark)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_marks)
+        elif self._pending:  # marks of a burst not flushed yet: this one joins them
+            self._pending.append(mark)
+            self._flush_marks()
+        else:
+            self._publish_marks((mark,), {mark.symbol})
+
     def _fold_one(self, event: Event) -> None:
         self.events += 1
         self._state, changes = apply(self._state, event)
-        if isinstance(event, MarkPrice) and self._coalesce_marks:
-            # A burst of marks (one tick moves every symbol at once) is folded into the state at once, and
-            # the model runs once for the burst, as soon as the event loop is done delivering it. A mark that
-            # comes alone (a symbol's watch woke) runs it now: a reader deciding on it folds in the newest marks
-            # of its other symbols first (`catch_up`), so marks read together are still decided together.
-            self._pending.append(event)
-            if not self.hub.batching:
-                self._flush_marks()
-            elif not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush_marks)
-            return
         if isinstance(event, MarkPrice):  # not coalescing: the model moves this mark alone
             self._view = self._live.marks(self._state, (event.symbol,))
             self._publish((event,), changes)
@@ -293,7 +302,9 @@ class Connector:
         if not self._pending:
             return  # a later event already ran the model over these marks and published them
         folded, self._pending = tuple(self._pending), []
-        symbols = {e.symbol for e in folded if isinstance(e, MarkPrice)}
+        self._publish_marks(folded, {mark.symbol for mark in folded})
+
+    def _publish_marks(self, folded: tuple[MarkPrice, ...], symbols: set[str]) -> None:
         if self._defer_model and not self._subscribers:
             self._unviewed |= symbols  # the model runs when the view is read
         elif not self._take_marks(symbols):

@@ -47,7 +47,7 @@ from daemon.exchanges.errors import (
     TransientError,
 )
 from daemon.exchanges.feed_settings import FeedSettings, FeedStalled, reconcile_after_s
-from daemon.exchanges.marketdata import MarketHub, MarkEvent, mark_stream_name
+from daemon.exchanges.marketdata import MarketHub, mark_stream_name
 from daemon.exchanges.parse import facts_from_positions, wallet_balance
 from daemon.exchanges.quirks import Quirks
 from daemon.exchanges.reconcile import PositionLedger, Verdict
@@ -146,7 +146,7 @@ class AccountFeed:
             )
         finally:
             for symbol in list(self._subscribed):
-                self.hub.unsubscribe(symbol, self._on_mark)
+                self.hub.unsubscribe(symbol, self.emit)
             self._subscribed.clear()
 
     def stream_ages(self, now: float) -> dict[str, float]:
@@ -384,9 +384,6 @@ class AccountFeed:
         except Exception:
             log.exception("feed listener failed", event_type=type(event).__name__)
 
-    def _on_mark(self, event: MarkEvent) -> None:
-        self._emit(event)
-
     def _follow_marks(self) -> None:
         """Mark subscriptions follow the held symbols."""
         held = self._ledger.symbols
@@ -395,10 +392,12 @@ class AccountFeed:
             threshold = self.settings.mark_stale_after_s_by_symbol.get(
                 symbol, self.settings.mark_stale_after_s
             )
-            self.hub.subscribe(symbol, self._on_mark, threshold)
+            # The hub hands marks straight to `emit`, isolating a failing listener itself (`_deliver`): no
+            # layer of the feed's own in between, at every mark.
+            self.hub.subscribe(symbol, self.emit, threshold)
         for symbol in sorted(self._subscribed - held):
             self._subscribed.discard(symbol)
-            self.hub.unsubscribe(symbol, self._on_mark)
+            self.hub.unsubscribe(symbol, self.emit)
             self._emit(StreamLeft(mark_stream_name(symbol)))
 
     def _wanted(self, symbol: str) -> bool:

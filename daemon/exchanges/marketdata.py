@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -283,10 +284,10 @@ class MarketHub:
         return self.settings.all_markets and self.quirks.all_markets_marks
 
     async def _watch_marks(self, symbol: str, stream: SharedStream) -> None:
+        # Partials of ccxt's own watch and of `_on_woken`, not lambdas or a coroutine around the watch: this
+        # runs at every mark, and each layer is a Python frame entered once per frame the exchange sends.
         await self._watch(
-            lambda: self._next_ticker(symbol),
-            lambda ticker: self._on_ticker(symbol, stream, self._newest(symbol, ticker)),
-            lambda: (stream,),
+            self._ticker_source(symbol), partial(self._on_woken, symbol, stream), lambda: (stream,)
         )
 
     async def _watch_all_marks(self) -> None:
@@ -342,6 +343,10 @@ class MarketHub:
         finally:
             self.batching -= 1
 
+    def _on_woken(self, symbol: str, stream: SharedStream, ticker: Mapping[str, Any]) -> None:
+        """A symbol's watch woke with `ticker`: deliver the newest mark ccxt holds for the symbol."""
+        self._on_ticker(symbol, stream, self._newest(symbol, ticker))
+
     def _newest(self, symbol: str, ticker: Mapping[str, Any]) -> Mapping[str, Any]:
         """The newer of `ticker` (what a watch returned) and ccxt's cached one for the symbol."""
         tickers = getattr(self.client, "tickers", None)
@@ -369,16 +374,19 @@ class MarketHub:
             _deliver(listener.deliver, mark)
         stream.seen(time.monotonic(), _deliver)
 
-    async def _next_ticker(self, symbol: str) -> Mapping[str, Any]:
+    def _ticker_source(self, symbol: str) -> Callable[[], Awaitable[Mapping[str, Any]]]:
+        """What gives `symbol`'s next ticker: the venue's mark watch, else its ticker watch, else a poll."""
         stream = self.quirks.mark_stream
         if stream == "watch_mark_price":
-            ticker: Mapping[str, Any] = await self.client.watch_mark_price(symbol)
-        elif stream == "watch_ticker":
-            ticker = await self.client.watch_ticker(symbol)
-        else:
-            if symbol in self._latest:
-                await asyncio.sleep(self.settings.poll_every_s)
-            ticker = await self.client.fetch_ticker(symbol)
+            return partial(self.client.watch_mark_price, symbol)
+        if stream == "watch_ticker":
+            return partial(self.client.watch_ticker, symbol)
+        return partial(self._poll_ticker, symbol)
+
+    async def _poll_ticker(self, symbol: str) -> Mapping[str, Any]:
+        if symbol in self._latest:
+            await asyncio.sleep(self.settings.poll_every_s)
+        ticker: Mapping[str, Any] = await self.client.fetch_ticker(symbol)
         return ticker
 
     async def _watch_freshness(self) -> None:

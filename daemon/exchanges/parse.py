@@ -310,7 +310,10 @@ def _cross_wallet_in_info(info: Any, settle: str) -> tuple[bool, float | None]:
 
 def mark_from_ticker(t: Mapping[str, Any]) -> float | None:
     """The mark price a ccxt ticker carries: `markPrice`, else the exchange's own field in `info`."""
-    mark = positive(t.get("markPrice"))
+    mark = t.get("markPrice")
+    if type(mark) is float and 0.0 < mark < math.inf:
+        return mark  # ccxt's usual form, taken without `positive`'s calls: this runs at every mark
+    mark = positive(mark)
     if mark is not None:
         return mark
     info = t.get("info")

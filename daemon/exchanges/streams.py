@@ -92,9 +92,10 @@ def reset_stream_session(exchange: Any, session_options: Mapping[str, Mapping[st
 SESSION_ENDED_EVENTS = frozenset({"listenKeyExpired"})
 
 
-def tolerate_bad_frames(exchange: Any) -> None:
+def tolerate_bad_frames(exchange: Any, sessions: bool = True) -> None:
     """Make every websocket `exchange` opens fail (and so reconnect) on a frame it cannot handle, instead of
-    going deaf (see the module docstring). Installed once per ccxt client, before its first watch."""
+    going deaf, and, with `sessions` (a client with credentials: private streams), on a frame that ends its
+    session (see the module docstring). Installed once per ccxt client, before its first watch."""
     if getattr(exchange, "_marginguard_frames_guarded", False):
         return
     make_client = exchange.client  # ccxt's factory of per-URL websocket clients
@@ -102,14 +103,14 @@ def tolerate_bad_frames(exchange: Any) -> None:
     def client(url: str) -> Any:
         ws = make_client(url)
         if not getattr(ws, "_marginguard_frames_guarded", False):
-            _guard_frames(exchange, ws)
+            _guard_frames(exchange, ws, sessions)
         return ws
 
     exchange.client = client
     exchange._marginguard_frames_guarded = True
 
 
-def _guard_frames(exchange: Any, ws: Any) -> None:
+def _guard_frames(exchange: Any, ws: Any, sessions: bool) -> None:
     handle = ws.handle_text_or_binary_message
 
     def guarded(data: Any) -> None:
@@ -136,7 +137,8 @@ def _guard_frames(exchange: Any, ws: Any) -> None:
             client.on_error(NetworkError(f"marginguard: stream session ended ({event})"))
 
     ws.handle_text_or_binary_message = guarded
-    ws.on_message_callback = delivered
+    if sessions:  # a public client's frames (every mark) skip the look for a session's end
+        ws.on_message_callback = delivered
     ws._marginguard_frames_guarded = True
 
 
@@ -238,6 +240,9 @@ class SharedStream:
     def __init__(self, name: str, now: float) -> None:
         self.clock = StreamClock(name, None, now)
         self.listeners: list[Listener] = []
+        # Every listener has been told FRESH since the last change of anyone's state (a listener added, a
+        # STALE or DOWN told): then data only moves the clock's times (`seen` runs at every mark).
+        self._fresh_told = False
 
     @property
     def name(self) -> str:
@@ -245,6 +250,7 @@ class SharedStream:
 
     def add(self, deliver: Callable[[Any], None], stale_after_s: float) -> None:
         self.listeners.append(Listener(deliver, stale_after_s))
+        self._fresh_told = False
         self._rethreshold()
 
     def remove(self, deliver: Callable[[Any], None]) -> bool:
@@ -261,7 +267,13 @@ class SharedStream:
 
     def seen(self, now: float, send: Send) -> None:
         """Data arrived (and was delivered): FRESH to every listener told anything else before."""
-        self.clock.seen(now)
+        clock = self.clock
+        if self._fresh_told and clock.state is Freshness.FRESH:
+            clock.last_data = clock.data_seen = now
+            return
+        clock.seen(now)
+        # Set before telling: a listener added by a delivery below (it clears the flag) is told on the next data.
+        self._fresh_told = True
         fresh = None
         for listener in tuple(self.listeners):
             if listener.told is not Freshness.FRESH:
@@ -272,6 +284,7 @@ class SharedStream:
     def down(self, detail: str, send: Send) -> None:
         """The stream failed and will be retried: DOWN, once per outage, to each listener."""
         self.clock.state = Freshness.DOWN
+        self._fresh_told = False
         health = None
         for listener in tuple(self.listeners):
             if listener.told is not Freshness.DOWN:
@@ -288,6 +301,7 @@ class SharedStream:
         for listener in tuple(self.listeners):
             if silent > listener.stale_after_s and listener.told not in (Freshness.STALE, Freshness.DOWN):
                 listener.told = Freshness.STALE
+                self._fresh_told = False
                 since = self.clock.silent_since_ms(now)
                 detail = f"no data for {silent:.1f} s"
                 send(

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from daemon.exchanges.client import ConfigurationRefused, build_client, share_markets
+from daemon.exchanges.client import (
+    ConfigurationRefused,
+    build_client,
+    has_credentials,
+    public_account,
+    share_markets,
+)
 from daemon.exchanges.config import ExchangeAccount
 from daemon.sim.server import SimServer
 
@@ -204,3 +210,12 @@ async def test_sharing_markets_between_different_exchanges_is_refused() -> None:
     finally:
         await close(binance)
         await close(okx)
+
+
+def test_only_a_client_with_credentials_watches_for_the_end_of_a_private_session() -> None:
+    """A private session's end (Binance's `listenKeyExpired`) fails the socket so the feed opens a new one; a
+    client for public data alone (the market hub's, every mark) has no session, so its frames skip that look."""
+    keyed = account("binanceusdm")
+    assert has_credentials(keyed)
+    assert not has_credentials(public_account(keyed))
+    assert has_credentials(account("binanceusdm", api_key=None, secret=None, ccxt_config={"apiKey": "k"}))

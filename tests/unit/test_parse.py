@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon.core.events import PositionFacts, PositionSnapshot, PositionUpdate
 from daemon.core.state import AccountState, ChangeKind, apply
@@ -19,6 +21,7 @@ from daemon.exchanges.parse import (
     mark_from_ticker,
     market_rules,
     position_facts,
+    positive,
     tiers_from_ccxt,
     wallet_balance,
 )
@@ -285,3 +288,22 @@ def test_mark_price_falls_back_to_the_exchange_field_and_never_reports_zero() ->
     assert mark_from_ticker({"markPrice": None, "info": {"markPx": "101.5"}}) == 101.5
     assert mark_from_ticker({"markPrice": 0, "info": {"p": "0"}}) is None
     assert mark_from_ticker({"markPrice": None, "info": None}) is None
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.none(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(-10, 10**6),
+        st.text(max_size=8),
+        st.booleans(),
+        st.floats(allow_nan=True, allow_infinity=True).map(str),
+    )
+)
+def test_a_tickers_mark_is_a_positive_finite_number_or_unknown_whatever_ccxt_put_there(value: object) -> None:
+    """ccxt's usual float is taken at once (every mark goes through here); whatever the field holds, the mark
+    read is `positive` of it: NaN, infinities, zero, negatives, booleans and text that is not a number are
+    unknown, never a price."""
+    assert mark_from_ticker({"markPrice": value}) == positive(value)
+    assert mark_from_ticker({"markPrice": None, "info": {"markPx": value}}) == positive(value)

@@ -9,6 +9,10 @@ and 9 s of silence raised no alert.
 from __future__ import annotations
 
 import time
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon.core.events import Freshness, StreamHealth
 from daemon.core.policy_stale import outage
@@ -71,3 +75,59 @@ def test_a_quiet_private_stream_is_blind_from_its_drop_only() -> None:
     down = clock.down("socket closed")
     assert down is not None and down.silent_since_ms is None
     assert not outage(down.stream, down, STALE_AFTER_S).blind(time.time())
+
+
+class _AlwaysTelling(SharedStream):
+    """The stream as it was before `seen` had a shortcut: every datum walks the listeners."""
+
+    def seen(self, now: float, send: Any) -> None:
+        self._fresh_told = False
+        super().seen(now, send)
+
+
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.sampled_from((1.0, 3.0, 5.0))),
+        st.tuples(st.just("remove"), st.integers(0, 5)),
+        st.tuples(st.just("seen"), st.floats(0.0, 4.0)),
+        st.tuples(st.just("check"), st.floats(0.0, 8.0)),
+        st.tuples(st.just("down"), st.just(0.0)),
+        st.tuples(st.just("rearm"), st.floats(0.0, 8.0)),  # a forced reconnect
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPERATIONS)
+def test_every_listener_hears_what_a_stream_walking_them_all_at_every_datum_says(
+    operations: list[tuple[str, float]],
+) -> None:
+    """A datum only moves the clock once every listener has heard FRESH; whatever the order of listeners
+    joining and leaving, silences and drops, each listener hears exactly the FRESH, STALE and DOWN it would
+    hear if every datum walked all of them."""
+    start = time.monotonic()
+    heard: dict[str, list[list[Freshness]]] = {"fast": [], "walking": []}
+    streams = {"fast": SharedStream("mark:X", start), "walking": _AlwaysTelling("mark:X", start)}
+    now = start
+    for op, amount in operations:
+        now += amount if op in ("seen", "check", "rearm") else 0.0
+        for name, stream in streams.items():
+            told = heard[name]
+            if op == "add":
+                told.append([])
+                index = len(told) - 1
+                stream.add(lambda event, i=index, t=told: t[i].append(event.freshness), amount)  # type: ignore[misc]
+            elif op == "remove" and stream.listeners:
+                stream.remove(stream.listeners[int(amount) % len(stream.listeners)].deliver)
+            elif op == "seen":
+                stream.seen(now, lambda deliver, event: deliver(event))
+            elif op == "check":
+                stream.check(now, lambda deliver, event: deliver(event))
+            elif op == "down":
+                stream.down("closed", lambda deliver, event: deliver(event))
+            elif op == "rearm":
+                stream.clock.rearm(now)
+        assert heard["fast"] == heard["walking"]
+        assert streams["fast"].clock.seen_at == streams["walking"].clock.seen_at
+        assert streams["fast"].clock.state is streams["walking"].clock.state
