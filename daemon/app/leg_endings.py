@@ -75,6 +75,11 @@ class LegEndings:
     def asking(self) -> list[LegKey]:
         return list(self._asked)
 
+    @property
+    def any_asking(self) -> bool:
+        """Whether `asking` has any leg, without building it (asked at every mark)."""
+        return bool(self._asked)
+
     def hold(self, changes: Sequence[Change], lookback_s: float = LOOKBACK_S) -> list[Change]:
         """The changes the policy may judge now; a leg that closed or vanished is held back to be asked about.
         `lookback_s`: how long before now its liquidation may have happened (longer for a leg that went while

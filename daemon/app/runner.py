@@ -241,7 +241,7 @@ class AccountRunner(QuietSteps):
             or not self._loaded
             or not self._restart_checked
             or self.config.limits is not None
-            or self.endings.asking
+            or self.endings.any_asking
             or self.executor.any_unsettled
         ):
             return False

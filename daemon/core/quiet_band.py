@@ -28,7 +28,7 @@ import math
 from collections.abc import Mapping
 
 from daemon.core.alerts import AlertIdentity
-from daemon.core.margin.incremental import ExactSum
+from daemon.core.margin.incremental import EXACT_ONE, exact_units
 from daemon.core.margin.leeway import LegLeeway
 from daemon.core.policy import ACCOUNT_RULE, DIVERGENCE_RULE, RISK_RULE, UNKNOWN_RULE
 from daemon.core.policy_memory import PolicyMemory
@@ -47,7 +47,7 @@ class QuietBand:
     where earlier calls left it, is still inside; a False leaves the band spent (build a new one after the next
     decision)."""
 
-    __slots__ = ("_cross_allowance", "_drift", "_inverse", "_own", "_reference", "_terms", "_weights")
+    __slots__ = ("_cross_allowance", "_drift", "_inverse", "_own", "_reference", "_term_units", "_weights")
 
     def __init__(
         self,
@@ -62,8 +62,10 @@ class QuietBand:
         self._weights = weights  # cross symbol -> its weight times Φ
         self._own = own  # symbol -> how far its u may move for its isolated legs
         self._cross_allowance = cross_allowance
-        self._terms: dict[str, float] = dict.fromkeys(weights, 0.0)
-        self._drift = ExactSum()  # Σ weight·|Δu| over the cross symbols, exactly
+        # Σ weight·|Δu| over the cross symbols, held exactly as whole numbers of 2**-1074 (as `ExactSum` holds
+        # its sum; every term here is finite, so the band keeps the integers itself: one call per mark, not four).
+        self._term_units: dict[str, int] = dict.fromkeys(weights, 0)
+        self._drift = 0
 
     def move(self, symbol: str, price: float) -> bool:
         reference = self._reference.get(symbol)
@@ -80,9 +82,10 @@ class QuietBand:
             term = weight * shift
             if not math.isfinite(term):
                 return False
-            self._drift.replace(self._terms[symbol], term)
-            self._terms[symbol] = term
-            if not self._drift.value() < self._cross_allowance:
+            units = exact_units(term)
+            self._drift += units - self._term_units[symbol]
+            self._term_units[symbol] = units
+            if not self._drift / EXACT_ONE < self._cross_allowance:  # int / int: correctly rounded
                 return False
         return True
 

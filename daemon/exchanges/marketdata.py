@@ -284,10 +284,10 @@ class MarketHub:
         return self.settings.all_markets and self.quirks.all_markets_marks
 
     async def _watch_marks(self, symbol: str, stream: SharedStream) -> None:
-        # Partials of ccxt's own watch and of `_on_woken`, not lambdas or a coroutine around the watch: this
+        # Partials of ccxt's own watch and of `_on_ticker`, not lambdas or a coroutine around the watch: this
         # runs at every mark, and each layer is a Python frame entered once per frame the exchange sends.
         await self._watch(
-            self._ticker_source(symbol), partial(self._on_woken, symbol, stream), lambda: (stream,)
+            self._ticker_source(symbol), partial(self._on_ticker, symbol, stream), lambda: (stream,)
         )
 
     async def _watch_all_marks(self) -> None:
@@ -316,7 +316,8 @@ class MarketHub:
             except Exception as exc:
                 error = translated(exc, self.client)
             else:
-                retry.reset()
+                if retry.failures:  # a call saved at every mark while nothing fails
+                    retry.reset()
                 deliver(taken)
                 continue
             for stream in fed():
@@ -338,27 +339,18 @@ class MarketHub:
                 if ticker is None or ticker is self._delivered.get(symbol):
                     continue
                 stream = self._streams.get(symbol)
-                if stream is not None and self._newest(symbol, ticker) is ticker:
+                if stream is not None:
                     self._on_ticker(symbol, stream, ticker)
         finally:
             self.batching -= 1
 
-    def _on_woken(self, symbol: str, stream: SharedStream, ticker: Mapping[str, Any]) -> None:
-        """A symbol's watch woke with `ticker`: deliver the newest mark ccxt holds for the symbol."""
-        self._on_ticker(symbol, stream, self._newest(symbol, ticker))
-
-    def _newest(self, symbol: str, ticker: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The newer of `ticker` (what a watch returned) and ccxt's cached one for the symbol."""
-        tickers = getattr(self.client, "tickers", None)
-        cached: Mapping[str, Any] | None = tickers.get(symbol) if tickers else None
-        if cached is None or cached is ticker or mark_from_ticker(cached) is None:
-            return ticker
-        ours, theirs = ticker.get("timestamp"), cached.get("timestamp")
-        if ours is not None and theirs is not None and theirs < ours:
-            return ticker
-        return cached
-
     def _on_ticker(self, symbol: str, stream: SharedStream, ticker: Mapping[str, Any]) -> None:
+        """Deliver the newest mark ccxt holds for `symbol`: `ticker` (what its watch woke with, or ccxt's cached
+        one) or the cached one where that is newer."""
+        tickers = self.client.tickers
+        cached = tickers.get(symbol) if tickers else None
+        if cached is not None and cached is not ticker:
+            ticker = _newer(ticker, cached)
         if ticker is self._delivered.get(symbol):
             # Already delivered (by `refresh`): only the stream's freshness moves.
             stream.seen(time.monotonic(), _deliver)
@@ -370,7 +362,7 @@ class MarketHub:
         timestamp = ticker.get("timestamp")
         mark = MarkPrice(symbol, price, int(timestamp) if timestamp else now_ms())
         self._latest[symbol] = mark
-        for listener in tuple(stream.listeners):
+        for listener in stream.listeners:  # replaced, never changed in place: a listener may leave meanwhile
             _deliver(listener.deliver, mark)
         stream.seen(time.monotonic(), _deliver)
 
@@ -411,6 +403,16 @@ class MarketHub:
 async def _call(method: Callable[..., Any], *args: Any) -> Any:
     """One try, its error translated: metadata is asked for again by the feed's next reconciliation."""
     return await read(lambda: method(*args), client=getattr(method, "__self__", None), attempts=1)
+
+
+def _newer(ticker: Mapping[str, Any], cached: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The newer of `ticker` (what a watch returned) and ccxt's cached one for the same symbol."""
+    if mark_from_ticker(cached) is None:
+        return ticker
+    ours, theirs = ticker.get("timestamp"), cached.get("timestamp")
+    if ours is not None and theirs is not None and theirs < ours:
+        return ticker
+    return cached
 
 
 def _deliver(listener: MarkListener, event: MarkEvent) -> None:

@@ -239,7 +239,7 @@ class SharedStream:
 
     def __init__(self, name: str, now: float) -> None:
         self.clock = StreamClock(name, None, now)
-        self.listeners: list[Listener] = []
+        self.listeners: list[Listener] = []  # replaced on a change, never changed in place
         # Every listener has been told FRESH since the last change of anyone's state (a listener added, a
         # STALE or DOWN told): then data only moves the clock's times (`seen` runs at every mark).
         self._fresh_told = False
@@ -249,15 +249,16 @@ class SharedStream:
         return self.clock.name
 
     def add(self, deliver: Callable[[Any], None], stale_after_s: float) -> None:
-        self.listeners.append(Listener(deliver, stale_after_s))
+        # `listeners` is replaced, never changed in place, so a walk over it (every mark) needs no copy.
+        self.listeners = [*self.listeners, Listener(deliver, stale_after_s)]
         self._fresh_told = False
         self._rethreshold()
 
     def remove(self, deliver: Callable[[Any], None]) -> bool:
         """Forget one listener; True if it was there."""
-        for listener in self.listeners:
+        for index, listener in enumerate(self.listeners):
             if listener.deliver == deliver:
-                self.listeners.remove(listener)
+                self.listeners = self.listeners[:index] + self.listeners[index + 1 :]
                 self._rethreshold()
                 return True
         return False
@@ -275,7 +276,7 @@ class SharedStream:
         # Set before telling: a listener added by a delivery below (it clears the flag) is told on the next data.
         self._fresh_told = True
         fresh = None
-        for listener in tuple(self.listeners):
+        for listener in self.listeners:
             if listener.told is not Freshness.FRESH:
                 listener.told = Freshness.FRESH
                 fresh = fresh or StreamHealth(self.name, Freshness.FRESH, now_ms())
@@ -286,7 +287,7 @@ class SharedStream:
         self.clock.state = Freshness.DOWN
         self._fresh_told = False
         health = None
-        for listener in tuple(self.listeners):
+        for listener in self.listeners:
             if listener.told is not Freshness.DOWN:
                 listener.told = Freshness.DOWN
                 since = self.clock.silent_since_ms(time.monotonic())
@@ -298,7 +299,7 @@ class SharedStream:
     def check(self, now: float, send: Send) -> bool:
         """STALE to each listener whose own threshold the silence has passed; whether to reconnect now."""
         silent = now - self.clock.seen_at
-        for listener in tuple(self.listeners):
+        for listener in self.listeners:
             if silent > listener.stale_after_s and listener.told not in (Freshness.STALE, Freshness.DOWN):
                 listener.told = Freshness.STALE
                 self._fresh_told = False

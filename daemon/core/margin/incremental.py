@@ -47,7 +47,7 @@ from daemon.core.margin.terms import from_u, to_u
 from daemon.core.margin.walk import SegmentWalk
 from daemon.core.types import Account, AccountRisk, MarginMode, Position, PositionRisk
 
-_ONE = 1 << 1074  # every finite double is a whole number of 2**-1074
+EXACT_ONE = 1 << 1074  # every finite double is a whole number of 2**-1074
 
 
 class ExactSum:
@@ -66,20 +66,20 @@ class ExactSum:
 
     def add(self, term: float) -> None:
         if math.isfinite(term):
-            self._units += _units(term)
+            self._units += exact_units(term)
         else:
             self._odd.append(term)
 
     def remove(self, term: float) -> None:
         """Take away a term added before (the same float)."""
         if math.isfinite(term):
-            self._units -= _units(term)
+            self._units -= exact_units(term)
         else:
             self._odd.remove(term)  # list.remove matches the very object first, so a NaN is found too
 
     def replace(self, old: float, new: float) -> None:
         if math.isfinite(old) and math.isfinite(new):
-            self._units += _units(new) - _units(old)  # the common case, in one step
+            self._units += exact_units(new) - exact_units(old)  # the common case, in one step
         else:
             self.remove(old)
             self.add(new)
@@ -87,16 +87,16 @@ class ExactSum:
     def value(self) -> float:
         if self._odd:
             return math.fsum(self._odd)
-        return self._units / _ONE  # int / int is correctly rounded in CPython
+        return self._units / EXACT_ONE  # int / int is correctly rounded in CPython
 
     def plus(self, term: float) -> float:
         """The value with a finite `term` added, leaving the sum as it is."""
         if self._odd:
             return math.fsum(self._odd)
-        return (self._units + _units(term)) / _ONE
+        return (self._units + exact_units(term)) / EXACT_ONE
 
 
-def _units(term: float) -> int:
+def exact_units(term: float) -> int:
     """A finite float as a whole number of 2**-1074."""
     numerator, denominator = term.as_integer_ratio()  # denominator: a power of two, at most 2**1074
     return numerator << (1075 - denominator.bit_length())
