@@ -7,13 +7,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 import weakref
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon.app import collector as collector_module
-from daemon.app.collector import YOUNG_THRESHOLD, Collector
+from daemon.app.collector import (
+    BUSY_LATENESS_S,
+    YOUNG_PASS_AT_LATEST_S,
+    YOUNG_PASS_EVERY_S,
+    YOUNG_THRESHOLD,
+    Collector,
+    YoungPassTimer,
+)
 
 
 class Node:
@@ -34,6 +44,13 @@ def restored() -> Iterator[None]:
     yield
     gc.set_threshold(*thresholds)
     gc.unfreeze()
+
+
+def _hold_loop(seconds: float) -> None:
+    """Keep the event loop's thread busy (a long pass of the loop, as a burst of marks being decided makes)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 async def _settle() -> None:
@@ -118,6 +135,7 @@ async def test_a_young_pass_reclaims_what_was_dropped_since_the_last_and_freezes
 
 async def test_run_makes_young_passes_on_its_timer(restored: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(collector_module, "YOUNG_PASS_EVERY_S", 0.0)
+    monkeypatch.setattr(collector_module, "CHECK_EVERY_S", 0.0)
     collector = Collector(asyncio.get_running_loop())
     passed = asyncio.Event()
     young_pass = collector.young_pass
@@ -139,3 +157,72 @@ async def test_run_makes_young_passes_on_its_timer(restored: None, monkeypatch: 
         with contextlib.suppress(asyncio.CancelledError):
             await task
         collector.uninstall()
+
+
+async def test_a_busy_stretch_of_the_loop_is_followed_by_a_young_pass_at_once(
+    restored: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop held 50 ms (a burst of marks being decided): the first timely check after it makes the young pass,
+    an hour before the timer alone would."""
+    monkeypatch.setattr(collector_module, "YOUNG_PASS_EVERY_S", 3600.0)
+    monkeypatch.setattr(collector_module, "YOUNG_PASS_AT_LATEST_S", 3600.0)
+    collector = Collector(asyncio.get_running_loop())
+    passed = asyncio.Event()
+    young_pass = collector.young_pass
+
+    def counted() -> None:
+        young_pass()
+        passed.set()
+
+    monkeypatch.setattr(collector, "young_pass", counted)
+    collector.install()
+    task = asyncio.create_task(collector.run())
+    try:
+        await asyncio.sleep(0)  # the collector's first check is on the timer now
+        dropped = weakref.ref(_pair())
+        _hold_loop(0.05)  # that check comes due 30 ms late
+        await asyncio.wait_for(passed.wait(), 10.0)
+        assert dropped() is None
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        collector.uninstall()
+
+
+CHECKS = st.lists(
+    st.tuples(
+        st.floats(0.0, 0.3),  # the check's lateness (s)
+        st.floats(0.0, 0.06),  # how long the loop ran after it before the next check asked (s)
+    ),
+    max_size=300,
+)
+
+
+@settings(max_examples=300)
+@given(CHECKS)
+def test_young_passes_wait_for_an_idle_loop_follow_every_busy_stretch_and_are_never_far_apart(
+    checks: list[tuple[float, float]],
+) -> None:
+    """Over any run of the collector's checks, however late each comes: no pass while the loop is busy unless
+    one is `YOUNG_PASS_AT_LATEST_S` overdue; the first timely check after a busy one makes a pass; and an idle
+    loop gets one at least every `YOUNG_PASS_EVERY_S`."""
+    now = 0.0
+    timer = YoungPassTimer(now)
+    last_pass, busy_since_pass = now, False
+    for lateness, ran in checks:
+        now += collector_module.CHECK_EVERY_S + lateness
+        busy = lateness > BUSY_LATENESS_S
+        due = timer.due(now, lateness)
+        overdue = now - last_pass >= YOUNG_PASS_AT_LATEST_S
+        if busy and not overdue:
+            assert not due
+        if not busy and (busy_since_pass or now - last_pass >= YOUNG_PASS_EVERY_S):
+            assert due
+        if not due:
+            assert now - last_pass < YOUNG_PASS_AT_LATEST_S
+            busy_since_pass = busy_since_pass or busy
+        else:
+            last_pass, busy_since_pass = now, False
+            timer.passed(now)
+        now += ran
