@@ -36,10 +36,9 @@ class AccountSilences:
             if read is None:
                 return None
             self._keep(read, now)
-        known = self._known
-        return (
-            [s for s in known if s.until > now] if known else []
-        )  # most accounts have none (every mark asks)
+        if not self._known:
+            return []  # most accounts have none, and every mark asks
+        return [s for s in self._known if s.until > now]
 
     async def in_force(self, now: float) -> list[Silence]:
         if now >= self._read_at + self.every_s:
@@ -49,10 +48,7 @@ class AccountSilences:
                 read = None
             if read is not None:
                 self._keep(read, now)
-        known = self._known
-        return (
-            [s for s in known if s.until > now] if known else []
-        )  # most accounts have none (every mark asks)
+        return [s for s in self._known if s.until > now]
 
     def _keep(self, read: list[SilenceRecord], now: float) -> None:
         self._known = [Silence(s.account, s.symbol, s.until) for s in read if s.account == self.account_id]

@@ -101,31 +101,25 @@ async def built_off_the_loop(build: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(_BUILDER, build)
 
 
+# The fields of `ExchangeAccount` that identify it to the exchange (with `CREDENTIAL_KEYS` in its ccxt config).
+_CREDENTIAL_FIELDS = ("api_key", "secret", "password", "wallet_address", "private_key")
+
+
 def has_credentials(account: ExchangeAccount) -> bool:
     """Whether a client for `account` can open private streams (what `public_account` takes away)."""
-    return any(
-        value is not None
-        for value in (
-            account.api_key,
-            account.secret,
-            account.password,
-            account.wallet_address,
-            account.private_key,
-        )
-    ) or any(key in CREDENTIAL_KEYS for key in account.ccxt_config)
+    return any(getattr(account, name) is not None for name in _CREDENTIAL_FIELDS) or any(
+        key in CREDENTIAL_KEYS for key in account.ccxt_config
+    )
 
 
 def public_account(account: ExchangeAccount) -> ExchangeAccount:
     """`account` without anything that identifies it: the same exchange, mode and server (URL overrides,
     proxies, options, headers), no keys. What a client for public market data is built from."""
+    no_keys: dict[str, Any] = dict.fromkeys(_CREDENTIAL_FIELDS)
     return dataclasses.replace(
         account,
         account_id=f"{account.exchange}-{account.mode}-public",
-        api_key=None,
-        secret=None,
-        password=None,
-        wallet_address=None,
-        private_key=None,
+        **no_keys,
         ccxt_config={k: v for k, v in account.ccxt_config.items() if k not in CREDENTIAL_KEYS},
     )
 

@@ -9,7 +9,7 @@ import contextlib
 import gc
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -133,9 +133,9 @@ async def test_a_young_pass_reclaims_what_was_dropped_since_the_last_and_freezes
         collector.uninstall()
 
 
-async def test_run_makes_young_passes_on_its_timer(restored: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(collector_module, "YOUNG_PASS_EVERY_S", 0.0)
-    monkeypatch.setattr(collector_module, "CHECK_EVERY_S", 0.0)
+@contextlib.asynccontextmanager
+async def _running(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Collector, asyncio.Event]]:
+    """A collector installed and running, with an event set at each young pass it makes."""
     collector = Collector(asyncio.get_running_loop())
     passed = asyncio.Event()
     young_pass = collector.young_pass
@@ -148,15 +148,22 @@ async def test_run_makes_young_passes_on_its_timer(restored: None, monkeypatch: 
     collector.install()
     task = asyncio.create_task(collector.run())
     try:
-        dropped = weakref.ref(_pair())
-        await asyncio.wait_for(passed.wait(), 10.0)
-        assert dropped() is None
-        assert collector.full_passes == 0  # the full pass waits for its hour
+        yield collector, passed
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         collector.uninstall()
+
+
+async def test_run_makes_young_passes_on_its_timer(restored: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collector_module, "YOUNG_PASS_EVERY_S", 0.0)
+    monkeypatch.setattr(collector_module, "CHECK_EVERY_S", 0.0)
+    async with _running(monkeypatch) as (collector, passed):
+        dropped = weakref.ref(_pair())
+        await asyncio.wait_for(passed.wait(), 10.0)
+        assert dropped() is None
+        assert collector.full_passes == 0  # the full pass waits for its hour
 
 
 async def test_a_busy_stretch_of_the_loop_is_followed_by_a_young_pass_at_once(
@@ -166,28 +173,12 @@ async def test_a_busy_stretch_of_the_loop_is_followed_by_a_young_pass_at_once(
     an hour before the timer alone would."""
     monkeypatch.setattr(collector_module, "YOUNG_PASS_EVERY_S", 3600.0)
     monkeypatch.setattr(collector_module, "YOUNG_PASS_AT_LATEST_S", 3600.0)
-    collector = Collector(asyncio.get_running_loop())
-    passed = asyncio.Event()
-    young_pass = collector.young_pass
-
-    def counted() -> None:
-        young_pass()
-        passed.set()
-
-    monkeypatch.setattr(collector, "young_pass", counted)
-    collector.install()
-    task = asyncio.create_task(collector.run())
-    try:
+    async with _running(monkeypatch) as (_collector, passed):
         await asyncio.sleep(0)  # the collector's first check is on the timer now
         dropped = weakref.ref(_pair())
         _hold_loop(0.05)  # that check comes due 30 ms late
         await asyncio.wait_for(passed.wait(), 10.0)
         assert dropped() is None
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        collector.uninstall()
 
 
 CHECKS = st.lists(
